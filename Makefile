@@ -1,0 +1,105 @@
+# hugemm — build, test, benchmark, install.
+#
+#   make demo            build and run the demo (hugemm demo)
+#   make check           build and run the test suite (DEBUG=2)
+#   make check SAN=address,undefined   or   SAN=thread
+#   make bench           benchmarks against the host kernel and memset
+#   make install PREFIX=/usr/local
+#
+# DEBUG=0..3 selects the run-time checking (see src/base/base.h).
+
+PREFIX ?= /usr/local
+DEBUG ?= 1
+SAN ?=
+CC ?= cc
+
+comma := ,
+BUILD := build/$(if $(SAN),$(subst $(comma),-,$(SAN)),plain)-d$(DEBUG)
+
+URCU_CFLAGS := $(shell pkg-config --cflags liburcu-bp 2>/dev/null)
+URCU_LIBS := $(shell pkg-config --libs liburcu-bp 2>/dev/null || echo -lurcu-bp)
+
+CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes \
+	-Wno-missing-field-initializers -fno-strict-aliasing -pthread \
+	-DHM_DEBUG=$(DEBUG) $(URCU_CFLAGS)
+ifneq ($(SAN),)
+CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=$(SAN)
+endif
+LIB_CFLAGS := $(CFLAGS_BASE) -fPIC -fvisibility=hidden
+LDLIBS := $(URCU_LIBS) -pthread
+
+LIB_SRC := $(wildcard src/base/*.c src/phys/*.c src/pgtable/*.c src/mm/*.c src/mmu/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+HDRS := $(wildcard include/*.h src/*/*.h)
+
+UNIT := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*.c))
+INTEG := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/*.c))
+STRESS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/*.c))
+FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
+TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
+	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
+
+.PHONY: all lib tests demo check check-all bench install clean deps
+
+all: lib $(BUILD)/hugemm tests
+
+lib: deps $(BUILD)/libhugemm.a $(BUILD)/libhugemm.so
+
+deps:
+	@./tools/deps.sh
+
+$(BUILD)/%.o: %.c $(HDRS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/libhugemm.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libhugemm.so: $(LIB_OBJ)
+	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/hugemm: tools/hugemm.c $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libhugemm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+
+$(BUILD)/hmbench: bench/bench.c $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
+
+tests: $(TEST_BINS)
+
+demo: deps
+	@$(MAKE) --no-print-directory DEBUG=$(DEBUG) $(BUILD)/hugemm
+	$(BUILD)/hugemm demo
+
+# The suite runs with internal assertions on (DEBUG=2) unless told otherwise.
+check: deps
+	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) run-tests
+
+run-tests: $(TEST_BINS)
+	@SAN="$(SAN)" ./tests/run.sh $(TEST_BINS)
+
+# make check, then the same tests under both sanitizer builds (what CI runs)
+check-all:
+	$(MAKE) check
+	$(MAKE) check SAN=address,undefined
+	$(MAKE) check SAN=thread
+
+bench: deps
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench
+	build/plain-d0/hmbench $(BENCH_ARGS)
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/hugemm.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libhugemm.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libhugemm.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/hugemm $(DESTDIR)$(PREFIX)/bin/ 2>/dev/null || true
+	sed -e 's|@PREFIX@|$(PREFIX)|' hugemm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hugemm.pc
+
+clean:
+	rm -rf build

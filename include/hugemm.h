@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugemm — a user-space virtual-memory manager.
+ *
+ * hugemm owns a block of "physical" memory and manages address spaces on it
+ * with bit-exact x86-64 page tables: anonymous private memory backed by
+ * 4 KiB pages and transparent 2 MiB (PMD) and 1 GiB (PUD) huge pages.
+ *
+ * Conventions, for every call below:
+ *  - Return 0 or a negative errno (-EINVAL, -ENOMEM, -EFAULT, ...). errno is
+ *    never set, and bad input never aborts: it is rejected and changes nothing.
+ *  - PROT_*, MAP_* and MADV_* are the host's own values from <sys/mman.h>.
+ *  - Ranges are [addr, addr + len): start inclusive, end exclusive.
+ *  - "Context" says which threads may call; "Must not" lists what a caller
+ *    must not be doing at the time.  All calls may block (they take mutexes
+ *    and may wait for an RCU grace period); none may be called from a signal
+ *    handler.
+ */
+#ifndef HUGEMM_H
+#define HUGEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HM_API __attribute__((visibility("default")))
+#else
+#define HM_API
+#endif
+
+struct hm_system;
+struct hm_mm;
+
+/* Per-size transparent huge page policy, as in sysfs. */
+#define HM_THP_NEVER	0
+#define HM_THP_MADVISE	1	/* only in ranges given MADV_HUGEPAGE */
+#define HM_THP_ALWAYS	2	/* everywhere but MADV_NOHUGEPAGE ranges */
+
+/* Page tables for later splits: deposited when a huge page is mapped
+ * (eager: a split never allocates), or allocated at split time (lazy: a
+ * split may fail with -ENOMEM, and costs no memory until then). */
+#define HM_DEPOSIT_EAGER 0
+#define HM_DEPOSIT_LAZY	 1
+
+/* hm_config.flags */
+#define HM_CHECK	 0x1u	/* run hm_check() after every operation that
+				 * changes state (map calls, faults) */
+#define HM_POPULATE_ARENA 0x2u	/* touch all of physical memory at creation, so
+				 * the host backs it before the first fault */
+
+struct hm_config {
+	uint64_t phys_bytes;	/* size of physical memory; default 4 GiB */
+	unsigned nr_nodes;	/* memory nodes, for migration; default 1 */
+	unsigned levels;	/* page-table levels, 4 or 5; default 4 */
+	const char *swap_path;	/* swap file for reclaim, NULL = no swap */
+	uint64_t swap_bytes;	/* its size */
+	int thp_pud;		/* HM_THP_*; default HM_THP_MADVISE */
+	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
+	int deposit;		/* HM_DEPOSIT_EAGER (default) or HM_DEPOSIT_LAZY */
+	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA */
+};
+
+/*
+ * hm_config_default - fill @cfg with the defaults listed above.
+ * Context: any thread.
+ */
+HM_API void hm_config_default(struct hm_config *cfg);
+
+/*
+ * hm_system_create - create a machine: physical memory, allocator, policy.
+ * Returns -EINVAL for a config out of range (phys_bytes < 4 MiB or > 4 TiB,
+ * nr_nodes 0 or > 64 or leaving a node under 2 MiB, levels not 4 or 5,
+ * unknown policy or flag), -ENOMEM if the host refuses the memory.
+ * Context: any thread.
+ */
+HM_API int hm_system_create(const struct hm_config *cfg, struct hm_system **out);
+
+/*
+ * hm_system_destroy - destroy every address space left and free the machine.
+ * Must not: be called while any other thread uses @sys or one of its mms.
+ */
+HM_API void hm_system_destroy(struct hm_system *sys);
+
+/*
+ * hm_mm_create - a new, empty address space.
+ * Context: any thread, concurrently with calls on other mms of @sys.
+ */
+HM_API int hm_mm_create(struct hm_system *sys, struct hm_mm **out);
+
+/*
+ * hm_mm_destroy - unmap everything in @mm and free it; every frame and
+ * page table it used is free when this returns.
+ * Must not: be called while another thread uses @mm.
+ */
+HM_API void hm_mm_destroy(struct hm_mm *mm);
+
+/*
+ * hm_fork - copy @parent into a new address space (copy-on-write).
+ * Returns -ENOSYS until fork is implemented.
+ */
+HM_API int hm_fork(struct hm_mm *parent, struct hm_mm **child);
+
+/*
+ * hm_mmap - map anonymous private memory, as mmap(2).
+ * @flags must hold MAP_PRIVATE | MAP_ANONYMOUS and may add MAP_FIXED,
+ * MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_NORESERVE.  Without a fixed flag,
+ * @addr is a hint; a mapping of 1 GiB or more is placed 1 GiB-aligned, one
+ * of 2 MiB or more 2 MiB-aligned.  @len is rounded up to 4 KiB.
+ * Errors: -EINVAL (len 0, overflow, bad flags or prot, unaligned fixed
+ * address), -EEXIST (MAP_FIXED_NOREPLACE over a mapping), -ENOMEM (no room
+ * in the address space, or no memory for the bookkeeping), -EPERM (fixed
+ * address below 64 KiB).
+ * Context: any thread; serialises with other calls that change @mm.
+ */
+HM_API int hm_mmap(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot,
+		   int flags, uint64_t *out_addr);
+
+/*
+ * hm_munmap - as munmap(2). Unaligned @addr or len 0 is -EINVAL; unmapping
+ * nothing is 0.  Huge pages partly inside the range are split first (in
+ * lazy deposit mode that may fail with -ENOMEM, changing nothing).
+ */
+HM_API int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len);
+
+/*
+ * hm_mprotect - as mprotect(2): -EINVAL for unaligned @addr or unknown prot
+ * bits, -ENOMEM for a range with a hole (nothing is changed then).
+ */
+HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
+
+/*
+ * hm_madvise - MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTNEED (the range
+ * reads as zeros afterwards), MADV_DONTFORK, MADV_DOFORK.  Other advice is
+ * -EINVAL; a range with a hole is -ENOMEM and nothing is changed.
+ */
+HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice);
+
+/*
+ * hm_read / hm_write - access memory through the MMU (a per-thread
+ * software TLB), faulting pages in as a CPU would.  -EFAULT where a CPU
+ * would raise SIGSEGV (any byte unmapped, PROT_NONE, or a write to a
+ * read-only page): an access spanning pages is checked first and then
+ * changes nothing.  -ENOMEM when no memory is left to fault a page in.
+ * Context: any thread, concurrently with each other and with calls that
+ * change @mm (those wait for accesses already under way, like a TLB
+ * shootdown).
+ */
+HM_API int hm_read(struct hm_mm *mm, uint64_t va, void *buf, uint64_t len);
+HM_API int hm_write(struct hm_mm *mm, uint64_t va, const void *buf, uint64_t len);
+
+/* hm_migrate - move pages to another node. Returns -ENOSYS until migration
+ * is implemented. */
+HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node);
+
+struct hm_mapping {
+	uint64_t va;		/* start of the mapping that covers the address */
+	uint64_t size;		/* 4096, 2 MiB or 1 GiB; 0 if nothing is mapped */
+	uint64_t pa;		/* physical address of that mapping's first byte */
+	int prot;		/* PROT_* as the page table allows it now */
+	unsigned node;		/* memory node of the frame */
+	bool swapped;		/* not present: in swap */
+	unsigned mapcount;	/* mappings of this page across all address spaces */
+	bool exclusive;		/* mapped by this address space alone */
+};
+
+/*
+ * hm_query - what the page tables map at @va. 0 with size 0 where nothing
+ * is mapped. -EINVAL for a NULL argument or @va beyond the address space.
+ */
+HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
+
+/*
+ * hm_stat - read a counter by name (see README: /proc/vmstat names where
+ * one exists). Unknown names are -ENOENT.
+ */
+HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);
+
+/*
+ * hm_stat_name - the name of counter number @i, or NULL past the last one:
+ * for listing every counter.
+ */
+HM_API const char *hm_stat_name(unsigned i);
+
+/*
+ * hm_check - walk every table of every address space and verify the
+ * invariants (map counts, deposits, balances of frames, tables and RSS).
+ * Returns 0, or -EUCLEAN after printing what is wrong to stderr; -ENOMEM if
+ * it cannot get its scratch memory.
+ * Context: any thread; waits for operations under way on every mm.
+ */
+HM_API int hm_check(struct hm_system *sys);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HUGEMM_H */

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Locks that know their owner, so that a function can state its lock rule
+ * as its first statement: hm_assert_locked(&ptl).
+ *
+ * Lock order (take from top to bottom; never upwards):
+ *
+ *   sys->mms_lock                 (mutex: the list of mms; hm_check only)
+ *     mm->mmap_lock               (rwsem: VMAs; write for map changes,
+ *                                  read for faults)
+ *       mm->page_table_lock       (spin: entries of level >= 2 tables, PUD
+ *                                  leaves and the PUD-level deposit lists)
+ *         PMD table ptl           (spin, in the ptdesc: its entries and its
+ *                                  deposit list)
+ *           PTE table ptl         (spin, in the ptdesc: its entries)
+ *             ptcache->lock       (mutex: page-table cache)
+ *               node->lock        (mutex: buddy free lists of one node)
+ *
+ * An RCU read section (lock-free table walks, the software TLB's memory
+ * accesses) must never be held while taking mmap_lock: writers hold
+ * mmap_lock while they wait for a grace period.
+ */
+#ifndef HM_LOCK_H
+#define HM_LOCK_H
+
+#include <pthread.h>
+#include "base.h"
+
+/* A small nonzero number per thread, used as the owner mark in locks. */
+uint32_t hm_thread_token(void);
+
+/* Spinlock word: 0 when free, else the owner's thread token. Four bytes, so
+ * it fits in a page-table descriptor like the kernel's split ptl. */
+typedef uint32_t hm_spin_t;
+
+static inline void hm_spin_init(hm_spin_t *l) { *l = 0; }
+
+static inline void hm_spin_lock(hm_spin_t *l)
+{
+	uint32_t me = hm_thread_token();
+
+	for (;;) {
+		uint32_t expect = 0;
+
+		if (__atomic_compare_exchange_n(l, &expect, me, false,
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			return;
+		hm_assert(expect != me);	/* recursive locking */
+		while (__atomic_load_n(l, __ATOMIC_RELAXED))
+			__builtin_ia32_pause();
+	}
+}
+
+static inline void hm_spin_unlock(hm_spin_t *l)
+{
+	hm_assert_int(__atomic_load_n(l, __ATOMIC_RELAXED) == hm_thread_token());
+	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+static inline bool hm_spin_held(const hm_spin_t *l)
+{
+	return __atomic_load_n(l, __ATOMIC_RELAXED) == hm_thread_token();
+}
+
+/* Reader/writer lock that records its writer and counts its readers. */
+struct hm_rwsem {
+	pthread_rwlock_t rw;
+	uint32_t writer;	/* token of the writer, 0 if none */
+	int readers;
+};
+
+int hm_rwsem_init(struct hm_rwsem *s);
+void hm_rwsem_destroy(struct hm_rwsem *s);
+void hm_down_read(struct hm_rwsem *s);
+void hm_up_read(struct hm_rwsem *s);
+void hm_down_write(struct hm_rwsem *s);
+void hm_up_write(struct hm_rwsem *s);
+
+static inline bool hm_rwsem_write_held(struct hm_rwsem *s)
+{
+	return __atomic_load_n(&s->writer, __ATOMIC_RELAXED) == hm_thread_token();
+}
+
+/* Held for reading by someone, or for writing by this thread. A reader is
+ * not told apart from other readers; that is enough to catch a caller that
+ * forgot the lock altogether. */
+static inline bool hm_rwsem_held(struct hm_rwsem *s)
+{
+	return hm_rwsem_write_held(s) || __atomic_load_n(&s->readers, __ATOMIC_RELAXED) > 0;
+}
+
+#define hm_assert_locked(l)	  hm_assert_int(hm_spin_held(l))
+#define hm_assert_rwsem_held(s)	  hm_assert_int(hm_rwsem_held(s))
+#define hm_assert_write_locked(s) hm_assert_int(hm_rwsem_write_held(s))
+
+#endif /* HM_LOCK_H */

@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hm_check: the invariant walker.
+ *
+ * With every mm locked for writing, walk every table of every mm and every
+ * deposit, recount from scratch what the descriptors and counters claim,
+ * then scan all frame descriptors: each frame must belong to exactly one
+ * owner (a free block, a folio, a table in use, a table waiting for a grace
+ * period, a free slot of the page-table cache), and the totals must balance.
+ * The scratch array is a fresh anonymous mapping, so the parts for frames
+ * that no table maps cost nothing.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "mm.h"
+
+#define MAX_REPORTS 20
+
+struct shadow {			/* per frame, recounted from the tables */
+	uint32_t pte, pmd, whole, total;
+	uint32_t id[2], cnt[2];
+	uint8_t table, overflow;
+};
+
+struct chk {
+	struct hm_system *sys;
+	struct hm_phys *ph;
+	struct shadow *sh;
+	int errors;
+	uint64_t tables, deposited;	/* all mms */
+	uint64_t leaves[3];		/* all mms */
+	uint64_t mm_tables, mm_leaves[3];
+};
+
+__attribute__((format(printf, 2, 3)))
+static void report(struct chk *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->errors++ >= MAX_REPORTS)
+		return;
+	va_start(ap, fmt);
+	fputs("hm_check: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static bool table_ok(struct chk *c, uint32_t pfn, unsigned level, uint64_t owner, uint8_t how)
+{
+	if (pfn >= c->ph->nr_frames) {
+		report(c, "table pfn %#x out of range", pfn);
+		return false;
+	}
+	struct hm_page *pg = hm_pfn_page(c->ph, pfn);
+	if (!(pg->flags & PG_TABLE) || pg->pt_level != level || pg->owner != owner) {
+		report(c, "pfn %#x: not a level-%u table of mm %llu (flags %#x level %u owner %llu)",
+		       pfn, level, (unsigned long long)owner, pg->flags, pg->pt_level,
+		       (unsigned long long)pg->owner);
+		return false;
+	}
+	if (c->sh[pfn].table) {
+		report(c, "table %#x reached twice", pfn);
+		return false;
+	}
+	c->sh[pfn].table = how;
+	c->mm_tables++;
+	return true;
+}
+
+static void check_zero_table(struct chk *c, uint32_t pfn)
+{
+	const hm_pte_t *e = hm_pt_entries(c->ph, pfn);
+
+	for (unsigned i = 0; i < HM_PTRS; i++) {
+		if (e[i]) {
+			report(c, "deposited table %#x has entry %u = %#llx", pfn, i, (unsigned long long)e[i]);
+			return;
+		}
+	}
+}
+
+/* The deposit list of @holder (a table of @level), and for PUD tables the
+ * lists of the PMD tables on it. Returns its length. */
+static uint32_t check_deposits(struct chk *c, uint32_t holder, unsigned level, uint64_t owner)
+{
+	uint32_t n = 0;
+
+	for (uint32_t t = hm_pfn_page(c->ph, holder)->pt.deposit_head; t != HM_PFN_NONE;
+	     t = hm_pfn_page(c->ph, t)->pt.deposit_next) {
+		if (!table_ok(c, t, level - 1, owner, 2))
+			return n;
+		check_zero_table(c, t);
+		n++;
+		c->deposited++;
+		if (level == 2) {
+			uint32_t sub = check_deposits(c, t, 1, owner);
+
+			if (sub != HM_PTRS)
+				report(c, "deposited PMD table %#x holds %u PTE tables, not 512", t, sub);
+		}
+	}
+	if (n != hm_pfn_page(c->ph, holder)->pt.nr_deposited)
+		report(c, "table %#x: %u deposits on the list, nr_deposited %u",
+		       holder, n, hm_pfn_page(c->ph, holder)->pt.nr_deposited);
+	return n;
+}
+
+static void shadow_slots(struct shadow *s, uint32_t id)
+{
+	for (int i = 0; i < 2; i++)
+		if (s->cnt[i] && s->id[i] == id) {
+			s->cnt[i]++;
+			return;
+		}
+	for (int i = 0; i < 2; i++)
+		if (!s->cnt[i]) {
+			s->id[i] = id;
+			s->cnt[i] = 1;
+			return;
+		}
+	s->overflow = 1;
+}
+
+static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned level, uint64_t va)
+{
+	struct hm_phys *ph = c->ph;
+	uint64_t size = hm_level_size(level);
+	uint32_t pfn = pt_pfn(e, level);
+	const struct hm_vma *v = hm_vma_lookup(mm, va);
+
+	if (!v || va + size > v->end) {
+		report(c, "mm %llu: leaf at %#llx (size %#llx) outside any VMA",
+		       (unsigned long long)mm->id, (unsigned long long)va, (unsigned long long)size);
+		return;
+	}
+	if (pt_present(e) != (v->prot != PROT_NONE) || ((e & HM_PTE_RW) && pt_present(e) && !(v->prot & PROT_WRITE)))
+		report(c, "mm %llu: leaf at %#llx = %#llx disagrees with VMA prot %d",
+		       (unsigned long long)mm->id, (unsigned long long)va, (unsigned long long)e, v->prot);
+	if ((pfn & ((size >> HM_PAGE_SHIFT) - 1)) || pfn + (size >> HM_PAGE_SHIFT) > ph->nr_frames) {
+		report(c, "leaf at %#llx: frame %#x misaligned or out of range", (unsigned long long)va, pfn);
+		return;
+	}
+	struct hm_page *pg = hm_pfn_page(ph, pfn);
+	if (!(pg->flags & (PG_HEAD | PG_TAIL)) || pg->order < level * HM_PMD_ORDER) {
+		report(c, "leaf at %#llx maps frame %#x that is no folio of order >= %u (flags %#x)",
+		       (unsigned long long)va, pfn, level * HM_PMD_ORDER, pg->flags);
+		return;
+	}
+	uint32_t head = hm_folio_head(ph, pfn);
+	unsigned order = hm_pfn_page(ph, head)->order;
+
+	if (level == 0)
+		c->sh[pfn].pte++;
+	else if (level * HM_PMD_ORDER == order)
+		c->sh[head].whole++;
+	else
+		c->sh[pfn].pmd++;
+	c->sh[head].total++;
+	shadow_slots(&c->sh[head], (uint32_t)mm->id);
+	c->mm_leaves[level]++;
+}
+
+static void walk(struct chk *c, struct hm_mm *mm, uint32_t table, unsigned level, uint64_t base)
+{
+	const hm_pte_t *t = hm_pt_entries(c->ph, table);
+	uint64_t size = hm_level_size(level);
+	uint32_t huge = 0;
+
+	for (unsigned i = 0; i < HM_PTRS; i++) {
+		hm_pte_t e = t[i];
+		uint64_t va = base + i * size;
+
+		if (pt_none(e))
+			continue;
+		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {
+			if (e & ~(HM_PTE_ADDR | HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_A))
+				report(c, "link at level %u, va %#llx has stray bits: %#llx",
+				       level, (unsigned long long)va, (unsigned long long)e);
+			if (table_ok(c, pt_pfn(e, level), level - 1, mm->id, 1))
+				walk(c, mm, pt_pfn(e, level), level - 1, va);
+		} else if (pt_mapped(e) && level <= 2) {
+			check_leaf(c, mm, e, level, va);
+			huge += level > 0;
+		} else {
+			report(c, "unexpected entry %#llx at level %u, va %#llx",
+			       (unsigned long long)e, level, (unsigned long long)va);
+		}
+	}
+	if (level == 1 || level == 2) {
+		uint32_t dep = check_deposits(c, table, level, mm->id);
+		uint32_t want = c->sys->cfg.deposit == HM_DEPOSIT_EAGER ? huge : 0;
+
+		if (dep != want)
+			report(c, "level-%u table %#x: %u huge leaves but %u deposits", level, table, huge, dep);
+	}
+}
+
+static void check_mm(struct chk *c, struct hm_mm *mm)
+{
+	c->mm_tables = 0;
+	for (int l = 0; l < 3; l++)
+		c->mm_leaves[l] = 0;
+	for (size_t i = 0; i < mm->nr_vmas; i++) {
+		const struct hm_vma *v = &mm->vmas[i];
+
+		if (v->start >= v->end || (v->start | v->end) & (HM_PAGE_SIZE - 1) ||
+		    v->start < HM_MIN_ADDR || v->end > c->sys->task_size ||
+		    (i && mm->vmas[i - 1].end > v->start))
+			report(c, "mm %llu: bad VMA %zu [%#llx, %#llx)", (unsigned long long)mm->id,
+			       i, (unsigned long long)v->start, (unsigned long long)v->end);
+	}
+	if (table_ok(c, mm->root, c->sys->top, mm->id, 1))
+		walk(c, mm, mm->root, c->sys->top, 0);
+	if (c->mm_tables != mm->nr_tables)
+		report(c, "mm %llu: %llu tables found, nr_tables says %llu", (unsigned long long)mm->id,
+		       (unsigned long long)c->mm_tables, (unsigned long long)mm->nr_tables);
+	for (int l = 0; l < 3; l++) {
+		if (c->mm_leaves[l] != mm->nr_leaf[l])
+			report(c, "mm %llu: %llu level-%d leaves found, counter says %llu",
+			       (unsigned long long)mm->id, (unsigned long long)c->mm_leaves[l], l,
+			       (unsigned long long)mm->nr_leaf[l]);
+		c->leaves[l] += c->mm_leaves[l];
+	}
+	c->tables += c->mm_tables;
+}
+
+static void check_folio(struct chk *c, uint32_t head)
+{
+	struct hm_phys *ph = c->ph;
+	struct hm_page *h = hm_pfn_page(ph, head);
+	struct shadow *s = &c->sh[head];
+	uint32_t n = 1u << h->order;
+
+	if (!s->total)
+		report(c, "folio %#x (order %u) is mapped nowhere: leaked", head, h->order);
+	if ((uint32_t)h->large_mapcount != s->total || (h->order && (uint32_t)h->entire_mapcount != s->whole))
+		report(c, "folio %#x: large/entire mapcount %d/%d, tables say %u/%u", head,
+		       h->large_mapcount, h->entire_mapcount, s->total, s->whole);
+	for (uint32_t i = 0; i < n; i++) {
+		struct hm_page *pg = &h[i];
+
+		if (i && (pg->flags != PG_TAIL || pg->order != h->order)) {
+			report(c, "folio %#x: frame %#x is not its tail", head, head + i);
+			return;
+		}
+		if ((uint32_t)pg->mapcount != c->sh[head + i].pte ||
+		    (h->order == HM_PUD_ORDER && !(i % HM_PTRS) && (uint32_t)pg->pmd_mapcount != c->sh[head + i].pmd))
+			report(c, "frame %#x: mapcount %d pmd_mapcount %d, tables say %u/%u", head + i,
+			       pg->mapcount, pg->pmd_mapcount, c->sh[head + i].pte, c->sh[head + i].pmd);
+	}
+	if (h->flags & PG_MAYBE_SHARED)
+		return;
+	if (s->overflow) {
+		report(c, "folio %#x: mapped by more than two mms but not marked maybe-shared", head);
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		bool found = !s->cnt[i];
+
+		for (int j = 0; j < 2 && !found; j++)
+			found = h->mm_count[j] == (int32_t)s->cnt[i] && h->mm_id[j] == s->id[i];
+		if (!found || (int32_t)(s->cnt[0] + s->cnt[1]) != h->mm_count[0] + h->mm_count[1])
+			report(c, "folio %#x: mm slots (%u:%d, %u:%d) do not match the tables (%u:%u, %u:%u)",
+			       head, h->mm_id[0], h->mm_count[0], h->mm_id[1], h->mm_count[1],
+			       s->id[0], s->cnt[0], s->id[1], s->cnt[1]);
+	}
+}
+
+struct totals {
+	uint64_t free, folio, tables, pending, slots;
+};
+
+static int count_free(void *arg, uint32_t pfn, unsigned order)
+{
+	(void)pfn;
+	((struct totals *)arg)->free += 1ull << order;
+	return 0;
+}
+
+static void scan_frames(struct chk *c, struct totals *t)
+{
+	struct hm_phys *ph = c->ph;
+	uint64_t buddy = 0;
+
+	for (uint32_t pfn = 0; pfn < ph->nr_frames;) {
+		struct hm_page *pg = hm_pfn_page(ph, pfn);
+
+		if (pg->flags & PG_BUDDY) {
+			buddy += 1ull << pg->order;
+			pfn += 1u << pg->order;
+		} else if (pg->flags & PG_HEAD) {
+			check_folio(c, pfn);
+			t->folio += 1ull << pg->order;
+			pfn += 1u << pg->order;
+		} else {
+			if (pg->flags & PG_TABLE) {
+				t->tables++;
+				if (!c->sh[pfn].table)
+					report(c, "table %#x (level %u, owner %llu) is reachable from no mm",
+					       pfn, pg->pt_level, (unsigned long long)pg->owner);
+			} else if (pg->flags & PG_PT_PENDING) {
+				t->pending++;
+			} else if (pg->flags & PG_PT_FREE) {
+				t->slots++;
+#if HM_DEBUG >= 3
+				check_zero_table(c, pfn);
+#endif
+			} else {
+				report(c, "frame %#x (flags %#x) belongs to nobody", pfn, pg->flags);
+			}
+			pfn++;
+		}
+	}
+	if (buddy != t->free)
+		report(c, "free lists hold %llu frames, descriptors mark %llu",
+		       (unsigned long long)t->free, (unsigned long long)buddy);
+}
+
+static void check_balances(struct chk *c, const struct totals *t)
+{
+	struct hm_system *sys = c->sys;
+	struct hm_ptcache *pc = &sys->pc;
+	uint64_t sum = t->free + t->folio + t->tables + t->pending + t->slots;
+
+	if (sum != sys->phys.nr_frames)
+		report(c, "frames: %llu free + %llu folio + %llu table + %llu pending + %llu cached = %llu, not %u",
+		       (unsigned long long)t->free, (unsigned long long)t->folio,
+		       (unsigned long long)t->tables, (unsigned long long)t->pending,
+		       (unsigned long long)t->slots, (unsigned long long)sum, sys->phys.nr_frames);
+	if (t->free != sys->phys.nr_free)
+		report(c, "nr_free %llu, free lists %llu", (unsigned long long)sys->phys.nr_free,
+		       (unsigned long long)t->free);
+	if (t->tables != c->tables || pc->nr_tables != c->tables)
+		report(c, "tables: %llu marked, %llu reachable, nr_tables %llu",
+		       (unsigned long long)t->tables, (unsigned long long)c->tables,
+		       (unsigned long long)pc->nr_tables);
+	if (pc->nr_deposited != c->deposited)
+		report(c, "nr_deposited %llu, found %llu", (unsigned long long)pc->nr_deposited,
+		       (unsigned long long)c->deposited);
+	if (pc->nr_pending != t->pending || pc->nr_free_slots != t->slots)
+		report(c, "cache: pending %llu/%llu, free slots %llu/%llu",
+		       (unsigned long long)pc->nr_pending, (unsigned long long)t->pending,
+		       (unsigned long long)pc->nr_free_slots, (unsigned long long)t->slots);
+	if (sys->nr_anon_frames != t->folio)
+		report(c, "nr_anon_pages %llu, folios hold %llu", (unsigned long long)sys->nr_anon_frames,
+		       (unsigned long long)t->folio);
+	for (int l = 0; l < 3; l++)
+		if (sys->nr_leaf[l] != c->leaves[l])
+			report(c, "system level-%d leaves %llu, found %llu", l,
+			       (unsigned long long)sys->nr_leaf[l], (unsigned long long)c->leaves[l]);
+}
+
+int hm_check(struct hm_system *sys)
+{
+	if (!sys)
+		return -EINVAL;
+	struct chk c = { .sys = sys, .ph = &sys->phys };
+	struct totals t = { 0 };
+
+	size_t sh_len = (size_t)sys->phys.nr_frames * sizeof(*c.sh);
+	c.sh = mmap(NULL, sh_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c.sh == MAP_FAILED)
+		return -ENOMEM;
+	pthread_mutex_lock(&sys->mms_lock);
+	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
+		hm_down_write(&mm->mmap_lock);
+	pthread_mutex_lock(&sys->pc.lock);
+	hm_phys_lock_all(&sys->phys);
+
+	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
+		check_mm(&c, mm);
+	if (hm_phys_for_each_free(&sys->phys, count_free, &t))
+		report(&c, "a free list is corrupt (loop or wrong length)");
+	scan_frames(&c, &t);
+	check_balances(&c, &t);
+
+	hm_phys_unlock_all(&sys->phys);
+	pthread_mutex_unlock(&sys->pc.lock);
+	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
+		hm_up_write(&mm->mmap_lock);
+	pthread_mutex_unlock(&sys->mms_lock);
+	munmap(c.sh, sh_len);
+	if (c.errors > MAX_REPORTS)
+		fprintf(stderr, "hm_check: ... %d problems in all\n", c.errors);
+	return c.errors ? -EUCLEAN : 0;
+}
+
+int hm_check_enabled(struct hm_system *sys, int ret)
+{
+	if (HM_DEBUG >= 3 || (sys->cfg.flags & HM_CHECK)) {
+		int r = hm_check(sys);
+
+		if (r && !ret)
+			return r;
+	}
+	return ret;
+}

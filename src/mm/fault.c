@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page faults. The largest page that the VMA, the alignment, the per-size
+ * policy and the allocator allow: 1 GiB, then 2 MiB, then 4 KiB.
+ *
+ * Everything a fault needs (the folio, zeroed, and in eager mode its
+ * deposit) is allocated before the entry's lock is taken; under the lock
+ * the entry is checked again, and the loser of a race frees what it
+ * allocated, which nobody else has seen.
+ */
+#include "mm.h"
+
+int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out)
+{
+	hm_pte_t b = pt_prot_bits(v->prot) | HM_PTE_A;
+
+	if (write)
+		b |= HM_PTE_D;
+	*out = b;
+	return 0;
+}
+
+static bool thp_allowed(const struct hm_vma *v, int policy)
+{
+	if (policy == HM_THP_NEVER || (v->flags & VM_NOHUGEPAGE))
+		return false;
+	return policy == HM_THP_ALWAYS || (v->flags & VM_HUGEPAGE);
+}
+
+static bool huge_fits(const struct hm_vma *v, uint64_t va, uint64_t size)
+{
+	uint64_t base = HM_ALIGN_DOWN(va, size);
+
+	return base >= v->start && base + size <= v->end;
+}
+
+/*
+ * Make sure *slot (an entry of a table of level @level >= 1) links to a
+ * table of level - 1. Returns its pfn, or HM_PFN_NONE if a huge leaf (or a
+ * non-present huge entry) sits there, or -ENOMEM through *err.
+ */
+static uint32_t ensure_table(struct hm_mm *mm, hm_pte_t *slot, unsigned level, int *err)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	hm_pte_t e = pt_get(slot);
+
+	if (pt_present(e) && !pt_leaf(e, level))
+		return pt_pfn(e, level);
+	if (!pt_none(e))
+		return HM_PFN_NONE;
+
+	uint32_t table = hm_mm_pt_alloc(mm, level - 1);
+	if (table == HM_PFN_NONE) {
+		*err = -ENOMEM;
+		return HM_PFN_NONE;
+	}
+	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
+	hm_spin_lock(lock);
+	e = pt_get(slot);
+	if (pt_none(e))
+		pt_set(slot, pt_mk_table(table));
+	hm_spin_unlock(lock);
+	if (!pt_none(e)) {
+		hm_mm_pt_free_unused(mm, table);
+		if (pt_present(e) && !pt_leaf(e, level))
+			return pt_pfn(e, level);
+		return HM_PFN_NONE;
+	}
+	return table;
+}
+
+/* The tables a huge leaf of @level deposits (eager mode): one PTE table for
+ * a PMD leaf; a PMD table holding 512 PTE tables for a PUD leaf. */
+static uint32_t deposit_prepare(struct hm_mm *mm, unsigned level)
+{
+	struct hm_ptcache *pc = &mm->sys->pc;
+	uint32_t t = hm_mm_pt_alloc(mm, level - 1);
+
+	if (level == 1 || t == HM_PFN_NONE)
+		return t;
+	for (unsigned i = 0; i < HM_PTRS; i++) {
+		uint32_t pte = hm_mm_pt_alloc(mm, 0);
+
+		if (pte == HM_PFN_NONE) {
+			while ((pte = hm_pt_withdraw(pc, t)) != HM_PFN_NONE)
+				hm_mm_pt_free_unused(mm, pte);
+			hm_mm_pt_free_unused(mm, t);
+			return HM_PFN_NONE;
+		}
+		hm_pt_deposit(pc, t, pte);
+	}
+	return t;
+}
+
+static void deposit_discard(struct hm_mm *mm, uint32_t t)
+{
+	uint32_t pte;
+
+	while ((pte = hm_pt_withdraw(&mm->sys->pc, t)) != HM_PFN_NONE)
+		hm_mm_pt_free_unused(mm, pte);
+	hm_mm_pt_free_unused(mm, t);
+}
+
+/*
+ * Try to map a huge page of @level (1 or 2) at the empty *slot.
+ * Returns 0 when mapped (by us or a racing fault), 1 to go on with smaller
+ * pages.
+ */
+static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
+		      unsigned level, uint64_t va, bool write)
+{
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	int policy = level == 2 ? sys->cfg.thp_pud : sys->cfg.thp_pmd;
+	unsigned order = level * HM_PMD_ORDER;
+	uint32_t deposit = HM_PFN_NONE;
+
+	if (!pt_none(pt_get(slot)) || !thp_allowed(v, policy) ||
+	    !huge_fits(v, va, hm_level_size(level)))
+		return 1;
+
+	uint32_t folio = hm_folio_alloc(mm, order, false);
+	if (folio != HM_PFN_NONE && sys->cfg.deposit == HM_DEPOSIT_EAGER) {
+		deposit = deposit_prepare(mm, level);
+		if (deposit == HM_PFN_NONE) {
+			hm_folio_free_unmapped(mm, folio);
+			folio = HM_PFN_NONE;
+		}
+	}
+	if (folio == HM_PFN_NONE) {
+		hm_count(sys, HM_STAT_thp_fault_fallback);
+		hm_count(sys, level == 2 ? HM_STAT_pud_fault_fallback : HM_STAT_pmd_fault_fallback);
+		return 1;
+	}
+	hm_zero_pages(ph, folio, order);
+
+	hm_pte_t prot;
+	hm_leaf_prot_bits(v, write, &prot);
+	uint32_t table = hm_slot_table(ph, slot);
+	hm_spin_t *lock = hm_mm_table_lock(mm, table);
+	bool won = false;
+
+	hm_spin_lock(lock);
+	if (pt_none(pt_get(slot))) {
+		if (deposit != HM_PFN_NONE)
+			hm_pt_deposit(&sys->pc, table, deposit);
+		hm_folio_add_map(mm, folio, level);
+		pt_set(slot, pt_mk_leaf(folio, level, prot));
+		won = true;
+	}
+	hm_spin_unlock(lock);
+	if (!won) {
+		if (deposit != HM_PFN_NONE)
+			deposit_discard(mm, deposit);
+		hm_folio_free_unmapped(mm, folio);
+		return pt_mapped(pt_get(slot)) && pt_leaf(pt_get(slot), level) ? 0 : 1;
+	}
+	hm_count(sys, HM_STAT_thp_fault_alloc);
+	hm_count(sys, level == 2 ? HM_STAT_pud_fault_alloc : HM_STAT_pmd_fault_alloc);
+	return 0;
+}
+
+static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, bool write)
+{
+	struct hm_phys *ph = mm_phys(mm);
+
+	if (!pt_none(pt_get(slot)))
+		return 0;
+	uint32_t folio = hm_folio_alloc(mm, 0, true);
+	if (folio == HM_PFN_NONE)
+		return -ENOMEM;
+
+	hm_pte_t prot;
+	hm_leaf_prot_bits(v, write, &prot);
+	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
+	bool won = false;
+
+	hm_spin_lock(lock);
+	if (pt_none(pt_get(slot))) {
+		hm_folio_add_map(mm, folio, 0);
+		pt_set(slot, pt_mk_leaf(folio, 0, prot));
+		won = true;
+	}
+	hm_spin_unlock(lock);
+	if (!won)
+		hm_folio_free_unmapped(mm, folio);
+	return 0;
+}
+
+/*
+ * A leaf is already mapped at @va: either another thread faulted it in
+ * (spurious: retry), or the access is not allowed by the leaf.
+ */
+static int fault_mapped(const struct hm_vma *v, hm_pte_t e, bool write)
+{
+	if (!pt_present(e))
+		return -EFAULT;		/* PROT_NONE leaf (or swap: not yet) */
+	/* Without fork, a writable VMA has writable leaves (mprotect keeps
+	 * them in step), so a read-only leaf here means the VMA forbids it. */
+	if (write && !pt_writable(e))
+		return -EFAULT;
+	(void)v;
+	return 0;
+}
+
+int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
+{
+	hm_assert_rwsem_held(&mm->mmap_lock);
+	struct hm_phys *ph = mm_phys(mm);
+	const struct hm_vma *v = hm_vma_lookup(mm, va);
+	int err = 0;
+
+	if (!v || v->prot == PROT_NONE || (write && !(v->prot & PROT_WRITE)))
+		return -EFAULT;
+	hm_count(mm->sys, HM_STAT_pgfault);
+
+	uint32_t table = mm->root;
+	for (unsigned level = mm->sys->top; level > 0; level--) {
+		hm_pte_t *slot = hm_pt_entries(ph, table) + hm_level_index(va, level);
+
+		if (level <= 2 && fault_huge(mm, v, slot, level, va, write) == 0)
+			return fault_mapped(v, pt_get(slot), write);
+		table = ensure_table(mm, slot, level, &err);
+		if (err)
+			return err;
+		if (table == HM_PFN_NONE)	/* a huge leaf is there */
+			return fault_mapped(v, pt_get(slot), write);
+	}
+	hm_pte_t *slot = hm_pt_entries(ph, table) + hm_level_index(va, 0);
+	err = fault_pte(mm, v, slot, write);
+	return err ? err : fault_mapped(v, pt_get(slot), write);
+}
+
+int hm_fault(struct hm_mm *mm, uint64_t va, bool write)
+{
+	hm_down_read(&mm->mmap_lock);
+	int r = hm_fault_locked(mm, va, write);
+	hm_up_read(&mm->mmap_lock);
+	return r;
+}

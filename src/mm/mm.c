@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Systems and address spaces: creation, teardown, statistics.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mm.h"
+
+void hm_config_default(struct hm_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->phys_bytes = 4ull << 30;
+	cfg->nr_nodes = 1;
+	cfg->levels = 4;
+	cfg->thp_pud = HM_THP_MADVISE;
+	cfg->thp_pmd = HM_THP_ALWAYS;
+	cfg->deposit = HM_DEPOSIT_EAGER;
+}
+
+static bool config_valid(const struct hm_config *c)
+{
+	uint64_t frames = c->phys_bytes >> HM_PAGE_SHIFT;
+
+	return c->phys_bytes >= (4ull << 20) && c->phys_bytes <= (4ull << 40) &&
+	       c->nr_nodes >= 1 && c->nr_nodes <= 64 &&
+	       frames / c->nr_nodes >= HM_PTRS &&
+	       (c->levels == 4 || c->levels == 5) &&
+	       c->thp_pud >= HM_THP_NEVER && c->thp_pud <= HM_THP_ALWAYS &&
+	       c->thp_pmd >= HM_THP_NEVER && c->thp_pmd <= HM_THP_ALWAYS &&
+	       (c->deposit == HM_DEPOSIT_EAGER || c->deposit == HM_DEPOSIT_LAZY) &&
+	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA));
+}
+
+int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
+{
+	if (!cfg || !out || !config_valid(cfg))
+		return -EINVAL;
+	struct hm_system *sys = calloc(1, sizeof(*sys));
+	if (!sys)
+		return -ENOMEM;
+	sys->cfg = *cfg;
+	sys->cfg.phys_bytes = HM_ALIGN_DOWN(cfg->phys_bytes, HM_PAGE_SIZE);
+	sys->top = cfg->levels - 1;
+	/* The lower half of the canonical space, less its last page. */
+	sys->task_size = (1ull << (hm_level_shift(sys->top) + 8)) - HM_PAGE_SIZE;
+	int r = hm_phys_init(&sys->phys, sys->cfg.phys_bytes, cfg->nr_nodes,
+			     cfg->flags & HM_POPULATE_ARENA);
+	if (r) {
+		free(sys);
+		return r;
+	}
+	r = hm_ptcache_init(&sys->pc, &sys->phys, cfg->deposit == HM_DEPOSIT_LAZY);
+	if (r) {
+		hm_phys_fini(&sys->phys);
+		free(sys);
+		return r;
+	}
+	pthread_mutex_init(&sys->mms_lock, NULL);
+	*out = sys;
+	return 0;
+}
+
+void hm_system_destroy(struct hm_system *sys)
+{
+	if (!sys)
+		return;
+	while (sys->mms)
+		hm_mm_destroy(sys->mms);
+	hm_rcu_barrier();
+	hm_ptcache_fini(&sys->pc);
+	pthread_mutex_destroy(&sys->mms_lock);
+	hm_phys_fini(&sys->phys);
+	free(sys);
+}
+
+int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
+{
+	static uint64_t next_id = 1;
+
+	if (!sys || !out)
+		return -EINVAL;
+	struct hm_mm *mm = hm_calloc(&sys->phys.fail, 1, sizeof(*mm));
+	if (!mm)
+		return -ENOMEM;
+	mm->sys = sys;
+	mm->id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+	if (hm_rwsem_init(&mm->mmap_lock)) {
+		free(mm);
+		return -ENOMEM;
+	}
+	hm_spin_init(&mm->page_table_lock);
+	/* hm_check holds mms_lock while it walks: it must never see the root
+	 * table before the mm is on the list, nor after it is off. */
+	pthread_mutex_lock(&sys->mms_lock);
+	mm->root = hm_mm_pt_alloc(mm, sys->top);
+	if (mm->root == HM_PFN_NONE) {
+		pthread_mutex_unlock(&sys->mms_lock);
+		hm_rwsem_destroy(&mm->mmap_lock);
+		free(mm);
+		return -ENOMEM;
+	}
+	mm->next = sys->mms;
+	mm->prev = NULL;
+	if (sys->mms)
+		sys->mms->prev = mm;
+	sys->mms = mm;
+	sys->nr_mms++;
+	pthread_mutex_unlock(&sys->mms_lock);
+	*out = mm;
+	return hm_check_enabled(sys, 0);
+}
+
+void hm_mm_destroy(struct hm_mm *mm)
+{
+	if (!mm)
+		return;
+	struct hm_system *sys = mm->sys;
+	uint64_t top_va = hm_level_size(sys->top + 1);
+	struct hm_gather g;
+
+	pthread_mutex_lock(&sys->mms_lock);
+	hm_down_write(&mm->mmap_lock);
+	hm_mm_gather_init(mm, &g);
+	hm_zap_range(mm, &g, 0, top_va);
+	mm->nr_vmas = 0;
+	hm_free_pgtables(mm, &g, 0, top_va);
+	hm_gather_flush(&g);
+	hm_gather_finish(&g);
+	hm_assert(mm->nr_tables == 1);
+	hm_mm_pt_free_unused(mm, mm->root);	/* a grace period has passed */
+	hm_up_write(&mm->mmap_lock);
+	if (mm->prev)
+		mm->prev->next = mm->next;
+	else
+		sys->mms = mm->next;
+	if (mm->next)
+		mm->next->prev = mm->prev;
+	sys->nr_mms--;
+	pthread_mutex_unlock(&sys->mms_lock);
+	/* Tables freed earlier through call_rcu are back before we return. */
+	hm_rcu_barrier();
+	hm_rwsem_destroy(&mm->mmap_lock);
+	free(mm->vmas);
+	free(mm);
+	hm_check_enabled(sys, 0);
+}
+
+int hm_fork(struct hm_mm *parent, struct hm_mm **child)
+{
+	(void)parent, (void)child;
+	return -ENOSYS;
+}
+
+int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)
+{
+	(void)mm, (void)addr, (void)len, (void)node;
+	return -ENOSYS;
+}
+
+static const char *const stat_names[HM_NR_STATS] = {
+#define X(n) [HM_STAT_##n] = #n,
+	HM_EVENT_STATS(X)
+	HM_COMPUTED_STATS(X)
+#undef X
+};
+
+const char *hm_stat_name(unsigned i)
+{
+	return i < HM_NR_STATS ? stat_names[i] : NULL;
+}
+
+static uint64_t stat_computed(struct hm_system *sys, unsigned id)
+{
+	struct hm_ptcache *pc = &sys->pc;
+
+	switch (id) {
+	case HM_STAT_nr_free_pages:
+		return hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&pc->nr_free_slots);
+	case HM_STAT_pgtable_bytes:	return hm_load_relaxed(&pc->nr_tables) << HM_PAGE_SHIFT;
+	case HM_STAT_pgtable_deposited:	return hm_load_relaxed(&pc->nr_deposited);
+	case HM_STAT_nr_anon_pages:	return hm_load_relaxed(&sys->nr_anon_frames);
+	case HM_STAT_nr_anon_pte:	return hm_load_relaxed(&sys->nr_leaf[0]);
+	case HM_STAT_nr_anon_pmd:	return hm_load_relaxed(&sys->nr_leaf[1]);
+	case HM_STAT_nr_anon_pud:	return hm_load_relaxed(&sys->nr_leaf[2]);
+	case HM_STAT_nr_mms:		return hm_load_relaxed(&sys->nr_mms);
+	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
+	}
+	return 0;
+}
+
+int hm_stat(struct hm_system *sys, const char *name, uint64_t *value)
+{
+	if (!sys || !name || !value)
+		return -EINVAL;
+	for (unsigned i = 0; i < HM_NR_STATS; i++) {
+		if (!stat_names[i] || strcmp(stat_names[i], name))
+			continue;
+		*value = i < HM_NR_EVENTS ? hm_load_relaxed(&sys->events[i]) : stat_computed(sys, i);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+void hm__fail_arm(struct hm_system *sys, long nth, bool persistent)
+{
+	hm_fail_arm(&sys->phys.fail, nth, persistent);
+}
+
+long hm__fail_hits(struct hm_system *sys)
+{
+	return hm_load_relaxed(&sys->phys.fail.hits);
+}

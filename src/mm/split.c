@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Splitting huge leaves: PUD -> 512 PMD leaves -> 512 PTEs each.
+ *
+ * Eager mode takes the tables from the deposits: the PMD table deposited
+ * with a PUD leaf becomes the new PMD table, and it already holds one PTE
+ * table per PMD leaf; a PMD leaf's PTE table comes from its PMD table's
+ * list. Nothing is allocated, so a split cannot fail. Lazy mode allocates
+ * the (at most four) tables an operation's two boundaries need before it
+ * changes anything, and counts them in split_alloc.
+ *
+ * The old leaf is cleared before the new table is built, so a walker that
+ * races with us faults and waits on mmap_lock (held for writing here)
+ * instead of setting A/D bits in an entry we are about to drop.
+ */
+#include "mm.h"
+
+static uint32_t take_table(struct hm_mm *mm, uint32_t holder, struct hm_split_tables *st)
+{
+	uint32_t t = hm_pt_withdraw(&mm->sys->pc, holder);
+
+	if (t != HM_PFN_NONE)
+		return t;
+	hm_assert(st && st->n > 0);
+	hm_count(mm->sys, HM_STAT_split_alloc);
+	return st->pfn[--st->n];
+}
+
+/* Context: the lock of @holder, the table that contains *slot. */
+static void split_leaf_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
+			      unsigned level, struct hm_split_tables *st)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	hm_assert_locked(hm_mm_table_lock(mm, holder));
+	hm_pte_t old = pt_get_and_clear(slot);
+	uint32_t pfn = pt_pfn(old, level);
+	uint32_t child = take_table(mm, holder, st);
+	struct hm_page *cd = hm_pfn_page(ph, child);
+	hm_pte_t *t = hm_pt_entries(ph, child);
+	/* Keep permission, A and D; the frame and (below PMD) PS change. */
+	hm_pte_t bits = old & ~(HM_PTE_ADDR | (level == 1 ? HM_PTE_PS : 0));
+	uint64_t step = level == 2 ? HM_PTRS : 1;
+
+	hm_assert(pt_mapped(old) && level >= 1);
+	cd->pt_level = (uint8_t)(level - 1);
+	cd->owner = mm->id;
+	for (unsigned i = 0; i < HM_PTRS; i++)
+		t[i] = bits | ((uint64_t)(pfn + i * step) << HM_PAGE_SHIFT);
+	hm_folio_split_map(mm, pfn, level);
+	pt_set(slot, pt_mk_table(child));
+	hm_count(mm->sys, level == 2 ? HM_STAT_thp_split_pud : HM_STAT_thp_split_pmd);
+}
+
+/* The slot of the leaf covering @addr at @level, if a mapped huge leaf of
+ * exactly that level is there. */
+static hm_pte_t *huge_slot(struct hm_mm *mm, uint64_t addr, unsigned want)
+{
+	unsigned level;
+	hm_pte_t *slot = hm_pt_walk(mm_phys(mm), mm->root, mm->sys->top, addr, &level);
+
+	return level == want && pt_mapped(pt_get(slot)) ? slot : NULL;
+}
+
+static void split_one(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st)
+{
+	uint32_t holder = hm_slot_table(mm_phys(mm), slot);
+	hm_spin_t *lock = hm_mm_table_lock(mm, holder);
+
+	hm_spin_lock(lock);
+	split_leaf_locked(mm, slot, holder, level, st);
+	hm_spin_unlock(lock);
+}
+
+void hm_split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st)
+{
+	hm_assert_write_locked(&mm->mmap_lock);
+	hm_pte_t *slot;
+
+	if (addr & (HM_PUD_SIZE - 1) && (slot = huge_slot(mm, addr, 2)))
+		split_one(mm, slot, 2, st);
+	if (addr & (HM_PMD_SIZE - 1) && (slot = huge_slot(mm, addr, 1)))
+		split_one(mm, slot, 1, st);
+}
+
+/* Tables that splitting at @addr will need in lazy mode. */
+static unsigned split_need(struct hm_mm *mm, uint64_t addr)
+{
+	if (huge_slot(mm, addr, 2))
+		return (addr & (HM_PUD_SIZE - 1)) ? 1 + !!(addr & (HM_PMD_SIZE - 1)) : 0;
+	return (addr & (HM_PMD_SIZE - 1)) && huge_slot(mm, addr, 1) ? 1 : 0;
+}
+
+int hm_split_prepare(struct hm_mm *mm, uint64_t a, uint64_t b, struct hm_split_tables *st)
+{
+	hm_assert_write_locked(&mm->mmap_lock);
+	st->n = 0;
+	if (mm->sys->cfg.deposit != HM_DEPOSIT_LAZY)
+		return 0;
+	unsigned need = split_need(mm, a) + (b != a ? split_need(mm, b) : 0);
+
+	while (st->n < need) {
+		uint32_t t = hm_mm_pt_alloc(mm, 0);
+
+		if (t == HM_PFN_NONE) {
+			hm_split_done(mm, st);
+			return -ENOMEM;
+		}
+		st->pfn[st->n++] = t;
+	}
+	return 0;
+}
+
+void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st)
+{
+	while (st->n)
+		hm_mm_pt_free_unused(mm, st->pfn[--st->n]);
+}
+
+int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level)
+{
+	struct hm_split_tables st;
+	hm_pte_t *slot;
+	int r = 0;
+
+	hm_down_write(&mm->mmap_lock);
+	st.n = 0;
+	if ((slot = huge_slot(mm, addr, 2))) {
+		if (mm->sys->cfg.deposit == HM_DEPOSIT_LAZY) {
+			r = -EOPNOTSUPP;
+			goto out;
+		}
+		split_one(mm, slot, 2, NULL);
+		if (level == 0) {
+			uint64_t base = HM_ALIGN_DOWN(addr, HM_PUD_SIZE);
+			for (unsigned i = 0; i < HM_PTRS; i++)
+				split_one(mm, huge_slot(mm, base + i * HM_PMD_SIZE, 1), 1, NULL);
+		}
+	} else if ((slot = huge_slot(mm, addr, 1)) && level == 0) {
+		if (hm_split_prepare(mm, addr | HM_PAGE_SIZE, addr | HM_PAGE_SIZE, &st)) {
+			r = -ENOMEM;
+			goto out;
+		}
+		split_one(mm, slot, 1, &st);
+	} else {
+		r = -ENOENT;
+	}
+out:
+	hm_split_done(mm, &st);
+	hm_up_write(&mm->mmap_lock);
+	return r;
+}

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * An mm's page tables: allocation with per-mm accounting, which lock
+ * guards which table, and the range walker that zap and mprotect share.
+ */
+#include "mm.h"
+
+uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level)
+{
+	uint32_t pfn = hm_pt_alloc(&mm->sys->pc, level, mm->id);
+
+	if (pfn != HM_PFN_NONE)
+		hm_add(&mm->nr_tables, 1);
+	return pfn;
+}
+
+/* A table that was never published. */
+void hm_mm_pt_free_unused(struct hm_mm *mm, uint32_t pfn)
+{
+	hm_sub(&mm->nr_tables, 1);
+	hm_pt_free(&mm->sys->pc, pfn);
+}
+
+void hm_mm_pt_unlink(struct hm_mm *mm, struct hm_gather *g, uint32_t pfn)
+{
+	hm_sub(&mm->nr_tables, 1);
+	hm_gather_table(g, pfn);
+}
+
+/* Entries of level >= 2 tables are guarded by the mm's page_table_lock;
+ * PMD and PTE tables carry their own. */
+hm_spin_t *hm_mm_table_lock(struct hm_mm *mm, uint32_t table)
+{
+	struct hm_page *pg = hm_pfn_page(mm_phys(mm), table);
+
+	return pg->pt_level >= 2 ? &mm->page_table_lock : &pg->pt.ptl;
+}
+
+struct walk {
+	struct hm_mm *mm;
+	uint64_t start, end;
+	hm_leaf_fn fn;
+	void *arg;
+};
+
+static void walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t base)
+{
+	struct hm_phys *ph = mm_phys(w->mm);
+	hm_pte_t *t = hm_pt_entries(ph, table);
+	uint64_t size = hm_level_size(level);
+	uint64_t lo = HM_MAX(w->start, base), hi = HM_MIN(w->end, base + size * HM_PTRS);
+	hm_spin_t *lock = hm_mm_table_lock(w->mm, table);
+	bool take = level < 2;	/* page_table_lock is taken once, at the top */
+
+	if (take)
+		hm_spin_lock(lock);
+	for (unsigned i = hm_level_index(lo, level); lo < hi; i++) {
+		uint64_t va = base + (uint64_t)i * size;
+		hm_pte_t e = pt_get(&t[i]);
+
+		lo = va + size;
+		if (pt_none(e))
+			continue;
+		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {
+			walk_table(w, pt_pfn(e, level), level - 1, va);
+			continue;
+		}
+		if (pt_mapped(e)) {
+			hm_assert(va >= w->start && va + size <= w->end);
+			w->fn(w->mm, &t[i], level, va, w->arg);
+		}
+	}
+	if (take)
+		hm_spin_unlock(lock);
+}
+
+void hm_walk_leaves(struct hm_mm *mm, uint64_t start, uint64_t end, hm_leaf_fn fn, void *arg)
+{
+	struct walk w = { mm, start, end, fn, arg };
+
+	hm_assert_write_locked(&mm->mmap_lock);
+	if (start >= end)
+		return;
+	hm_spin_lock(&mm->page_table_lock);
+	walk_table(&w, mm->root, mm->sys->top, 0);
+	hm_spin_unlock(&mm->page_table_lock);
+}

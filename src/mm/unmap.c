@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Removing mappings (zap) and the page tables they leave empty.
+ */
+#include "mm.h"
+
+static void zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
+{
+	struct hm_gather *g = arg;
+	struct hm_phys *ph = mm_phys(mm);
+	struct hm_ptcache *pc = &mm->sys->pc;
+	uint32_t holder = hm_slot_table(ph, slot);
+	hm_pte_t old = pt_get_and_clear(slot);
+	uint32_t pfn = pt_pfn(old, level), t;
+
+	(void)va;
+	if (level >= 1 && (t = hm_pt_withdraw(pc, holder)) != HM_PFN_NONE) {
+		uint32_t pte;
+
+		while (level == 2 && (pte = hm_pt_withdraw(pc, t)) != HM_PFN_NONE)
+			hm_mm_pt_unlink(mm, g, pte);
+		hm_mm_pt_unlink(mm, g, t);
+	}
+	if (hm_folio_remove_map(mm, pfn, level))
+		hm_gather_folio(g, hm_folio_head(ph, pfn));
+	hm_gather_flush(g);
+}
+
+void hm_zap_range(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end)
+{
+	hm_walk_leaves(mm, start, end, zap_leaf, g);
+}
+
+/* Unlink and free everything below @table (level @level), which nobody can
+ * reach any more: no VMA covers any of it. */
+static void free_subtree(struct hm_mm *mm, struct hm_gather *g, uint32_t table, unsigned level)
+{
+	hm_pte_t *t = hm_pt_entries(mm_phys(mm), table);
+
+	for (unsigned i = 0; level > 0 && i < HM_PTRS; i++) {
+		hm_pte_t e = pt_get(&t[i]);
+
+		if (pt_none(e))
+			continue;
+		hm_assert(pt_present(e) && !pt_leaf(e, level));
+		pt_set(&t[i], 0);
+		free_subtree(mm, g, pt_pfn(e, level), level - 1);
+	}
+#if HM_DEBUG >= 2
+	for (unsigned i = 0; level == 0 && i < HM_PTRS; i++)
+		hm_assert_int(pt_none(t[i]));
+#endif
+	hm_mm_pt_unlink(mm, g, table);
+}
+
+struct span {
+	uint64_t start, end, floor, ceiling;
+};
+
+static void free_tables(struct hm_mm *mm, struct hm_gather *g, uint32_t table,
+			unsigned level, uint64_t base, const struct span *s)
+{
+	hm_pte_t *t = hm_pt_entries(mm_phys(mm), table);
+	uint64_t size = hm_level_size(level);
+	uint64_t lo = HM_MAX(s->start, base), hi = HM_MIN(s->end, base + size * HM_PTRS);
+
+	for (unsigned i = hm_level_index(lo, level); lo < hi; i++) {
+		uint64_t va = base + (uint64_t)i * size;
+		hm_pte_t e = pt_get(&t[i]);
+
+		lo = va + size;
+		if (!pt_present(e) || pt_leaf(e, level))
+			continue;
+		if (va >= s->floor && va + size <= s->ceiling) {
+			hm_spin_t *lock = hm_mm_table_lock(mm, table);
+			bool take = level < 2;
+
+			if (take)
+				hm_spin_lock(lock);
+			pt_set(&t[i], 0);
+			if (take)
+				hm_spin_unlock(lock);
+			free_subtree(mm, g, pt_pfn(e, level), level - 1);
+		} else if (level > 1) {
+			free_tables(mm, g, pt_pfn(e, level), level - 1, va, s);
+		}
+	}
+}
+
+/* Free the tables that served only [start, end), which no VMA covers now:
+ * a table is freed when its whole span lies between the VMAs around the
+ * range (the kernel's floor and ceiling). */
+void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end)
+{
+	hm_assert_write_locked(&mm->mmap_lock);
+	size_t i = hm_vma_index(mm, start);
+	struct span s = {
+		.start = start, .end = end,
+		.floor = i > 0 ? mm->vmas[i - 1].end : 0,
+		.ceiling = i < mm->nr_vmas ? mm->vmas[i].start : hm_level_size(mm->sys->top + 1),
+	};
+
+	hm_assert(s.floor <= start && s.ceiling >= end);
+	hm_spin_lock(&mm->page_table_lock);
+	free_tables(mm, g, mm->root, mm->sys->top, 0, &s);
+	hm_spin_unlock(&mm->page_table_lock);
+}
+
+int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end)
+{
+	hm_assert_write_locked(&mm->mmap_lock);
+	struct hm_split_tables st;
+	struct hm_gather g;
+	int r;
+
+	if (!hm_vma_overlaps(mm, start, end))
+		return 0;
+	if ((r = hm_vma_reserve(mm, 2)) || (r = hm_split_prepare(mm, start, end, &st)))
+		return r;
+	hm_vma_split_at(mm, start);
+	hm_vma_split_at(mm, end);
+	hm_split_at(mm, start, &st);
+	hm_split_at(mm, end, &st);
+	hm_mm_gather_init(mm, &g);
+	hm_zap_range(mm, &g, start, end);
+	hm_vma_remove_range(mm, start, end);
+	hm_free_pgtables(mm, &g, start, end);
+	hm_gather_finish(&g);
+	hm_split_done(mm, &st);
+	return 0;
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The software TLB: per thread, up to four address spaces at once (like
+ * PCIDs), each with direct-mapped arrays for 4 KiB, 2 MiB and 1 GiB
+ * translations.
+ *
+ * An entry is valid only while its gen equals the mm's tlb_gen: any change
+ * that removes or narrows a present mapping bumps tlb_gen, which flushes
+ * every thread's entries for that mm at once, and then waits for an RCU
+ * grace period, which waits for every access already using an old entry.
+ * An entry allows writes only once the leaf's dirty bit is set, so that the
+ * first write through a translation filled by a read sets D, as a CPU does.
+ */
+#ifndef HM_MMU_TLB_H
+#define HM_MMU_TLB_H
+
+#include "../mm/mm.h"
+
+#define TLB_4K 256u
+#define TLB_2M 32u
+#define TLB_1G 4u
+#define TLB_CTXS 4u
+
+struct tlb_entry {
+	uint64_t tag;		/* (va >> shift) + 1; 0 = empty */
+	uint64_t gen;		/* mm->tlb_gen when filled */
+	uint8_t *host;		/* host address of the page's first byte */
+	uint64_t writable;	/* RW and D set in the leaf */
+};
+
+struct tlb_ctx {
+	uint64_t mm_id;		/* 0 = unused */
+	struct tlb_entry e4k[TLB_4K], e2m[TLB_2M], e1g[TLB_1G];
+};
+
+struct tlb {
+	struct tlb_ctx *ctx[TLB_CTXS];	/* most recently used first */
+	struct tlb_ctx store[TLB_CTXS];
+};
+
+/* This thread's context for @mm, or NULL if its TLB cannot be allocated. */
+struct tlb_ctx *hm_tlb_ctx(struct hm_mm *mm);
+
+static inline struct tlb_entry *tlb_slot(struct tlb_ctx *c, unsigned level, uint64_t va)
+{
+	uint64_t vpn = va >> hm_level_shift(level);
+
+	switch (level) {
+	case 0:  return &c->e4k[vpn % TLB_4K];
+	case 1:  return &c->e2m[vpn % TLB_2M];
+	default: return &c->e1g[vpn % TLB_1G];
+	}
+}
+
+/* A host pointer for @va, with *avail bytes to the end of its page, or
+ * NULL on a miss. */
+static inline uint8_t *tlb_lookup(struct tlb_ctx *c, uint64_t va, uint64_t gen, bool write,
+				  uint64_t *avail)
+{
+	for (unsigned level = 0; level < 3; level++) {
+		const struct tlb_entry *e = tlb_slot(c, level, va);
+		uint64_t off = va & (hm_level_size(level) - 1);
+
+		if (e->tag == (va >> hm_level_shift(level)) + 1 && e->gen == gen &&
+		    (!write || e->writable)) {
+			*avail = hm_level_size(level) - off;
+			return e->host + off;
+		}
+	}
+	return NULL;
+}
+
+#endif /* HM_MMU_TLB_H */

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The x86-64 page-table entry format (4- and 5-level paging), behind generic
+ * names so that the rest of hugemm never touches a bit by number.
+ *
+ *  bit  0 P     present              bit  7 PS   leaf at level 1/2 (PAT at 0)
+ *  bit  1 RW    writable             bit  8 G    global
+ *  bit  2 US    user                 bits 9-11   software (see below)
+ *  bit  3 PWT, 4 PCD  caching        bits 12-51  frame (21-51 / 30-51 for
+ *  bit  5 A     accessed                         2 MiB / 1 GiB leaves)
+ *  bit  6 D     dirty (leaves)       bit 63 NX   no execute
+ *
+ * Non-present entries that are not zero:
+ *  - PROT_NONE leaves keep their frame with P clear and HM_PTE_PROTNONE set
+ *    (the kernel's _PAGE_PROTNONE idea: the hardware faults, we still know
+ *    what is mapped);
+ *  - swap and migration entries: P clear, PROTNONE clear, type in bits 1-5,
+ *    offset in bits 12-57. Types 0..29 are swap devices, 30 and 31 are
+ *    migration entries (read / write).
+ */
+#ifndef HM_PGTABLE_ENTRY_H
+#define HM_PGTABLE_ENTRY_H
+
+#include <sys/mman.h>
+
+#include "../base/base.h"
+
+typedef uint64_t hm_pte_t;
+
+#define HM_PTE_P	(1ull << 0)
+#define HM_PTE_RW	(1ull << 1)
+#define HM_PTE_US	(1ull << 2)
+#define HM_PTE_PWT	(1ull << 3)
+#define HM_PTE_PCD	(1ull << 4)
+#define HM_PTE_A	(1ull << 5)
+#define HM_PTE_D	(1ull << 6)
+#define HM_PTE_PS	(1ull << 7)
+#define HM_PTE_G	(1ull << 8)
+#define HM_PTE_SW1	(1ull << 9)
+#define HM_PTE_SW2	(1ull << 10)
+#define HM_PTE_SW3	(1ull << 11)
+#define HM_PTE_NX	(1ull << 63)
+#define HM_PTE_ADDR	0x000ffffffffff000ull	/* bits 12-51 */
+
+/* A PROT_NONE leaf: P is clear, the frame is still ours. */
+#define HM_PTE_PROTNONE HM_PTE_SW1
+
+#define HM_SWP_TYPE_SHIFT	1
+#define HM_SWP_TYPE_MASK	0x1full
+#define HM_SWP_OFFSET_SHIFT	12
+#define HM_SWP_OFFSET_BITS	46
+#define HM_SWP_MIGRATION_READ	30u
+#define HM_SWP_MIGRATION_WRITE	31u
+
+/* Bits that carry through a split or a protection change. */
+#define HM_PTE_KEEP	(HM_PTE_A | HM_PTE_D)
+
+static inline unsigned hm_level_shift(unsigned level) { return HM_PAGE_SHIFT + 9 * level; }
+static inline uint64_t hm_level_size(unsigned level) { return 1ull << hm_level_shift(level); }
+static inline unsigned hm_level_index(uint64_t va, unsigned level)
+{
+	return (unsigned)(va >> hm_level_shift(level)) & (HM_PTRS - 1);
+}
+
+static inline bool pt_none(hm_pte_t e) { return e == 0; }
+static inline bool pt_present(hm_pte_t e) { return e & HM_PTE_P; }
+static inline bool pt_protnone(hm_pte_t e) { return !(e & HM_PTE_P) && (e & HM_PTE_PROTNONE); }
+/* Something is mapped here (present, or PROT_NONE). */
+static inline bool pt_mapped(hm_pte_t e) { return pt_present(e) || pt_protnone(e); }
+static inline bool pt_is_swp(hm_pte_t e) { return e && !pt_mapped(e); }
+
+/* Does this mapped entry at @level map memory (rather than a table)? */
+static inline bool pt_leaf(hm_pte_t e, unsigned level)
+{
+	return level == 0 || (e & HM_PTE_PS);
+}
+
+static inline uint32_t pt_pfn(hm_pte_t e, unsigned level)
+{
+	uint64_t addr = e & HM_PTE_ADDR;
+
+	if (level > 0 && (e & HM_PTE_PS))	/* bit 12 is PAT in a huge leaf */
+		addr &= ~((1ull << hm_level_shift(level)) - 1);
+	return (uint32_t)(addr >> HM_PAGE_SHIFT);
+}
+
+/* Upper-level entry pointing at a table: user, writable, executable; the
+ * leaf decides. Accessed is preset so the walker never writes it back. */
+static inline hm_pte_t pt_mk_table(uint32_t pfn)
+{
+	return ((uint64_t)pfn << HM_PAGE_SHIFT) | HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_A;
+}
+
+/* The permission bits of a leaf for PROT_* @prot. PROT_WRITE implies
+ * read (x86 cannot express write-only); no PROT_* at all is PROT_NONE. */
+static inline hm_pte_t pt_prot_bits(int prot)
+{
+	if (!(prot & (PROT_READ | PROT_WRITE | PROT_EXEC)))
+		return HM_PTE_PROTNONE | HM_PTE_NX;
+	hm_pte_t b = HM_PTE_P | HM_PTE_US;
+	if (prot & PROT_WRITE)
+		b |= HM_PTE_RW;
+	if (!(prot & PROT_EXEC))
+		b |= HM_PTE_NX;
+	return b;
+}
+
+static inline hm_pte_t pt_mk_leaf(uint32_t pfn, unsigned level, hm_pte_t prot_bits)
+{
+	hm_pte_t e = ((uint64_t)pfn << HM_PAGE_SHIFT) | prot_bits;
+
+	if (level > 0)
+		e |= HM_PTE_PS;
+	return e;
+}
+
+/* Replace the permission bits of a mapped leaf, keeping frame, A and D. */
+static inline hm_pte_t pt_modify_prot(hm_pte_t e, hm_pte_t prot_bits)
+{
+	const hm_pte_t perm = HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_NX | HM_PTE_PROTNONE;
+
+	return (e & ~perm) | prot_bits;
+}
+
+static inline int pt_prot(hm_pte_t e)
+{
+	if (!pt_present(e))
+		return PROT_NONE;
+	int p = PROT_READ;
+	if (e & HM_PTE_RW)
+		p |= PROT_WRITE;
+	if (!(e & HM_PTE_NX))
+		p |= PROT_EXEC;
+	return p;
+}
+
+static inline bool pt_writable(hm_pte_t e) { return (e & (HM_PTE_P | HM_PTE_RW)) == (HM_PTE_P | HM_PTE_RW); }
+
+static inline hm_pte_t pt_mk_swp(unsigned type, uint64_t offset)
+{
+	return ((uint64_t)(type & HM_SWP_TYPE_MASK) << HM_SWP_TYPE_SHIFT) |
+	       ((offset & ((1ull << HM_SWP_OFFSET_BITS) - 1)) << HM_SWP_OFFSET_SHIFT) |
+	       (1ull << 58);	/* never zero, even for type 0 offset 0 */
+}
+static inline unsigned pt_swp_type(hm_pte_t e) { return (unsigned)((e >> HM_SWP_TYPE_SHIFT) & HM_SWP_TYPE_MASK); }
+static inline uint64_t pt_swp_offset(hm_pte_t e)
+{
+	return (e >> HM_SWP_OFFSET_SHIFT) & ((1ull << HM_SWP_OFFSET_BITS) - 1);
+}
+static inline bool pt_is_migration(hm_pte_t e)
+{
+	return pt_is_swp(e) && pt_swp_type(e) >= HM_SWP_MIGRATION_READ;
+}
+
+/* Entries are read by lock-free walkers, so every access is atomic. */
+static inline hm_pte_t pt_get(const hm_pte_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void pt_set(hm_pte_t *p, hm_pte_t e) { __atomic_store_n(p, e, __ATOMIC_RELEASE); }
+static inline hm_pte_t pt_get_and_clear(hm_pte_t *p) { return __atomic_exchange_n(p, 0, __ATOMIC_ACQ_REL); }
+static inline bool pt_cmpxchg(hm_pte_t *p, hm_pte_t old, hm_pte_t new)
+{
+	return __atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+/* Change a present entry without losing an A/D update made by a walker
+ * between our read and our write. */
+static inline hm_pte_t pt_update(hm_pte_t *p, hm_pte_t clear, hm_pte_t set)
+{
+	hm_pte_t old = pt_get(p);
+
+	while (!__atomic_compare_exchange_n(p, &old, (old & ~clear) | set, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		;
+	return old;
+}
+
+#endif /* HM_PGTABLE_ENTRY_H */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pgtable: page-table pages (the ptdesc view of a descriptor), the cache
+ * they come from, deposits, RCU-deferred freeing, and walkers.
+ *
+ * Invariants:
+ *  - A table page is PG_TABLE from hm_pt_alloc() to hm_pt_free(), and only
+ *    then; free tables are all zero, so allocation never zeroes.
+ *  - cache: nr_free_pages contribution = nr_free_slots; for every 2 MiB
+ *    block, blk_used = slots that are PG_TABLE or PG_PT_PENDING.
+ *  - nr_tables = tables allocated and not yet freed (deposits included);
+ *    nr_deposited = tables that sit on some deposit list.
+ *  - Deposit lists are single-linked through pt.deposit_next; a table's own
+ *    list starts at pt.deposit_head. A PMD table deposited under a PUD leaf
+ *    keeps its 512 PTE tables on its own list while it is itself on its PUD
+ *    table's list: the two fields never overlap.
+ */
+#ifndef HM_PGTABLE_H
+#define HM_PGTABLE_H
+
+#include "../phys/phys.h"
+#include "entry.h"
+#include "rcu.h"
+
+struct hm_ptcache {
+	struct hm_phys *ph;
+	pthread_mutex_t lock;
+	uint32_t free_head;	/* free slots, lru-linked; lock */
+	uint64_t nr_free_slots;	/* lock (read racily for statistics) */
+	uint64_t nr_empty_blocks; /* blocks with no slot in use; lock */
+	uint16_t *blk_used;	/* per 2 MiB block of the arena; lock */
+	uint64_t nr_tables;	/* atomic */
+	uint64_t nr_pending;	/* tables waiting for a grace period; lock */
+	uint64_t nr_deposited;	/* atomic */
+	uint64_t nr_single;	/* tables outside blocks (fallback); atomic */
+	bool lazy;		/* deposits are made at split time */
+};
+
+int hm_ptcache_init(struct hm_ptcache *pc, struct hm_phys *ph, bool lazy);
+void hm_ptcache_fini(struct hm_ptcache *pc);
+/* Give every empty 2 MiB block back to the buddy allocator: called when a
+ * data allocation fails. Returns the frames released. */
+uint64_t hm_ptcache_shrink(struct hm_ptcache *pc);
+
+/* A zeroed table of @level owned by mm @owner, or HM_PFN_NONE. */
+uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
+/* Free a table that no walker can reach (it was never published, or a
+ * grace period has passed since it was unlinked). It must be all zero and
+ * hold no deposits. */
+void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn);
+
+static inline hm_pte_t *hm_pt_entries(struct hm_phys *ph, uint32_t pfn)
+{
+	return (hm_pte_t *)hm_pfn_ptr(ph, pfn);
+}
+
+/*
+ * Deposit @table on @holder's list / withdraw the last one deposited.
+ * Context: the holder's lock held (its ptl for a PMD table,
+ * mm->page_table_lock for a PUD table), or the holder not yet published.
+ * Withdraw returns HM_PFN_NONE on an empty list (in eager mode a huge
+ * leaf's list is never empty).
+ */
+void hm_pt_deposit(struct hm_ptcache *pc, uint32_t holder, uint32_t table);
+uint32_t hm_pt_withdraw(struct hm_ptcache *pc, uint32_t holder);
+
+/*
+ * Walk from @root (a table of level @top) towards @va without locks.
+ * Stops at the first entry that is not a link to a lower table (none, a
+ * leaf, PROT_NONE, swap) or at level 0; returns a pointer to that entry and
+ * its level in *level.
+ * Context: inside hm_rcu_read_lock(), or holding the mm's mmap_lock.
+ */
+hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level);
+
+/*
+ * mmu_gather: collects what an operation unlinks, then frees it once no
+ * walker and no TLB can still use it.
+ *   hm_gather_init        before changing any entry
+ *   hm_gather_flush       a present entry was changed or cleared
+ *   hm_gather_table       a table was unlinked from the tree
+ *   hm_gather_folio       a folio lost its last mapping
+ *   hm_gather_finish      bump the TLB generation, wait for readers if
+ *                         anything mapped went away, free
+ */
+struct hm_table_batch;
+
+struct hm_gather {
+	struct hm_ptcache *pc;
+	uint64_t *tlb_gen;
+	struct hm_table_batch *batch;
+	uint32_t folios;	/* list through the heads' lru.next */
+	bool flush;
+};
+
+void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_gen);
+static inline void hm_gather_flush(struct hm_gather *g) { g->flush = true; }
+void hm_gather_table(struct hm_gather *g, uint32_t pfn);
+void hm_gather_folio(struct hm_gather *g, uint32_t head);
+void hm_gather_finish(struct hm_gather *g);
+
+#endif /* HM_PGTABLE_H */

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The page-table cache: tables are carved from 2 MiB blocks, 512 at a time,
+ * so that tables sit together (and could be write-protected as a group).
+ * A block is zeroed once when carved; tables are zero again when freed, so
+ * handing one out costs a list pop. When no block can be had, a single
+ * frame is used instead. One fully empty block is kept as a spare; the rest
+ * go back to the buddy allocator at once, and the spare on shrink.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgtable.h"
+
+#ifdef HM_TSAN
+char hm_rcu_tsan_sync;
+#endif
+
+static inline uint32_t blk_of(uint32_t pfn) { return pfn >> HM_PMD_ORDER; }
+
+int hm_ptcache_init(struct hm_ptcache *pc, struct hm_phys *ph, bool lazy)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->ph = ph;
+	pc->free_head = HM_PFN_NONE;
+	pc->lazy = lazy;
+	pc->blk_used = calloc((ph->nr_frames >> HM_PMD_ORDER) + 1, sizeof(uint16_t));
+	if (!pc->blk_used)
+		return -ENOMEM;
+	pthread_mutex_init(&pc->lock, NULL);
+	return 0;
+}
+
+void hm_ptcache_fini(struct hm_ptcache *pc)
+{
+	hm_ptcache_shrink(pc);
+	pthread_mutex_destroy(&pc->lock);
+	free(pc->blk_used);
+}
+
+static void slot_push(struct hm_ptcache *pc, uint32_t pfn)
+{
+	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+
+	pg->flags = PG_PT_FREE | PG_PT_SLOT;
+	pg->lru.prev = HM_PFN_NONE;
+	pg->lru.next = pc->free_head;
+	if (pc->free_head != HM_PFN_NONE)
+		hm_pfn_page(pc->ph, pc->free_head)->lru.prev = pfn;
+	pc->free_head = pfn;
+	pc->nr_free_slots++;
+}
+
+static void slot_unlink(struct hm_ptcache *pc, uint32_t pfn)
+{
+	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+
+	if (pg->lru.prev != HM_PFN_NONE)
+		hm_pfn_page(pc->ph, pg->lru.prev)->lru.next = pg->lru.next;
+	else
+		pc->free_head = pg->lru.next;
+	if (pg->lru.next != HM_PFN_NONE)
+		hm_pfn_page(pc->ph, pg->lru.next)->lru.prev = pg->lru.prev;
+	pc->nr_free_slots--;
+}
+
+static void block_release_locked(struct hm_ptcache *pc, uint32_t blk)
+{
+	uint32_t base = blk << HM_PMD_ORDER;
+
+	for (uint32_t i = 0; i < HM_PTRS; i++) {
+		slot_unlink(pc, base + i);
+		hm_pfn_page(pc->ph, base + i)->flags = 0;
+	}
+	pc->nr_empty_blocks--;
+	hm_free_pages(pc->ph, base, HM_PMD_ORDER);
+}
+
+static bool block_carve_locked(struct hm_ptcache *pc)
+{
+	uint32_t base = hm_alloc_pages(pc->ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO);
+
+	if (base == HM_PFN_NONE)
+		return false;
+	for (uint32_t i = HM_PTRS; i-- > 0;)
+		slot_push(pc, base + i);
+	pc->blk_used[blk_of(base)] = 0;
+	pc->nr_empty_blocks++;
+	return true;
+}
+
+static void table_init(struct hm_page *pg, unsigned level, uint64_t owner)
+{
+	pg->flags = (pg->flags & PG_PT_SLOT) | PG_TABLE;
+	pg->pt_level = (uint8_t)level;
+	pg->pt.deposit_next = HM_PFN_NONE;
+	pg->pt.deposit_head = HM_PFN_NONE;
+	pg->pt.nr_deposited = 0;
+	hm_spin_init(&pg->pt.ptl);
+	pg->owner = owner;
+}
+
+uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
+{
+	struct hm_phys *ph = pc->ph;
+	uint32_t pfn;
+
+	pthread_mutex_lock(&pc->lock);
+	if (pc->free_head == HM_PFN_NONE && !block_carve_locked(pc)) {
+		pthread_mutex_unlock(&pc->lock);
+		pfn = hm_alloc_pages(ph, 0, 0, HM_ALLOC_ZERO);
+		if (pfn == HM_PFN_NONE)
+			return HM_PFN_NONE;
+		table_init(hm_pfn_page(ph, pfn), level, owner);
+		hm_add(&pc->nr_single, 1);
+		hm_add(&pc->nr_tables, 1);
+		return pfn;
+	}
+	pfn = pc->free_head;
+	slot_unlink(pc, pfn);
+	if (pc->blk_used[blk_of(pfn)]++ == 0)
+		pc->nr_empty_blocks--;
+	table_init(hm_pfn_page(ph, pfn), level, owner);
+	pthread_mutex_unlock(&pc->lock);
+	hm_add(&pc->nr_tables, 1);
+	return pfn;
+}
+
+static void slot_free_locked(struct hm_ptcache *pc, uint32_t pfn)
+{
+	uint32_t blk = blk_of(pfn);
+
+	slot_push(pc, pfn);
+	if (--pc->blk_used[blk] == 0 && ++pc->nr_empty_blocks > 1)
+		block_release_locked(pc, blk);
+}
+
+static void table_check_empty(struct hm_ptcache *pc, uint32_t pfn)
+{
+	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+
+	hm_assert(pg->flags & (PG_TABLE | PG_PT_PENDING));
+	hm_assert(pg->pt.nr_deposited == 0 || (pg->flags & PG_PT_PENDING));
+#if HM_DEBUG >= 2
+	const hm_pte_t *e = hm_pt_entries(pc->ph, pfn);
+	for (unsigned i = 0; i < HM_PTRS; i++)
+		hm_assert_int(e[i] == 0);
+#endif
+}
+
+void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
+{
+	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+	bool pending = pg->flags & PG_PT_PENDING;
+
+	table_check_empty(pc, pfn);
+	if (!pending)
+		hm_sub(&pc->nr_tables, 1);
+	if (!(pg->flags & PG_PT_SLOT)) {
+		/* Under the cache lock, so hm_check never sees the frame between
+		 * "pending" and "free". */
+		pthread_mutex_lock(&pc->lock);
+		if (pending)
+			pc->nr_pending--;
+		pg->flags = 0;
+		hm_free_pages(pc->ph, pfn, 0);
+		pthread_mutex_unlock(&pc->lock);
+		hm_sub(&pc->nr_single, 1);
+		return;
+	}
+	pthread_mutex_lock(&pc->lock);
+	if (pending)
+		pc->nr_pending--;
+	slot_free_locked(pc, pfn);
+	pthread_mutex_unlock(&pc->lock);
+}
+
+uint64_t hm_ptcache_shrink(struct hm_ptcache *pc)
+{
+	uint64_t released = 0;
+
+	pthread_mutex_lock(&pc->lock);
+	for (uint32_t p = pc->free_head; pc->nr_empty_blocks && p != HM_PFN_NONE;) {
+		uint32_t blk = blk_of(p);
+
+		if (pc->blk_used[blk] == 0) {
+			block_release_locked(pc, blk);
+			released += HM_PTRS;
+			p = pc->free_head;	/* the list changed under us */
+			continue;
+		}
+		p = hm_pfn_page(pc->ph, p)->lru.next;
+	}
+	pthread_mutex_unlock(&pc->lock);
+	return released;
+}
+
+void hm_pt_deposit(struct hm_ptcache *pc, uint32_t holder, uint32_t table)
+{
+	struct hm_page *h = hm_pfn_page(pc->ph, holder);
+	struct hm_page *t = hm_pfn_page(pc->ph, table);
+
+	hm_assert_int((h->flags & PG_TABLE) && (t->flags & PG_TABLE));
+	hm_assert_int(t->pt_level + 1 == h->pt_level);
+	hm_assert_int(t->pt.deposit_next == HM_PFN_NONE);
+	t->pt.deposit_next = h->pt.deposit_head;
+	h->pt.deposit_head = table;
+	h->pt.nr_deposited++;
+	hm_add(&pc->nr_deposited, 1);
+}
+
+uint32_t hm_pt_withdraw(struct hm_ptcache *pc, uint32_t holder)
+{
+	struct hm_page *h = hm_pfn_page(pc->ph, holder);
+	uint32_t table = h->pt.deposit_head;
+
+	if (table == HM_PFN_NONE)
+		return HM_PFN_NONE;
+	struct hm_page *t = hm_pfn_page(pc->ph, table);
+	h->pt.deposit_head = t->pt.deposit_next;
+	h->pt.nr_deposited--;
+	t->pt.deposit_next = HM_PFN_NONE;
+	hm_sub(&pc->nr_deposited, 1);
+	return table;
+}
+
+hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level)
+{
+	uint32_t table = root;
+
+	for (unsigned l = top;; l--) {
+		hm_pte_t *p = hm_pt_entries(ph, table) + hm_level_index(va, l);
+		hm_pte_t e = pt_get(p);
+
+		if (l == 0 || !pt_present(e) || pt_leaf(e, l)) {
+			*level = l;
+			return p;
+		}
+		table = pt_pfn(e, l);
+	}
+}

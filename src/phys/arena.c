@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The arena: one host mapping that stands for physical memory. It is
+ * aligned to 1 GiB so that host-virtual and physical addresses agree modulo
+ * 1 GiB (the host's huge pages then line up with ours, and a KVM guest's).
+ */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "phys.h"
+
+static void buddy_init_node(struct hm_phys *ph, struct hm_node *n)
+{
+	for (unsigned o = 0; o <= HM_MAX_ORDER; o++)
+		n->free_head[o] = HM_PFN_NONE;
+	n->nr_free = 0;
+	for (uint32_t p = n->start_pfn; p < n->end_pfn; p++)
+		ph->pages[p].node = (uint8_t)(n - ph->nodes);
+	/* Free the node in the largest aligned blocks that fit in it. */
+	uint32_t p = n->start_pfn;
+	while (p < n->end_pfn) {
+		unsigned o = HM_MAX_ORDER;
+		while (o && ((p & ((1u << o) - 1)) || p + (1u << o) > n->end_pfn))
+			o--;
+		hm_free_pages(ph, p, o);
+		p += 1u << o;
+	}
+}
+
+int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool populate)
+{
+	memset(ph, 0, sizeof(*ph));
+	ph->nr_frames = (uint32_t)(bytes >> HM_PAGE_SHIFT);
+	ph->nr_nodes = nr_nodes;
+
+	ph->map_len = bytes + HM_PUD_SIZE;
+	ph->map = mmap(NULL, ph->map_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ph->map == MAP_FAILED)
+		return -ENOMEM;
+	ph->base = (uint8_t *)HM_ALIGN_UP((uintptr_t)ph->map, HM_PUD_SIZE);
+	/* Best effort: without host huge pages the host's TLB misses dominate. */
+	(void)madvise(ph->base, bytes, MADV_HUGEPAGE);
+
+	ph->pages_len = HM_ALIGN_UP((uint64_t)ph->nr_frames * sizeof(struct hm_page), HM_PAGE_SIZE);
+	ph->pages = mmap(NULL, ph->pages_len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ph->pages == MAP_FAILED) {
+		munmap(ph->map, ph->map_len);
+		return -ENOMEM;
+	}
+	if (populate) {
+		/* One write per host page makes the host back the arena now. */
+		for (uint64_t off = 0; off < bytes; off += HM_PAGE_SIZE)
+			ph->base[off] = 0;
+	}
+
+	uint64_t per = (uint64_t)ph->nr_frames / nr_nodes;
+	for (unsigned i = 0; i < nr_nodes; i++) {
+		struct hm_node *n = &ph->nodes[i];
+
+		pthread_mutex_init(&n->lock, NULL);
+		n->start_pfn = (uint32_t)(per * i);
+		n->end_pfn = i + 1 == nr_nodes ? ph->nr_frames : (uint32_t)(per * (i + 1));
+		buddy_init_node(ph, n);
+	}
+	return 0;
+}
+
+void hm_phys_fini(struct hm_phys *ph)
+{
+	for (unsigned i = 0; i < ph->nr_nodes; i++)
+		pthread_mutex_destroy(&ph->nodes[i].lock);
+	munmap(ph->pages, ph->pages_len);
+	munmap(ph->map, ph->map_len);
+}
+
+void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
+{
+	memset(hm_pfn_ptr(ph, pfn), 0, HM_PAGE_SIZE << order);
+}

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * phys: the arena (physical memory), one 64-byte descriptor per 4 KiB frame,
+ * and a buddy allocator of orders 0..18 per memory node.
+ *
+ * A descriptor is read in one of three ways, as in the kernel's memmap:
+ *   free frame    (PG_BUDDY on the head of a free block: order, lru links)
+ *   folio         (PG_HEAD / PG_TAIL: map counts, see below)
+ *   page table    (PG_TABLE: the ptdesc fields, see pgtable/ptdesc.h)
+ *
+ * Folio map counts (fields of the head page unless noted), as equations:
+ *   large_mapcount  = entire_mapcount + sum(pmd_mapcount of its 2 MiB chunks)
+ *                     + sum(mapcount of its pages)
+ *                   = number of leaf entries, in all mms, mapping any of it
+ *   entire_mapcount = leaves mapping the whole folio (a PMD leaf for order 9,
+ *                     a PUD leaf for order 18); 0 for order 0
+ *   pmd_mapcount    (on each 2 MiB-aligned page of an order-18 folio)
+ *                   = PMD leaves mapping that 2 MiB chunk
+ *   mapcount        (on every page) = PTE leaves mapping that 4 KiB page
+ *   mm_count[0] + mm_count[1] = large_mapcount, unless PG_MAYBE_SHARED
+ *   a folio is freed when large_mapcount drops to 0.
+ */
+#ifndef HM_PHYS_H
+#define HM_PHYS_H
+
+#include <pthread.h>
+#include <urcu-bp.h>
+
+#include "../base/base.h"
+#include "../base/fail.h"
+#include "../base/lock.h"
+
+enum {
+	PG_BUDDY	= 1u << 0,	/* head of a free buddy block */
+	PG_HEAD		= 1u << 1,	/* first frame of a folio */
+	PG_TAIL		= 1u << 2,	/* other frames of a folio */
+	PG_TABLE	= 1u << 3,	/* a page table in use (or deposited) */
+	PG_PT_FREE	= 1u << 4,	/* free slot of the page-table cache */
+	PG_PT_PENDING	= 1u << 5,	/* table freed, waiting for a grace period */
+	PG_PT_SLOT	= 1u << 6,	/* belongs to a 2 MiB page-table block */
+	PG_MAYBE_SHARED	= 1u << 7,	/* folio head: mm slots overflowed */
+};
+
+struct hm_page {
+	uint32_t flags;		/* PG_*: changed only by the frame's owner */
+	uint8_t order;		/* free block or folio order */
+	uint8_t node;		/* memory node */
+	uint8_t pt_level;	/* PG_TABLE: level of the table */
+	uint8_t _pad0;
+	union {			/* offset 8, 16 bytes */
+		struct {	/* free lists (buddy, page-table cache) */
+			uint32_t next, prev;
+		} lru;
+		struct {	/* page table (ptdesc) */
+			uint32_t deposit_next;	/* link while deposited */
+			uint32_t deposit_head;	/* tables deposited for this
+						 * table's huge leaves */
+			uint32_t nr_deposited;	/* length of that list */
+			hm_spin_t ptl;		/* the table's split lock */
+		} pt;
+		struct rcu_head rcu;	/* table waiting for a grace period:
+					 * never live with the fields above */
+	};
+	int32_t mapcount;	/* 24: PTE leaves mapping this page */
+	int32_t pmd_mapcount;	/* 28: see the equations above */
+	int32_t entire_mapcount; /* 32: folio head */
+	int32_t large_mapcount;	/* 36: folio head */
+	uint32_t mm_id[2];	/* 40: folio head: the two tracked mms */
+	int32_t mm_count[2];	/* 48: their leaf counts */
+	uint64_t owner;		/* 56: table: id of the owning mm */
+};
+
+_Static_assert(sizeof(struct hm_page) == 64, "descriptor must be 64 bytes");
+_Static_assert(offsetof(struct hm_page, rcu) == 8 && sizeof(struct rcu_head) == 16,
+	       "rcu_head must overlay only the 16-byte union");
+_Static_assert(offsetof(struct hm_page, pt.deposit_next) != offsetof(struct hm_page, pt.deposit_head),
+	       "a deposit link must never overlap the table's own deposit head");
+_Static_assert(offsetof(struct hm_page, mapcount) >= 24, "map counts outside the overlay union");
+
+struct hm_node {
+	pthread_mutex_t lock;
+	uint32_t start_pfn, end_pfn;	/* [start, end) */
+	uint32_t free_head[HM_MAX_ORDER + 1];	/* node->lock */
+	uint64_t nr_free;		/* frames free in this node; node->lock */
+	uint64_t nr_blocks[HM_MAX_ORDER + 1];	/* free blocks per order; node->lock */
+};
+
+struct hm_phys {
+	uint8_t *base;		/* arena: pfn p is at base + (p << 12) */
+	void *map;		/* the host mapping (base is aligned inside it) */
+	uint64_t map_len;
+	struct hm_page *pages;	/* descriptors, nr_frames of them */
+	uint64_t pages_len;
+	uint32_t nr_frames;
+	unsigned nr_nodes;
+	struct hm_node nodes[64];
+	struct hm_fail fail;	/* failpoint for every allocation */
+	uint64_t nr_free;	/* all nodes; atomic, for statistics */
+};
+
+/* alloc flags */
+#define HM_ALLOC_ZERO	0x1u	/* zero the frames */
+#define HM_ALLOC_THISNODE 0x2u	/* do not fall back to other nodes */
+
+int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool populate);
+void hm_phys_fini(struct hm_phys *ph);
+
+/* Context: any. Takes node->lock. Returns HM_PFN_NONE when no block of
+ * @order is free (or the failpoint fires). */
+uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags);
+/* Context: any. Takes node->lock. The frames must be a block from
+ * hm_alloc_pages of the same order; its descriptors are reset. */
+void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+
+static inline struct hm_page *hm_pfn_page(struct hm_phys *ph, uint32_t pfn)
+{
+	hm_assert_int(pfn < ph->nr_frames);
+	return &ph->pages[pfn];
+}
+
+static inline uint32_t hm_page_pfn(struct hm_phys *ph, const struct hm_page *pg)
+{
+	return (uint32_t)(pg - ph->pages);
+}
+
+static inline void *hm_pfn_ptr(struct hm_phys *ph, uint32_t pfn)
+{
+	return ph->base + ((uint64_t)pfn << HM_PAGE_SHIFT);
+}
+
+static inline unsigned hm_pfn_node(struct hm_phys *ph, uint32_t pfn)
+{
+	return ph->pages[pfn].node;
+}
+
+/* Zero 2^order frames at @pfn. */
+void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+
+/* Walk the free lists of every node under their locks (hm_check). Calls
+ * @fn for every free block; returns the first nonzero result. */
+int hm_phys_for_each_free(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned order), void *arg);
+void hm_phys_lock_all(struct hm_phys *ph);
+void hm_phys_unlock_all(struct hm_phys *ph);
+
+#endif /* HM_PHYS_H */

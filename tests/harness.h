@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small test harness. Every CHECK is one counted assertion; a test binary
+ * runs its cases in order (or the ones named on the command line) and ends
+ * with "<binary>: N passed, N failed". tests/run.sh adds them up.
+ *
+ * Scenario helpers: STEP(sys) runs hm_check after a step and counts it as
+ * an assertion, so that every step of every scenario is checked.
+ */
+#ifndef HM_TEST_HARNESS_H
+#define HM_TEST_HARNESS_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hugemm.h>
+
+static unsigned long t_passed, t_failed;
+static const char *t_case;
+
+#define CHECK(cond)							\
+	do {								\
+		if (cond) {						\
+			t_passed++;					\
+		} else {						\
+			t_failed++;					\
+			fprintf(stderr, "FAIL %s: %s:%d: %s\n", t_case,	\
+				__FILE__, __LINE__, #cond);		\
+		}							\
+	} while (0)
+
+#define CHECK_EQ(a, b)							\
+	do {								\
+		long long _a = (long long)(a), _b = (long long)(b);	\
+		if (_a == _b) {						\
+			t_passed++;					\
+		} else {						\
+			t_failed++;					\
+			fprintf(stderr, "FAIL %s: %s:%d: %s == %s (%lld != %lld)\n", \
+				t_case, __FILE__, __LINE__, #a, #b, _a, _b); \
+		}							\
+	} while (0)
+
+/* Stop the case on a failed precondition (the rest would only cascade). */
+#define REQUIRE(cond)							\
+	do {								\
+		unsigned long _f = t_failed;				\
+		CHECK(cond);						\
+		if (t_failed != _f)					\
+			return;						\
+	} while (0)
+
+#define STEP(sys) CHECK_EQ(hm_check(sys), 0)
+
+struct t_case {
+	const char *name;
+	void (*fn)(void);
+};
+
+#define GiB (1ull << 30)
+#define MiB (1ull << 20)
+#define KiB (1ull << 10)
+
+static inline uint64_t t_stat(struct hm_system *sys, const char *name)
+{
+	uint64_t v = 0;
+
+	if (hm_stat(sys, name, &v)) {
+		fprintf(stderr, "no statistic %s\n", name);
+		t_failed++;
+	}
+	return v;
+}
+
+/* A system for tests: @phys bytes, HM_CHECK on, defaults otherwise. */
+static inline struct hm_system *t_system(uint64_t phys, int thp_pud, int thp_pmd, int deposit)
+{
+	struct hm_config cfg;
+	struct hm_system *sys = NULL;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = phys;
+	cfg.thp_pud = thp_pud;
+	cfg.thp_pmd = thp_pmd;
+	cfg.deposit = deposit;
+	cfg.flags = HM_CHECK;
+	if (hm_system_create(&cfg, &sys)) {
+		fprintf(stderr, "hm_system_create failed\n");
+		exit(2);
+	}
+	return sys;
+}
+
+/* A deterministic 8-byte pattern for page @i of a test. */
+static inline uint64_t t_pattern(uint64_t seed, uint64_t i)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull + i * 0xbf58476d1ce4e5b9ull;
+
+	x ^= x >> 31;
+	return x | 1;
+}
+
+static inline int t_main(int argc, char **argv, const struct t_case *cases, size_t n)
+{
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+
+	for (size_t i = 0; i < n; i++) {
+		bool run = argc < 2;
+
+		for (int a = 1; a < argc; a++)
+			run |= !strcmp(argv[a], cases[i].name);
+		if (!run)
+			continue;
+		t_case = cases[i].name;
+		unsigned long f = t_failed;
+		cases[i].fn();
+		fprintf(stderr, "  %-40s %s\n", cases[i].name, t_failed == f ? "ok" : "FAILED");
+	}
+	printf("%s: %lu passed, %lu failed\n", prog, t_passed, t_failed);
+	return t_failed ? 1 : 0;
+}
+
+#define T_MAIN(...)							\
+	int main(int argc, char **argv)					\
+	{								\
+		static const struct t_case cases[] = { __VA_ARGS__ };	\
+		return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0])); \
+	}
+#define T(fn) { #fn, fn }
+
+#endif /* HM_TEST_HARNESS_H */
