@@ -29,10 +29,12 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 	/* Empty page-table blocks are the only memory we can give back. */
 	if (pfn == HM_PFN_NONE && hm_ptcache_shrink(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
+	if (pfn == HM_PFN_NONE && order == 0)
+		pfn = hm_ptcache_lend(&sys->pc);
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
 	struct hm_page *head = hm_pfn_page(ph, pfn);
-	head->flags = PG_HEAD;
+	head->flags = PG_HEAD | (head->flags & PG_PT_SLOT);
 	head->order = (uint8_t)order;
 	for (uint32_t i = 1; i < (1u << order); i++) {
 		head[i].flags = PG_TAIL;
@@ -52,7 +54,7 @@ void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head)
 
 	hm_assert(hm_pfn_page(ph, head)->large_mapcount == 0);
 	hm_sub(&mm->sys->nr_anon_frames, 1u << order);
-	hm_free_pages(ph, head, order);
+	hm_free_frames(&mm->sys->pc, head, order);
 }
 
 static void slots_add(struct hm_page *h, uint64_t mm_id, int n)

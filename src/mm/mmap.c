@@ -102,15 +102,23 @@ static void prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t
 	pt_update(slot, perm, *bits);
 }
 
-/* Give [start, end) VMA boundaries of its own, then apply @fn to each VMA
- * inside. The caller checked that no hole is in the range. */
+/*
+ * Give [start, end) VMA boundaries of its own, then apply @fn to each VMA
+ * inside. A huge leaf never crosses a VMA boundary, so leaves across the
+ * new boundaries are split first. The caller checked that no hole is in
+ * the range. Fails only with -ENOMEM, having changed nothing.
+ */
 static int vma_apply(struct hm_mm *mm, uint64_t start, uint64_t end,
 		     void (*fn)(struct hm_vma *v, int arg), int arg)
 {
-	int r = hm_vma_reserve(mm, 2);
+	struct hm_split_tables st;
+	int r;
 
-	if (r)
+	if ((r = hm_vma_reserve(mm, 2)) || (r = hm_split_prepare(mm, start, end, &st)))
 		return r;
+	hm_split_at(mm, start, &st);
+	hm_split_at(mm, end, &st);
+	hm_split_done(mm, &st);
 	hm_vma_split_at(mm, start);
 	hm_vma_split_at(mm, end);
 	for (size_t i = hm_vma_index(mm, start); i < mm->nr_vmas && mm->vmas[i].start < end; i++)
@@ -123,7 +131,6 @@ static void set_prot(struct hm_vma *v, int prot) { v->prot = prot; }
 
 int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot)
 {
-	struct hm_split_tables st;
 	struct hm_gather g;
 	uint64_t end;
 	int r = range_args(mm, addr, len, &end);
@@ -135,17 +142,13 @@ int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot)
 	hm_down_write(&mm->mmap_lock);
 	if (!hm_vma_covers(mm, addr, end))
 		r = -ENOMEM;
-	else if (!(r = hm_vma_reserve(mm, 2)) && !(r = hm_split_prepare(mm, addr, end, &st))) {
+	else if (!(r = vma_apply(mm, addr, end, set_prot, prot))) {
 		hm_pte_t bits = pt_prot_bits(prot);
 
-		vma_apply(mm, addr, end, set_prot, prot);	/* reserved: cannot fail */
-		hm_split_at(mm, addr, &st);
-		hm_split_at(mm, end, &st);
 		hm_mm_gather_init(mm, &g);
 		hm_walk_leaves(mm, addr, end, prot_leaf, &bits);
 		hm_gather_flush(&g);
 		hm_gather_finish(&g);
-		hm_split_done(mm, &st);
 	}
 	hm_up_write(&mm->mmap_lock);
 	return hm_check_enabled(mm->sys, r);

@@ -43,6 +43,7 @@ static void batch_free_rcu(struct rcu_head *head)
 	for (uint32_t i = 0; i < b->n; i++)
 		hm_pt_free(b->pc, b->pfn[i]);
 	free(b);
+	hm_tsan_gp_release();
 }
 
 static void table_free_rcu(struct rcu_head *head)
@@ -52,6 +53,7 @@ static void table_free_rcu(struct rcu_head *head)
 
 	hm_tsan_gp_acquire();
 	hm_pt_free(pc, hm_page_pfn(pc->ph, pg));
+	hm_tsan_gp_release();
 }
 
 static void mark_pending(struct hm_ptcache *pc, uint32_t pfn)
@@ -122,7 +124,7 @@ void hm_gather_finish(struct hm_gather *g)
 		struct hm_page *pg = hm_pfn_page(ph, head);
 
 		g->folios = pg->lru.next;
-		hm_free_pages(ph, head, pg->order);
+		hm_free_frames(pc, head, pg->order);
 	}
 	if (g->batch) {
 		for (uint32_t i = 0; i < g->batch->n; i++)

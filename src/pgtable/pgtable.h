@@ -42,6 +42,12 @@ void hm_ptcache_fini(struct hm_ptcache *pc);
  * data allocation fails. Returns the frames released. */
 uint64_t hm_ptcache_shrink(struct hm_ptcache *pc);
 
+/* When the buddy allocator has no frame left, a free slot of the cache is
+ * lent out as a data frame (the frame keeps PG_PT_SLOT); hm_free_frames()
+ * returns it to the cache, and any other frames to the buddy allocator. */
+uint32_t hm_ptcache_lend(struct hm_ptcache *pc);
+void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order);
+
 /* A zeroed table of @level owned by mm @owner, or HM_PFN_NONE. */
 uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
 /* Free a table that no walker can reach (it was never published, or a

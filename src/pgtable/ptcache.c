@@ -105,6 +105,8 @@ uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	struct hm_phys *ph = pc->ph;
 	uint32_t pfn;
 
+	if (hm_fail_hit(&ph->fail))
+		return HM_PFN_NONE;
 	pthread_mutex_lock(&pc->lock);
 	if (pc->free_head == HM_PFN_NONE && !block_carve_locked(pc)) {
 		pthread_mutex_unlock(&pc->lock);
@@ -171,6 +173,41 @@ void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
 	pthread_mutex_lock(&pc->lock);
 	if (pending)
 		pc->nr_pending--;
+	slot_free_locked(pc, pfn);
+	pthread_mutex_unlock(&pc->lock);
+}
+
+uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
+{
+	if (hm_fail_hit(&pc->ph->fail))
+		return HM_PFN_NONE;
+	pthread_mutex_lock(&pc->lock);
+	uint32_t pfn = pc->free_head;
+
+	if (pfn != HM_PFN_NONE) {
+		slot_unlink(pc, pfn);
+		if (pc->blk_used[blk_of(pfn)]++ == 0)
+			pc->nr_empty_blocks--;
+		hm_pfn_page(pc->ph, pfn)->flags = PG_PT_SLOT;
+	}
+	pthread_mutex_unlock(&pc->lock);
+	return pfn;
+}
+
+void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
+{
+	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+
+	if (!(pg->flags & PG_PT_SLOT)) {
+		hm_free_pages(pc->ph, pfn, order);
+		return;
+	}
+	hm_assert(order == 0);
+	hm_zero_pages(pc->ph, pfn, 0);	/* free slots are kept zero */
+	uint8_t node = pg->node;
+	memset(pg, 0, sizeof(*pg));
+	pg->node = node;
+	pthread_mutex_lock(&pc->lock);
 	slot_free_locked(pc, pfn);
 	pthread_mutex_unlock(&pc->lock);
 }

@@ -6,7 +6,8 @@
  * ThreadSanitizer does not know liburcu's grace periods. We tell it: every
  * read section ends with a release on one sync address, and whatever runs
  * after a grace period (synchronize, or a call_rcu callback) starts with an
- * acquire on it. Compiled only under SAN=thread.
+ * acquire on it; callbacks end with a release that rcu_barrier's caller
+ * acquires. Compiled only under SAN=thread.
  */
 #ifndef HM_PGTABLE_RCU_H
 #define HM_PGTABLE_RCU_H
@@ -48,7 +49,12 @@ static inline void hm_rcu_synchronize(void)
 }
 
 /* Wait for every callback queued so far. Must not: be called inside a read
- * section or from a callback. */
-static inline void hm_rcu_barrier(void) { urcu_bp_barrier(); }
+ * section or from a callback. Callbacks end with hm_tsan_gp_release(), so
+ * what they did happens before our return. */
+static inline void hm_rcu_barrier(void)
+{
+	urcu_bp_barrier();
+	hm_tsan_gp_acquire();
+}
 
 #endif /* HM_PGTABLE_RCU_H */

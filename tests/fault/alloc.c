@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault injection, after SQLite's and jemalloc's: for each operation, fail
+ * the 1st, 2nd, ... Nth allocation it makes (frames, tables, bookkeeping),
+ * once (transient) and then for good (persistent), until the operation no
+ * longer reaches the Nth allocation. After every attempt: hm_check passes;
+ * an -ENOMEM left the state exactly as before (counters and contents); a
+ * success did what it should; and tearing down frees every frame.
+ */
+#include "harness.h"
+#include "../../src/mm/mm.h"
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+struct ctx {
+	struct hm_system *sys;
+	struct hm_mm *mm;
+	uint64_t a;		/* a mapping the scenario made */
+};
+
+struct scenario {
+	const char *name;
+	int pmd, deposit;
+	bool allocates;		/* must reach the failpoint at least once */
+	bool is_fault;		/* may keep tables it populated when it fails */
+	void (*setup)(struct ctx *c);
+	int (*op)(struct ctx *c);
+	void (*after)(struct ctx *c);	/* the success postcondition */
+};
+
+static uint64_t stats_snap[128];
+
+static void snapshot(struct hm_system *sys, uint64_t *s)
+{
+	const char *n;
+
+	for (unsigned i = 0; (n = hm_stat_name(i)); i++)
+		hm_stat(sys, n, &s[i]);
+}
+
+/* Counters that changed since the snapshot. A fault that fails keeps the
+ * page tables it populated on the way down (as the kernel's does), so with
+ * @tables_ok a change of free frames that is all page tables is allowed. */
+static unsigned stats_changed(struct hm_system *sys, bool tables_ok)
+{
+	uint64_t now[128], free_now = 0, free_then = 0, pt_now = 0, pt_then = 0;
+	const char *n;
+	unsigned diff = 0;
+
+	snapshot(sys, now);
+	for (unsigned i = 0; (n = hm_stat_name(i)); i++) {
+		if (!strcmp(n, "nr_free_pages"))
+			free_now = now[i], free_then = stats_snap[i];
+		if (!strcmp(n, "pgtable_bytes"))
+			pt_now = now[i] >> 12, pt_then = stats_snap[i] >> 12;
+	}
+	if (tables_ok && free_now + pt_now != free_then + pt_then) {
+		fprintf(stderr, "  frames other than tables changed\n");
+		diff++;
+	}
+	for (unsigned i = 0; (n = hm_stat_name(i)); i++) {
+		if (now[i] == stats_snap[i] || !strcmp(n, "pgfault") || strstr(n, "fallback"))
+			continue;
+		if (tables_ok && (!strcmp(n, "nr_free_pages") || !strcmp(n, "pgtable_bytes")))
+			continue;
+		fprintf(stderr, "  %s: %llu -> %llu\n", n, (unsigned long long)stats_snap[i],
+			(unsigned long long)now[i]);
+		diff++;
+	}
+	return diff;
+}
+
+static void write_pages(struct ctx *c, uint64_t a, uint64_t len, uint64_t seed)
+{
+	for (uint64_t off = 0; off < len; off += 4096) {
+		uint64_t v = t_pattern(seed, off >> 12);
+
+		if (hm_write(c->mm, a + off, &v, 8))
+			exit(3);
+	}
+}
+
+static unsigned pages_wrong(struct ctx *c, uint64_t a, uint64_t len, uint64_t seed,
+			    uint64_t hole, uint64_t hole_len)
+{
+	unsigned bad = 0;
+
+	for (uint64_t off = 0; off < len; off += 4096) {
+		uint64_t v = 0;
+		int r = hm_read(c->mm, a + off, &v, 8);
+
+		if (a + off >= hole && a + off < hole + hole_len)
+			bad += r != -EFAULT;
+		else
+			bad += r || v != t_pattern(seed, off >> 12);
+	}
+	return bad;
+}
+
+/* --- scenarios --- */
+
+static void no_setup(struct ctx *c) { (void)c; }
+
+static int op_mm_create(struct ctx *c) { return hm_mm_create(c->sys, &c->mm); }
+static void after_mm_create(struct ctx *c) { CHECK(c->mm != NULL); }
+
+static void setup_many_vmas(struct ctx *c)
+{
+	uint64_t a;
+
+	/* Alternate protections so nothing merges, until the VMA array is
+	 * full and the next mmap must grow it. */
+	for (int i = 0; i < 10 || c->mm->nr_vmas < c->mm->cap_vmas; i++)
+		if (i > 1000 || hm_mmap(c->mm, 0, 4096, i & 1 ? PROT_READ : RW, PA, &a))
+			exit(3);
+}
+static int op_mmap(struct ctx *c) { return hm_mmap(c->mm, 0, 64 * 4096, RW, PA, &c->a); }
+static void after_mmap(struct ctx *c)
+{
+	uint64_t v = 3;
+	CHECK_EQ(hm_write(c->mm, c->a + 4096, &v, 8), 0);
+}
+
+static void setup_vma(struct ctx *c)
+{
+	if (hm_mmap(c->mm, 0, 4 * MiB, RW, PA, &c->a))
+		exit(3);
+}
+static int op_write(struct ctx *c)
+{
+	uint64_t v = 77;
+	return hm_write(c->mm, c->a + MiB + 8, &v, 8);
+}
+static void after_write(struct ctx *c)
+{
+	uint64_t v = 0;
+	CHECK_EQ(hm_read(c->mm, c->a + MiB + 8, &v, 8), 0);
+	CHECK_EQ(v, 77);
+}
+
+static void setup_huge_written(struct ctx *c)
+{
+	setup_vma(c);
+	write_pages(c, c->a, 4 * MiB, 5);
+}
+static int op_munmap_inside(struct ctx *c) { return hm_munmap(c->mm, c->a + MiB + 3 * 4096, 4096); }
+static void after_munmap_inside(struct ctx *c)
+{
+	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, c->a + MiB + 3 * 4096, 4096), 0);
+}
+static int op_mprotect_inside(struct ctx *c) { return hm_mprotect(c->mm, c->a + 5 * 4096, 2 * MiB, PROT_READ); }
+static void after_mprotect_inside(struct ctx *c)
+{
+	uint64_t v = 0;
+	CHECK_EQ(hm_write(c->mm, c->a + 6 * 4096, &v, 8), -EFAULT);
+	CHECK_EQ(hm_write(c->mm, c->a + 4 * 4096, &v, 8), 0);
+	v = t_pattern(5, 4);
+	CHECK_EQ(hm_write(c->mm, c->a + 4 * 4096, &v, 8), 0);
+	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, 0, 0), 0);
+}
+static int op_dontneed_inside(struct ctx *c) { return hm_madvise(c->mm, c->a + 8192, 8192, MADV_DONTNEED); }
+static int op_hugepage_advice(struct ctx *c) { return hm_madvise(c->mm, c->a + 8192, 8192, MADV_NOHUGEPAGE); }
+static void after_data_kept(struct ctx *c)
+{
+	uint64_t v = 1;
+	CHECK_EQ(hm_read(c->mm, c->a + 4 * 4096, &v, 8), 0);
+	CHECK_EQ(v, t_pattern(5, 4));
+}
+
+static const struct scenario scenarios[] = {
+	{ "mm_create", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, no_setup, op_mm_create, after_mm_create },
+	{ "mmap_grow_vmas", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, setup_many_vmas, op_mmap, after_mmap },
+	{ "fault_4k", HM_THP_NEVER, HM_DEPOSIT_EAGER, true, true, setup_vma, op_write, after_write },
+	{ "fault_2m_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, true, setup_vma, op_write, after_write },
+	{ "fault_2m_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, true, setup_vma, op_write, after_write },
+	/* Eager mode: splitting allocates nothing, so nothing can fail. */
+	{ "munmap_split_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, false, false, setup_huge_written, op_munmap_inside, after_munmap_inside },
+	{ "mprotect_split_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, false, false, setup_huge_written, op_mprotect_inside, after_mprotect_inside },
+	{ "munmap_split_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_huge_written, op_munmap_inside, after_munmap_inside },
+	{ "mprotect_split_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_huge_written, op_mprotect_inside, after_mprotect_inside },
+	{ "dontneed_split_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_huge_written, op_dontneed_inside, after_data_kept },
+	{ "madvise_split_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_huge_written, op_hugepage_advice, after_data_kept },
+};
+
+/* One attempt: returns the number of allocations the failpoint failed. */
+static long attempt(const struct scenario *s, long nth, bool persistent, unsigned *enomem)
+{
+	struct hm_config cfg;
+	struct ctx c = { 0 };
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 64 * MiB;
+	cfg.thp_pmd = s->pmd;
+	cfg.deposit = s->deposit;
+	if (hm_system_create(&cfg, &c.sys))
+		exit(2);
+	uint64_t free0 = t_stat(c.sys, "nr_free_pages");
+	if (s->setup != no_setup && hm_mm_create(c.sys, &c.mm))
+		exit(2);
+	s->setup(&c);
+	snapshot(c.sys, stats_snap);
+
+	hm__fail_arm(c.sys, nth, persistent);
+	int r = s->op(&c);
+	long hits = hm__fail_hits(c.sys);
+	hm__fail_arm(c.sys, 0, false);
+
+	STEP(c.sys);
+	if (r == -ENOMEM) {
+		(*enomem)++;
+		CHECK_EQ(stats_changed(c.sys, s->is_fault), 0);
+		if (s->after == after_munmap_inside || s->after == after_mprotect_inside)
+			CHECK_EQ(pages_wrong(&c, c.a, 4 * MiB, 5, 0, 0), 0);
+	} else {
+		CHECK_EQ(r, 0);
+		s->after(&c);
+		STEP(c.sys);
+	}
+	if (c.mm)
+		hm_mm_destroy(c.mm);
+	STEP(c.sys);
+	CHECK_EQ(t_stat(c.sys, "nr_free_pages"), free0);
+	hm_system_destroy(c.sys);
+	return hits;
+}
+
+static void run_all(bool persistent)
+{
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+		const struct scenario *s = &scenarios[i];
+		unsigned enomem = 0;
+		long n = 1;
+
+		while (attempt(s, n, persistent, &enomem) && n < 100000)
+			n++;
+		fprintf(stderr, "    %-22s %s: %ld allocations, %u attempts returned -ENOMEM\n",
+			s->name, persistent ? "persistent" : "transient ", n - 1, enomem);
+		CHECK_EQ(n > 1, s->allocates);
+	}
+}
+
+static void transient(void) { run_all(false); }
+static void persistent(void) { run_all(true); }
+
+T_MAIN(T(transient), T(persistent))

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Seeded, threaded stress. Worker threads share one address space; each
+ * owns a region and keeps a byte-for-byte model of it, and mixes reads,
+ * writes, DONTNEED, mprotect, munmap+mmap of its own region while the
+ * others do the same next door. Another thread works a second address
+ * space. The main thread runs hm_check concurrently the whole time.
+ *
+ * HM_SEED=n picks the seed (printed; fixed by default so that CI repeats
+ * itself); HM_STRESS_OPS=n the operations per thread.
+ */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+#define NWORKERS 3
+#define REGION (8 * MiB)
+
+static struct hm_system *sys;
+static struct hm_mm *shared_mm;
+static uint64_t seed, nops;
+static int done;	/* workers finished; atomic */
+
+struct worker {
+	pthread_t th;
+	struct hm_mm *mm;
+	uint64_t base, rng;
+	uint8_t *model;
+	unsigned long errors, checks;
+};
+
+static uint64_t rnd(struct worker *w)
+{
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	return w->rng;
+}
+
+#define EXPECT(w, cond)							\
+	do {								\
+		(w)->checks++;						\
+		if (!(cond)) {						\
+			(w)->errors++;					\
+			fprintf(stderr, "worker %p: %s:%d: %s\n", (void *)(w), __FILE__, __LINE__, #cond); \
+		}							\
+	} while (0)
+
+static void op(struct worker *w)
+{
+	uint8_t buf[9000];
+	uint64_t len = 1 + rnd(w) % sizeof(buf);
+	uint64_t off = rnd(w) % (REGION - len);
+	uint64_t pg = (rnd(w) % (REGION / 4096)) * 4096;
+	uint64_t pages = 1 + rnd(w) % 600;
+
+	if (pg + pages * 4096 > REGION)
+		pages = (REGION - pg) / 4096;
+	switch (rnd(w) % 16) {
+	default:	/* write */
+		for (uint64_t i = 0; i < len; i++)
+			buf[i] = (uint8_t)rnd(w);
+		EXPECT(w, hm_write(w->mm, w->base + off, buf, len) == 0);
+		memcpy(w->model + off, buf, len);
+		break;
+	case 0: case 1: case 2: case 3: case 4: case 5:	/* read and compare */
+		EXPECT(w, hm_read(w->mm, w->base + off, buf, len) == 0);
+		EXPECT(w, memcmp(buf, w->model + off, len) == 0);
+		break;
+	case 6: case 7:
+		EXPECT(w, hm_madvise(w->mm, w->base + pg, pages * 4096, MADV_DONTNEED) == 0);
+		memset(w->model + pg, 0, pages * 4096);
+		break;
+	case 8: {	/* read-only for a while: writes there fault, reads see data */
+		uint64_t v = 0;
+		EXPECT(w, hm_mprotect(w->mm, w->base + pg, pages * 4096, PROT_READ) == 0);
+		EXPECT(w, hm_write(w->mm, w->base + pg, &v, 1) == -EFAULT);
+		EXPECT(w, hm_read(w->mm, w->base + pg, &v, 1) == 0 && (uint8_t)v == w->model[pg]);
+		EXPECT(w, hm_mprotect(w->mm, w->base + pg, pages * 4096, RW) == 0);
+		break;
+	}
+	case 9: {	/* replace a piece of the region */
+		uint64_t a = 0;
+		EXPECT(w, hm_munmap(w->mm, w->base + pg, pages * 4096) == 0);
+		EXPECT(w, hm_read(w->mm, w->base + pg, buf, 1) == -EFAULT);
+		EXPECT(w, hm_mmap(w->mm, w->base + pg, pages * 4096, RW, PA | MAP_FIXED, &a) == 0);
+		memset(w->model + pg, 0, pages * 4096);
+		break;
+	}
+	}
+}
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+
+	for (uint64_t i = 0; i < nops; i++)
+		op(w);
+	/* Full comparison at the end. */
+	uint8_t *all = malloc(REGION);
+	EXPECT(w, all && hm_read(w->mm, w->base, all, REGION) == 0);
+	EXPECT(w, all && memcmp(all, w->model, REGION) == 0);
+	free(all);
+	__atomic_add_fetch(&done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void stress(void)
+{
+	struct worker w[NWORKERS + 1];
+	struct hm_mm *other;
+	unsigned long checks_run = 0, check_fail = 0;
+
+	struct hm_config cfg;
+
+	/* No HM_CHECK: the main thread checks concurrently instead. */
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 512 * MiB;
+	REQUIRE(hm_system_create(&cfg, &sys) == 0);
+	REQUIRE(hm_mm_create(sys, &shared_mm) == 0);
+	REQUIRE(hm_mm_create(sys, &other) == 0);
+	uint64_t free0 = t_stat(sys, "nr_free_pages");
+	for (int i = 0; i <= NWORKERS; i++) {
+		w[i].mm = i < NWORKERS ? shared_mm : other;
+		w[i].rng = seed * 7919 + (uint64_t)i * 104729 + 1;
+		w[i].model = calloc(1, REGION);
+		w[i].errors = w[i].checks = 0;
+		REQUIRE(w[i].model);
+		REQUIRE(hm_mmap(w[i].mm, 0, REGION, RW, PA, &w[i].base) == 0);
+	}
+	for (int i = 0; i <= NWORKERS; i++)
+		pthread_create(&w[i].th, NULL, work, &w[i]);
+	/* hm_check while they run (each check waits for every mm's lock). */
+	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) <= NWORKERS || checks_run < 3) {
+		check_fail += hm_check(sys) != 0;
+		checks_run++;
+		usleep(2000);
+	}
+	for (int i = 0; i <= NWORKERS; i++) {
+		pthread_join(w[i].th, NULL);
+		CHECK_EQ(w[i].errors, 0);
+		CHECK(w[i].checks >= nops);
+		t_passed += w[i].checks - w[i].errors;	/* the workers' own assertions */
+		free(w[i].model);
+	}
+	CHECK_EQ(check_fail, 0);
+	fprintf(stderr, "stress: %lu concurrent hm_check runs\n", checks_run);
+	STEP(sys);
+	hm_mm_destroy(shared_mm);
+	hm_mm_destroy(other);
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "nr_free_pages"), free0 + 2);	/* the two root tables */
+	hm_system_destroy(sys);
+}
+
+int main(int argc, char **argv)
+{
+	const char *s = getenv("HM_SEED"), *n = getenv("HM_STRESS_OPS");
+
+	seed = s ? strtoull(s, NULL, 0) : 20261122;
+	nops = n ? strtoull(n, NULL, 0) : 20000;
+	fprintf(stderr, "stress: HM_SEED=%llu HM_STRESS_OPS=%llu\n", (unsigned long long)seed,
+		(unsigned long long)nops);
+	static const struct t_case cases[] = { T(stress) };
+	return t_main(argc, argv, cases, 1);
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hm_check must catch what it claims to: each case breaks one invariant by
+ * hand, expects -EUCLEAN, repairs it and expects 0 again.
+ */
+#include "harness.h"
+#include "../../src/mm/mm.h"
+
+static struct hm_system *sys;
+static struct hm_mm *mm;
+
+static uint64_t setup(uint64_t len, int pmd)
+{
+	struct hm_config cfg;
+	uint64_t a = 0, v = 1;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 64 * MiB;
+	cfg.thp_pmd = pmd;
+	if (hm_system_create(&cfg, &sys) || hm_mm_create(sys, &mm) ||
+	    hm_mmap(mm, 0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, &a))
+		exit(2);
+	(void)v;
+	return a;
+}
+
+static hm_pte_t *leaf(uint64_t va, unsigned *level)
+{
+	return hm_pt_walk(&sys->phys, mm->root, sys->top, va, level);
+}
+
+static void mapcount(void)
+{
+	uint64_t a = setup(8192, HM_THP_NEVER);
+	unsigned level;
+	struct hm_page *pg = hm_pfn_page(&sys->phys, pt_pfn(*leaf(a, &level), 0));
+
+	CHECK_EQ(hm_check(sys), 0);
+	pg->mapcount++;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	pg->mapcount--;
+	CHECK_EQ(hm_check(sys), 0);
+	hm_system_destroy(sys);
+}
+
+static void deposit_missing(void)
+{
+	uint64_t a = setup(2 * MiB, HM_THP_ALWAYS);
+	unsigned level;
+	hm_pte_t *e = leaf(a, &level);
+
+	REQUIRE(level == 1);
+	uint32_t pmd_table = hm_slot_table(&sys->phys, e);
+	CHECK_EQ(hm_check(sys), 0);
+	uint32_t t = hm_pt_withdraw(&sys->pc, pmd_table);
+	CHECK(t != HM_PFN_NONE);
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* the leaf lost its deposit */
+	hm_pt_deposit(&sys->pc, pmd_table, t);
+	CHECK_EQ(hm_check(sys), 0);
+	hm_system_destroy(sys);
+}
+
+static void leaked_folio_and_table(void)
+{
+	setup(4096, HM_THP_NEVER);
+	CHECK_EQ(hm_check(sys), 0);
+	uint32_t f = hm_folio_alloc(mm, 0, true);
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* mapped nowhere */
+	hm_folio_free_unmapped(mm, f);
+	uint32_t t = hm_mm_pt_alloc(mm, 0);
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* reachable from nowhere */
+	hm_mm_pt_free_unused(mm, t);
+	CHECK_EQ(hm_check(sys), 0);
+	hm_system_destroy(sys);
+}
+
+static void stray_leaf(void)
+{
+	uint64_t a = setup(4096, HM_THP_NEVER);
+	unsigned level;
+	hm_pte_t *e = leaf(a, &level);
+	CHECK_EQ(hm_check(sys), 0);
+	hm_mprotect(mm, a, 4096, PROT_READ);
+	hm_pte_t ro = *e;
+	*e = ro | HM_PTE_RW;			/* writable leaf in a read-only VMA */
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	*e = ro;
+	CHECK_EQ(hm_check(sys), 0);
+	hm_system_destroy(sys);
+}
+
+static void counters(void)
+{
+	setup(4096, HM_THP_NEVER);
+	mm->nr_leaf[0]++;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	mm->nr_leaf[0]--;
+	sys->phys.nr_free--;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	sys->phys.nr_free++;
+	CHECK_EQ(hm_check(sys), 0);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(mapcount), T(deposit_missing), T(leaked_folio_and_table), T(stray_leaf), T(counters))
