@@ -241,16 +241,18 @@ static void check_folio(struct chk *c, uint32_t head)
 		report(c, "folio %#x: large/entire mapcount %d/%d, tables say %u/%u", head,
 		       h->large_mapcount, h->entire_mapcount, s->total, s->whole);
 	for (uint32_t i = 0; i < n; i++) {
-		struct hm_page *pg = &h[i];
+		struct hm_page *pg = &h[i], *chunk = &h[i & ~(HM_PTRS - 1)];
+		int32_t pte = pg->mapcount + (h->order ? chunk->pte_all : 0);
+		int32_t pmd = h->order == HM_PUD_ORDER ? chunk->pmd_mapcount + h->pmd_all : 0;
 
 		if (i && (pg->flags != PG_TAIL || pg->order != h->order)) {
 			report(c, "folio %#x: frame %#x is not its tail", head, head + i);
 			return;
 		}
-		if ((uint32_t)pg->mapcount != c->sh[head + i].pte ||
-		    (h->order == HM_PUD_ORDER && !(i % HM_PTRS) && (uint32_t)pg->pmd_mapcount != c->sh[head + i].pmd))
-			report(c, "frame %#x: mapcount %d pmd_mapcount %d, tables say %u/%u", head + i,
-			       pg->mapcount, pg->pmd_mapcount, c->sh[head + i].pte, c->sh[head + i].pmd);
+		if ((uint32_t)pte != c->sh[head + i].pte || pte < 0 ||
+		    (!(i % HM_PTRS) && ((uint32_t)pmd != c->sh[head + i].pmd || pmd < 0)))
+			report(c, "frame %#x: %d PTE maps, chunk %d PMD maps; tables say %u/%u", head + i,
+			       pte, pmd, c->sh[head + i].pte, c->sh[head + i].pmd);
 	}
 	if (h->flags & PG_MAYBE_SHARED)
 		return;

@@ -129,7 +129,6 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	uint32_t head = hm_folio_head(ph, pfn);
 	struct hm_page *h = hm_pfn_page(ph, head);
 
-	hm_assert(*leaf_counter(ph, h, pfn, level) > 0);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
 	slots_sub(h, mm->id, 1);
@@ -141,16 +140,24 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	return true;
 }
 
+static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)
+{
+	return hm_pfn_page(ph, pfn & ~(HM_PTRS - 1));
+}
+
+/* O(1) in descriptors: the split's new leaves are counted by pte_all or
+ * pmd_all (see phys.h), not page by page. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	struct hm_page *h = hm_pfn_page(ph, hm_folio_head(ph, pfn));
-	uint32_t step = level == 2 ? HM_PTRS : 1;
 
 	hm_assert(level == 1 || level == 2);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
-	for (uint32_t i = 0; i < HM_PTRS; i++)
-		hm_add(leaf_counter(ph, h, pfn + i * step, level - 1), 1);
+	if (level == 2)
+		hm_add(&h->pmd_all, 1);
+	else
+		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
 	hm_add(&h->large_mapcount, HM_PTRS - 1);
 	slots_add(h, mm->id, HM_PTRS - 1);
 	hm_sub(&mm->nr_leaf[level], 1);
@@ -162,13 +169,15 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 unsigned hm_page_mapcount(struct hm_phys *ph, uint32_t pfn)
 {
 	struct hm_page *h = hm_pfn_page(ph, hm_folio_head(ph, pfn));
-	struct hm_page *pg = hm_pfn_page(ph, pfn);
-	int32_t n = hm_load_relaxed(&pg->mapcount);
+	int32_t n = hm_load_relaxed(&hm_pfn_page(ph, pfn)->mapcount);
 
-	if (h->order)
-		n += hm_load_relaxed(&h->entire_mapcount);
-	if (h->order == HM_PUD_ORDER)
-		n += hm_load_relaxed(&hm_pfn_page(ph, pfn & ~(HM_PTRS - 1))->pmd_mapcount);
+	if (h->order) {
+		struct hm_page *c = chunk_of(ph, pfn);
+
+		n += hm_load_relaxed(&c->pte_all) + hm_load_relaxed(&h->entire_mapcount);
+		if (h->order == HM_PUD_ORDER)
+			n += hm_load_relaxed(&h->pmd_all) + hm_load_relaxed(&c->pmd_mapcount);
+	}
 	return (unsigned)n;
 }
 

@@ -188,7 +188,12 @@ uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
 		slot_unlink(pc, pfn);
 		if (pc->blk_used[blk_of(pfn)]++ == 0)
 			pc->nr_empty_blocks--;
-		hm_pfn_page(pc->ph, pfn)->flags = PG_PT_SLOT;
+		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+		uint8_t node = pg->node;
+
+		memset(pg, 0, sizeof(*pg));	/* no stale table fields */
+		pg->node = node;
+		pg->flags = PG_PT_SLOT;
 	}
 	pthread_mutex_unlock(&pc->lock);
 	return pfn;

@@ -8,15 +8,20 @@
  *   folio         (PG_HEAD / PG_TAIL: map counts, see below)
  *   page table    (PG_TABLE: the ptdesc fields, see pgtable/ptdesc.h)
  *
- * Folio map counts (fields of the head page unless noted), as equations:
- *   large_mapcount  = entire_mapcount + sum(pmd_mapcount of its 2 MiB chunks)
- *                     + sum(mapcount of its pages)
+ * Folio map counts, as equations. A split must not touch 512 (or 262,144)
+ * descriptors, so a count that a split gives to every page (or every 2 MiB
+ * chunk) at once is kept once, and each page (chunk) keeps its difference:
+ *
+ *   pte_maps(page)  = chunk.pte_all + page.mapcount
+ *                     (chunk = the page's 2 MiB-aligned page in its folio;
+ *                      for order 0 the page itself, pte_all = 0)
+ *   pmd_maps(chunk) = head.pmd_all + chunk.pmd_mapcount   (order-18 folios)
+ *   entire_mapcount = leaves mapping the whole folio (PMD leaf for order 9,
+ *                     PUD leaf for order 18); 0 for order 0
+ *   large_mapcount  = entire_mapcount + sum(pmd_maps) + sum(pte_maps)
  *                   = number of leaf entries, in all mms, mapping any of it
- *   entire_mapcount = leaves mapping the whole folio (a PMD leaf for order 9,
- *                     a PUD leaf for order 18); 0 for order 0
- *   pmd_mapcount    (on each 2 MiB-aligned page of an order-18 folio)
- *                   = PMD leaves mapping that 2 MiB chunk
- *   mapcount        (on every page) = PTE leaves mapping that 4 KiB page
+ *   mapcount of a page as hm_query reports it
+ *                   = pte_maps(page) + pmd_maps(its chunk) + entire_mapcount
  *   mm_count[0] + mm_count[1] = large_mapcount, unless PG_MAYBE_SHARED
  *   a folio is freed when large_mapcount drops to 0.
  */
@@ -61,13 +66,19 @@ struct hm_page {
 		struct rcu_head rcu;	/* table waiting for a grace period:
 					 * never live with the fields above */
 	};
-	int32_t mapcount;	/* 24: PTE leaves mapping this page */
-	int32_t pmd_mapcount;	/* 28: see the equations above */
+	int32_t mapcount;	/* 24: PTE maps of this page, less pte_all */
+	int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
 	int32_t entire_mapcount; /* 32: folio head */
 	int32_t large_mapcount;	/* 36: folio head */
 	uint32_t mm_id[2];	/* 40: folio head: the two tracked mms */
 	int32_t mm_count[2];	/* 48: their leaf counts */
-	uint64_t owner;		/* 56: table: id of the owning mm */
+	union {			/* 56 */
+		uint64_t owner;	/* table: id of the owning mm */
+		struct {
+			int32_t pte_all;	/* chunk: PTE maps of all its pages */
+			int32_t pmd_all;	/* head: PMD maps of all its chunks */
+		};
+	};
 };
 
 _Static_assert(sizeof(struct hm_page) == 64, "descriptor must be 64 bytes");

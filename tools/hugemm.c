@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugemm — the command.
+ *
+ *   hugemm demo [--phys GIB] [--levels 4|5] [--lazy]
+ *       Map a few GiB, fault it in with 1 GiB, 2 MiB and 4 KiB pages, split
+ *       huge pages by partial munmap and mprotect, verify every page, and
+ *       report mappings, page-table memory, faults, splits and timings.
+ *   hugemm stats
+ *       List every counter name.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hugemm.h>
+
+#define GiB (1ull << 30)
+#define MiB (1ull << 20)
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "hugemm: %s: %s\n", what, strerror(-err));
+	exit(1);
+}
+
+static uint64_t stat(struct hm_system *sys, const char *name)
+{
+	uint64_t v = 0;
+
+	hm_stat(sys, name, &v);
+	return v;
+}
+
+/* Progress for work that may take more than a second. */
+struct progress {
+	const char *what;
+	double start, last;
+	int shown;
+};
+
+static void progress(struct progress *p, uint64_t done, uint64_t total)
+{
+	double t = now();
+
+	bool tty = isatty(2);
+
+	if (t - p->start < 1.0 || (t - p->last < (tty ? 0.25 : 2.0) && done < total) ||
+	    (done == total && !p->shown))
+		return;
+	p->last = t;
+	p->shown = 1;
+	fflush(stdout);
+	fprintf(stderr, tty ? "\r  %-44s %3llu%%" : "  %-44s %3llu%%\n", p->what,
+		(unsigned long long)(done * 100 / total));
+	if (done == total && tty)
+		fputc('\n', stderr);
+}
+
+struct step {
+	const char *name;
+	double seconds;
+	uint64_t bytes;
+};
+
+static struct step steps[16];
+static int nsteps;
+
+static void record(const char *name, double t0, uint64_t bytes)
+{
+	steps[nsteps++] = (struct step){ name, now() - t0, bytes };
+}
+
+static uint64_t pattern(uint64_t va) { return va * 0x9e3779b97f4a7c15ull ^ 0xfeed; }
+
+/* Write one word into every 4 KiB page (the first touch faults it in). */
+static void touch(struct hm_mm *mm, uint64_t a, uint64_t len, const char *what)
+{
+	struct progress p = { what, now(), 0, 0 };
+
+	for (uint64_t off = 0; off < len; off += 4096) {
+		uint64_t v = pattern(a + off);
+		int r = hm_write(mm, a + off, &v, sizeof(v));
+
+		if (r)
+			die("write", r);
+		if (!(off & (64 * MiB - 1)) || off + 4096 == len)
+			progress(&p, off + 4096, len);
+	}
+}
+
+/* Pages in [hole, hole + hole_len) must fault; the page at @zero must read
+ * as zeros (it was DONTNEED'ed); every other page holds its pattern. */
+static uint64_t verify(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t hole, uint64_t hole_len,
+		       uint64_t zero, struct progress *p, uint64_t *done, uint64_t total)
+{
+	uint64_t bad = 0;
+
+	for (uint64_t off = 0; off < len; off += 4096) {
+		uint64_t v = 0, va = a + off;
+		int r = hm_read(mm, va, &v, sizeof(v));
+
+		if (va >= hole && va < hole + hole_len)
+			bad += r != -EFAULT;
+		else if (va == zero)
+			bad += r || v != 0;
+		else
+			bad += r || v != pattern(va);
+		*done += 4096;
+		if (!(*done & (64 * MiB - 1)))
+			progress(p, *done, total);
+	}
+	return bad;
+}
+
+static void mapping_line(struct hm_mm *mm, const char *label, uint64_t va)
+{
+	struct hm_mapping m;
+	static const char *const sizes[] = { "none", "4 KiB", "2 MiB", "1 GiB" };
+	int k = 0;
+
+	hm_query(mm, va, &m);
+	k = m.size == GiB ? 3 : m.size == 2 * MiB ? 2 : m.size ? 1 : 0;
+	printf("    %-34s %#14llx  %-6s %s%s%s\n", label, (unsigned long long)va, sizes[k],
+	       m.size ? (m.prot & PROT_READ ? "r" : "-") : "", m.size ? (m.prot & PROT_WRITE ? "w" : "-") : "",
+	       m.size ? "" : "(unmapped)");
+}
+
+static void report_memory(struct hm_system *sys)
+{
+	uint64_t pt = stat(sys, "pgtable_bytes"), dep = stat(sys, "pgtable_deposited");
+
+	printf("  mappings:    %llu x 1 GiB, %llu x 2 MiB, %llu x 4 KiB  (%.2f GiB of anonymous memory)\n",
+	       (unsigned long long)stat(sys, "nr_anon_pud"), (unsigned long long)stat(sys, "nr_anon_pmd"),
+	       (unsigned long long)stat(sys, "nr_anon_pte"),
+	       stat(sys, "nr_anon_pages") * 4096.0 / GiB);
+	printf("  page tables: %.2f MiB in all, of which %.2f MiB (%llu tables) deposited for splits"
+	       " = %.3f%% of mapped memory\n",
+	       pt / (double)MiB, dep * 4096.0 / MiB, (unsigned long long)dep,
+	       stat(sys, "nr_anon_pages") ? 100.0 * pt / (stat(sys, "nr_anon_pages") * 4096.0) : 0.0);
+}
+
+static int demo(int argc, char **argv)
+{
+	struct hm_config cfg;
+	struct hm_system *sys;
+	struct hm_mm *mm;
+	uint64_t a1g, a2m, a4k;
+	int r;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 4 * GiB;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--phys") && i + 1 < argc)
+			cfg.phys_bytes = strtoull(argv[++i], NULL, 0) * GiB;
+		else if (!strcmp(argv[i], "--levels") && i + 1 < argc)
+			cfg.levels = (unsigned)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--lazy"))
+			cfg.deposit = HM_DEPOSIT_LAZY;
+		else {
+			fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy]\n");
+			return 2;
+		}
+	}
+	if (cfg.phys_bytes < 3 * GiB) {
+		fprintf(stderr, "hugemm demo: needs --phys 3 or more (it maps 2 GiB + 576 MiB)\n");
+		return 2;
+	}
+	if ((r = hm_system_create(&cfg, &sys)))
+		die("hm_system_create", r);
+	uint64_t free0 = stat(sys, "nr_free_pages");
+
+	printf("hugemm demo: %.0f GiB of physical memory, %u-level page tables, %s deposits\n\n",
+	       cfg.phys_bytes / (double)GiB, cfg.levels, cfg.deposit == HM_DEPOSIT_EAGER ? "eager" : "lazy");
+	if ((r = hm_mm_create(sys, &mm)))
+		die("hm_mm_create", r);
+
+	double t = now();
+	if ((r = hm_mmap(mm, 0, 2 * GiB, RW, PA, &a1g)) || (r = hm_madvise(mm, a1g, 2 * GiB, MADV_HUGEPAGE)) ||
+	    (r = hm_mmap(mm, 0, 512 * MiB, RW, PA, &a2m)) ||
+	    (r = hm_mmap(mm, 0, 64 * MiB, RW, PA, &a4k)) || (r = hm_madvise(mm, a4k, 64 * MiB, MADV_NOHUGEPAGE)))
+		die("mmap", r);
+	record("mmap 3 regions", t, 0);
+
+	printf("1. Fault in, one write per 4 KiB page:\n");
+	t = now();
+	touch(mm, a1g, 2 * GiB, "2 GiB, MADV_HUGEPAGE");
+	record("fault 2 GiB as 1 GiB pages", t, 2 * GiB);
+	t = now();
+	touch(mm, a2m, 512 * MiB, "512 MiB, THP always");
+	record("fault 512 MiB as 2 MiB pages", t, 512 * MiB);
+	t = now();
+	touch(mm, a4k, 64 * MiB, "64 MiB, MADV_NOHUGEPAGE");
+	record("fault 64 MiB as 4 KiB pages", t, 64 * MiB);
+	/* The host backs our arena lazily: the first touch above ran at the
+	 * host's speed. Unmap and fault again to see hugemm's own. */
+	t = now();
+	if ((r = hm_munmap(mm, a1g, 2 * GiB)) ||
+	    (r = hm_mmap(mm, a1g, 2 * GiB, RW, PA | MAP_FIXED, &a1g)) ||
+	    (r = hm_madvise(mm, a1g, 2 * GiB, MADV_HUGEPAGE)))
+		die("remap", r);
+	record("munmap + mmap 2 GiB", t, 0);
+	t = now();
+	touch(mm, a1g, 2 * GiB, "2 GiB again (host memory warm)");
+	record("fault 2 GiB as 1 GiB pages, warm", t, 2 * GiB);
+	report_memory(sys);
+
+	printf("\n2. Split by partial munmap and mprotect (tables come from the deposits):\n");
+	uint64_t hole = a1g + GiB / 2 + 3 * 4096;
+	t = now();
+	if ((r = hm_munmap(mm, hole, 4096)))
+		die("munmap", r);
+	record("munmap 4 KiB inside a 1 GiB page", t, 0);
+	uint64_t ro = a1g + GiB + 256 * MiB + 4096, ro_len = 2 * MiB + 8192;
+	t = now();
+	if ((r = hm_mprotect(mm, ro, ro_len, PROT_READ)))
+		die("mprotect", r);
+	record("mprotect 2 MiB + 8 KiB read-only", t, 0);
+	uint64_t mid2m = a2m + 100 * MiB + 4096;
+	t = now();
+	if ((r = hm_madvise(mm, mid2m, 4096, MADV_DONTNEED)))
+		die("madvise", r);
+	record("MADV_DONTNEED 4 KiB of a 2 MiB page", t, 0);
+	mapping_line(mm, "first 1 GiB page, start", a1g);
+	mapping_line(mm, "next to the munmapped hole", hole + 4096);
+	mapping_line(mm, "the hole", hole);
+	mapping_line(mm, "second 1 GiB page, start", a1g + GiB);
+	mapping_line(mm, "inside the read-only range", ro + MiB);
+	mapping_line(mm, "just past it", ro + ro_len);
+	printf("  splits: %llu PUD -> PMD, %llu PMD -> PTE; tables allocated by splits: %llu\n",
+	       (unsigned long long)stat(sys, "thp_split_pud"), (unsigned long long)stat(sys, "thp_split_pmd"),
+	       (unsigned long long)stat(sys, "split_alloc"));
+	report_memory(sys);
+
+	printf("\n3. Verify every page:\n");
+	uint64_t bad = 0, done = 0, total = 2 * GiB + 512 * MiB + 64 * MiB;
+	struct progress p = { "reading back 2.56 GiB", now(), 0, 0 };
+	t = now();
+	bad += verify(mm, a1g, 2 * GiB, hole, 4096, 0, &p, &done, total);
+	bad += verify(mm, a2m, 512 * MiB, 0, 0, mid2m, &p, &done, total);
+	bad += verify(mm, a4k, 64 * MiB, 0, 0, 0, &p, &done, total);
+	progress(&p, total, total);
+	record("read back every page (8 bytes each)", t, 0);
+	uint64_t z = 1, v = 7;
+	hm_read(mm, mid2m, &z, 8);
+	int wro = hm_write(mm, ro + MiB, &v, 8);
+	int check = hm_check(sys);
+	printf("  %llu pages wrong (the DONTNEED page reads as %llu, the hole faults);"
+	       " write to the read-only range: %s; hm_check: %s\n", (unsigned long long)bad,
+	       (unsigned long long)z,
+	       wro == -EFAULT ? "-EFAULT" : "ALLOWED (bug)", check ? "FAILED" : "ok");
+
+	printf("\n4. Counters:\n");
+	printf("  pgfault %llu, pud_fault_alloc %llu, pmd_fault_alloc %llu, thp_fault_fallback %llu\n",
+	       (unsigned long long)stat(sys, "pgfault"), (unsigned long long)stat(sys, "pud_fault_alloc"),
+	       (unsigned long long)stat(sys, "pmd_fault_alloc"), (unsigned long long)stat(sys, "thp_fault_fallback"));
+
+	t = now();
+	hm_mm_destroy(mm);
+	record("destroy the address space", t, 0);
+	uint64_t free1 = stat(sys, "nr_free_pages");
+
+	printf("\n5. Timings:\n");
+	for (int i = 0; i < nsteps; i++) {
+		if (steps[i].bytes)
+			printf("  %-40s %10.3f ms  %6.2f GB/s\n", steps[i].name, steps[i].seconds * 1e3,
+			       steps[i].bytes / steps[i].seconds / 1e9);
+		else
+			printf("  %-40s %10.3f ms\n", steps[i].name, steps[i].seconds * 1e3);
+	}
+	printf("  (the first rounds touch host memory for the first time, at the host's speed)\n");
+	printf("\nAfter destroying the address space: %llu of %llu frames free%s\n",
+	       (unsigned long long)free1, (unsigned long long)free0, free1 == free0 ? " (all of them)" : " (LEAK)");
+	hm_system_destroy(sys);
+	return bad || check || wro != -EFAULT || free1 != free0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "demo"))
+		return demo(argc - 2, argv + 2);
+	if (argc >= 2 && !strcmp(argv[1], "stats")) {
+		const char *n;
+
+		for (unsigned i = 0; (n = hm_stat_name(i)); i++)
+			puts(n);
+		return 0;
+	}
+	fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy]\n"
+			"       hugemm stats\n");
+	return 2;
+}
