@@ -76,8 +76,8 @@ static void check_zero_table(struct chk *c, uint32_t pfn)
 	const hm_pte_t *e = hm_pt_entries(c->ph, pfn);
 
 	for (unsigned i = 0; i < HM_PTRS; i++) {
-		if (e[i]) {
-			report(c, "deposited table %#x has entry %u = %#llx", pfn, i, (unsigned long long)e[i]);
+		if (pt_get(&e[i])) {
+			report(c, "deposited table %#x has entry %u = %#llx", pfn, i, (unsigned long long)pt_get(&e[i]));
 			return;
 		}
 	}
@@ -171,7 +171,7 @@ static void walk(struct chk *c, struct hm_mm *mm, uint32_t table, unsigned level
 	uint32_t huge = 0;
 
 	for (unsigned i = 0; i < HM_PTRS; i++) {
-		hm_pte_t e = t[i];
+		hm_pte_t e = pt_get(&t[i]);	/* walkers set A/D concurrently */
 		uint64_t va = base + i * size;
 
 		if (pt_none(e))
@@ -291,9 +291,9 @@ static void scan_frames(struct chk *c, struct totals *t)
 	for (uint32_t pfn = 0; pfn < ph->nr_frames;) {
 		struct hm_page *pg = hm_pfn_page(ph, pfn);
 
-		if (pg->flags & PG_BUDDY) {
-			buddy += 1ull << pg->order;
-			pfn += 1u << pg->order;
+		if (pg->buddy) {
+			buddy += 1ull << (pg->buddy - 1);
+			pfn += 1u << (pg->buddy - 1);
 		} else if (pg->flags & PG_HEAD) {
 			check_folio(c, pfn);
 			t->folio += 1ull << pg->order;

@@ -49,9 +49,9 @@ static void batch_free_rcu(struct rcu_head *head)
 static void table_free_rcu(struct rcu_head *head)
 {
 	struct hm_page *pg = (struct hm_page *)((char *)head - offsetof(struct hm_page, rcu));
-	struct hm_ptcache *pc = (struct hm_ptcache *)(uintptr_t)pg->owner;
 
 	hm_tsan_gp_acquire();
+	struct hm_ptcache *pc = (struct hm_ptcache *)(uintptr_t)pg->owner;
 	hm_pt_free(pc, hm_page_pfn(pc->ph, pg));
 	hm_tsan_gp_release();
 }
@@ -84,12 +84,12 @@ void hm_gather_table(struct hm_gather *g, uint32_t pfn)
 		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
 
 		pg->owner = (uint64_t)(uintptr_t)pc;
-		urcu_bp_call_rcu(&pg->rcu, table_free_rcu);
+		hm_rcu_call(&pg->rcu, table_free_rcu);
 		return;
 	}
 	g->batch->pfn[g->batch->n++] = pfn;
 	if (g->batch->n == BATCH_MAX) {
-		urcu_bp_call_rcu(&g->batch->rcu, batch_free_rcu);
+		hm_rcu_call(&g->batch->rcu, batch_free_rcu);
 		g->batch = NULL;
 	}
 }
@@ -114,7 +114,7 @@ void hm_gather_finish(struct hm_gather *g)
 	/* Every TLB entry filled before this point is stale from now on. */
 	__atomic_add_fetch(g->tlb_gen, 1, __ATOMIC_RELEASE);
 	if (!g->flush) {
-		urcu_bp_call_rcu(&g->batch->rcu, batch_free_rcu);
+		hm_rcu_call(&g->batch->rcu, batch_free_rcu);
 		g->batch = NULL;
 		return;
 	}

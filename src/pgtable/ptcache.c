@@ -189,10 +189,8 @@ uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
 		if (pc->blk_used[blk_of(pfn)]++ == 0)
 			pc->nr_empty_blocks--;
 		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
-		uint8_t node = pg->node;
 
-		memset(pg, 0, sizeof(*pg));	/* no stale table fields */
-		pg->node = node;
+		hm_page_reset(pg);	/* no stale table fields */
 		pg->flags = PG_PT_SLOT;
 	}
 	pthread_mutex_unlock(&pc->lock);
@@ -209,9 +207,7 @@ void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 	}
 	hm_assert(order == 0);
 	hm_zero_pages(pc->ph, pfn, 0);	/* free slots are kept zero */
-	uint8_t node = pg->node;
-	memset(pg, 0, sizeof(*pg));
-	pg->node = node;
+	hm_page_reset(pg);
 	pthread_mutex_lock(&pc->lock);
 	slot_free_locked(pc, pfn);
 	pthread_mutex_unlock(&pc->lock);

@@ -48,6 +48,14 @@ static inline void hm_rcu_synchronize(void)
 	hm_tsan_gp_acquire();
 }
 
+/* Queue @fn to run after a grace period. What the caller did before
+ * happens before the callback (liburcu's queue orders it; TSan is told). */
+static inline void hm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *))
+{
+	hm_tsan_gp_release();
+	urcu_bp_call_rcu(head, fn);
+}
+
 /* Wait for every callback queued so far. Must not: be called inside a read
  * section or from a callback. Callbacks end with hm_tsan_gp_release(), so
  * what they did happens before our return. */

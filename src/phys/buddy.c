@@ -7,7 +7,7 @@
  *
  * Invariant (node->lock): a frame is in exactly one free block or in none;
  * a free block of order o starts at a multiple of 2^o and its head has
- * PG_BUDDY with order o; node->nr_free = sum over blocks of 2^o.
+ * buddy = o + 1; node->nr_free = sum over blocks of 2^o.
  */
 #include <string.h>
 
@@ -18,8 +18,7 @@ static void list_add(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsign
 	struct hm_page *pg = &ph->pages[pfn];
 	uint32_t head = n->free_head[o];
 
-	pg->flags = PG_BUDDY;
-	pg->order = (uint8_t)o;
+	pg->buddy = (uint8_t)(o + 1);
 	pg->lru.prev = HM_PFN_NONE;
 	pg->lru.next = head;
 	if (head != HM_PFN_NONE)
@@ -38,8 +37,7 @@ static void list_del(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsign
 		n->free_head[o] = pg->lru.next;
 	if (pg->lru.next != HM_PFN_NONE)
 		ph->pages[pg->lru.next].lru.prev = pg->lru.prev;
-	pg->flags = 0;
-	pg->order = 0;
+	pg->buddy = 0;
 	pg->lru.next = pg->lru.prev = 0;
 	n->nr_blocks[o]--;
 }
@@ -92,11 +90,9 @@ void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 	/* Reset the descriptors outside the lock; the block is ours alone. */
 	for (uint32_t i = 0; i < (1u << order); i++) {
 		struct hm_page *pg = &ph->pages[pfn + i];
-		uint8_t node = pg->node;
 
-		hm_assert_int(!(pg->flags & (PG_BUDDY | PG_TABLE)));
-		memset(pg, 0, sizeof(*pg));
-		pg->node = node;
+		hm_assert_int(!(pg->flags & PG_TABLE));
+		hm_page_reset(pg);
 	}
 
 	pthread_mutex_lock(&n->lock);
@@ -107,7 +103,7 @@ void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 		if (buddy < n->start_pfn || buddy + (1u << o) > n->end_pfn)
 			break;
 		struct hm_page *b = &ph->pages[buddy];
-		if (!(b->flags & PG_BUDDY) || b->order != o)
+		if (b->buddy != o + 1)
 			break;
 		list_del(ph, n, buddy, o);
 		pfn &= ~(1u << o);

@@ -4,7 +4,7 @@
  * and a buddy allocator of orders 0..18 per memory node.
  *
  * A descriptor is read in one of three ways, as in the kernel's memmap:
- *   free frame    (PG_BUDDY on the head of a free block: order, lru links)
+ *   free frame    (buddy != 0 on the head of a free block: lru links)
  *   folio         (PG_HEAD / PG_TAIL: map counts, see below)
  *   page table    (PG_TABLE: the ptdesc fields, see pgtable/ptdesc.h)
  *
@@ -29,6 +29,7 @@
 #define HM_PHYS_H
 
 #include <pthread.h>
+#include <string.h>
 #include <urcu-bp.h>
 
 #include "../base/base.h"
@@ -36,7 +37,6 @@
 #include "../base/lock.h"
 
 enum {
-	PG_BUDDY	= 1u << 0,	/* head of a free buddy block */
 	PG_HEAD		= 1u << 1,	/* first frame of a folio */
 	PG_TAIL		= 1u << 2,	/* other frames of a folio */
 	PG_TABLE	= 1u << 3,	/* a page table in use (or deposited) */
@@ -51,7 +51,9 @@ struct hm_page {
 	uint8_t order;		/* free block or folio order */
 	uint8_t node;		/* memory node */
 	uint8_t pt_level;	/* PG_TABLE: level of the table */
-	uint8_t _pad0;
+	uint8_t buddy;		/* order + 1 if this heads a free block, else 0;
+				 * node->lock (the only byte the buddy allocator
+				 * reads in frames it does not own) */
 	union {			/* offset 8, 16 bytes */
 		struct {	/* free lists (buddy, page-table cache) */
 			uint32_t next, prev;
@@ -122,6 +124,16 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 /* Context: any. Takes node->lock. The frames must be a block from
  * hm_alloc_pages of the same order; its descriptors are reset. */
 void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+
+/* Clear a descriptor that the caller owns, keeping its node and leaving the
+ * buddy byte (0 in any frame that is not free) alone. */
+static inline void hm_page_reset(struct hm_page *pg)
+{
+	pg->flags = 0;
+	pg->order = 0;
+	pg->pt_level = 0;
+	memset((char *)pg + 8, 0, sizeof(*pg) - 8);
+}
 
 static inline struct hm_page *hm_pfn_page(struct hm_phys *ph, uint32_t pfn)
 {
