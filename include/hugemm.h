@@ -57,6 +57,14 @@ struct hm_mm;
 #define HM_DEPOSIT_EAGER 0
 #define HM_DEPOSIT_LAZY	 1
 
+/* What a write to a huge page shared after fork copies (hm_config.cow):
+ * the 4 KiB written (the huge mapping is split down to it; default), or the
+ * 2 MiB around it (a 1 GiB mapping is split to 2 MiB ones and the written
+ * 2 MiB copied into a new 2 MiB page, falling back to 4 KiB if none can be
+ * had). A page mapped by the writer alone is always reused in place. */
+#define HM_COW_4K	0
+#define HM_COW_2M	1
+
 /* hm_config.flags */
 #define HM_CHECK	 0x1u	/* run hm_check() after every operation that
 				 * changes state (map calls, faults) */
@@ -73,6 +81,7 @@ struct hm_config {
 	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
 	int deposit;		/* HM_DEPOSIT_EAGER (default) or HM_DEPOSIT_LAZY */
 	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA */
+	int cow;		/* HM_COW_4K (default) or HM_COW_2M */
 };
 
 /*
@@ -110,8 +119,11 @@ HM_API int hm_mm_create(struct hm_system *sys, struct hm_mm **out);
 HM_API void hm_mm_destroy(struct hm_mm *mm);
 
 /*
- * hm_fork - copy @parent into a new address space (copy-on-write).
- * Returns -ENOSYS until fork is implemented.
+ * hm_fork - a new address space that sees @parent's memory as it is now;
+ * from then on neither sees the other's writes (copy-on-write at the level
+ * each page is mapped; the child's huge pages get deposits of their own).
+ * MADV_DONTFORK ranges are not copied. -ENOMEM leaves @parent exactly as
+ * it was. Context: any thread; waits for operations under way on @parent.
  */
 HM_API int hm_fork(struct hm_mm *parent, struct hm_mm **child);
 

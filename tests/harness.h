@@ -75,7 +75,11 @@ static inline uint64_t t_stat(struct hm_system *sys, const char *name)
 	return v;
 }
 
-/* A system for tests: @phys bytes, HM_CHECK on, defaults otherwise. */
+/* Flags for t_system(): HM_CHECK unless a test that faults in hundreds of
+ * thousands of pages turns it off (its STEP()s still check every step). */
+static unsigned t_flags = HM_CHECK;
+
+/* A system for tests: @phys bytes, t_flags, defaults otherwise. */
 static inline struct hm_system *t_system(uint64_t phys, int thp_pud, int thp_pmd, int deposit)
 {
 	struct hm_config cfg;
@@ -86,7 +90,7 @@ static inline struct hm_system *t_system(uint64_t phys, int thp_pud, int thp_pmd
 	cfg.thp_pud = thp_pud;
 	cfg.thp_pmd = thp_pmd;
 	cfg.deposit = deposit;
-	cfg.flags = HM_CHECK;
+	cfg.flags = t_flags;
 	if (hm_system_create(&cfg, &sys)) {
 		fprintf(stderr, "hm_system_create failed\n");
 		exit(2);

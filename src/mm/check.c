@@ -22,7 +22,9 @@
 struct shadow {			/* per frame, recounted from the tables */
 	uint32_t pte, pmd, whole, total;
 	uint32_t id[2], cnt[2];
+	uint32_t first_mm;		/* page: the first mm found mapping it */
 	uint8_t table, overflow;
+	uint8_t shared, writable;	/* page: mapped by 2+ mms; mapped writable */
 };
 
 struct chk {
@@ -161,6 +163,17 @@ static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned lev
 		c->sh[pfn].pmd++;
 	c->sh[head].total++;
 	shadow_slots(&c->sh[head], (uint32_t)mm->id);
+	/* Per page: who maps it, and whether writably (a writable anonymous
+	 * page must be mapped by one mm only). */
+	for (uint32_t p = pfn; p < pfn + (size >> HM_PAGE_SHIFT); p++) {
+		struct shadow *ps = &c->sh[p];
+
+		if (!ps->first_mm)
+			ps->first_mm = (uint32_t)mm->id;
+		else if (ps->first_mm != (uint32_t)mm->id)
+			ps->shared = 1;
+		ps->writable |= pt_writable(e);
+	}
 	c->mm_leaves[level]++;
 }
 
@@ -249,11 +262,16 @@ static void check_folio(struct chk *c, uint32_t head)
 			report(c, "folio %#x: frame %#x is not its tail", head, head + i);
 			return;
 		}
+		if (c->sh[head + i].writable && c->sh[head + i].shared)
+			report(c, "frame %#x is mapped writable and by more than one mm", head + i);
 		if ((uint32_t)pte != c->sh[head + i].pte || pte < 0 ||
 		    (!(i % HM_PTRS) && ((uint32_t)pmd != c->sh[head + i].pmd || pmd < 0)))
 			report(c, "frame %#x: %d PTE maps, chunk %d PMD maps; tables say %u/%u", head + i,
 			       pte, pmd, c->sh[head + i].pte, c->sh[head + i].pmd);
 	}
+	if (s->total && hm_rmap_walk(c->sys, head, NULL, NULL) != s->total)
+		report(c, "folio %#x: the reverse map finds %llu of its %u mappings", head,
+		       (unsigned long long)hm_rmap_walk(c->sys, head, NULL, NULL), s->total);
 	if (h->flags & PG_MAYBE_SHARED)
 		return;
 	if (s->overflow) {

@@ -133,6 +133,7 @@ static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 		return 1;
 	}
 	hm_zero_pages(ph, folio, order);
+	hm_folio_set_rmap(ph, folio, v, HM_ALIGN_DOWN(va, hm_level_size(level)));
 
 	hm_pte_t prot;
 	hm_leaf_prot_bits(v, write, &prot);
@@ -160,7 +161,7 @@ static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 	return 0;
 }
 
-static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, bool write)
+static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, uint64_t va, bool write)
 {
 	struct hm_phys *ph = mm_phys(mm);
 
@@ -169,6 +170,7 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, b
 	uint32_t folio = hm_folio_alloc(mm, 0, true);
 	if (folio == HM_PFN_NONE)
 		return -ENOMEM;
+	hm_folio_set_rmap(ph, folio, v, HM_ALIGN_DOWN(va, HM_PAGE_SIZE));
 
 	hm_pte_t prot;
 	hm_leaf_prot_bits(v, write, &prot);
@@ -188,18 +190,19 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, b
 }
 
 /*
- * A leaf is already mapped at @va: either another thread faulted it in
- * (spurious: retry), or the access is not allowed by the leaf.
+ * A leaf is already mapped at @va: another thread faulted it in (spurious:
+ * retry), or it is read-only in a writable VMA (copy-on-write), or the
+ * access is not allowed.
  */
-static int fault_mapped(const struct hm_vma *v, hm_pte_t e, bool write)
+static int fault_mapped(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
+			unsigned level, uint64_t va, bool write)
 {
+	hm_pte_t e = pt_get(slot);
+
 	if (!pt_present(e))
 		return -EFAULT;		/* PROT_NONE leaf (or swap: not yet) */
-	/* Without fork, a writable VMA has writable leaves (mprotect keeps
-	 * them in step), so a read-only leaf here means the VMA forbids it. */
 	if (write && !pt_writable(e))
-		return -EFAULT;
-	(void)v;
+		return (v->prot & PROT_WRITE) ? hm_wp_fault(mm, v, slot, level, va) : -EFAULT;
 	return 0;
 }
 
@@ -207,11 +210,13 @@ int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
 {
 	hm_assert_rwsem_held(&mm->mmap_lock);
 	struct hm_phys *ph = mm_phys(mm);
-	const struct hm_vma *v = hm_vma_lookup(mm, va);
+	struct hm_vma *v = hm_vma_lookup(mm, va);
 	int err = 0;
 
 	if (!v || v->prot == PROT_NONE || (write && !(v->prot & PROT_WRITE)))
 		return -EFAULT;
+	if ((err = hm_anon_vma_prepare(mm, v)))
+		return err;
 	hm_count(mm->sys, HM_STAT_pgfault);
 
 	uint32_t table = mm->root;
@@ -219,16 +224,16 @@ int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
 		hm_pte_t *slot = hm_pt_entries(ph, table) + hm_level_index(va, level);
 
 		if (level <= 2 && fault_huge(mm, v, slot, level, va, write) == 0)
-			return fault_mapped(v, pt_get(slot), write);
+			return fault_mapped(mm, v, slot, level, va, write);
 		table = ensure_table(mm, slot, level, &err);
 		if (err)
 			return err;
 		if (table == HM_PFN_NONE)	/* a huge leaf is there */
-			return fault_mapped(v, pt_get(slot), write);
+			return fault_mapped(mm, v, slot, level, va, write);
 	}
 	hm_pte_t *slot = hm_pt_entries(ph, table) + hm_level_index(va, 0);
-	err = fault_pte(mm, v, slot, write);
-	return err ? err : fault_mapped(v, pt_get(slot), write);
+	err = fault_pte(mm, v, slot, va, write);
+	return err ? err : fault_mapped(mm, v, slot, 0, va, write);
 }
 
 int hm_fault(struct hm_mm *mm, uint64_t va, bool write)

@@ -114,11 +114,15 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
-	struct hm_page *h = hm_pfn_page(ph, hm_folio_head(ph, pfn));
+	uint32_t head = hm_folio_head(ph, pfn);
+	struct hm_page *h = hm_pfn_page(ph, head);
+	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 
+	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	hm_add(&h->large_mapcount, 1);
 	slots_add(h, mm->id, 1);
+	hm_spin_unlock(lock);
 	hm_add(&mm->nr_leaf[level], 1);
 	hm_add(&mm->sys->nr_leaf[level], 1);
 }
@@ -128,10 +132,13 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	struct hm_phys *ph = mm_phys(mm);
 	uint32_t head = hm_folio_head(ph, pfn);
 	struct hm_page *h = hm_pfn_page(ph, head);
+	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 
+	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
 	slots_sub(h, mm->id, 1);
+	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_sub(&mm->sys->nr_leaf[level], 1);
 	if (left)
@@ -150,9 +157,12 @@ static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
-	struct hm_page *h = hm_pfn_page(ph, hm_folio_head(ph, pfn));
+	uint32_t head = hm_folio_head(ph, pfn);
+	struct hm_page *h = hm_pfn_page(ph, head);
+	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 
 	hm_assert(level == 1 || level == 2);
+	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	if (level == 2)
 		hm_add(&h->pmd_all, 1);
@@ -160,6 +170,7 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
 	hm_add(&h->large_mapcount, HM_PTRS - 1);
 	slots_add(h, mm->id, HM_PTRS - 1);
+	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_add(&mm->nr_leaf[level - 1], HM_PTRS);
 	hm_sub(&mm->sys->nr_leaf[level], 1);
@@ -181,14 +192,54 @@ unsigned hm_page_mapcount(struct hm_phys *ph, uint32_t pfn)
 	return (unsigned)n;
 }
 
-bool hm_folio_mapped_by_only(struct hm_phys *ph, uint32_t pfn, uint64_t mm_id)
+bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id)
 {
-	struct hm_page *h = hm_pfn_page(ph, hm_folio_head(ph, pfn));
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head = hm_folio_head(ph, pfn);
+	struct hm_page *h = hm_pfn_page(ph, head);
+	hm_spin_t *lock = hm_folio_lock(sys, head);
+	bool only = false;
 
-	if (h->flags & PG_MAYBE_SHARED)
-		return false;
-	for (int s = 0; s < 2; s++)
-		if (h->mm_count[s] && h->mm_id[s] == (uint32_t)mm_id)
-			return h->mm_count[s] == h->large_mapcount;
-	return false;
+	hm_spin_lock(lock);
+	if (!(h->flags & PG_MAYBE_SHARED))
+		for (int s = 0; s < 2; s++)
+			if (h->mm_count[s] && h->mm_id[s] == (uint32_t)mm_id)
+				only = h->mm_count[s] == h->large_mapcount;
+	hm_spin_unlock(lock);
+	return only;
+}
+
+/* The 2 MiB chunk at @pfn is mapped by exactly one leaf, a PMD leaf (or the
+ * PUD leaf of its folio), and by no PTE: then that leaf's mm is alone. */
+static bool chunk_mapped_once(struct hm_system *sys, uint32_t pfn)
+{
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head = hm_folio_head(ph, pfn);
+	struct hm_page *h = hm_pfn_page(ph, head), *c = chunk_of(ph, pfn);
+	hm_spin_t *lock = hm_folio_lock(sys, head);
+	bool once;
+
+	hm_spin_lock(lock);
+	int32_t maps = h->entire_mapcount;
+	if (h->order == HM_PUD_ORDER)
+		maps += h->pmd_all + c->pmd_mapcount;
+	once = maps == 1 && c->pte_all == 0;
+	for (unsigned i = 0; once && i < HM_PTRS; i++)
+		once = c[i].mapcount == 0;
+	hm_spin_unlock(lock);
+	return once;
+}
+
+/* Does no address space other than @mm_id map what the leaf of @level at
+ * @pfn maps? Exact for 4 KiB leaves (an mm maps a page at most once, so the
+ * page's own count says it) and for 2 MiB leaves (the chunk's counts); for
+ * 1 GiB leaves, the folio's mm slots: exact while at most two mms map the
+ * folio, "no" beyond. */
+bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level, uint64_t mm_id)
+{
+	if (level == 0)
+		return hm_page_mapcount(&sys->phys, pfn) == 1;
+	if (level == 1)
+		return chunk_mapped_once(sys, pfn);
+	return hm_folio_mapped_by_only(sys, pfn, mm_id);
 }

@@ -32,7 +32,8 @@ static bool config_valid(const struct hm_config *c)
 	       c->thp_pud >= HM_THP_NEVER && c->thp_pud <= HM_THP_ALWAYS &&
 	       c->thp_pmd >= HM_THP_NEVER && c->thp_pmd <= HM_THP_ALWAYS &&
 	       (c->deposit == HM_DEPOSIT_EAGER || c->deposit == HM_DEPOSIT_LAZY) &&
-	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA));
+	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA)) &&
+	       (c->cow == HM_COW_4K || c->cow == HM_COW_2M);
 }
 
 int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
@@ -60,6 +61,8 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 		return r;
 	}
 	pthread_mutex_init(&sys->mms_lock, NULL);
+	pthread_mutex_init(&sys->av_lock, NULL);
+	sys->cow_policy = cfg->cow;
 	*out = sys;
 	return 0;
 }
@@ -73,6 +76,8 @@ void hm_system_destroy(struct hm_system *sys)
 	hm_rcu_barrier();
 	hm_ptcache_fini(&sys->pc);
 	pthread_mutex_destroy(&sys->mms_lock);
+	pthread_mutex_destroy(&sys->av_lock);
+	free(sys->avs);
 	hm_phys_fini(&sys->phys);
 	free(sys);
 }
@@ -126,7 +131,7 @@ void hm_mm_destroy(struct hm_mm *mm)
 	hm_down_write(&mm->mmap_lock);
 	hm_mm_gather_init(mm, &g);
 	hm_zap_range(mm, &g, 0, top_va);
-	mm->nr_vmas = 0;
+	hm_vma_remove_range(mm, 0, top_va);
 	hm_free_pgtables(mm, &g, 0, top_va);
 	hm_gather_flush(&g);
 	hm_gather_finish(&g);
@@ -147,12 +152,6 @@ void hm_mm_destroy(struct hm_mm *mm)
 	free(mm->vmas);
 	free(mm);
 	hm_check_enabled(sys, 0);
-}
-
-int hm_fork(struct hm_mm *parent, struct hm_mm **child)
-{
-	(void)parent, (void)child;
-	return -ENOSYS;
 }
 
 int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)

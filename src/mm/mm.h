@@ -29,11 +29,40 @@ enum {
 	VM_DONTFORK	= 1u << 2,
 };
 
+struct hm_anon_vma;
+
 struct hm_vma {
 	uint64_t start, end;	/* [start, end) */
 	int prot;		/* PROT_* */
 	unsigned flags;		/* VM_* */
+	struct hm_anon_vma *av;	/* family of its anonymous folios, or NULL
+				 * until the first fault; set under
+				 * page_table_lock, then constant */
 };
+
+/*
+ * anon_vma: the reverse map. A family is created at the first fault in a
+ * VMA; every folio faulted there records the family's id and its virtual
+ * page. fork() makes the child's VMAs members of their parent VMAs'
+ * families. Addresses never move (there is no mremap), so every mapping of
+ * a folio is at its recorded address in some member mm.
+ *
+ *   members[i].nvmas = VMAs of members[i].mm that point at this family
+ *   a family is freed when its last member leaves.
+ */
+struct hm_av_member {
+	struct hm_mm *mm;
+	uint32_t nvmas;
+};
+
+struct hm_anon_vma {
+	uint32_t id;			/* index in sys->avs; constant */
+	pthread_mutex_t lock;		/* members */
+	struct hm_av_member *members;	/* lock */
+	uint32_t nr, cap;		/* lock */
+};
+
+#define HM_FOLIO_LOCKS 256	/* striped locks for folio map counts */
 
 /* Counters: the events first, then the ones computed when read. */
 #define HM_EVENT_STATS(X)						\
@@ -68,6 +97,12 @@ struct hm_system {
 	pthread_mutex_t mms_lock;
 	struct hm_mm *mms;	/* all mms; mms_lock */
 	uint64_t nr_mms;	/* mms_lock */
+	int cow_policy;		/* HM_COW_* */
+	pthread_mutex_t av_lock;	/* the table below */
+	struct hm_anon_vma **avs;	/* by id; NULL = free slot; av_lock */
+	uint32_t nr_avs, cap_avs;	/* av_lock */
+	hm_spin_t folio_locks[HM_FOLIO_LOCKS];	/* map counts and mm slots of
+						 * the folios hashed to each */
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
@@ -116,7 +151,8 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 unsigned hm_page_mapcount(struct hm_phys *ph, uint32_t pfn);
-bool hm_folio_mapped_by_only(struct hm_phys *ph, uint32_t pfn, uint64_t mm_id);
+bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id);
+bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level, uint64_t mm_id);
 
 /* pgtable wrappers that keep mm->nr_tables (table.c) */
 uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level);
@@ -141,6 +177,32 @@ typedef void (*hm_leaf_fn)(struct hm_mm *mm, hm_pte_t *slot, unsigned level,
 			   uint64_t va, void *arg);
 void hm_walk_leaves(struct hm_mm *mm, uint64_t start, uint64_t end, hm_leaf_fn fn, void *arg);
 
+/* anon.c */
+int hm_anon_vma_prepare(struct hm_mm *mm, struct hm_vma *v);	/* mmap_lock read */
+void hm_av_get(struct hm_anon_vma *av, struct hm_mm *mm);	/* member exists */
+int hm_av_reserve(struct hm_anon_vma *av);			/* room for one more */
+void hm_av_add(struct hm_anon_vma *av, struct hm_mm *mm);	/* after reserve */
+void hm_av_put(struct hm_system *sys, struct hm_anon_vma *av, struct hm_mm *mm);
+void hm_folio_set_rmap(struct hm_phys *ph, uint32_t head, const struct hm_vma *v, uint64_t va);
+/*
+ * Call @fn for every leaf, in every address space, that maps part of the
+ * folio at @head. Context: the mmap_lock of every member mm held.
+ * Returns the number of leaves found.
+ */
+typedef void (*hm_rmap_fn)(struct hm_mm *mm, uint64_t va, unsigned level, void *arg);
+uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void *arg);
+
+/* folio locks (innermost after the ptls) */
+static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
+{
+	return &sys->folio_locks[(head * 0x9e3779b1u) >> 24];
+}
+
+/* cow.c — Context: mmap_lock held for reading; *slot maps @va read-only
+ * in a writable VMA. 0 (retry the access) or -ENOMEM. */
+int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
+		unsigned level, uint64_t va);
+
 /* fault.c — Context: mmap_lock held for reading. 0 = resolved (retry the
  * access), -EFAULT, -ENOMEM. */
 int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write);
@@ -155,6 +217,10 @@ struct hm_split_tables {
 int hm_split_prepare(struct hm_mm *mm, uint64_t a, uint64_t b, struct hm_split_tables *st);
 void hm_split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st);
 void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st);
+/* Split the leaf at *slot (level 1 or 2) under its table's lock; works
+ * under mmap_lock for reading too, as every installer rechecks under that
+ * lock. Lazy mode takes its table from @st. */
+bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st);
 /* Split the huge leaf at @addr down to @level (1: PMD leaves, 0: PTEs), for
  * benchmarks and tests. -ENOENT if no huge leaf is there. */
 int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);

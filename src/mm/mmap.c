@@ -96,10 +96,13 @@ int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len)
 static void prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
 {
 	const hm_pte_t perm = HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_NX | HM_PTE_PROTNONE;
-	hm_pte_t *bits = arg;
+	hm_pte_t bits = *(hm_pte_t *)arg;
 
-	(void)mm, (void)level, (void)va;
-	pt_update(slot, perm, *bits);
+	(void)va;
+	/* A page shared after fork stays read-only: the write fault copies it. */
+	if ((bits & HM_PTE_RW) && !hm_leaf_exclusive(mm->sys, pt_pfn(pt_get(slot), level), level, mm->id))
+		bits &= ~HM_PTE_RW;
+	pt_update(slot, perm, bits);
 }
 
 /*

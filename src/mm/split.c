@@ -61,14 +61,22 @@ static hm_pte_t *huge_slot(struct hm_mm *mm, uint64_t addr, unsigned want)
 	return level == want && pt_mapped(pt_get(slot)) ? slot : NULL;
 }
 
-static void split_one(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st)
+/* Split the leaf at *slot if it is still a mapped leaf of @level when we
+ * hold its lock (another thread may have split or replaced it). */
+bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st)
 {
 	uint32_t holder = hm_slot_table(mm_phys(mm), slot);
 	hm_spin_t *lock = hm_mm_table_lock(mm, holder);
+	bool done = false;
 
 	hm_spin_lock(lock);
-	split_leaf_locked(mm, slot, holder, level, st);
+	hm_pte_t e = pt_get(slot);
+	if (pt_mapped(e) && pt_leaf(e, level)) {
+		split_leaf_locked(mm, slot, holder, level, st);
+		done = true;
+	}
 	hm_spin_unlock(lock);
+	return done;
 }
 
 void hm_split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st)
@@ -77,9 +85,9 @@ void hm_split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st)
 	hm_pte_t *slot;
 
 	if (addr & (HM_PUD_SIZE - 1) && (slot = huge_slot(mm, addr, 2)))
-		split_one(mm, slot, 2, st);
+		hm_split_leaf(mm, slot, 2, st);
 	if (addr & (HM_PMD_SIZE - 1) && (slot = huge_slot(mm, addr, 1)))
-		split_one(mm, slot, 1, st);
+		hm_split_leaf(mm, slot, 1, st);
 }
 
 /* Tables that splitting at @addr will need in lazy mode. */
@@ -129,18 +137,18 @@ int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level)
 			r = -EOPNOTSUPP;
 			goto out;
 		}
-		split_one(mm, slot, 2, NULL);
+		hm_split_leaf(mm, slot, 2, NULL);
 		if (level == 0) {
 			uint64_t base = HM_ALIGN_DOWN(addr, HM_PUD_SIZE);
 			for (unsigned i = 0; i < HM_PTRS; i++)
-				split_one(mm, huge_slot(mm, base + i * HM_PMD_SIZE, 1), 1, NULL);
+				hm_split_leaf(mm, huge_slot(mm, base + i * HM_PMD_SIZE, 1), 1, NULL);
 		}
 	} else if ((slot = huge_slot(mm, addr, 1)) && level == 0) {
 		if (hm_split_prepare(mm, addr | HM_PAGE_SIZE, addr | HM_PAGE_SIZE, &st)) {
 			r = -ENOMEM;
 			goto out;
 		}
-		split_one(mm, slot, 1, &st);
+		hm_split_leaf(mm, slot, 1, &st);
 	} else {
 		r = -ENOENT;
 	}

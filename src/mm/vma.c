@@ -67,6 +67,8 @@ void hm_vma_split_at(struct hm_mm *mm, uint64_t addr)
 	hi.start = addr;
 	mm->vmas[i].end = addr;
 	vma_insert_at(mm, i + 1, &hi);
+	if (hi.av)
+		hm_av_get(hi.av, mm);	/* both halves point at the family */
 }
 
 void hm_vma_insert(struct hm_mm *mm, const struct hm_vma *v)
@@ -83,13 +85,16 @@ void hm_vma_remove_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 	while (j < mm->nr_vmas && mm->vmas[j].end <= end)
 		j++;
 	hm_assert(j == mm->nr_vmas || mm->vmas[j].start >= end);
+	for (size_t k = i; k < j; k++)
+		if (mm->vmas[k].av)
+			hm_av_put(mm->sys, mm->vmas[k].av, mm);
 	memmove(&mm->vmas[i], &mm->vmas[j], (mm->nr_vmas - j) * sizeof(struct hm_vma));
 	mm->nr_vmas -= j - i;
 }
 
 static bool vma_mergeable(const struct hm_vma *a, const struct hm_vma *b)
 {
-	return a->end == b->start && a->prot == b->prot && a->flags == b->flags;
+	return a->end == b->start && a->prot == b->prot && a->flags == b->flags && a->av == b->av;
 }
 
 void hm_vma_merge_range(struct hm_mm *mm, uint64_t start, uint64_t end)
@@ -101,6 +106,8 @@ void hm_vma_merge_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 		i--;
 	while (i + 1 < mm->nr_vmas && mm->vmas[i].start <= end) {
 		if (vma_mergeable(&mm->vmas[i], &mm->vmas[i + 1])) {
+			if (mm->vmas[i].av)
+				hm_av_put(mm->sys, mm->vmas[i].av, mm);
 			mm->vmas[i].end = mm->vmas[i + 1].end;
 			memmove(&mm->vmas[i + 1], &mm->vmas[i + 2],
 				(mm->nr_vmas - i - 2) * sizeof(struct hm_vma));

@@ -67,6 +67,11 @@ struct hm_page {
 		} pt;
 		struct rcu_head rcu;	/* table waiting for a grace period:
 					 * never live with the fields above */
+		struct {	/* folio head (anonymous memory) */
+			uint32_t gather_next;	/* = lru.next: free list after unmap */
+			uint32_t anon_vma;	/* id of its anon_vma family */
+			uint64_t index;		/* virtual page number of its first page */
+		} folio;
 	};
 	int32_t mapcount;	/* 24: PTE maps of this page, less pte_all */
 	int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
@@ -89,6 +94,8 @@ _Static_assert(offsetof(struct hm_page, rcu) == 8 && sizeof(struct rcu_head) == 
 _Static_assert(offsetof(struct hm_page, pt.deposit_next) != offsetof(struct hm_page, pt.deposit_head),
 	       "a deposit link must never overlap the table's own deposit head");
 _Static_assert(offsetof(struct hm_page, mapcount) >= 24, "map counts outside the overlay union");
+_Static_assert(offsetof(struct hm_page, folio.gather_next) == offsetof(struct hm_page, lru.next),
+	       "the gather list is threaded through lru.next");
 
 struct hm_node {
 	pthread_mutex_t lock;

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Copy-on-write: a write to a read-only leaf in a writable VMA.
+ *
+ * Policy (hm_config.cow):
+ *  - What the leaf maps is mapped by the faulting address space alone
+ *    (hm_leaf_exclusive): it is reused in place, the leaf becomes
+ *    writable, nothing is copied (cow_reuse).
+ *  - Otherwise a shared huge leaf is split (cow_split_pud, cow_split_pmd)
+ *    with its own deposit, and the write faults again one level down, so
+ *    that only the 4 KiB written is copied (cow_copy) instead of 1 GiB.
+ *  - With HM_COW_2M, a shared 2 MiB leaf (or a 2 MiB piece of a split
+ *    1 GiB one) is copied whole into a new 2 MiB page when one can be had.
+ *
+ * All of it runs under mmap_lock for reading, like any fault: every change
+ * is made under the leaf's table lock after checking that the leaf is still
+ * the one we looked at.
+ */
+#include <string.h>
+
+#include "mm.h"
+
+#define AD (HM_PTE_A | HM_PTE_D)
+
+/* The entry changed under us (other than A/D set by a walker)? */
+static bool changed(hm_pte_t now, hm_pte_t then)
+{
+	return (now & ~AD) != (then & ~AD);
+}
+
+/*
+ * Put a private copy, @copy, of the folio mapped by *slot (entry @e, level
+ * @level) in its place. Returns false if the entry changed meanwhile.
+ */
+static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
+		    hm_pte_t e, uint32_t copy)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
+	uint32_t old = pt_pfn(e, level);
+	bool freed;
+
+	hm_spin_lock(lock);
+	if (changed(pt_get(slot), e)) {
+		hm_spin_unlock(lock);
+		return false;
+	}
+	hm_folio_add_map(mm, copy, level);
+	pt_set(slot, pt_mk_leaf(copy, level, pt_prot_bits(v->prot) | AD));
+	freed = hm_folio_remove_map(mm, old, level);
+	hm_spin_unlock(lock);
+
+	/* Other threads may hold the old read-only translation: stale now. */
+	struct hm_gather g;
+	hm_mm_gather_init(mm, &g);
+	if (freed) {	/* the other mappers went away meanwhile */
+		hm_gather_folio(&g, hm_folio_head(ph, old));
+		hm_gather_finish(&g);
+	} else {
+		__atomic_add_fetch(&mm->tlb_gen, 1, __ATOMIC_RELEASE);
+	}
+	hm_count(mm->sys, HM_STAT_cow_copy);
+	return true;
+}
+
+static int copy_page(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, uint64_t va,
+		     hm_pte_t e, unsigned level)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	unsigned order = level * HM_PMD_ORDER;
+	uint32_t copy = hm_folio_alloc(mm, order, false);
+
+	if (copy == HM_PFN_NONE)
+		return -ENOMEM;
+	memcpy(hm_pfn_ptr(ph, copy), hm_pfn_ptr(ph, pt_pfn(e, level)), HM_PAGE_SIZE << order);
+	hm_folio_set_rmap(ph, copy, v, HM_ALIGN_DOWN(va, hm_level_size(level)));
+	if (!replace(mm, v, slot, level, e, copy))
+		hm_folio_free_unmapped(mm, copy);
+	return 0;
+}
+
+static int split_for_cow(struct hm_mm *mm, hm_pte_t *slot, unsigned level)
+{
+	struct hm_split_tables st = { .n = 0 };
+
+	if (mm->sys->cfg.deposit == HM_DEPOSIT_LAZY) {
+		st.pfn[0] = hm_mm_pt_alloc(mm, 0);
+		if (st.pfn[0] == HM_PFN_NONE)
+			return -ENOMEM;
+		st.n = 1;
+	}
+	if (hm_split_leaf(mm, slot, level, &st))
+		hm_count(mm->sys, level == 2 ? HM_STAT_cow_split_pud : HM_STAT_cow_split_pmd);
+	hm_split_done(mm, &st);
+	return 0;	/* the access faults again, a level down */
+}
+
+int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level, uint64_t va)
+{
+	hm_assert_rwsem_held(&mm->mmap_lock);
+	struct hm_system *sys = mm->sys;
+	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(&sys->phys, slot));
+
+	hm_spin_lock(lock);
+	hm_pte_t e = pt_get(slot);
+	if (!pt_present(e) || pt_writable(e) || !pt_leaf(e, level)) {
+		hm_spin_unlock(lock);
+		return 0;	/* someone else resolved it */
+	}
+	if (hm_leaf_exclusive(sys, pt_pfn(e, level), level, mm->id)) {
+		pt_update(slot, 0, HM_PTE_RW | AD);
+		hm_spin_unlock(lock);
+		hm_count(sys, HM_STAT_cow_reuse);
+		return 0;
+	}
+	hm_spin_unlock(lock);
+	if (level == 0)
+		return copy_page(mm, v, slot, va, e, 0);
+	if (level == 1 && sys->cow_policy == HM_COW_2M && copy_page(mm, v, slot, va, e, 1) == 0)
+		return 0;
+	return split_for_cow(mm, slot, level);
+}

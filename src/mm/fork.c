@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fork: copy an address space, making private memory copy-on-write at the
+ * level it is mapped.
+ *
+ * Two passes over the parent's tables with the same walk: the first counts
+ * the tables the child needs (its tables and, in eager mode, the deposits of
+ * its huge leaves), which are then allocated, along with room for the VMAs
+ * and the anon_vma memberships; the second copies and cannot fail. So an
+ * -ENOMEM changes nothing in the parent, like KVM topping up its cache
+ * before it takes its lock.
+ *
+ * Locks: the child's mmap_lock, then the parent's: when two mms are locked,
+ * the newer one is locked first (hm_check locks them in list order, newest
+ * first).
+ */
+#include <stdlib.h>
+
+#include "mm.h"
+
+struct fork_ctx {
+	struct hm_mm *parent, *child;
+	uint32_t *pre;		/* preallocated tables */
+	size_t n, used;
+	bool count;		/* first pass */
+	bool wrprotected;	/* the parent lost write access somewhere */
+};
+
+static uint32_t take(struct fork_ctx *f, unsigned level)
+{
+	hm_assert(f->used < f->n);
+	uint32_t t = f->pre[f->used++];
+
+	hm_pfn_page(mm_phys(f->child), t)->pt_level = (uint8_t)level;
+	return t;
+}
+
+/* The child's deposit for a huge leaf of @level in its table @holder. */
+static void child_deposit(struct fork_ctx *f, uint32_t holder, unsigned level)
+{
+	struct hm_ptcache *pc = &f->child->sys->pc;
+	uint32_t t = take(f, level - 1);
+
+	for (unsigned i = 0; level == 2 && i < HM_PTRS; i++)
+		hm_pt_deposit(pc, t, take(f, 0));
+	hm_pt_deposit(pc, holder, t);
+}
+
+static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t ctable, unsigned level)
+{
+	hm_pte_t e = pt_get(ps);
+
+	if (pt_writable(e)) {
+		e = pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
+		f->wrprotected = true;
+	}
+	if (level > 0 && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
+		child_deposit(f, ctable, level);
+	hm_folio_add_map(f->child, pt_pfn(e, level), level);
+	pt_set(cs, e & ~HM_PTE_A);	/* young in the parent, old in the child */
+}
+
+static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, unsigned level,
+		       uint64_t base, uint64_t start, uint64_t end)
+{
+	struct hm_phys *ph = mm_phys(f->parent);
+	hm_pte_t *pt = hm_pt_entries(ph, ptable);
+	hm_pte_t *ct = f->count ? NULL : hm_pt_entries(ph, ctable);
+	uint64_t size = hm_level_size(level);
+	uint64_t lo = HM_MAX(start, base), hi = HM_MIN(end, base + size * HM_PTRS);
+
+	for (unsigned i = hm_level_index(lo, level); lo < hi; i++) {
+		uint64_t va = base + (uint64_t)i * size;
+		hm_pte_t e = pt_get(&pt[i]);
+
+		lo = va + size;
+		if (pt_none(e))
+			continue;
+		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {
+			uint32_t child = HM_PFN_NONE;
+
+			if (f->count) {
+				f->n++;
+			} else if (pt_present(pt_get(&ct[i]))) {
+				child = pt_pfn(pt_get(&ct[i]), level);	/* a VMA before us made it */
+			} else {
+				child = take(f, level - 1);
+				pt_set(&ct[i], pt_mk_table(child));
+			}
+			copy_table(f, pt_pfn(e, level), child, level - 1, va, start, end);
+		} else if (pt_mapped(e)) {
+			hm_assert(va >= start && va + size <= end);
+			if (f->count && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
+				f->n += level == 2 ? 1 + HM_PTRS : level;
+			else
+				copy_leaf(f, &pt[i], &ct[i], ctable, level);
+		}
+	}
+}
+
+static void walk_vmas(struct fork_ctx *f)
+{
+	struct hm_mm *p = f->parent;
+
+	for (size_t i = 0; i < p->nr_vmas; i++)
+		if (!(p->vmas[i].flags & VM_DONTFORK))
+			copy_table(f, p->root, f->child->root, p->sys->top, 0,
+				   p->vmas[i].start, p->vmas[i].end);
+}
+
+static int prepare(struct fork_ctx *f)
+{
+	struct hm_mm *p = f->parent, *c = f->child;
+	int r;
+
+	f->count = true;
+	walk_vmas(f);
+	if ((r = hm_vma_reserve(c, p->nr_vmas)))
+		return r;
+	for (size_t i = 0; i < p->nr_vmas; i++)
+		if (p->vmas[i].av && !(p->vmas[i].flags & VM_DONTFORK) && (r = hm_av_reserve(p->vmas[i].av)))
+			return r;
+	f->pre = f->n ? hm_malloc(&p->sys->phys.fail, f->n * sizeof(*f->pre)) : NULL;
+	if (f->n && !f->pre)
+		return -ENOMEM;
+	for (f->used = 0; f->used < f->n; f->used++) {
+		f->pre[f->used] = hm_mm_pt_alloc(c, 0);
+		if (f->pre[f->used] == HM_PFN_NONE)
+			return -ENOMEM;
+	}
+	f->used = 0;
+	return 0;
+}
+
+static void release_unused(struct fork_ctx *f)
+{
+	while (f->pre && f->used < f->n) {
+		uint32_t t = f->pre[--f->n];
+
+		if (t != HM_PFN_NONE)
+			hm_mm_pt_free_unused(f->child, t);
+	}
+	free(f->pre);
+}
+
+int hm_fork(struct hm_mm *parent, struct hm_mm **out)
+{
+	if (!parent || !out)
+		return -EINVAL;
+	struct hm_mm *child;
+	int r = hm_mm_create(parent->sys, &child);
+
+	if (r)
+		return r;
+	struct fork_ctx f = { .parent = parent, .child = child };
+
+	hm_down_write(&child->mmap_lock);	/* newer first */
+	hm_down_write(&parent->mmap_lock);
+	r = prepare(&f);
+	if (r) {
+		/* pre[] holds what was allocated before the failure */
+		f.n = f.used;
+		f.used = 0;
+		release_unused(&f);
+		hm_up_write(&parent->mmap_lock);
+		hm_up_write(&child->mmap_lock);
+		hm_mm_destroy(child);
+		return r;
+	}
+	f.count = false;
+	walk_vmas(&f);
+	for (size_t i = 0; i < parent->nr_vmas; i++) {
+		const struct hm_vma *v = &parent->vmas[i];
+
+		if (v->flags & VM_DONTFORK)
+			continue;
+		child->vmas[child->nr_vmas++] = *v;
+		if (v->av)
+			hm_av_add(v->av, child);
+	}
+	release_unused(&f);
+	if (f.wrprotected) {
+		/* No thread may go on writing through a writable translation it
+		 * cached before: the shootdown. */
+		struct hm_gather g;
+
+		hm_mm_gather_init(parent, &g);
+		hm_gather_flush(&g);
+		hm_gather_finish(&g);
+	}
+	hm_up_write(&parent->mmap_lock);
+	hm_up_write(&child->mmap_lock);
+	*out = child;
+	return hm_check_enabled(parent->sys, 0);
+}
