@@ -90,10 +90,10 @@ static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, uns
 			copy_table(f, pt_pfn(e, level), child, level - 1, va, start, end);
 		} else if (pt_mapped(e)) {
 			hm_assert(va >= start && va + size <= end);
-			if (f->count && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
-				f->n += level == 2 ? 1 + HM_PTRS : level;
-			else
+			if (!f->count)
 				copy_leaf(f, &pt[i], &ct[i], ctable, level);
+			else if (f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
+				f->n += level == 2 ? 1 + HM_PTRS : level;	/* its deposit */
 		}
 	}
 }

@@ -168,7 +168,32 @@ static void after_data_kept(struct ctx *c)
 	CHECK_EQ(v, t_pattern(5, 4));
 }
 
+static struct hm_mm *forked;
+
+static void setup_forkable(struct ctx *c)
+{
+	uint64_t a;
+
+	setup_huge_written(c);	/* 2 MiB pages, written */
+	if (hm_mmap(c->mm, 0, 64 * 4096, RW, PA, &a) || hm_madvise(c->mm, a, 64 * 4096, MADV_NOHUGEPAGE))
+		exit(3);
+	write_pages(c, a, 64 * 4096, 9);
+}
+static int op_fork(struct ctx *c) { forked = NULL; return hm_fork(c->mm, &forked); }
+static void after_fork(struct ctx *c)
+{
+	uint64_t v = 1;
+
+	CHECK(forked != NULL);
+	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, 0, 0), 0);
+	CHECK_EQ(hm_write(forked, c->a, &v, 8), 0);	/* COW: the parent keeps its data */
+	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, 0, 0), 0);
+	hm_mm_destroy(forked);
+}
+
 static const struct scenario scenarios[] = {
+	{ "fork_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, setup_forkable, op_fork, after_fork },
+	{ "fork_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_forkable, op_fork, after_fork },
 	{ "mm_create", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, no_setup, op_mm_create, after_mm_create },
 	{ "mmap_grow_vmas", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, setup_many_vmas, op_mmap, after_mmap },
 	{ "fault_4k", HM_THP_NEVER, HM_DEPOSIT_EAGER, true, true, setup_vma, op_write, after_write },
@@ -210,7 +235,16 @@ static long attempt(const struct scenario *s, long nth, bool persistent, unsigne
 	if (r == -ENOMEM) {
 		(*enomem)++;
 		CHECK_EQ(stats_changed(c.sys, s->is_fault), 0);
-		if (s->after == after_munmap_inside || s->after == after_mprotect_inside)
+		if (s->after == after_fork) {
+			/* the parent is as it was: still writable, same frames, no copy */
+			struct hm_mapping m;
+			uint64_t v = t_pattern(5, 0);
+			CHECK_EQ(hm_query(c.mm, c.a, &m), 0);
+			CHECK(m.exclusive && (m.prot & PROT_WRITE));
+			CHECK_EQ(hm_write(c.mm, c.a, &v, 8), 0);
+			CHECK_EQ(t_stat(c.sys, "cow_copy") + t_stat(c.sys, "cow_reuse"), 0);
+		}
+		if (s->after == after_munmap_inside || s->after == after_mprotect_inside || s->after == after_fork)
 			CHECK_EQ(pages_wrong(&c, c.a, 4 * MiB, 5, 0, 0), 0);
 	} else {
 		CHECK_EQ(r, 0);

@@ -108,6 +108,40 @@ static void *work(void *arg)
 	return NULL;
 }
 
+/* Fork the shared mm while the workers write to it; a child's memory must
+ * not change afterwards, whatever the parent does. */
+static unsigned long forks, fork_errors;
+
+static void *forker(void *arg)
+{
+	uint64_t base = *(uint64_t *)arg;
+	uint8_t *a = malloc(REGION), *b = malloc(REGION);
+
+	while (a && b && __atomic_load_n(&done, __ATOMIC_ACQUIRE) < NWORKERS) {
+		struct hm_mm *child;
+		int r = hm_fork(shared_mm, &child);
+
+		if (r) {
+			fork_errors++;
+			break;
+		}
+		/* pages of the first worker's region that are mapped readable */
+		for (uint64_t off = 0; off < REGION; off += 4096)
+			if (hm_read(child, base + off, a + off, 4096))
+				memset(a + off, 0xee, 4096);
+		usleep(1000);
+		for (uint64_t off = 0; off < REGION; off += 4096)
+			if (hm_read(child, base + off, b + off, 4096))
+				memset(b + off, 0xee, 4096);
+		fork_errors += memcmp(a, b, REGION) != 0;
+		hm_mm_destroy(child);
+		forks++;
+	}
+	free(a);
+	free(b);
+	return NULL;
+}
+
 static void stress(void)
 {
 	struct worker w[NWORKERS + 1];
@@ -131,8 +165,11 @@ static void stress(void)
 		REQUIRE(w[i].model);
 		REQUIRE(hm_mmap(w[i].mm, 0, REGION, RW, PA, &w[i].base) == 0);
 	}
+	pthread_t fth;
+
 	for (int i = 0; i <= NWORKERS; i++)
 		pthread_create(&w[i].th, NULL, work, &w[i]);
+	pthread_create(&fth, NULL, forker, &w[0].base);
 	/* hm_check while they run (each check waits for every mm's lock). */
 	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) <= NWORKERS || checks_run < 3) {
 		check_fail += hm_check(sys) != 0;
@@ -146,6 +183,10 @@ static void stress(void)
 		t_passed += w[i].checks - w[i].errors;	/* the workers' own assertions */
 		free(w[i].model);
 	}
+	pthread_join(fth, NULL);
+	CHECK_EQ(fork_errors, 0);
+	CHECK(forks > 0);
+	fprintf(stderr, "stress: %lu forks while writing\n", forks);
 	CHECK_EQ(check_fail, 0);
 	fprintf(stderr, "stress: %lu concurrent hm_check runs\n", checks_run);
 	STEP(sys);
