@@ -12,7 +12,12 @@
  * bytes on a TLB hit and on a miss (random pages over a range far larger
  * than the TLB).
  *
- *   hmbench [--rounds N]
+ * Fork: a parent with 8 GiB mapped as 1 GiB, 2 MiB and 4 KiB pages, forked
+ * by hugemm and, in a helper process holding only that mapping, by the
+ * host kernel; the time, the child's page-table memory, and the cost of the
+ * first write to a shared page (copy-on-write) in the child.
+ *
+ *   hmbench [--rounds N] [--fork-gib N]   (--fork-gib 0 skips the fork part)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +47,7 @@
 int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
 
 static int rounds = 5;
+static uint64_t fork_gib = 8;
 
 static double now(void)
 {
@@ -276,6 +283,134 @@ static double access_ns(bool write, bool miss, int advice)
 	return ns;
 }
 
+/* --- fork --- */
+
+struct fork_res {
+	double fork_ms, pt_mib, cow_us;
+};
+
+static long vm_pte_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmPTE:", 6))
+			kb = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* In a helper process: map and touch the parent's memory, fork, report.
+ * The child measures its own page tables and one copy-on-write fault per
+ * huge page (or per 64 pages), median. */
+static struct fork_res kernel_fork(int advice, uint64_t step)
+{
+	struct fork_res res = { 0, 0, 0 };
+	int pfd[2];
+
+	if (pipe(pfd))
+		return res;
+	pid_t helper = fork();
+	if (helper == 0) {
+		uint64_t len = fork_gib * GiB;
+		uint8_t *p = mmap(NULL, len, RW, PA, -1, 0);
+
+		if (p == MAP_FAILED)
+			_exit(1);
+		madvise(p, len, advice);
+		for (uint64_t off = 0; off < len; off += 4096)
+			p[off] = 1;
+		int cfd[2];
+		if (pipe(cfd))
+			_exit(1);
+		double t0 = now();
+		pid_t c = fork();
+		if (c == 0) {
+			double t[64];
+			int n = 0;
+
+			for (uint64_t off = 8; off < len && n < 64; off += step) {
+				double t1 = now();
+				p[off] = 2;
+				t[n++] = (now() - t1) * 1e6;
+			}
+			qsort(t, (size_t)n, sizeof(t[0]), cmp);
+			struct fork_res r = { 0, vm_pte_kb() / 1024.0, t[n / 2] };
+			if (write(cfd[1], &r, sizeof(r)) < 0)
+				_exit(1);
+			_exit(0);
+		}
+		double ms = (now() - t0) * 1e3;
+		if (read(cfd[0], &res, sizeof(res)) != sizeof(res))
+			_exit(1);
+		waitpid(c, NULL, 0);
+		res.fork_ms = ms;
+		if (write(pfd[1], &res, sizeof(res)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	if (read(pfd[0], &res, sizeof(res)) != sizeof(res))
+		memset(&res, 0, sizeof(res));
+	waitpid(helper, NULL, 0);
+	close(pfd[0]);
+	close(pfd[1]);
+	return res;
+}
+
+static struct fork_res hugemm_fork(int advice, uint64_t step)
+{
+	struct fork_res res;
+	struct hm_config cfg;
+	struct hm_system *s;
+	struct hm_mm *mm, *child;
+	uint64_t a, len = fork_gib * GiB, pt0, pt1;
+	double t[64];
+	int n = 0, r;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = len + GiB;
+	if ((r = hm_system_create(&cfg, &s)))
+		die("hm_system_create", r);
+	hm_mm_create(s, &mm);
+	if ((r = hm_mmap(mm, 0, len, RW, PA, &a)) || (advice && (r = hm_madvise(mm, a, len, advice))))
+		die("hm_mmap", r);
+	touch(mm, a, len);
+	hm_stat(s, "pgtable_bytes", &pt0);
+	double t0 = now();
+	if ((r = hm_fork(mm, &child)))
+		die("hm_fork", r);
+	res.fork_ms = (now() - t0) * 1e3;
+	hm_stat(s, "pgtable_bytes", &pt1);
+	res.pt_mib = (pt1 - pt0) / (double)MiB;
+	for (uint64_t off = 8; off < len && n < 64; off += step) {
+		double t1 = now();
+		if ((r = hm_write(child, a + off, &off, 8)))
+			die("hm_write", r);
+		t[n++] = (now() - t1) * 1e6;
+	}
+	qsort(t, (size_t)n, sizeof(t[0]), cmp);
+	res.cow_us = t[n / 2];
+	hm_system_destroy(s);
+	return res;
+}
+
+static void fork_rows(const char *what, struct fork_res h, struct fork_res k)
+{
+	char b[96];
+
+	snprintf(b, sizeof(b), "fork %llu GiB, %s: time", (unsigned long long)fork_gib, what);
+	printf("%-34s %10.2f %-5s  %-26s %10.2f %-5s  %6.2fx\n", b, h.fork_ms, "ms", "kernel fork()",
+	       k.fork_ms, "ms", h.fork_ms > 0 ? k.fork_ms / h.fork_ms : 0);
+	snprintf(b, sizeof(b), "  child's page tables");
+	printf("%-34s %10.2f %-5s  %-26s %10.2f %-5s\n", b, h.pt_mib, "MiB", "kernel VmPTE", k.pt_mib, "MiB");
+	snprintf(b, sizeof(b), "  first write in child (COW)");
+	printf("%-34s %10.2f %-5s  %-26s %10.2f %-5s  %6.2fx\n", b, h.cow_us, "us", "kernel", k.cow_us, "us",
+	       h.cow_us > 0 ? k.cow_us / h.cow_us : 0);
+}
+
 static void row(const char *what, double v, const char *unit, const char *base_what, double base, bool higher_better)
 {
 	if (base > 0)
@@ -292,14 +427,26 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--fork-gib") && i + 1 < argc)
+			fork_gib = strtoull(argv[++i], NULL, 0);
 		else {
-			fprintf(stderr, "usage: hmbench [--rounds N]\n");
+			fprintf(stderr, "usage: hmbench [--rounds N] [--fork-gib N]\n");
 			return 2;
 		}
 	}
 	if (rounds < 2 || rounds > 16)
 		rounds = 5;
 	machine();
+	struct fork_res kf4 = { 0, 0, 0 }, kf2 = kf4, hf4 = kf4, hf2 = kf4, hf1 = kf4;
+	if (fork_gib) {
+		fprintf(stderr, "fork: the host kernel with %llu GiB ...\n", (unsigned long long)fork_gib);
+		kf4 = kernel_fork(MADV_NOHUGEPAGE, 64 * 4096);
+		kf2 = kernel_fork(MADV_HUGEPAGE, 2 * MiB);
+		fprintf(stderr, "fork: hugemm with %llu GiB ...\n", (unsigned long long)fork_gib);
+		hf4 = hugemm_fork(MADV_NOHUGEPAGE, 64 * 4096);
+		hf2 = hugemm_fork(0, 2 * MiB);
+		hf1 = hugemm_fork(MADV_HUGEPAGE, GiB);
+	}
 	fprintf(stderr, "measuring the host ...\n");
 	double ms = memset_gbs();
 	double k4 = kernel_fault(MADV_NOHUGEPAGE, 0);
@@ -334,6 +481,13 @@ int main(int argc, char **argv)
 	row("hm_write 8 B, TLB hit", wh, "ns", NULL, 0, false);
 	row("hm_read 8 B, TLB miss, 4 KiB", rm4, "ns", NULL, 0, false);
 	row("hm_read 8 B, TLB miss, 2 MiB", rm2, "ns", NULL, 0, false);
+	if (fork_gib) {
+		struct fork_res none = { 0, 0, 0 };
+
+		fork_rows("4 KiB pages", hf4, kf4);
+		fork_rows("2 MiB pages", hf2, kf2);
+		fork_rows("1 GiB pages", hf1, none);
+	}
 	if (k1 == 0)
 		printf("\n(kernel 1 GiB: no 1 GiB hugetlb page could be reserved on this host)\n");
 	return 0;

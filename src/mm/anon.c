@@ -162,14 +162,10 @@ static void rmap_table(struct rmap_walk *w, uint32_t table, unsigned level, uint
 		       uint64_t start, uint64_t stop)
 {
 	const hm_pte_t *t = hm_pt_entries(&w->sys->phys, table);
-	uint64_t size = hm_level_size(level);
-	uint64_t lo = HM_MAX(start, base), hi = HM_MIN(stop, base + size * HM_PTRS);
 
-	for (unsigned i = hm_level_index(lo, level); lo < hi; i++) {
-		uint64_t va = base + (uint64_t)i * size;
+	hm_for_each_entry(i, va, level, base, start, stop) {
 		hm_pte_t e = pt_get(&t[i]);
 
-		lo = va + size;
 		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {
 			rmap_table(w, pt_pfn(e, level), level - 1, va, start, stop);
 		} else if (pt_mapped(e) && pt_pfn(e, level) >= w->head && pt_pfn(e, level) < w->end) {

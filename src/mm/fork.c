@@ -67,13 +67,10 @@ static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, uns
 	hm_pte_t *pt = hm_pt_entries(ph, ptable);
 	hm_pte_t *ct = f->count ? NULL : hm_pt_entries(ph, ctable);
 	uint64_t size = hm_level_size(level);
-	uint64_t lo = HM_MAX(start, base), hi = HM_MIN(end, base + size * HM_PTRS);
 
-	for (unsigned i = hm_level_index(lo, level); lo < hi; i++) {
-		uint64_t va = base + (uint64_t)i * size;
+	hm_for_each_entry(i, va, level, base, start, end) {
 		hm_pte_t e = pt_get(&pt[i]);
 
-		lo = va + size;
 		if (pt_none(e))
 			continue;
 		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {

@@ -48,17 +48,14 @@ static void walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t 
 	struct hm_phys *ph = mm_phys(w->mm);
 	hm_pte_t *t = hm_pt_entries(ph, table);
 	uint64_t size = hm_level_size(level);
-	uint64_t lo = HM_MAX(w->start, base), hi = HM_MIN(w->end, base + size * HM_PTRS);
 	hm_spin_t *lock = hm_mm_table_lock(w->mm, table);
 	bool take = level < 2;	/* page_table_lock is taken once, at the top */
 
 	if (take)
 		hm_spin_lock(lock);
-	for (unsigned i = hm_level_index(lo, level); lo < hi; i++) {
-		uint64_t va = base + (uint64_t)i * size;
+	hm_for_each_entry(i, va, level, base, w->start, w->end) {
 		hm_pte_t e = pt_get(&t[i]);
 
-		lo = va + size;
 		if (pt_none(e))
 			continue;
 		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {

@@ -62,13 +62,10 @@ static void free_tables(struct hm_mm *mm, struct hm_gather *g, uint32_t table,
 {
 	hm_pte_t *t = hm_pt_entries(mm_phys(mm), table);
 	uint64_t size = hm_level_size(level);
-	uint64_t lo = HM_MAX(s->start, base), hi = HM_MIN(s->end, base + size * HM_PTRS);
 
-	for (unsigned i = hm_level_index(lo, level); lo < hi; i++) {
-		uint64_t va = base + (uint64_t)i * size;
+	hm_for_each_entry(i, va, level, base, s->start, s->end) {
 		hm_pte_t e = pt_get(&t[i]);
 
-		lo = va + size;
 		if (!pt_present(e) || pt_leaf(e, level))
 			continue;
 		if (va >= s->floor && va + size <= s->ceiling) {

@@ -88,6 +88,8 @@ void hm_vma_remove_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 	for (size_t k = i; k < j; k++)
 		if (mm->vmas[k].av)
 			hm_av_put(mm->sys, mm->vmas[k].av, mm);
+	if (j == i)
+		return;		/* nothing to remove (and maybe no array yet) */
 	memmove(&mm->vmas[i], &mm->vmas[j], (mm->nr_vmas - j) * sizeof(struct hm_vma));
 	mm->nr_vmas -= j - i;
 }

@@ -62,6 +62,17 @@ static inline unsigned hm_level_index(uint64_t va, unsigned level)
 	return (unsigned)(va >> hm_level_shift(level)) & (HM_PTRS - 1);
 }
 
+/*
+ * Visit the entries of a table of @level whose span starts at @base, that
+ * cover [start, end): @i is the entry's index, @va the start of its span.
+ */
+#define hm_for_each_entry(i, va, level, base, start, end)				\
+	for (uint64_t _sz = hm_level_size(level),					\
+		      _hi = HM_MIN((uint64_t)(end), (uint64_t)(base) + _sz * HM_PTRS),	\
+		      va = HM_ALIGN_DOWN(HM_MAX((uint64_t)(start), (uint64_t)(base)), _sz), \
+		      i = hm_level_index(va, level);					\
+	     va < _hi; va += _sz, i++)
+
 static inline bool pt_none(hm_pte_t e) { return e == 0; }
 static inline bool pt_present(hm_pte_t e) { return e & HM_PTE_P; }
 static inline bool pt_protnone(hm_pte_t e) { return !(e & HM_PTE_P) && (e & HM_PTE_PROTNONE); }

@@ -71,8 +71,12 @@ static void full_compare(struct model *m)
 
 static void step(void)
 {
+	/* One rnd() per statement: the order of calls within an expression is
+	 * unspecified, and a seed must mean the same run in every build. */
 	struct model *m = &ms[rnd() % nmm];
-	uint64_t p = rnd() % WPAGES, n = 1 + rnd() % (rnd() % 4 ? 16 : 1024);
+	uint64_t p = rnd() % WPAGES;
+	uint64_t big = rnd() % 4 == 0;
+	uint64_t n = 1 + rnd() % (big ? 1024 : 16);
 	static const int prots[] = { RW, RW, RW, PROT_READ, PROT_NONE };
 	int prot = prots[rnd() % 5], r;
 
