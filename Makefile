@@ -93,12 +93,12 @@ bench: deps
 	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench
 	build/plain-d0/hmbench $(BENCH_ARGS)
 
-install: lib
+install: lib $(BUILD)/hugemm
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/hugemm.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libhugemm.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libhugemm.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/hugemm $(DESTDIR)$(PREFIX)/bin/ 2>/dev/null || true
+	install -m 755 $(BUILD)/hugemm $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' hugemm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hugemm.pc
 
 clean:

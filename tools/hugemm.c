@@ -264,7 +264,40 @@ static int demo(int argc, char **argv)
 	       (unsigned long long)z,
 	       wro == -EFAULT ? "-EFAULT" : "ALLOWED (bug)", check ? "FAILED" : "ok");
 
-	printf("\n4. Counters:\n");
+	printf("\n4. Fork (copy-on-write) and write in the child:\n");
+	struct hm_mm *child;
+	uint64_t pt_before_fork = stat(sys, "pgtable_bytes");
+	t = now();
+	if ((r = hm_fork(mm, &child)))
+		die("fork", r);
+	record("fork the 2.5 GiB address space", t, 0);
+	uint64_t pt_after_fork = stat(sys, "pgtable_bytes");
+	struct hm_mapping pm, cm;
+	hm_query(child, a1g + GiB + 512 * MiB, &cm);
+	printf("  after fork: the second 1 GiB page's 2 MiB pieces are mapped %u times, exclusive: %s\n",
+	       cm.mapcount, cm.exclusive ? "yes" : "no");
+	uint64_t cv = 0xc0ffee;
+	t = now();
+	if ((r = hm_write(child, a1g + GiB + 512 * MiB + 4096, &cv, 8)))
+		die("write", r);
+	record("first write in the child (COW)", t, 0);
+	hm_query(child, a1g + GiB + 512 * MiB + 4096, &cm);
+	hm_query(mm, a1g + GiB + 512 * MiB + 4096, &pm);
+	uint64_t pv = 0;
+	hm_read(mm, a1g + GiB + 512 * MiB + 4096, &pv, 8);
+	printf("  the child's written page: %s, its own frame (%s); the parent still reads its own data: %s\n",
+	       cm.size == 4096 ? "4 KiB" : "huge", cm.pa != pm.pa ? "copied" : "NOT copied",
+	       pv == pattern(a1g + GiB + 512 * MiB + 4096) ? "yes" : "NO");
+	printf("  cow_copy %llu, cow_split_pmd %llu, cow_reuse %llu; the child's tables took %.2f MiB\n",
+	       (unsigned long long)stat(sys, "cow_copy"), (unsigned long long)stat(sys, "cow_split_pmd"),
+	       (unsigned long long)stat(sys, "cow_reuse"), (pt_after_fork - pt_before_fork) / (double)MiB);
+	bad += pv != pattern(a1g + GiB + 512 * MiB + 4096) || cm.pa == pm.pa;
+	t = now();
+	hm_mm_destroy(child);
+	record("destroy the child", t, 0);
+	check |= hm_check(sys);
+
+	printf("\n5. Counters:\n");
 	printf("  pgfault %llu, pud_fault_alloc %llu, pmd_fault_alloc %llu, thp_fault_fallback %llu\n",
 	       (unsigned long long)stat(sys, "pgfault"), (unsigned long long)stat(sys, "pud_fault_alloc"),
 	       (unsigned long long)stat(sys, "pmd_fault_alloc"), (unsigned long long)stat(sys, "thp_fault_fallback"));
@@ -274,7 +307,7 @@ static int demo(int argc, char **argv)
 	record("destroy the address space", t, 0);
 	uint64_t free1 = stat(sys, "nr_free_pages");
 
-	printf("\n5. Timings:\n");
+	printf("\n6. Timings:\n");
 	for (int i = 0; i < nsteps; i++) {
 		if (steps[i].bytes)
 			printf("  %-40s %10.3f ms  %6.2f GB/s\n", steps[i].name, steps[i].seconds * 1e3,
