@@ -5,14 +5,21 @@
  *
  * Lock order (take from top to bottom; never upwards):
  *
- *   sys->mms_lock                 (mutex: the list of mms; hm_check only)
+ *   sys->mms_lock                 (mutex: the list of mms; hm_check, mm
+ *                                  create/destroy)
  *     mm->mmap_lock               (rwsem: VMAs; write for map changes,
- *                                  read for faults)
+ *                                  read for faults). Two mms (fork): the
+ *                                  newer first, as hm_check walks the list.
  *       mm->page_table_lock       (spin: entries of level >= 2 tables, PUD
- *                                  leaves and the PUD-level deposit lists)
+ *                                  leaves, the PUD-level deposit lists,
+ *                                  vma->av when first set)
  *         PMD table ptl           (spin, in the ptdesc: its entries and its
  *                                  deposit list)
  *           PTE table ptl         (spin, in the ptdesc: its entries)
+ *             folio lock          (spin, striped by head frame: map counts
+ *                                  and mm slots)
+ *             av->lock            (mutex: an anon_vma's members)
+ *               sys->av_lock      (mutex: the table of anon_vmas)
  *             ptcache->lock       (mutex: page-table cache)
  *               node->lock        (mutex: buddy free lists of one node)
  *
