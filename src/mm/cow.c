@@ -14,7 +14,8 @@
  *
  * All of it runs under mmap_lock for reading, like any fault: every change
  * is made under the leaf's table lock after checking that the leaf is still
- * the one we looked at.
+ * the one we looked at. The one exception is the old page's map count after
+ * a copy, dropped only after a grace period (see replace()).
  */
 #include <string.h>
 
@@ -38,7 +39,6 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	struct hm_phys *ph = mm_phys(mm);
 	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
 	uint32_t old = pt_pfn(e, level);
-	bool freed;
 
 	hm_spin_lock(lock);
 	if (changed(pt_get(slot), e)) {
@@ -47,18 +47,20 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	}
 	hm_folio_add_map(mm, copy, level);
 	pt_set(slot, pt_mk_leaf(copy, level, pt_prot_bits(v->prot) | AD));
-	freed = hm_folio_remove_map(mm, old, level);
 	hm_spin_unlock(lock);
 
-	/* Other threads may hold the old read-only translation: stale now. */
-	struct hm_gather g;
-	hm_mm_gather_init(mm, &g);
-	if (freed) {	/* the other mappers went away meanwhile */
-		hm_gather_folio(&g, hm_folio_head(ph, old));
-		hm_gather_finish(&g);
-	} else {
-		__atomic_add_fetch(&mm->tlb_gen, 1, __ATOMIC_RELEASE);
-	}
+	/*
+	 * The shootdown, before the old page stops counting this mapping:
+	 * another thread of ours may still be reading it through a translation
+	 * cached before the copy. Once our count is gone, the other mapper may
+	 * find the page mapped by it alone and write to it in place; that thread
+	 * must not see the write. So: stale every TLB entry, wait for every
+	 * access under way, and only then drop the count.
+	 */
+	__atomic_add_fetch(&mm->tlb_gen, 1, __ATOMIC_RELEASE);
+	hm_rcu_synchronize();
+	if (hm_folio_remove_map(mm, old, level))	/* the others went away meanwhile */
+		hm_free_frames(&mm->sys->pc, hm_folio_head(ph, old), hm_pfn_page(ph, hm_folio_head(ph, old))->order);
 	hm_count(mm->sys, HM_STAT_cow_copy);
 	return true;
 }
