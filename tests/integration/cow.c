@@ -160,11 +160,13 @@ static void mapped_whole(const struct geo *g)
 	if (g->size > 4096)
 		CHECK_EQ(t_stat(sys, g->size == GiB ? "cow_split_pud" : "cow_split_pmd"), 1);
 	CHECK_EQ(query(&c, 3).size, 4096);
+	CHECK_EQ(t_stat(sys, "split_alloc"), 0);	/* the child split from its own deposit */
 	CHECK(query(&c, 3).pa != query(&p, 3).pa);
 	CHECK(query(&c, 3).exclusive);
 	CHECK_EQ(query(&c, 3).mapcount, 1);
 	write_page(&p, 3, 3);
 	STEP(sys);
+	CHECK_EQ(t_stat(sys, "split_alloc"), 0);	/* and the parent from its own */
 	CHECK_EQ(verify(&p, stride_for(g), 1), 0);
 	CHECK_EQ(verify(&c, stride_for(g), 1), 0);
 	as_exit(&c);
