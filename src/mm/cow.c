@@ -57,10 +57,12 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	 * must not see the write. So: stale every TLB entry, wait for every
 	 * access under way, and only then drop the count.
 	 */
-	__atomic_add_fetch(&mm->tlb_gen, 1, __ATOMIC_RELEASE);
-	hm_rcu_synchronize();
-	if (hm_folio_remove_map(mm, old, level))	/* the others went away meanwhile */
-		hm_free_frames(&mm->sys->pc, hm_folio_head(ph, old), hm_pfn_page(ph, hm_folio_head(ph, old))->order);
+	hm_tlb_shootdown(mm);
+	if (hm_folio_remove_map(mm, old, level)) {	/* the others went away meanwhile */
+		uint32_t head = hm_folio_head(ph, old);
+
+		hm_free_frames(&mm->sys->pc, head, hm_pfn_page(ph, head)->order);
+	}
 	hm_count(mm->sys, HM_STAT_cow_copy);
 	return true;
 }

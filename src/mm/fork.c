@@ -176,15 +176,10 @@ int hm_fork(struct hm_mm *parent, struct hm_mm **out)
 			hm_av_add(v->av, child);
 	}
 	release_unused(&f);
-	if (f.wrprotected) {
-		/* No thread may go on writing through a writable translation it
-		 * cached before: the shootdown. */
-		struct hm_gather g;
-
-		hm_mm_gather_init(parent, &g);
-		hm_gather_flush(&g);
-		hm_gather_finish(&g);
-	}
+	/* No thread may go on writing through a writable translation it
+	 * cached before. */
+	if (f.wrprotected)
+		hm_tlb_shootdown(parent);
 	hm_up_write(&parent->mmap_lock);
 	hm_up_write(&child->mmap_lock);
 	*out = child;

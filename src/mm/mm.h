@@ -137,7 +137,10 @@ void hm_vma_split_at(struct hm_mm *mm, uint64_t addr);	/* needs 1 reserved */
 void hm_vma_insert(struct hm_mm *mm, const struct hm_vma *v); /* needs 1 reserved */
 void hm_vma_remove_range(struct hm_mm *mm, uint64_t start, uint64_t end);
 void hm_vma_merge_range(struct hm_mm *mm, uint64_t start, uint64_t end);
-bool hm_vma_covers(struct hm_mm *mm, uint64_t start, uint64_t end);
+/* [start, end) has no hole, and each VMA in it allows @need: 0 (any),
+ * PROT_READ (anything but PROT_NONE: on x86 what maps can be read) or
+ * PROT_WRITE. */
+bool hm_vma_covers(struct hm_mm *mm, uint64_t start, uint64_t end, int need);
 bool hm_vma_overlaps(struct hm_mm *mm, uint64_t start, uint64_t end);
 int hm_vma_find_gap(struct hm_mm *mm, uint64_t hint, uint64_t len, uint64_t *out);
 
@@ -159,6 +162,10 @@ uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level);
 void hm_mm_pt_free_unused(struct hm_mm *mm, uint32_t pfn);
 void hm_mm_pt_unlink(struct hm_mm *mm, struct hm_gather *g, uint32_t pfn);
 hm_spin_t *hm_mm_table_lock(struct hm_mm *mm, uint32_t table);
+/* The TLB shootdown, after present entries changed: every translation any
+ * thread cached is stale, and every access under way through one has
+ * finished. Must not: be called inside an RCU read section. */
+void hm_tlb_shootdown(struct hm_mm *mm);
 static inline uint32_t hm_slot_table(struct hm_phys *ph, const hm_pte_t *slot)
 {
 	return (uint32_t)(((const uint8_t *)slot - ph->base) >> HM_PAGE_SHIFT);
@@ -214,8 +221,13 @@ struct hm_split_tables {
 	uint32_t pfn[4];	/* lazy mode: tables allocated beforehand */
 	unsigned n;
 };
-int hm_split_prepare(struct hm_mm *mm, uint64_t a, uint64_t b, struct hm_split_tables *st);
-void hm_split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st);
+/*
+ * Split the huge leaves that cross @start or @end, so that every leaf lies
+ * inside [start, end) or outside it. Lazy mode allocates the (at most four)
+ * tables first: -ENOMEM then, having changed nothing.
+ */
+int hm_split_edges(struct hm_mm *mm, uint64_t start, uint64_t end);
+/* Free the tables of @st that a split did not use. */
 void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st);
 /* Split the leaf at *slot (level 1 or 2) under its table's lock; works
  * under mmap_lock for reading too, as every installer rechecks under that

@@ -114,14 +114,10 @@ static void prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t
 static int vma_apply(struct hm_mm *mm, uint64_t start, uint64_t end,
 		     void (*fn)(struct hm_vma *v, int arg), int arg)
 {
-	struct hm_split_tables st;
 	int r;
 
-	if ((r = hm_vma_reserve(mm, 2)) || (r = hm_split_prepare(mm, start, end, &st)))
+	if ((r = hm_vma_reserve(mm, 2)) || (r = hm_split_edges(mm, start, end)))
 		return r;
-	hm_split_at(mm, start, &st);
-	hm_split_at(mm, end, &st);
-	hm_split_done(mm, &st);
 	hm_vma_split_at(mm, start);
 	hm_vma_split_at(mm, end);
 	for (size_t i = hm_vma_index(mm, start); i < mm->nr_vmas && mm->vmas[i].start < end; i++)
@@ -134,7 +130,6 @@ static void set_prot(struct hm_vma *v, int prot) { v->prot = prot; }
 
 int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot)
 {
-	struct hm_gather g;
 	uint64_t end;
 	int r = range_args(mm, addr, len, &end);
 
@@ -143,15 +138,13 @@ int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot)
 	if (!len)
 		return 0;
 	hm_down_write(&mm->mmap_lock);
-	if (!hm_vma_covers(mm, addr, end))
+	if (!hm_vma_covers(mm, addr, end, 0))
 		r = -ENOMEM;
 	else if (!(r = vma_apply(mm, addr, end, set_prot, prot))) {
 		hm_pte_t bits = pt_prot_bits(prot);
 
-		hm_mm_gather_init(mm, &g);
 		hm_walk_leaves(mm, addr, end, prot_leaf, &bits);
-		hm_gather_flush(&g);
-		hm_gather_finish(&g);
+		hm_tlb_shootdown(mm);
 	}
 	hm_up_write(&mm->mmap_lock);
 	return hm_check_enabled(mm->sys, r);
@@ -166,18 +159,14 @@ static void set_hugepage(struct hm_vma *v, int f)
 
 static int dontneed_locked(struct hm_mm *mm, uint64_t start, uint64_t end)
 {
-	struct hm_split_tables st;
 	struct hm_gather g;
-	int r = hm_split_prepare(mm, start, end, &st);
+	int r = hm_split_edges(mm, start, end);
 
 	if (r)
 		return r;
-	hm_split_at(mm, start, &st);
-	hm_split_at(mm, end, &st);
 	hm_mm_gather_init(mm, &g);
 	hm_zap_range(mm, &g, start, end);
 	hm_gather_finish(&g);
-	hm_split_done(mm, &st);
 	return 0;
 }
 
@@ -199,7 +188,7 @@ int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
 	if (!len)
 		return 0;
 	hm_down_write(&mm->mmap_lock);
-	if (!hm_vma_covers(mm, addr, end)) {
+	if (!hm_vma_covers(mm, addr, end, 0)) {
 		r = -ENOMEM;
 	} else {
 		switch (advice) {

@@ -79,7 +79,7 @@ bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_s
 	return done;
 }
 
-void hm_split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st)
+static void split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st)
 {
 	hm_assert_write_locked(&mm->mmap_lock);
 	hm_pte_t *slot;
@@ -98,7 +98,7 @@ static unsigned split_need(struct hm_mm *mm, uint64_t addr)
 	return (addr & (HM_PMD_SIZE - 1)) && huge_slot(mm, addr, 1) ? 1 : 0;
 }
 
-int hm_split_prepare(struct hm_mm *mm, uint64_t a, uint64_t b, struct hm_split_tables *st)
+static int split_prepare(struct hm_mm *mm, uint64_t a, uint64_t b, struct hm_split_tables *st)
 {
 	hm_assert_write_locked(&mm->mmap_lock);
 	st->n = 0;
@@ -124,6 +124,19 @@ void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st)
 		hm_mm_pt_free_unused(mm, st->pfn[--st->n]);
 }
 
+int hm_split_edges(struct hm_mm *mm, uint64_t start, uint64_t end)
+{
+	struct hm_split_tables st;
+	int r = split_prepare(mm, start, end, &st);
+
+	if (r)
+		return r;
+	split_at(mm, start, &st);
+	split_at(mm, end, &st);
+	hm_split_done(mm, &st);
+	return 0;
+}
+
 int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level)
 {
 	struct hm_split_tables st;
@@ -144,7 +157,7 @@ int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level)
 				hm_split_leaf(mm, huge_slot(mm, base + i * HM_PMD_SIZE, 1), 1, NULL);
 		}
 	} else if ((slot = huge_slot(mm, addr, 1)) && level == 0) {
-		if (hm_split_prepare(mm, addr | HM_PAGE_SIZE, addr | HM_PAGE_SIZE, &st)) {
+		if (split_prepare(mm, addr | HM_PAGE_SIZE, addr | HM_PAGE_SIZE, &st)) {
 			r = -ENOMEM;
 			goto out;
 		}

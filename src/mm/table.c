@@ -36,6 +36,12 @@ hm_spin_t *hm_mm_table_lock(struct hm_mm *mm, uint32_t table)
 	return pg->pt_level >= 2 ? &mm->page_table_lock : &pg->pt.ptl;
 }
 
+void hm_tlb_shootdown(struct hm_mm *mm)
+{
+	__atomic_add_fetch(&mm->tlb_gen, 1, __ATOMIC_RELEASE);
+	hm_rcu_synchronize();
+}
+
 struct walk {
 	struct hm_mm *mm;
 	uint64_t start, end;

@@ -106,23 +106,19 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end)
 {
 	hm_assert_write_locked(&mm->mmap_lock);
-	struct hm_split_tables st;
 	struct hm_gather g;
 	int r;
 
 	if (!hm_vma_overlaps(mm, start, end))
 		return 0;
-	if ((r = hm_vma_reserve(mm, 2)) || (r = hm_split_prepare(mm, start, end, &st)))
+	if ((r = hm_vma_reserve(mm, 2)) || (r = hm_split_edges(mm, start, end)))
 		return r;
 	hm_vma_split_at(mm, start);
 	hm_vma_split_at(mm, end);
-	hm_split_at(mm, start, &st);
-	hm_split_at(mm, end, &st);
 	hm_mm_gather_init(mm, &g);
 	hm_zap_range(mm, &g, start, end);
 	hm_vma_remove_range(mm, start, end);
 	hm_free_pgtables(mm, &g, start, end);
 	hm_gather_finish(&g);
-	hm_split_done(mm, &st);
 	return 0;
 }

@@ -120,15 +120,18 @@ void hm_vma_merge_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 	}
 }
 
-bool hm_vma_covers(struct hm_mm *mm, uint64_t start, uint64_t end)
+bool hm_vma_covers(struct hm_mm *mm, uint64_t start, uint64_t end, int need)
 {
 	size_t i = hm_vma_index(mm, start);
 	uint64_t at = start;
 
 	for (; i < mm->nr_vmas && at < end; i++) {
-		if (mm->vmas[i].start > at)
+		const struct hm_vma *v = &mm->vmas[i];
+
+		if (v->start > at || (need == PROT_READ && v->prot == PROT_NONE) ||
+		    (need == PROT_WRITE && !(v->prot & PROT_WRITE)))
 			return false;
-		at = mm->vmas[i].end;
+		at = v->end;
 	}
 	return at >= end;
 }

@@ -79,16 +79,8 @@ static uint8_t *tlb_fill(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint6
 /* Would a CPU let this access through, judging by the VMAs alone? */
 static bool vmas_allow(struct hm_mm *mm, uint64_t start, uint64_t end, bool write)
 {
-	bool ok = true;
-
 	hm_down_read(&mm->mmap_lock);
-	size_t i = hm_vma_index(mm, start);
-	for (uint64_t at = start; ok && at < end; i++) {
-		ok = i < mm->nr_vmas && mm->vmas[i].start <= at && mm->vmas[i].prot != PROT_NONE &&
-		     (!write || (mm->vmas[i].prot & PROT_WRITE));
-		if (ok)
-			at = mm->vmas[i].end;
-	}
+	bool ok = hm_vma_covers(mm, start, end, write ? PROT_WRITE : PROT_READ);
 	hm_up_read(&mm->mmap_lock);
 	return ok;
 }
