@@ -107,6 +107,41 @@ static inline uint64_t t_pattern(uint64_t seed, uint64_t i)
 	return x | 1;
 }
 
+/* Write page i's pattern into the first and last 8 bytes of every 4 KiB
+ * page of [a, a + len). Returns the writes that failed. */
+static inline unsigned long t_fill(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t seed)
+{
+	unsigned long bad = 0;
+
+	for (uint64_t off = 0; off < len; off += 4096) {
+		uint64_t v = t_pattern(seed, off / 4096);
+
+		bad += hm_write(mm, a + off, &v, sizeof(v)) != 0;
+		bad += hm_write(mm, a + off + 4088, &v, sizeof(v)) != 0;
+	}
+	return bad;
+}
+
+/* Pages of [a, a + len) that are wrong: those in [hole, hole + hole_len)
+ * must fault, the others hold t_fill's pattern at both ends. */
+static inline unsigned long t_pages_wrong(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t seed,
+					  uint64_t hole, uint64_t hole_len)
+{
+	unsigned long bad = 0;
+
+	for (uint64_t off = 0; off < len; off += 4096) {
+		uint64_t v = 0, w = 0;
+		int r1 = hm_read(mm, a + off, &v, sizeof(v));
+		int r2 = hm_read(mm, a + off + 4088, &w, sizeof(w));
+
+		if (a + off >= hole && a + off < hole + hole_len)
+			bad += r1 != -EFAULT || r2 != -EFAULT;
+		else
+			bad += r1 || r2 || v != t_pattern(seed, off / 4096) || w != v;
+	}
+	return bad;
+}
+
 static inline int t_main(int argc, char **argv, const struct t_case *cases, size_t n)
 {
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];

@@ -71,33 +71,6 @@ static unsigned stats_changed(struct hm_system *sys, bool tables_ok)
 	return diff;
 }
 
-static void write_pages(struct ctx *c, uint64_t a, uint64_t len, uint64_t seed)
-{
-	for (uint64_t off = 0; off < len; off += 4096) {
-		uint64_t v = t_pattern(seed, off >> 12);
-
-		if (hm_write(c->mm, a + off, &v, 8))
-			exit(3);
-	}
-}
-
-static unsigned pages_wrong(struct ctx *c, uint64_t a, uint64_t len, uint64_t seed,
-			    uint64_t hole, uint64_t hole_len)
-{
-	unsigned bad = 0;
-
-	for (uint64_t off = 0; off < len; off += 4096) {
-		uint64_t v = 0;
-		int r = hm_read(c->mm, a + off, &v, 8);
-
-		if (a + off >= hole && a + off < hole + hole_len)
-			bad += r != -EFAULT;
-		else
-			bad += r || v != t_pattern(seed, off >> 12);
-	}
-	return bad;
-}
-
 /* --- scenarios --- */
 
 static void no_setup(struct ctx *c) { (void)c; }
@@ -142,12 +115,13 @@ static void after_write(struct ctx *c)
 static void setup_huge_written(struct ctx *c)
 {
 	setup_vma(c);
-	write_pages(c, c->a, 4 * MiB, 5);
+	if (t_fill(c->mm, c->a, 4 * MiB, 5))
+		exit(3);
 }
 static int op_munmap_inside(struct ctx *c) { return hm_munmap(c->mm, c->a + MiB + 3 * 4096, 4096); }
 static void after_munmap_inside(struct ctx *c)
 {
-	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, c->a + MiB + 3 * 4096, 4096), 0);
+	CHECK_EQ(t_pages_wrong(c->mm, c->a, 4 * MiB, 5, c->a + MiB + 3 * 4096, 4096), 0);
 }
 static int op_mprotect_inside(struct ctx *c) { return hm_mprotect(c->mm, c->a + 5 * 4096, 2 * MiB, PROT_READ); }
 static void after_mprotect_inside(struct ctx *c)
@@ -157,7 +131,7 @@ static void after_mprotect_inside(struct ctx *c)
 	CHECK_EQ(hm_write(c->mm, c->a + 4 * 4096, &v, 8), 0);
 	v = t_pattern(5, 4);
 	CHECK_EQ(hm_write(c->mm, c->a + 4 * 4096, &v, 8), 0);
-	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(c->mm, c->a, 4 * MiB, 5, 0, 0), 0);
 }
 static int op_dontneed_inside(struct ctx *c) { return hm_madvise(c->mm, c->a + 8192, 8192, MADV_DONTNEED); }
 static int op_hugepage_advice(struct ctx *c) { return hm_madvise(c->mm, c->a + 8192, 8192, MADV_NOHUGEPAGE); }
@@ -177,7 +151,8 @@ static void setup_forkable(struct ctx *c)
 	setup_huge_written(c);	/* 2 MiB pages, written */
 	if (hm_mmap(c->mm, 0, 64 * 4096, RW, PA, &a) || hm_madvise(c->mm, a, 64 * 4096, MADV_NOHUGEPAGE))
 		exit(3);
-	write_pages(c, a, 64 * 4096, 9);
+	if (t_fill(c->mm, a, 64 * 4096, 9))
+		exit(3);
 }
 static int op_fork(struct ctx *c) { forked = NULL; return hm_fork(c->mm, &forked); }
 static void after_fork(struct ctx *c)
@@ -185,9 +160,9 @@ static void after_fork(struct ctx *c)
 	uint64_t v = 1;
 
 	CHECK(forked != NULL);
-	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(c->mm, c->a, 4 * MiB, 5, 0, 0), 0);
 	CHECK_EQ(hm_write(forked, c->a, &v, 8), 0);	/* COW: the parent keeps its data */
-	CHECK_EQ(pages_wrong(c, c->a, 4 * MiB, 5, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(c->mm, c->a, 4 * MiB, 5, 0, 0), 0);
 	hm_mm_destroy(forked);
 }
 
@@ -245,7 +220,7 @@ static long attempt(const struct scenario *s, long nth, bool persistent, unsigne
 			CHECK_EQ(t_stat(c.sys, "cow_copy") + t_stat(c.sys, "cow_reuse"), 0);
 		}
 		if (s->after == after_munmap_inside || s->after == after_mprotect_inside || s->after == after_fork)
-			CHECK_EQ(pages_wrong(&c, c.a, 4 * MiB, 5, 0, 0), 0);
+			CHECK_EQ(t_pages_wrong(c.mm, c.a, 4 * MiB, 5, 0, 0), 0);
 	} else {
 		CHECK_EQ(r, 0);
 		s->after(&c);

@@ -30,38 +30,6 @@ static uint64_t map_huge(struct hm_system *sys, struct hm_mm *mm, const struct g
 	return a;
 }
 
-static void fill(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t seed)
-{
-	unsigned long bad = 0;
-
-	for (uint64_t off = 0; off < len; off += 4096) {
-		uint64_t v = t_pattern(seed, off / 4096);
-
-		bad += hm_write(mm, a + off, &v, sizeof(v)) != 0;
-		bad += hm_write(mm, a + off + 4088, &v, sizeof(v)) != 0;
-	}
-	CHECK_EQ(bad, 0);
-}
-
-/* Count pages whose pattern is wrong; pages in [hole, hole_end) must fault. */
-static unsigned long verify(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t seed,
-			    uint64_t hole, uint64_t hole_end)
-{
-	unsigned long bad = 0;
-
-	for (uint64_t off = 0; off < len; off += 4096) {
-		uint64_t v = 0, w = 0;
-		int r1 = hm_read(mm, a + off, &v, sizeof(v));
-		int r2 = hm_read(mm, a + off + 4088, &w, sizeof(w));
-
-		if (a + off >= hole && a + off < hole_end)
-			bad += r1 != -EFAULT || r2 != -EFAULT;
-		else
-			bad += r1 || r2 || v != t_pattern(seed, off / 4096) || w != v;
-	}
-	return bad;
-}
-
 static void basic_allocation(const struct geo *g)
 {
 	struct hm_system *sys = t_system(3 * GiB, g->pud, g->pmd, HM_DEPOSIT_EAGER);
@@ -101,9 +69,9 @@ static void every_page(const struct geo *g)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = map_huge(sys, mm, g);
-	fill(mm, a, g->size, 7);
+	CHECK_EQ(t_fill(mm, a, g->size, 7), 0);
 	STEP(sys);
-	CHECK_EQ(verify(mm, a, g->size, 7, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(mm, a, g->size, 7, 0, 0), 0);
 	STEP(sys);
 	CHECK_EQ(t_stat(sys, g->alloc_stat), 1);
 	CHECK_EQ(t_stat(sys, "thp_split_pud") + t_stat(sys, "thp_split_pmd"), 0);
@@ -119,7 +87,7 @@ static void partial_munmap(const struct geo *g, int deposit)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = map_huge(sys, mm, g);
-	fill(mm, a, g->size, 11);
+	CHECK_EQ(t_fill(mm, a, g->size, 11), 0);
 	uint64_t hole = a + g->size / 2 + 5 * 4096;
 	uint64_t splits = t_stat(sys, g->split_stat);
 
@@ -131,7 +99,7 @@ static void partial_munmap(const struct geo *g, int deposit)
 		CHECK_EQ(t_stat(sys, "split_alloc"), 0);
 	else
 		CHECK(t_stat(sys, "split_alloc") > 0);
-	CHECK_EQ(verify(mm, a, g->size, 11, hole, hole + 4096), 0);
+	CHECK_EQ(t_pages_wrong(mm, a, g->size, 11, hole, 4096), 0);
 	STEP(sys);
 	/* Next to the hole: 4 KiB pages; for a 1 GiB page, 2 MiB elsewhere. */
 	CHECK_EQ(hm_query(mm, hole + 4096, &m), 0);
@@ -153,7 +121,7 @@ static void partial_mprotect(const struct geo *g)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = map_huge(sys, mm, g);
-	fill(mm, a, g->size, 13);
+	CHECK_EQ(t_fill(mm, a, g->size, 13), 0);
 	/* Read-only from 4 KiB past a 2 MiB boundary, for 2 MiB + 8 KiB. */
 	uint64_t ro = a + g->size / 4 + 4096, ro_len = (g->size == GiB ? 2 * MiB : 0) + 8192;
 	uint64_t v = 42;
@@ -167,7 +135,7 @@ static void partial_mprotect(const struct geo *g)
 	CHECK_EQ(hm_write(mm, ro - 8, &v, 16), -EFAULT);	/* straddles: nothing written */
 	CHECK_EQ(hm_query(mm, ro, &m), 0);
 	CHECK_EQ(m.prot, PROT_READ);
-	CHECK_EQ(verify(mm, a, g->size, 13, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(mm, a, g->size, 13, 0, 0), 0);
 	STEP(sys);
 	/* The rest stays writable. */
 	CHECK_EQ(hm_write(mm, ro - 8, &v, 8), 0);
@@ -228,7 +196,7 @@ static void partial_dontneed(const struct geo *g)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = map_huge(sys, mm, g);
-	fill(mm, a, g->size, 17);
+	CHECK_EQ(t_fill(mm, a, g->size, 17), 0);
 	uint64_t z = a + 3 * 4096;
 	CHECK_EQ(hm_madvise(mm, z, 2 * 4096, MADV_DONTNEED), 0);
 	STEP(sys);
