@@ -12,16 +12,18 @@ PREFIX ?= /usr/local
 DEBUG ?= 1
 SAN ?=
 CC ?= cc
+# RACE=1 compiles the race points in (src/base/race.h): test builds only.
+RACE ?= 0
 
 comma := ,
-BUILD := build/$(if $(SAN),$(subst $(comma),-,$(SAN)),plain)-d$(DEBUG)
+BUILD := build/$(if $(SAN),$(subst $(comma),-,$(SAN)),plain)-d$(DEBUG)$(if $(filter 1,$(RACE)),-race)
 
 URCU_CFLAGS := $(shell pkg-config --cflags liburcu-bp 2>/dev/null)
 URCU_LIBS := $(shell pkg-config --libs liburcu-bp 2>/dev/null || echo -lurcu-bp)
 
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes \
 	-Wno-missing-field-initializers -fno-strict-aliasing -pthread \
-	-DHM_DEBUG=$(DEBUG) $(URCU_CFLAGS)
+	-DHM_DEBUG=$(DEBUG) $(URCU_CFLAGS) $(if $(filter 1,$(RACE)),-DHM_RACE_POINTS=1)
 ifneq ($(SAN),)
 CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDSAN := -fsanitize=$(SAN)
@@ -63,7 +65,7 @@ $(BUILD)/libhugemm.so: $(LIB_OBJ)
 $(BUILD)/hugemm: tools/hugemm.c $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libhugemm.a
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
@@ -76,9 +78,10 @@ demo: deps
 	@$(MAKE) --no-print-directory DEBUG=$(DEBUG) $(BUILD)/hugemm
 	$(BUILD)/hugemm demo
 
-# The suite runs with internal assertions on (DEBUG=2) unless told otherwise.
+# The suite runs with internal assertions on (DEBUG=2) unless told otherwise,
+# and with the race points compiled in.
 check: deps
-	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) run-tests
+	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 run-tests
 
 run-tests: $(TEST_BINS)
 	@SAN="$(SAN)" ./tests/run.sh $(TEST_BINS)

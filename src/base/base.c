@@ -28,6 +28,10 @@ void hm_panic(const char *file, int line, const char *fmt, ...)
 	abort();
 }
 
+#if HM_DEBUG >= 2
+__thread unsigned hm_spin_depth;
+#endif
+
 uint32_t hm_thread_token(void)
 {
 	static uint32_t next = 1;
@@ -55,6 +59,7 @@ void hm_rwsem_destroy(struct hm_rwsem *s)
 
 void hm_down_read(struct hm_rwsem *s)
 {
+	hm_might_sleep();
 	pthread_rwlock_rdlock(&s->rw);
 	__atomic_add_fetch(&s->readers, 1, __ATOMIC_RELAXED);
 }
@@ -67,6 +72,7 @@ void hm_up_read(struct hm_rwsem *s)
 
 void hm_down_write(struct hm_rwsem *s)
 {
+	hm_might_sleep();
 	pthread_rwlock_wrlock(&s->rw);
 	__atomic_store_n(&s->writer, hm_thread_token(), __ATOMIC_RELAXED);
 }
@@ -94,6 +100,7 @@ bool hm_fail_hit(struct hm_fail *f)
 
 void *hm_malloc(struct hm_fail *f, size_t size)
 {
+	hm_might_sleep();
 	if (f && hm_fail_hit(f))
 		return NULL;
 	return malloc(size);
@@ -101,6 +108,7 @@ void *hm_malloc(struct hm_fail *f, size_t size)
 
 void *hm_calloc(struct hm_fail *f, size_t n, size_t size)
 {
+	hm_might_sleep();
 	if (f && hm_fail_hit(f))
 		return NULL;
 	return calloc(n, size);
@@ -108,6 +116,7 @@ void *hm_calloc(struct hm_fail *f, size_t n, size_t size)
 
 void *hm_realloc(struct hm_fail *f, void *p, size_t size)
 {
+	hm_might_sleep();
 	if (f && hm_fail_hit(f))
 		return NULL;
 	return realloc(p, size);

@@ -24,8 +24,12 @@
  *               node->lock        (mutex: buddy free lists of one node)
  *
  * An RCU read section (lock-free table walks, the software TLB's memory
- * accesses) must never be held while taking mmap_lock: writers hold
- * mmap_lock while they wait for a grace period.
+ * accesses) must never be held while taking mmap_lock.
+ *
+ * Nothing that may sleep or allocate runs while a spinlock is held: no
+ * malloc, no mutex, no RCU wait or call_rcu. hm_might_sleep() asserts it
+ * (DEBUG >= 2 counts the spinlocks each thread holds); every allocation
+ * wrapper, hm_mutex_lock() and the RCU wrappers call it.
  */
 #ifndef HM_LOCK_H
 #define HM_LOCK_H
@@ -35,6 +39,34 @@
 
 /* A small nonzero number per thread, used as the owner mark in locks. */
 uint32_t hm_thread_token(void);
+
+#if HM_DEBUG >= 2
+extern __thread unsigned hm_spin_depth;	/* spinlocks this thread holds */
+#define hm_spin_depth_add(n) (hm_spin_depth += (n))
+#else
+#define hm_spin_depth_add(n) ((void)0)
+#endif
+
+/* Context: about to sleep or allocate; asserts no spinlock is held. */
+static inline void hm_might_sleep(void)
+{
+#if HM_DEBUG >= 2
+	if (hm_unlikely(hm_spin_depth))
+		hm_panic(__FILE__, __LINE__, "sleeping or allocating with %u spinlock(s) held",
+			 hm_spin_depth);
+#endif
+}
+
+static inline void hm_mutex_lock(pthread_mutex_t *m)
+{
+	hm_might_sleep();
+	pthread_mutex_lock(m);
+}
+
+static inline void hm_mutex_unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+}
 
 /* Spinlock word: 0 when free, else the owner's thread token. Four bytes, so
  * it fits in a page-table descriptor like the kernel's split ptl. */
@@ -50,8 +82,10 @@ static inline void hm_spin_lock(hm_spin_t *l)
 		uint32_t expect = 0;
 
 		if (__atomic_compare_exchange_n(l, &expect, me, false,
-						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			hm_spin_depth_add(1);
 			return;
+		}
 		hm_assert(expect != me);	/* recursive locking */
 		while (__atomic_load_n(l, __ATOMIC_RELAXED))
 			__builtin_ia32_pause();
@@ -61,6 +95,7 @@ static inline void hm_spin_lock(hm_spin_t *l)
 static inline void hm_spin_unlock(hm_spin_t *l)
 {
 	hm_assert_int(__atomic_load_n(l, __ATOMIC_RELAXED) == hm_thread_token());
+	hm_spin_depth_add(-1);
 	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 

@@ -12,7 +12,7 @@ static int av_register(struct hm_system *sys, struct hm_anon_vma *av)
 {
 	int r = 0;
 
-	pthread_mutex_lock(&sys->av_lock);
+	hm_mutex_lock(&sys->av_lock);
 	uint32_t id = 0;
 	while (id < sys->nr_avs && sys->avs[id])
 		id++;
@@ -32,15 +32,15 @@ static int av_register(struct hm_system *sys, struct hm_anon_vma *av)
 	sys->avs[id] = av;
 	av->id = id;
 out:
-	pthread_mutex_unlock(&sys->av_lock);
+	hm_mutex_unlock(&sys->av_lock);
 	return r;
 }
 
 static void av_free(struct hm_system *sys, struct hm_anon_vma *av)
 {
-	pthread_mutex_lock(&sys->av_lock);
+	hm_mutex_lock(&sys->av_lock);
 	sys->avs[av->id] = NULL;
-	pthread_mutex_unlock(&sys->av_lock);
+	hm_mutex_unlock(&sys->av_lock);
 	pthread_mutex_destroy(&av->lock);
 	free(av->members);
 	free(av);
@@ -89,18 +89,18 @@ static struct hm_av_member *member(struct hm_anon_vma *av, struct hm_mm *mm)
 
 void hm_av_get(struct hm_anon_vma *av, struct hm_mm *mm)
 {
-	pthread_mutex_lock(&av->lock);
+	hm_mutex_lock(&av->lock);
 	struct hm_av_member *m = member(av, mm);
 	hm_assert(m);
 	m->nvmas++;
-	pthread_mutex_unlock(&av->lock);
+	hm_mutex_unlock(&av->lock);
 }
 
 int hm_av_reserve(struct hm_anon_vma *av)
 {
 	int r = 0;
 
-	pthread_mutex_lock(&av->lock);
+	hm_mutex_lock(&av->lock);
 	if (av->nr == av->cap) {
 		struct hm_av_member *m = hm_realloc(NULL, av->members, av->cap * 2 * sizeof(*m));
 
@@ -111,13 +111,13 @@ int hm_av_reserve(struct hm_anon_vma *av)
 			r = -ENOMEM;
 		}
 	}
-	pthread_mutex_unlock(&av->lock);
+	hm_mutex_unlock(&av->lock);
 	return r;
 }
 
 void hm_av_add(struct hm_anon_vma *av, struct hm_mm *mm)
 {
-	pthread_mutex_lock(&av->lock);
+	hm_mutex_lock(&av->lock);
 	struct hm_av_member *m = member(av, mm);
 	if (m) {
 		m->nvmas++;
@@ -125,18 +125,18 @@ void hm_av_add(struct hm_anon_vma *av, struct hm_mm *mm)
 		hm_assert(av->nr < av->cap);
 		av->members[av->nr++] = (struct hm_av_member){ mm, 1 };
 	}
-	pthread_mutex_unlock(&av->lock);
+	hm_mutex_unlock(&av->lock);
 }
 
 void hm_av_put(struct hm_system *sys, struct hm_anon_vma *av, struct hm_mm *mm)
 {
-	pthread_mutex_lock(&av->lock);
+	hm_mutex_lock(&av->lock);
 	struct hm_av_member *m = member(av, mm);
 	hm_assert(m && m->nvmas > 0);
 	if (--m->nvmas == 0)
 		*m = av->members[--av->nr];
 	bool empty = av->nr == 0;
-	pthread_mutex_unlock(&av->lock);
+	hm_mutex_unlock(&av->lock);
 	if (empty)
 		av_free(sys, av);
 }
@@ -186,12 +186,12 @@ uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void 
 	if (h->folio.anon_vma >= sys->nr_avs || !sys->avs[h->folio.anon_vma])
 		return 0;
 	struct hm_anon_vma *av = sys->avs[h->folio.anon_vma];
-	pthread_mutex_lock(&av->lock);
+	hm_mutex_lock(&av->lock);
 	for (uint32_t i = 0; i < av->nr; i++) {
 		w.mm = av->members[i].mm;
 		hm_assert_rwsem_held(&w.mm->mmap_lock);
 		rmap_table(&w, w.mm->root, sys->top, 0, start, stop);
 	}
-	pthread_mutex_unlock(&av->lock);
+	hm_mutex_unlock(&av->lock);
 	return w.found;
 }

@@ -385,10 +385,10 @@ int hm_check(struct hm_system *sys)
 	c.sh = mmap(NULL, sh_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (c.sh == MAP_FAILED)
 		return -ENOMEM;
-	pthread_mutex_lock(&sys->mms_lock);
+	hm_mutex_lock(&sys->mms_lock);
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		hm_down_write(&mm->mmap_lock);
-	pthread_mutex_lock(&sys->pc.lock);
+	hm_mutex_lock(&sys->pc.lock);
 	hm_phys_lock_all(&sys->phys);
 
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
@@ -399,10 +399,10 @@ int hm_check(struct hm_system *sys)
 	check_balances(&c, &t);
 
 	hm_phys_unlock_all(&sys->phys);
-	pthread_mutex_unlock(&sys->pc.lock);
+	hm_mutex_unlock(&sys->pc.lock);
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		hm_up_write(&mm->mmap_lock);
-	pthread_mutex_unlock(&sys->mms_lock);
+	hm_mutex_unlock(&sys->mms_lock);
 	munmap(c.sh, sh_len);
 	if (c.errors > MAX_REPORTS)
 		fprintf(stderr, "hm_check: ... %d problems in all\n", c.errors);

@@ -100,10 +100,10 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 	hm_spin_init(&mm->page_table_lock);
 	/* hm_check holds mms_lock while it walks: it must never see the root
 	 * table before the mm is on the list, nor after it is off. */
-	pthread_mutex_lock(&sys->mms_lock);
+	hm_mutex_lock(&sys->mms_lock);
 	mm->root = hm_mm_pt_alloc(mm, sys->top);
 	if (mm->root == HM_PFN_NONE) {
-		pthread_mutex_unlock(&sys->mms_lock);
+		hm_mutex_unlock(&sys->mms_lock);
 		hm_rwsem_destroy(&mm->mmap_lock);
 		free(mm);
 		return -ENOMEM;
@@ -114,7 +114,7 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 		sys->mms->prev = mm;
 	sys->mms = mm;
 	sys->nr_mms++;
-	pthread_mutex_unlock(&sys->mms_lock);
+	hm_mutex_unlock(&sys->mms_lock);
 	*out = mm;
 	return hm_check_enabled(sys, 0);
 }
@@ -127,7 +127,7 @@ void hm_mm_destroy(struct hm_mm *mm)
 	uint64_t top_va = hm_level_size(sys->top + 1);
 	struct hm_gather g;
 
-	pthread_mutex_lock(&sys->mms_lock);
+	hm_mutex_lock(&sys->mms_lock);
 	hm_down_write(&mm->mmap_lock);
 	hm_mm_gather_init(mm, &g);
 	hm_zap_range(mm, &g, 0, top_va);
@@ -145,7 +145,7 @@ void hm_mm_destroy(struct hm_mm *mm)
 	if (mm->next)
 		mm->next->prev = mm->prev;
 	sys->nr_mms--;
-	pthread_mutex_unlock(&sys->mms_lock);
+	hm_mutex_unlock(&sys->mms_lock);
 	/* Tables freed earlier through call_rcu are back before we return. */
 	hm_rcu_barrier();
 	hm_rwsem_destroy(&mm->mmap_lock);

@@ -63,9 +63,9 @@ static void mark_pending(struct hm_ptcache *pc, uint32_t pfn)
 	hm_assert(pg->pt.nr_deposited == 0);
 	pg->flags = (pg->flags & PG_PT_SLOT) | PG_PT_PENDING;
 	hm_sub(&pc->nr_tables, 1);
-	pthread_mutex_lock(&pc->lock);
+	hm_mutex_lock(&pc->lock);
 	pc->nr_pending++;
-	pthread_mutex_unlock(&pc->lock);
+	hm_mutex_unlock(&pc->lock);
 }
 
 void hm_gather_table(struct hm_gather *g, uint32_t pfn)

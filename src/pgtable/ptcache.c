@@ -107,9 +107,9 @@ uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 
 	if (hm_fail_hit(&ph->fail))
 		return HM_PFN_NONE;
-	pthread_mutex_lock(&pc->lock);
+	hm_mutex_lock(&pc->lock);
 	if (pc->free_head == HM_PFN_NONE && !block_carve_locked(pc)) {
-		pthread_mutex_unlock(&pc->lock);
+		hm_mutex_unlock(&pc->lock);
 		pfn = hm_alloc_pages(ph, 0, 0, HM_ALLOC_ZERO);
 		if (pfn == HM_PFN_NONE)
 			return HM_PFN_NONE;
@@ -123,7 +123,7 @@ uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	if (pc->blk_used[blk_of(pfn)]++ == 0)
 		pc->nr_empty_blocks--;
 	table_init(hm_pfn_page(ph, pfn), level, owner);
-	pthread_mutex_unlock(&pc->lock);
+	hm_mutex_unlock(&pc->lock);
 	hm_add(&pc->nr_tables, 1);
 	return pfn;
 }
@@ -161,27 +161,27 @@ void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
 	if (!(pg->flags & PG_PT_SLOT)) {
 		/* Under the cache lock, so hm_check never sees the frame between
 		 * "pending" and "free". */
-		pthread_mutex_lock(&pc->lock);
+		hm_mutex_lock(&pc->lock);
 		if (pending)
 			pc->nr_pending--;
 		pg->flags = 0;
 		hm_free_pages(pc->ph, pfn, 0);
-		pthread_mutex_unlock(&pc->lock);
+		hm_mutex_unlock(&pc->lock);
 		hm_sub(&pc->nr_single, 1);
 		return;
 	}
-	pthread_mutex_lock(&pc->lock);
+	hm_mutex_lock(&pc->lock);
 	if (pending)
 		pc->nr_pending--;
 	slot_free_locked(pc, pfn);
-	pthread_mutex_unlock(&pc->lock);
+	hm_mutex_unlock(&pc->lock);
 }
 
 uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
 {
 	if (hm_fail_hit(&pc->ph->fail))
 		return HM_PFN_NONE;
-	pthread_mutex_lock(&pc->lock);
+	hm_mutex_lock(&pc->lock);
 	uint32_t pfn = pc->free_head;
 
 	if (pfn != HM_PFN_NONE) {
@@ -193,7 +193,7 @@ uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
 		hm_page_reset(pg);	/* no stale table fields */
 		pg->flags = PG_PT_SLOT;
 	}
-	pthread_mutex_unlock(&pc->lock);
+	hm_mutex_unlock(&pc->lock);
 	return pfn;
 }
 
@@ -208,16 +208,16 @@ void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 	hm_assert(order == 0);
 	hm_zero_pages(pc->ph, pfn, 0);	/* free slots are kept zero */
 	hm_page_reset(pg);
-	pthread_mutex_lock(&pc->lock);
+	hm_mutex_lock(&pc->lock);
 	slot_free_locked(pc, pfn);
-	pthread_mutex_unlock(&pc->lock);
+	hm_mutex_unlock(&pc->lock);
 }
 
 uint64_t hm_ptcache_shrink(struct hm_ptcache *pc)
 {
 	uint64_t released = 0;
 
-	pthread_mutex_lock(&pc->lock);
+	hm_mutex_lock(&pc->lock);
 	for (uint32_t p = pc->free_head; pc->nr_empty_blocks && p != HM_PFN_NONE;) {
 		uint32_t blk = blk_of(p);
 
@@ -229,7 +229,7 @@ uint64_t hm_ptcache_shrink(struct hm_ptcache *pc)
 		}
 		p = hm_pfn_page(pc->ph, p)->lru.next;
 	}
-	pthread_mutex_unlock(&pc->lock);
+	hm_mutex_unlock(&pc->lock);
 	return released;
 }
 

@@ -14,6 +14,8 @@
 
 #include <urcu-bp.h>
 
+#include "../base/lock.h"
+
 #if defined(__SANITIZE_THREAD__)
 #define HM_TSAN 1
 #elif defined(__has_feature)
@@ -44,6 +46,7 @@ static inline void hm_rcu_read_unlock(void)
 /* Must not: be called inside a read section. */
 static inline void hm_rcu_synchronize(void)
 {
+	hm_might_sleep();
 	urcu_bp_synchronize_rcu();
 	hm_tsan_gp_acquire();
 }
@@ -52,6 +55,7 @@ static inline void hm_rcu_synchronize(void)
  * happens before the callback (liburcu's queue orders it; TSan is told). */
 static inline void hm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {
+	hm_might_sleep();
 	hm_tsan_gp_release();
 	urcu_bp_call_rcu(head, fn);
 }
@@ -61,6 +65,7 @@ static inline void hm_rcu_call(struct rcu_head *head, void (*fn)(struct rcu_head
  * what they did happens before our return. */
 static inline void hm_rcu_barrier(void)
 {
+	hm_might_sleep();
 	urcu_bp_barrier();
 	hm_tsan_gp_acquire();
 }

@@ -46,11 +46,11 @@ static uint32_t node_alloc(struct hm_phys *ph, struct hm_node *n, unsigned order
 {
 	unsigned o = order;
 
-	pthread_mutex_lock(&n->lock);
+	hm_mutex_lock(&n->lock);
 	while (o <= HM_MAX_ORDER && n->free_head[o] == HM_PFN_NONE)
 		o++;
 	if (o > HM_MAX_ORDER) {
-		pthread_mutex_unlock(&n->lock);
+		hm_mutex_unlock(&n->lock);
 		return HM_PFN_NONE;
 	}
 	uint32_t pfn = n->free_head[o];
@@ -61,7 +61,7 @@ static uint32_t node_alloc(struct hm_phys *ph, struct hm_node *n, unsigned order
 		list_add(ph, n, pfn + (1u << o), o);
 	}
 	n->nr_free -= 1u << order;
-	pthread_mutex_unlock(&n->lock);
+	hm_mutex_unlock(&n->lock);
 	hm_sub(&ph->nr_free, 1u << order);
 	return pfn;
 }
@@ -95,7 +95,7 @@ void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 		hm_page_reset(pg);
 	}
 
-	pthread_mutex_lock(&n->lock);
+	hm_mutex_lock(&n->lock);
 	n->nr_free += 1u << order;
 	while (o < HM_MAX_ORDER) {
 		uint32_t buddy = pfn ^ (1u << o);
@@ -110,20 +110,20 @@ void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 		o++;
 	}
 	list_add(ph, n, pfn, o);
-	pthread_mutex_unlock(&n->lock);
+	hm_mutex_unlock(&n->lock);
 	hm_add(&ph->nr_free, 1u << order);
 }
 
 void hm_phys_lock_all(struct hm_phys *ph)
 {
 	for (unsigned i = 0; i < ph->nr_nodes; i++)
-		pthread_mutex_lock(&ph->nodes[i].lock);
+		hm_mutex_lock(&ph->nodes[i].lock);
 }
 
 void hm_phys_unlock_all(struct hm_phys *ph)
 {
 	for (unsigned i = ph->nr_nodes; i-- > 0;)
-		pthread_mutex_unlock(&ph->nodes[i].lock);
+		hm_mutex_unlock(&ph->nodes[i].lock);
 }
 
 int hm_phys_for_each_free(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned order), void *arg)

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Race points: named places in the code where a test can stop a thread and
+ * run another operation "there", to force an interleaving instead of hoping
+ * for it. Compiled in only with -DHM_RACE_POINTS (the test builds made by
+ * `make check`); in the library that users get, hm_race_point() is empty.
+ *
+ * A stopped thread blocks on a condition variable, possibly with spinlocks
+ * held: that is the point (the other operation must then wait for them, or
+ * must not need them). hm_might_sleep() is not asserted here.
+ *
+ * Points (grep for the names):
+ *   cow_reuse_counts     between the loads of a 4 KiB page's map counts in
+ *                        the copy-on-write reuse decision
+ *   split_invalidated    a split has taken the old huge entry out (it is
+ *                        invalid, not none) and not yet put the table in
+ *   fault_recheck        a fault found a huge leaf and is about to look at
+ *                        it again
+ *   unmap_before_flush   munmap/DONTNEED dropped the map counts of what it
+ *                        zapped, before the TLB generation is bumped
+ *   gather_before_free   an unmap's tables and frames are about to be
+ *                        handed to RCU for freeing
+ *   fork_copy            fork has locked both mms and counted, before it
+ *                        copies the tables
+ */
+#ifndef HM_RACE_H
+#define HM_RACE_H
+
+#ifdef HM_RACE_POINTS
+void hm__race_point(const char *name);
+#define hm_race_point(name) hm__race_point(name)
+#else
+#define hm_race_point(name) ((void)0)
+#endif
+
+#endif /* HM_RACE_H */

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test side of the race points (src/base/race.h), and the internal entry
+ * points the white-box tests use. Only the test builds (`make check`) have
+ * the race points compiled in: hm__race_available() says so.
+ */
+#ifndef HM_TEST_RACE_H
+#define HM_TEST_RACE_H
+
+#include <pthread.h>
+#include <time.h>
+
+int hm__race_arm(const char *name, unsigned skip);
+int hm__race_wait(const char *name, int timeout_ms);
+void hm__race_release(const char *name);
+void hm__race_reset(void);
+
+int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
+
+/* Run @fn(@arg) on a new thread. */
+static inline pthread_t t_spawn(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, fn, arg)) {
+		fprintf(stderr, "pthread_create failed\n");
+		exit(2);
+	}
+	return t;
+}
+
+/* Join @t within @ms milliseconds: true if it finished. */
+static inline bool t_join_within(pthread_t t, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return pthread_timedjoin_np(t, NULL, &ts) == 0;
+}
+
+#endif /* HM_TEST_RACE_H */
