@@ -291,7 +291,7 @@ static void check_folio(struct chk *c, uint32_t head)
 }
 
 struct totals {
-	uint64_t free, folio, tables, pending, slots;
+	uint64_t free, folio, tables, pending, slots, freeing;
 };
 
 static int count_free(void *arg, uint32_t pfn, unsigned order)
@@ -312,6 +312,9 @@ static void scan_frames(struct chk *c, struct totals *t)
 		if (pg->buddy) {
 			buddy += 1ull << (pg->buddy - 1);
 			pfn += 1u << (pg->buddy - 1);
+		} else if ((pg->flags & PG_HEAD) && (pg->flags & PG_FREEING)) {
+			t->freeing += 1ull << pg->order;	/* after a grace period */
+			pfn += 1u << pg->order;
 		} else if (pg->flags & PG_HEAD) {
 			check_folio(c, pfn);
 			t->folio += 1ull << pg->order;
@@ -344,13 +347,17 @@ static void check_balances(struct chk *c, const struct totals *t)
 {
 	struct hm_system *sys = c->sys;
 	struct hm_ptcache *pc = &sys->pc;
-	uint64_t sum = t->free + t->folio + t->tables + t->pending + t->slots;
+	uint64_t sum = t->free + t->folio + t->tables + t->pending + t->slots + t->freeing;
 
 	if (sum != sys->phys.nr_frames)
-		report(c, "frames: %llu free + %llu folio + %llu table + %llu pending + %llu cached = %llu, not %u",
+		report(c, "frames: %llu free + %llu folio + %llu table + %llu pending + %llu cached + %llu freeing = %llu, not %u",
 		       (unsigned long long)t->free, (unsigned long long)t->folio,
 		       (unsigned long long)t->tables, (unsigned long long)t->pending,
-		       (unsigned long long)t->slots, (unsigned long long)sum, sys->phys.nr_frames);
+		       (unsigned long long)t->slots, (unsigned long long)t->freeing,
+		       (unsigned long long)sum, sys->phys.nr_frames);
+	if (pc->nr_pending_frames != t->freeing)
+		report(c, "frames waiting for a grace period: %llu counted, %llu marked",
+		       (unsigned long long)pc->nr_pending_frames, (unsigned long long)t->freeing);
 	if (t->free != sys->phys.nr_free)
 		report(c, "nr_free %llu, free lists %llu", (unsigned long long)sys->phys.nr_free,
 		       (unsigned long long)t->free);

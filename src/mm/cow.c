@@ -4,7 +4,7 @@
  *
  * Policy (hm_config.cow):
  *  - What the leaf maps is mapped by the faulting address space alone
- *    (hm_leaf_exclusive): it is reused in place, the leaf becomes
+ *    (hm_leaf_reuse): it is reused in place, the leaf becomes
  *    writable, nothing is copied (cow_reuse).
  *  - Otherwise a shared huge leaf is split (cow_split_pud, cow_split_pmd)
  *    with its own deposit, and the write faults again one level down, so
@@ -14,8 +14,9 @@
  *
  * All of it runs under mmap_lock for reading, like any fault: every change
  * is made under the leaf's table lock after checking that the leaf is still
- * the one we looked at. The one exception is the old page's map count after
- * a copy, dropped only after a grace period (see replace()).
+ * the one we looked at. The decision reads the map counts and the pins
+ * under the folio lock (hm_leaf_reuse), so it cannot see half of a split
+ * or of an unmap made by another address space at the same time.
  */
 #include <string.h>
 
@@ -32,37 +33,37 @@ static bool changed(hm_pte_t now, hm_pte_t then)
 /*
  * Put a private copy, @copy, of the folio mapped by *slot (entry @e, level
  * @level) in its place. Returns false if the entry changed meanwhile.
+ *
+ * Another thread of ours may still be reading the old page through a
+ * translation cached before the copy. Once our count is gone, the other
+ * mapper may find the page mapped by it alone and write to it in place;
+ * that thread must not see the write. So the old page is pinned in the
+ * same step as our count goes (the reuse decision sees the pin), and the
+ * pin is dropped after a grace period, by the gather.
  */
 static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
 		    hm_pte_t e, uint32_t copy)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
-	uint32_t old = pt_pfn(e, level);
+	uint32_t old = pt_pfn(e, level), head = hm_folio_head(ph, old);
+	struct hm_gather g;
 
+	hm_mm_gather_init(mm, &g);
 	hm_spin_lock(lock);
 	if (changed(pt_get(slot), e)) {
 		hm_spin_unlock(lock);
+		hm_gather_finish(&g);
 		return false;
 	}
 	hm_folio_add_map(mm, copy, level);
 	pt_set(slot, pt_mk_leaf(copy, level, pt_prot_bits(v->prot) | AD));
+	if (hm_folio_remove_map(mm, old, level, true))	/* the others went away meanwhile */
+		hm_gather_folio(&g, head);
+	else
+		hm_gather_pin(&g, head);
 	hm_spin_unlock(lock);
-
-	/*
-	 * The shootdown, before the old page stops counting this mapping:
-	 * another thread of ours may still be reading it through a translation
-	 * cached before the copy. Once our count is gone, the other mapper may
-	 * find the page mapped by it alone and write to it in place; that thread
-	 * must not see the write. So: stale every TLB entry, wait for every
-	 * access under way, and only then drop the count.
-	 */
-	hm_tlb_shootdown(mm);
-	if (hm_folio_remove_map(mm, old, level)) {	/* the others went away meanwhile */
-		uint32_t head = hm_folio_head(ph, old);
-
-		hm_free_frames(&mm->sys->pc, head, hm_pfn_page(ph, head)->order);
-	}
+	hm_gather_finish(&g);
 	hm_count(mm->sys, HM_STAT_cow_copy);
 	return true;
 }
@@ -104,20 +105,32 @@ int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsign
 	hm_assert_rwsem_held(&mm->mmap_lock);
 	struct hm_system *sys = mm->sys;
 	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(&sys->phys, slot));
+	bool drained = false;
+	enum hm_reuse r;
+	hm_pte_t e;
 
-	hm_spin_lock(lock);
-	hm_pte_t e = pt_get(slot);
-	if (!pt_present(e) || pt_writable(e) || !pt_leaf(e, level)) {
+	for (;;) {
+		hm_spin_lock(lock);
+		e = pt_get(slot);
+		if (!pt_present(e) || pt_writable(e) || !pt_leaf(e, level)) {
+			hm_spin_unlock(lock);
+			return 0;	/* someone else resolved it */
+		}
+		r = hm_leaf_reuse(mm, pt_pfn(e, level), level);
+		if (r == HM_REUSE) {
+			pt_update(slot, 0, HM_PTE_RW | AD);
+			hm_spin_unlock(lock);
+			hm_count(sys, HM_STAT_cow_reuse);
+			return 0;
+		}
 		hm_spin_unlock(lock);
-		return 0;	/* someone else resolved it */
+		/* Ours alone but for an unmap in flight elsewhere: wait for its
+		 * shootdown once, then decide again; copy if still pinned. */
+		if (r != HM_REUSE_LATER || drained)
+			break;
+		hm_ptcache_drain(&sys->pc);
+		drained = true;
 	}
-	if (hm_leaf_exclusive(sys, pt_pfn(e, level), level, mm->id)) {
-		pt_update(slot, 0, HM_PTE_RW | AD);
-		hm_spin_unlock(lock);
-		hm_count(sys, HM_STAT_cow_reuse);
-		return 0;
-	}
-	hm_spin_unlock(lock);
 	if (level == 0)
 		return copy_page(mm, v, slot, va, e, 0);
 	if (level == 1 && sys->cow_policy == HM_COW_2M && copy_page(mm, v, slot, va, e, 1) == 0)

@@ -8,6 +8,7 @@
  * the entry is checked again, and the loser of a race frees what it
  * allocated, which nobody else has seen.
  */
+#include "../base/race.h"
 #include "mm.h"
 
 int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out)
@@ -197,10 +198,23 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
 static int fault_mapped(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 			unsigned level, uint64_t va, bool write)
 {
+	hm_race_point("fault_recheck");
 	hm_pte_t e = pt_get(slot);
 
+	if (!pt_present(e) && !pt_none(e)) {
+		/* The VMA allows the access, so a non-present entry is a split
+		 * (or another change) under way under the table's lock: wait for
+		 * it and retry. A PROT_NONE leaf in an accessible VMA exists only
+		 * inside mprotect, under mmap_lock for writing. */
+		hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(mm_phys(mm), slot));
+
+		hm_spin_lock(lock);
+		hm_pte_t now = pt_get(slot);
+		hm_spin_unlock(lock);
+		return now != e ? 0 : -EFAULT;
+	}
 	if (!pt_present(e))
-		return -EFAULT;		/* PROT_NONE leaf (or swap: not yet) */
+		return 0;		/* gone meanwhile: retry */
 	if (write && !pt_writable(e))
 		return (v->prot & PROT_WRITE) ? hm_wp_fault(mm, v, slot, level, va) : -EFAULT;
 	return 0;

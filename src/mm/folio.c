@@ -10,6 +10,7 @@
  * spaces map it; past that the folio is marked maybe-shared until it is
  * unmapped everywhere.
  */
+#include "../base/race.h"
 #include "mm.h"
 
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
@@ -26,7 +27,10 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 	struct hm_phys *ph = &sys->phys;
 	uint32_t pfn = hm_alloc_pages(ph, 0, order, 0);
 
-	/* Empty page-table blocks are the only memory we can give back. */
+	/* Frames on their way back from unmaps, then empty page-table blocks,
+	 * are the memory we can get back. */
+	if (pfn == HM_PFN_NONE && hm_ptcache_drain(&sys->pc))
+		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE && hm_ptcache_shrink(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE && order == 0)
@@ -57,12 +61,16 @@ void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head)
 	hm_free_frames(&mm->sys->pc, head, order);
 }
 
-static void slots_add(struct hm_page *h, uint64_t mm_id, int n)
+/*
+ * The two (mm, count) slots. A mapping by an mm that has no slot while both
+ * are taken is not tracked, and marks the folio maybe-shared. While it is,
+ * a slot's count never exceeds its mm's true count (a slot taken late
+ * misses older mappings; a removal it cannot place is taken from the slot
+ * of its mm, clamped at 0), so a slot whose count equals large_mapcount
+ * proves that its mm maps all of the folio: then the mark is cleared.
+ */
+static void slots_add(struct hm_page *h, uint32_t id, int n)
 {
-	uint32_t id = (uint32_t)mm_id;
-
-	if (h->flags & PG_MAYBE_SHARED)
-		return;
 	for (int s = 0; s < 2; s++) {
 		if (h->mm_count[s] && h->mm_id[s] == id) {
 			h->mm_count[s] += n;
@@ -79,25 +87,29 @@ static void slots_add(struct hm_page *h, uint64_t mm_id, int n)
 	h->flags |= PG_MAYBE_SHARED;
 }
 
-static void slots_sub(struct hm_page *h, uint64_t mm_id, int n)
+static void slots_sub(struct hm_page *h, uint32_t id, int n)
 {
-	uint32_t id = (uint32_t)mm_id;
+	bool found = false;
 
-	if (h->flags & PG_MAYBE_SHARED) {
-		if (h->large_mapcount == 0) {
-			h->flags &= ~PG_MAYBE_SHARED;
-			h->mm_count[0] = h->mm_count[1] = 0;
-		}
-		return;
-	}
-	for (int s = 0; s < 2; s++) {
+	for (int s = 0; s < 2 && !found; s++) {
 		if (h->mm_count[s] && h->mm_id[s] == id) {
+			found = true;
 			h->mm_count[s] -= n;
-			hm_assert(h->mm_count[s] >= 0);
-			return;
+			if (h->mm_count[s] < 0) {
+				hm_assert(h->flags & PG_MAYBE_SHARED);
+				h->mm_count[s] = 0;
+			}
 		}
 	}
-	hm_assert(!"folio unmapped by an mm that has no slot");
+	hm_assert(found || (h->flags & PG_MAYBE_SHARED));
+	if (!(h->flags & PG_MAYBE_SHARED))
+		return;
+	for (int s = 0; s < 2; s++) {
+		if (h->mm_count[s] == h->large_mapcount) {
+			h->flags &= ~PG_MAYBE_SHARED;
+			h->mm_count[!s] = 0;
+		}
+	}
 }
 
 /* The counter that a leaf of @level at @pfn adds to (see phys.h). */
@@ -121,13 +133,13 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	hm_add(&h->large_mapcount, 1);
-	slots_add(h, mm->id, 1);
+	slots_add(h, (uint32_t)mm->id, 1);
 	hm_spin_unlock(lock);
 	hm_add(&mm->nr_leaf[level], 1);
 	hm_add(&mm->sys->nr_leaf[level], 1);
 }
 
-bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
+bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	uint32_t head = hm_folio_head(ph, pfn);
@@ -137,7 +149,9 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
-	slots_sub(h, mm->id, 1);
+	slots_sub(h, (uint32_t)mm->id, 1);
+	if (left && pin)
+		hm_add(hm_pin_slot(ph, head), 1);
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_sub(&mm->sys->nr_leaf[level], 1);
@@ -169,7 +183,7 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	else
 		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
 	hm_add(&h->large_mapcount, HM_PTRS - 1);
-	slots_add(h, mm->id, HM_PTRS - 1);
+	slots_add(h, (uint32_t)mm->id, HM_PTRS - 1);
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_add(&mm->nr_leaf[level - 1], HM_PTRS);
@@ -177,18 +191,32 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_add(&mm->sys->nr_leaf[level - 1], HM_PTRS);
 }
 
-unsigned hm_page_mapcount(struct hm_phys *ph, uint32_t pfn)
+/* Leaves that map the 4 KiB page @pfn (see phys.h). Context: the folio lock. */
+static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn)
 {
-	struct hm_page *h = hm_pfn_page(ph, hm_folio_head(ph, pfn));
-	int32_t n = hm_load_relaxed(&hm_pfn_page(ph, pfn)->mapcount);
+	int32_t n = hm_pfn_page(ph, pfn)->mapcount;
 
 	if (h->order) {
 		struct hm_page *c = chunk_of(ph, pfn);
 
-		n += hm_load_relaxed(&c->pte_all) + hm_load_relaxed(&h->entire_mapcount);
+		n += c->pte_all;
+		hm_race_point("cow_reuse_counts");
+		n += h->entire_mapcount;
 		if (h->order == HM_PUD_ORDER)
-			n += hm_load_relaxed(&h->pmd_all) + hm_load_relaxed(&c->pmd_mapcount);
+			n += h->pmd_all + c->pmd_mapcount;
 	}
+	return n;
+}
+
+unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn)
+{
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head = hm_folio_head(ph, pfn);
+	hm_spin_t *lock = hm_folio_lock(sys, head);
+
+	hm_spin_lock(lock);
+	int32_t n = page_maps_locked(ph, hm_pfn_page(ph, head), pfn);
+	hm_spin_unlock(lock);
 	return (unsigned)n;
 }
 
@@ -209,37 +237,51 @@ bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id
 	return only;
 }
 
-/* The 2 MiB chunk at @pfn is mapped by exactly one leaf, a PMD leaf (or the
- * PUD leaf of its folio), and by no PTE: then that leaf's mm is alone. */
-static bool chunk_mapped_once(struct hm_system *sys, uint32_t pfn)
+/*
+ * Leaves, in all mms, that map any part of what a leaf of @level at @pfn
+ * maps. Context: the folio lock. An mm maps a folio only at its one
+ * virtual address (there is no mremap), so a 4 KiB page, a 2 MiB chunk or
+ * a whole folio mapped by a leaf of its own size is mapped by nothing else
+ * of that mm: a result of 1 means "this leaf alone", for any number of mms.
+ */
+static int32_t leaf_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn, unsigned level)
+{
+	if (level == 0)
+		return page_maps_locked(ph, h, pfn);
+	if (level == 2 || h->order == HM_PMD_ORDER)
+		return h->large_mapcount;
+	/* A 2 MiB chunk of a 1 GiB folio: its PMD maps, the folio's PUD maps,
+	 * and the PTE maps of its 512 pages. */
+	struct hm_page *c = chunk_of(ph, pfn);
+	int32_t n = h->entire_mapcount + h->pmd_all + c->pmd_mapcount + c->pte_all * (int32_t)HM_PTRS;
+
+	for (unsigned i = 0; i < HM_PTRS; i++)
+		n += c[i].mapcount;
+	return n;
+}
+
+bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = &sys->phys;
 	uint32_t head = hm_folio_head(ph, pfn);
-	struct hm_page *h = hm_pfn_page(ph, head), *c = chunk_of(ph, pfn);
 	hm_spin_t *lock = hm_folio_lock(sys, head);
-	bool once;
 
 	hm_spin_lock(lock);
-	int32_t maps = h->entire_mapcount;
-	if (h->order == HM_PUD_ORDER)
-		maps += h->pmd_all + c->pmd_mapcount;
-	once = maps == 1 && c->pte_all == 0;
-	for (unsigned i = 0; once && i < HM_PTRS; i++)
-		once = c[i].mapcount == 0;
+	bool alone = leaf_maps_locked(ph, hm_pfn_page(ph, head), pfn, level) == 1;
 	hm_spin_unlock(lock);
-	return once;
+	return alone;
 }
 
-/* Does no address space other than @mm_id map what the leaf of @level at
- * @pfn maps? Exact for 4 KiB leaves (an mm maps a page at most once, so the
- * page's own count says it) and for 2 MiB leaves (the chunk's counts); for
- * 1 GiB leaves, the folio's mm slots: exact while at most two mms map the
- * folio, "no" beyond. */
-bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level, uint64_t mm_id)
+enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
-	if (level == 0)
-		return hm_page_mapcount(&sys->phys, pfn) == 1;
-	if (level == 1)
-		return chunk_mapped_once(sys, pfn);
-	return hm_folio_mapped_by_only(sys, pfn, mm_id);
+	struct hm_phys *ph = mm_phys(mm);
+	uint32_t head = hm_folio_head(ph, pfn);
+	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
+	enum hm_reuse r = HM_COPY;
+
+	hm_spin_lock(lock);
+	if (leaf_maps_locked(ph, hm_pfn_page(ph, head), pfn, level) == 1)
+		r = hm_load(hm_pin_slot(ph, head)) ? HM_REUSE_LATER : HM_REUSE;
+	hm_spin_unlock(lock);
+	return r;
 }

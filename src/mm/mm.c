@@ -125,18 +125,15 @@ void hm_mm_destroy(struct hm_mm *mm)
 		return;
 	struct hm_system *sys = mm->sys;
 	uint64_t top_va = hm_level_size(sys->top + 1);
-	struct hm_gather g;
 
 	hm_mutex_lock(&sys->mms_lock);
 	hm_down_write(&mm->mmap_lock);
-	hm_mm_gather_init(mm, &g);
-	hm_zap_range(mm, &g, 0, top_va);
-	hm_vma_remove_range(mm, 0, top_va);
-	hm_free_pgtables(mm, &g, 0, top_va);
-	hm_gather_flush(&g);
-	hm_gather_finish(&g);
+	hm_unmap_range(mm, 0, top_va, true);
 	hm_assert(mm->nr_tables == 1);
-	hm_mm_pt_free_unused(mm, mm->root);	/* a grace period has passed */
+	/* No thread may walk an mm being destroyed; the last lock-free walk
+	 * of an earlier operation ends within a grace period. */
+	hm_rcu_synchronize();
+	hm_mm_pt_free_unused(mm, mm->root);
 	hm_up_write(&mm->mmap_lock);
 	if (mm->prev)
 		mm->prev->next = mm->next;
@@ -178,7 +175,10 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 
 	switch (id) {
 	case HM_STAT_nr_free_pages:
-		return hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&pc->nr_free_slots);
+		/* Frames and tables on their way back (after a grace period)
+		 * count as free: an allocation waits for them before failing. */
+		return hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&pc->nr_free_slots) +
+		       hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_pgtable_bytes:	return hm_load_relaxed(&pc->nr_tables) << HM_PAGE_SHIFT;
 	case HM_STAT_pgtable_deposited:	return hm_load_relaxed(&pc->nr_deposited);
 	case HM_STAT_nr_anon_pages:	return hm_load_relaxed(&sys->nr_anon_frames);

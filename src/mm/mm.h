@@ -149,22 +149,37 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
-/* Returns true when the folio has no mapping left. */
-bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
+/* Returns true when the folio has no mapping left. Otherwise, with @pin,
+ * the folio is pinned in the same step (hm_pin_slot; see phys.h): the
+ * caller hands the pin to a gather. */
+bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
-unsigned hm_page_mapcount(struct hm_phys *ph, uint32_t pfn);
+/* Mappings of the page @pfn in all mms (hm_query's mapcount). */
+unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn);
 bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id);
-bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level, uint64_t mm_id);
+/* Is what the leaf of @level at @pfn maps mapped by that leaf alone? Read
+ * under the folio lock, so exact for any number of mms. */
+bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level);
+/* The copy-on-write decision for the leaf: reuse in place, copy, or reuse
+ * once the pins of unmaps in flight are gone (wait for them: hm_ptcache_drain,
+ * then decide again). Context: the leaf's table lock. */
+enum hm_reuse { HM_REUSE, HM_COPY, HM_REUSE_LATER };
+enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level);
 
 /* pgtable wrappers that keep mm->nr_tables (table.c) */
 uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level);
 void hm_mm_pt_free_unused(struct hm_mm *mm, uint32_t pfn);
 void hm_mm_pt_unlink(struct hm_mm *mm, struct hm_gather *g, uint32_t pfn);
 hm_spin_t *hm_mm_table_lock(struct hm_mm *mm, uint32_t table);
-/* The TLB shootdown, after present entries changed: every translation any
- * thread cached is stale, and every access under way through one has
- * finished. Must not: be called inside an RCU read section. */
+/* After present entries changed: every translation any thread cached is
+ * stale from now on (accesses already under way may still finish through
+ * one). */
+void hm_tlb_flush(struct hm_mm *mm);
+/* The full shootdown: hm_tlb_flush, then wait until every access under way
+ * through an old translation has finished (a grace period). Only fork needs
+ * it; unmaps hand their frames to RCU instead (struct hm_gather).
+ * Must not: be called inside an RCU read section or under a spinlock. */
 void hm_tlb_shootdown(struct hm_mm *mm);
 static inline uint32_t hm_slot_table(struct hm_phys *ph, const hm_pte_t *slot)
 {
@@ -177,12 +192,14 @@ static inline void hm_mm_gather_init(struct hm_mm *mm, struct hm_gather *g)
 
 /*
  * Visit every leaf in [start, end) under the lock of its table. A leaf must
- * not straddle either end (split first). @fn may change or clear the entry.
- * Context: mmap_lock held for writing.
+ * not straddle either end (split first). @fn may change or clear the entry,
+ * and returns false to stop the walk before it changed anything (to drop
+ * the locks and make room). Returns the address where the walk stopped, or
+ * @end. Context: mmap_lock held for writing.
  */
-typedef void (*hm_leaf_fn)(struct hm_mm *mm, hm_pte_t *slot, unsigned level,
+typedef bool (*hm_leaf_fn)(struct hm_mm *mm, hm_pte_t *slot, unsigned level,
 			   uint64_t va, void *arg);
-void hm_walk_leaves(struct hm_mm *mm, uint64_t start, uint64_t end, hm_leaf_fn fn, void *arg);
+uint64_t hm_walk_leaves(struct hm_mm *mm, uint64_t start, uint64_t end, hm_leaf_fn fn, void *arg);
 
 /* anon.c */
 int hm_anon_vma_prepare(struct hm_mm *mm, struct hm_vma *v);	/* mmap_lock read */
@@ -240,6 +257,8 @@ int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
 /* unmap.c — Context: mmap_lock held for writing. */
 void hm_zap_range(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end);
 void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end);
+/* Take everything out of [start, end) and free the tables no VMA needs. */
+void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables);
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
 
 /* check.c */

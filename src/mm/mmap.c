@@ -93,16 +93,17 @@ int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len)
 	return hm_check_enabled(mm->sys, r);
 }
 
-static void prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
+static bool prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
 {
 	const hm_pte_t perm = HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_NX | HM_PTE_PROTNONE;
 	hm_pte_t bits = *(hm_pte_t *)arg;
 
 	(void)va;
 	/* A page shared after fork stays read-only: the write fault copies it. */
-	if ((bits & HM_PTE_RW) && !hm_leaf_exclusive(mm->sys, pt_pfn(pt_get(slot), level), level, mm->id))
+	if ((bits & HM_PTE_RW) && hm_leaf_reuse(mm, pt_pfn(pt_get(slot), level), level) != HM_REUSE)
 		bits &= ~HM_PTE_RW;
 	pt_update(slot, perm, bits);
+	return true;
 }
 
 /*
@@ -144,7 +145,10 @@ int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot)
 		hm_pte_t bits = pt_prot_bits(prot);
 
 		hm_walk_leaves(mm, addr, end, prot_leaf, &bits);
-		hm_tlb_shootdown(mm);
+		/* Narrowed translations are stale at once; an access already
+		 * under way may finish, as on a CPU the instruction in flight
+		 * when the shootdown IPI arrives does. */
+		hm_tlb_flush(mm);
 	}
 	hm_up_write(&mm->mmap_lock);
 	return hm_check_enabled(mm->sys, r);
@@ -159,15 +163,11 @@ static void set_hugepage(struct hm_vma *v, int f)
 
 static int dontneed_locked(struct hm_mm *mm, uint64_t start, uint64_t end)
 {
-	struct hm_gather g;
 	int r = hm_split_edges(mm, start, end);
 
-	if (r)
-		return r;
-	hm_mm_gather_init(mm, &g);
-	hm_zap_range(mm, &g, start, end);
-	hm_gather_finish(&g);
-	return 0;
+	if (!r)
+		hm_unmap_range(mm, start, end, false);
+	return r;
 }
 
 int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)

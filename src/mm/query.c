@@ -12,7 +12,17 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 
 	memset(out, 0, sizeof(*out));
 	hm_down_read(&mm->mmap_lock);
-	hm_pte_t e = pt_get(hm_pt_walk(ph, mm->root, mm->sys->top, va, &level));
+	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
+	hm_pte_t e = pt_get(slot);
+	while (!pt_none(e) && !pt_mapped(e)) {
+		/* A split holds the entry invalid under its table's lock. */
+		hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
+
+		hm_spin_lock(lock);
+		hm_spin_unlock(lock);
+		slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
+		e = pt_get(slot);
+	}
 	if (pt_mapped(e)) {
 		uint64_t size = hm_level_size(level);
 		uint32_t pfn = pt_pfn(e, level);
@@ -23,8 +33,8 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 		out->pa = (uint64_t)pfn << HM_PAGE_SHIFT;
 		out->prot = pt_prot(e);
 		out->node = hm_pfn_node(ph, pfn);
-		out->mapcount = hm_page_mapcount(ph, page);
-		out->exclusive = hm_leaf_exclusive(mm->sys, level ? pfn : page, level, mm->id);
+		out->mapcount = hm_page_mapcount(mm->sys, page);
+		out->exclusive = hm_leaf_exclusive(mm->sys, level ? pfn : page, level);
 	}
 	hm_up_read(&mm->mmap_lock);
 	return 0;

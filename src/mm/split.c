@@ -9,10 +9,14 @@
  * the (at most four) tables an operation's two boundaries need before it
  * changes anything, and counts them in split_alloc.
  *
- * The old leaf is cleared before the new table is built, so a walker that
- * races with us faults and waits on mmap_lock (held for writing here)
- * instead of setting A/D bits in an entry we are about to drop.
+ * The old leaf is made invalid before the new table is built, so a walker
+ * that races with us faults instead of setting A/D bits in an entry we are
+ * about to drop. Invalid, not none: a split may run under mmap_lock for
+ * reading (copy-on-write), and a fault of another thread that finds the
+ * slot must know that something is there; it waits for the table's lock
+ * and looks again.
  */
+#include "../base/race.h"
 #include "mm.h"
 
 static uint32_t take_table(struct hm_mm *mm, uint32_t holder, struct hm_split_tables *st)
@@ -32,8 +36,10 @@ static void split_leaf_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 {
 	struct hm_phys *ph = mm_phys(mm);
 	hm_assert_locked(hm_mm_table_lock(mm, holder));
-	hm_pte_t old = pt_get_and_clear(slot);
+	hm_pte_t old = pt_invalidate(slot);
 	uint32_t pfn = pt_pfn(old, level);
+
+	hm_race_point("split_invalidated");
 	uint32_t child = take_table(mm, holder, st);
 	struct hm_page *cd = hm_pfn_page(ph, child);
 	hm_pte_t *t = hm_pt_entries(ph, child);

@@ -36,9 +36,14 @@ hm_spin_t *hm_mm_table_lock(struct hm_mm *mm, uint32_t table)
 	return pg->pt_level >= 2 ? &mm->page_table_lock : &pg->pt.ptl;
 }
 
-void hm_tlb_shootdown(struct hm_mm *mm)
+void hm_tlb_flush(struct hm_mm *mm)
 {
 	__atomic_add_fetch(&mm->tlb_gen, 1, __ATOMIC_RELEASE);
+}
+
+void hm_tlb_shootdown(struct hm_mm *mm)
+{
+	hm_tlb_flush(mm);
 	hm_rcu_synchronize();
 }
 
@@ -47,15 +52,18 @@ struct walk {
 	uint64_t start, end;
 	hm_leaf_fn fn;
 	void *arg;
+	uint64_t stop;		/* where @fn asked to stop, or end */
 };
 
-static void walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t base)
+/* Returns false when @fn asked to stop (at w->stop). */
+static bool walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t base)
 {
 	struct hm_phys *ph = mm_phys(w->mm);
 	hm_pte_t *t = hm_pt_entries(ph, table);
 	uint64_t size = hm_level_size(level);
 	hm_spin_t *lock = hm_mm_table_lock(w->mm, table);
 	bool take = level < 2;	/* page_table_lock is taken once, at the top */
+	bool go = true;
 
 	if (take)
 		hm_spin_lock(lock);
@@ -65,26 +73,32 @@ static void walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t 
 		if (pt_none(e))
 			continue;
 		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {
-			walk_table(w, pt_pfn(e, level), level - 1, va);
+			if (!(go = walk_table(w, pt_pfn(e, level), level - 1, va)))
+				break;
 			continue;
 		}
 		if (pt_mapped(e)) {
 			hm_assert(va >= w->start && va + size <= w->end);
-			w->fn(w->mm, &t[i], level, va, w->arg);
+			if (!(go = w->fn(w->mm, &t[i], level, va, w->arg))) {
+				w->stop = va;
+				break;
+			}
 		}
 	}
 	if (take)
 		hm_spin_unlock(lock);
+	return go;
 }
 
-void hm_walk_leaves(struct hm_mm *mm, uint64_t start, uint64_t end, hm_leaf_fn fn, void *arg)
+uint64_t hm_walk_leaves(struct hm_mm *mm, uint64_t start, uint64_t end, hm_leaf_fn fn, void *arg)
 {
-	struct walk w = { mm, start, end, fn, arg };
+	struct walk w = { mm, start, end, fn, arg, end };
 
 	hm_assert_write_locked(&mm->mmap_lock);
 	if (start >= end)
-		return;
+		return end;
 	hm_spin_lock(&mm->page_table_lock);
 	walk_table(&w, mm->root, mm->sys->top, 0);
 	hm_spin_unlock(&mm->page_table_lock);
+	return w.stop;
 }

@@ -4,16 +4,26 @@
  */
 #include "mm.h"
 
-static void zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
+/* Entries a zap of one leaf of @level gathers: its deposit (a PTE table, or
+ * a PMD table and its 512) and its folio. */
+static unsigned zap_room(unsigned level)
+{
+	return level == 2 ? 2 + HM_PTRS : level + 1;
+}
+
+static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
 {
 	struct hm_gather *g = arg;
 	struct hm_phys *ph = mm_phys(mm);
 	struct hm_ptcache *pc = &mm->sys->pc;
-	uint32_t holder = hm_slot_table(ph, slot);
-	hm_pte_t old = pt_get_and_clear(slot);
-	uint32_t pfn = pt_pfn(old, level), t;
+	uint32_t holder = hm_slot_table(ph, slot), t;
 
 	(void)va;
+	if (!hm_gather_room(g, zap_room(level)))
+		return false;
+	hm_pte_t old = pt_get_and_clear(slot);
+	uint32_t pfn = pt_pfn(old, level), head = hm_folio_head(ph, pfn);
+
 	if (level >= 1 && (t = hm_pt_withdraw(pc, holder)) != HM_PFN_NONE) {
 		uint32_t pte;
 
@@ -21,19 +31,27 @@ static void zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 			hm_mm_pt_unlink(mm, g, pte);
 		hm_mm_pt_unlink(mm, g, t);
 	}
-	if (hm_folio_remove_map(mm, pfn, level))
-		hm_gather_folio(g, hm_folio_head(ph, pfn));
-	hm_gather_flush(g);
+	/* A folio mapped elsewhere stays pinned until our TLB shootdown is
+	 * complete: until then a thread of ours may still reach it. */
+	if (hm_folio_remove_map(mm, pfn, level, true))
+		hm_gather_folio(g, head);
+	else
+		hm_gather_pin(g, head);
+	return true;
 }
 
 void hm_zap_range(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end)
 {
-	hm_walk_leaves(mm, start, end, zap_leaf, g);
+	hm_assert_write_locked(&mm->mmap_lock);
+	while ((start = hm_walk_leaves(mm, start, end, zap_leaf, g)) < end)
+		hm_gather_next(g);
 }
 
 /* Unlink and free everything below @table (level @level), which nobody can
- * reach any more: no VMA covers any of it. */
-static void free_subtree(struct hm_mm *mm, struct hm_gather *g, uint32_t table, unsigned level)
+ * reach any more (no VMA covers any of it), then @table itself. Returns
+ * false when the gather ran out of room: what was freed so far is unlinked,
+ * the rest stays linked for the next pass. */
+static bool free_subtree(struct hm_mm *mm, struct hm_gather *g, uint32_t table, unsigned level)
 {
 	hm_pte_t *t = hm_pt_entries(mm_phys(mm), table);
 
@@ -43,21 +61,25 @@ static void free_subtree(struct hm_mm *mm, struct hm_gather *g, uint32_t table, 
 		if (pt_none(e))
 			continue;
 		hm_assert(pt_present(e) && !pt_leaf(e, level));
+		if (!free_subtree(mm, g, pt_pfn(e, level), level - 1))
+			return false;
 		pt_set(&t[i], 0);
-		free_subtree(mm, g, pt_pfn(e, level), level - 1);
 	}
 #if HM_DEBUG >= 2
 	for (unsigned i = 0; level == 0 && i < HM_PTRS; i++)
 		hm_assert_int(pt_none(t[i]));
 #endif
+	if (!hm_gather_room(g, 1))
+		return false;
 	hm_mm_pt_unlink(mm, g, table);
+	return true;
 }
 
 struct span {
 	uint64_t start, end, floor, ceiling;
 };
 
-static void free_tables(struct hm_mm *mm, struct hm_gather *g, uint32_t table,
+static bool free_tables(struct hm_mm *mm, struct hm_gather *g, uint32_t table,
 			unsigned level, uint64_t base, const struct span *s)
 {
 	hm_pte_t *t = hm_pt_entries(mm_phys(mm), table);
@@ -72,16 +94,18 @@ static void free_tables(struct hm_mm *mm, struct hm_gather *g, uint32_t table,
 			hm_spin_t *lock = hm_mm_table_lock(mm, table);
 			bool take = level < 2;
 
+			if (!free_subtree(mm, g, pt_pfn(e, level), level - 1))
+				return false;
 			if (take)
 				hm_spin_lock(lock);
 			pt_set(&t[i], 0);
 			if (take)
 				hm_spin_unlock(lock);
-			free_subtree(mm, g, pt_pfn(e, level), level - 1);
-		} else if (level > 1) {
-			free_tables(mm, g, pt_pfn(e, level), level - 1, va, s);
+		} else if (level > 1 && !free_tables(mm, g, pt_pfn(e, level), level - 1, va, s)) {
+			return false;
 		}
 	}
+	return true;
 }
 
 /* Free the tables that served only [start, end), which no VMA covers now:
@@ -96,17 +120,35 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 		.floor = i > 0 ? mm->vmas[i - 1].end : 0,
 		.ceiling = i < mm->nr_vmas ? mm->vmas[i].start : hm_level_size(mm->sys->top + 1),
 	};
+	bool done;
 
 	hm_assert(s.floor <= start && s.ceiling >= end);
-	hm_spin_lock(&mm->page_table_lock);
-	free_tables(mm, g, mm->root, mm->sys->top, 0, &s);
-	hm_spin_unlock(&mm->page_table_lock);
+	do {
+		hm_spin_lock(&mm->page_table_lock);
+		done = free_tables(mm, g, mm->root, mm->sys->top, 0, &s);
+		hm_spin_unlock(&mm->page_table_lock);
+		if (!done)
+			hm_gather_next(g);
+	} while (!done);
+}
+
+void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables_too)
+{
+	hm_assert_write_locked(&mm->mmap_lock);
+	struct hm_gather g;
+
+	hm_mm_gather_init(mm, &g);
+	hm_zap_range(mm, &g, start, end);
+	if (free_tables_too) {
+		hm_vma_remove_range(mm, start, end);
+		hm_free_pgtables(mm, &g, start, end);
+	}
+	hm_gather_finish(&g);
 }
 
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end)
 {
 	hm_assert_write_locked(&mm->mmap_lock);
-	struct hm_gather g;
 	int r;
 
 	if (!hm_vma_overlaps(mm, start, end))
@@ -115,10 +157,6 @@ int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end)
 		return r;
 	hm_vma_split_at(mm, start);
 	hm_vma_split_at(mm, end);
-	hm_mm_gather_init(mm, &g);
-	hm_zap_range(mm, &g, start, end);
-	hm_vma_remove_range(mm, start, end);
-	hm_free_pgtables(mm, &g, start, end);
-	hm_gather_finish(&g);
+	hm_unmap_range(mm, start, end, true);
 	return 0;
 }

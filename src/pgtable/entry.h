@@ -44,6 +44,10 @@ typedef uint64_t hm_pte_t;
 
 /* A PROT_NONE leaf: P is clear, the frame is still ours. */
 #define HM_PTE_PROTNONE HM_PTE_SW1
+/* A huge leaf being split (the kernel's pmdp_invalidate): P clear, so that
+ * no walker uses or updates it, but not none, so that no fault takes the
+ * slot for empty. Exists only under its table's lock. */
+#define HM_PTE_INVALID	HM_PTE_SW2
 
 #define HM_SWP_TYPE_SHIFT	1
 #define HM_SWP_TYPE_MASK	0x1full
@@ -167,6 +171,18 @@ static inline bool pt_is_migration(hm_pte_t e)
 static inline hm_pte_t pt_get(const hm_pte_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void pt_set(hm_pte_t *p, hm_pte_t e) { __atomic_store_n(p, e, __ATOMIC_RELEASE); }
 static inline hm_pte_t pt_get_and_clear(hm_pte_t *p) { return __atomic_exchange_n(p, 0, __ATOMIC_ACQ_REL); }
+
+/* Make the leaf at @p invalid (see HM_PTE_INVALID) and return what it was,
+ * with the A/D bits a walker set up to that moment. */
+static inline hm_pte_t pt_invalidate(hm_pte_t *p)
+{
+	hm_pte_t e = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+
+	while (!__atomic_compare_exchange_n(p, &e, (e & ~HM_PTE_P) | HM_PTE_INVALID, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	return e;
+}
 static inline bool pt_cmpxchg(hm_pte_t *p, hm_pte_t old, hm_pte_t new)
 {
 	return __atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);

@@ -1,54 +1,120 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Deferred freeing, after the kernel's mmu_gather.
+ * Deferred freeing, after the kernel's mmu_gather (see pgtable.h).
  *
  * A lock-free walker (the software TLB's refill) may be reading a table that
  * an operation just unlinked, and a thread may be copying bytes through a
  * TLB entry for a frame that was just unmapped. Both happen inside RCU read
- * sections, so:
- *   - frames are freed only after a grace period (synchronize, like the
- *     shootdown IPI that a CPU must answer before the kernel frees pages);
- *   - tables are freed after a grace period too: if the operation waited
- *     for one anyway they are freed at once, otherwise they go to call_rcu
- *     in batches of about a thousand, with a per-table rcu_head as the
- *     fallback when a batch cannot be allocated.
+ * sections, so what an unmap takes out is freed after a grace period, from
+ * a call_rcu callback: the unmapping thread bumps the TLB generation and
+ * goes on without waiting. Folios that are still mapped elsewhere are
+ * pinned until then, so that no other address space reuses one in place
+ * while a stale translation of ours can still reach it.
  */
 #include <stdlib.h>
 
+#include "../base/race.h"
 #include "pgtable.h"
 
-#define BATCH_MAX ((4096 - 32) / sizeof(uint32_t))
+enum { E_TABLE, E_FOLIO, E_PIN };
 
-struct hm_table_batch {
-	struct rcu_head rcu;
-	struct hm_ptcache *pc;
-	uint32_t n;
-	uint32_t pfn[BATCH_MAX];
-};
+#define E_SHIFT 30
+#define E_PFN(e)  ((e) & ((1u << E_SHIFT) - 1))
+#define E_KIND(e) ((e) >> E_SHIFT)
+
+_Static_assert(((4ull << 40) >> HM_PAGE_SHIFT) <= (1ull << E_SHIFT), "a pfn fits in 30 bits");
+
+static void batch_reset(struct hm_gather_batch *b, struct hm_ptcache *pc)
+{
+	b->pc = pc;
+	b->n = 0;
+}
+
+/* A heap batch if one can be had, else the one on the stack. */
+static void batch_get(struct hm_gather *g)
+{
+	g->b = hm_malloc(&g->pc->ph->fail, sizeof(*g->b));
+	if (!g->b)
+		g->b = &g->local;
+	batch_reset(g->b, g->pc);
+}
 
 void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_gen)
 {
 	g->pc = pc;
 	g->tlb_gen = tlb_gen;
-	g->batch = NULL;
-	g->folios = HM_PFN_NONE;
-	g->flush = false;
+	batch_get(g);
+}
+
+static void add(struct hm_gather *g, uint32_t pfn, unsigned kind)
+{
+	hm_assert(hm_gather_room(g, 1));
+	g->b->e[g->b->n++] = pfn | (uint32_t)kind << E_SHIFT;
+}
+
+void hm_gather_table(struct hm_gather *g, uint32_t pfn)
+{
+	add(g, pfn, E_TABLE);
+}
+
+void hm_gather_folio(struct hm_gather *g, uint32_t head)
+{
+	hm_assert_int(hm_pfn_page(g->pc->ph, head)->flags & PG_HEAD);
+	add(g, head, E_FOLIO);
+}
+
+void hm_gather_pin(struct hm_gather *g, uint32_t head)
+{
+	add(g, head, E_PIN);
+}
+
+/* Free what a batch holds. Context: a grace period has passed since every
+ * entry was unlinked and the TLB generation bumped. */
+static void batch_release(struct hm_gather_batch *b)
+{
+	struct hm_ptcache *pc = b->pc;
+	struct hm_phys *ph = pc->ph;
+
+	hm_race_point("gather_before_free");
+	/* Under the cache lock, so that hm_check sees every frame either
+	 * pending or free. */
+	hm_mutex_lock(&pc->lock);
+	for (uint32_t i = 0; i < b->n; i++) {
+		uint32_t pfn = E_PFN(b->e[i]);
+		struct hm_page *pg = hm_pfn_page(ph, pfn);
+
+		switch (E_KIND(b->e[i])) {
+		case E_TABLE:
+			hm_pt_free_locked(pc, pfn);
+			break;
+		case E_FOLIO: {
+			unsigned order = pg->order;
+
+			hm_free_frames_locked(pc, pfn, order);
+			hm_sub(&pc->nr_pending_frames, 1u << order);
+			break;
+		}
+		case E_PIN:
+			hm_sub(hm_pin_slot(ph, pfn), 1);
+			break;
+		}
+	}
+	hm_mutex_unlock(&pc->lock);
 }
 
 static void batch_free_rcu(struct rcu_head *head)
 {
-	struct hm_table_batch *b = (struct hm_table_batch *)head;
+	struct hm_gather_batch *b = (struct hm_gather_batch *)head;
 
 	hm_tsan_gp_acquire();
-	for (uint32_t i = 0; i < b->n; i++)
-		hm_pt_free(b->pc, b->pfn[i]);
+	batch_release(b);
 	free(b);
 	hm_tsan_gp_release();
 }
 
 static void table_free_rcu(struct rcu_head *head)
 {
-	struct hm_page *pg = (struct hm_page *)((char *)head - offsetof(struct hm_page, rcu));
+	struct hm_page *pg = (struct hm_page *)((char *)head - offsetof(struct hm_page, pt_rcu));
 
 	hm_tsan_gp_acquire();
 	struct hm_ptcache *pc = (struct hm_ptcache *)(uintptr_t)pg->owner;
@@ -56,81 +122,94 @@ static void table_free_rcu(struct rcu_head *head)
 	hm_tsan_gp_release();
 }
 
-static void mark_pending(struct hm_ptcache *pc, uint32_t pfn)
+/* Count what the batch will free as pending, before anyone can see it go. */
+static void batch_mark_pending(struct hm_gather_batch *b)
 {
-	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+	struct hm_ptcache *pc = b->pc;
+	uint32_t tables = 0;
 
-	hm_assert(pg->pt.nr_deposited == 0);
-	pg->flags = (pg->flags & PG_PT_SLOT) | PG_PT_PENDING;
-	hm_sub(&pc->nr_tables, 1);
 	hm_mutex_lock(&pc->lock);
-	pc->nr_pending++;
+	for (uint32_t i = 0; i < b->n; i++) {
+		uint32_t pfn = E_PFN(b->e[i]);
+		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
+
+		if (E_KIND(b->e[i]) == E_TABLE) {
+			hm_assert(pg->pt.nr_deposited == 0);
+			pg->flags = (pg->flags & PG_PT_SLOT) | PG_PT_PENDING;
+			tables++;
+		} else if (E_KIND(b->e[i]) == E_FOLIO) {
+			pg->flags |= PG_FREEING;
+			hm_add(&pc->nr_pending_frames, 1u << pg->order);
+		}
+	}
+	hm_sub(&pc->nr_tables, tables);
+	hm_add(&pc->nr_pending, tables);
 	hm_mutex_unlock(&pc->lock);
 }
 
-void hm_gather_table(struct hm_gather *g, uint32_t pfn)
+/*
+ * Hand the batch to RCU. With no heap batch, tables go one by one through
+ * their own rcu_head (no allocation, no wait) and the rest is freed after
+ * waiting for a grace period here: the price of running out of memory.
+ */
+static void batch_flush(struct hm_gather *g)
 {
-	struct hm_ptcache *pc = g->pc;
+	struct hm_gather_batch *b = g->b;
 
-	mark_pending(pc, pfn);
-	if (!g->batch) {
-		g->batch = hm_malloc(&pc->ph->fail, sizeof(*g->batch));
-		if (g->batch) {
-			g->batch->pc = pc;
-			g->batch->n = 0;
-		}
-	}
-	if (!g->batch) {
-		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
-
-		pg->owner = (uint64_t)(uintptr_t)pc;
-		hm_rcu_call(&pg->rcu, table_free_rcu);
+	if (!b->n)
+		return;
+	batch_mark_pending(b);
+	hm_race_point("unmap_before_flush");
+	/* Every TLB entry filled before this point is stale from now on; the
+	 * grace period below starts after it. */
+	__atomic_add_fetch(g->tlb_gen, 1, __ATOMIC_RELEASE);
+	if (b != &g->local) {
+		g->b = NULL;	/* RCU's now */
+		hm_rcu_call(&b->rcu, batch_free_rcu);
 		return;
 	}
-	g->batch->pfn[g->batch->n++] = pfn;
-	if (g->batch->n == BATCH_MAX) {
-		hm_rcu_call(&g->batch->rcu, batch_free_rcu);
-		g->batch = NULL;
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < b->n; i++) {
+		uint32_t pfn = E_PFN(b->e[i]);
+
+		if (E_KIND(b->e[i]) == E_TABLE) {
+			struct hm_page *pg = hm_pfn_page(g->pc->ph, pfn);
+
+			pg->owner = (uint64_t)(uintptr_t)g->pc;
+			hm_rcu_call(&pg->pt_rcu, table_free_rcu);
+		} else {
+			b->e[kept++] = b->e[i];
+		}
 	}
+	b->n = kept;
+	if (kept) {
+		hm_rcu_synchronize();
+		batch_release(b);
+	}
+	b->n = 0;
 }
 
-void hm_gather_folio(struct hm_gather *g, uint32_t head)
+void hm_gather_next(struct hm_gather *g)
 {
-	struct hm_page *pg = hm_pfn_page(g->pc->ph, head);
-
-	hm_assert_int(pg->flags & PG_HEAD);
-	pg->lru.next = g->folios;
-	g->folios = head;
-	g->flush = true;
+	hm_might_sleep();
+	batch_flush(g);
+	if (!g->b || g->b == &g->local)
+		batch_get(g);
 }
 
 void hm_gather_finish(struct hm_gather *g)
 {
-	struct hm_ptcache *pc = g->pc;
-	struct hm_phys *ph = pc->ph;
+	hm_might_sleep();
+	batch_flush(g);
+	if (g->b != &g->local)
+		free(g->b);	/* empty, or NULL */
+	g->b = NULL;
+}
 
-	if (!g->flush && !g->batch)
-		return;
-	/* Every TLB entry filled before this point is stale from now on. */
-	__atomic_add_fetch(g->tlb_gen, 1, __ATOMIC_RELEASE);
-	if (!g->flush) {
-		hm_rcu_call(&g->batch->rcu, batch_free_rcu);
-		g->batch = NULL;
-		return;
-	}
-	hm_rcu_synchronize();
-	while (g->folios != HM_PFN_NONE) {
-		uint32_t head = g->folios;
-		struct hm_page *pg = hm_pfn_page(ph, head);
-
-		g->folios = pg->lru.next;
-		hm_free_frames(pc, head, pg->order);
-	}
-	if (g->batch) {
-		for (uint32_t i = 0; i < g->batch->n; i++)
-			hm_pt_free(pc, g->batch->pfn[i]);
-		free(g->batch);
-		g->batch = NULL;
-	}
-	g->flush = false;
+bool hm_ptcache_drain(struct hm_ptcache *pc)
+{
+	if (!hm_load_relaxed(&pc->nr_pending) && !hm_load_relaxed(&pc->nr_pending_frames))
+		return false;
+	hm_rcu_barrier();
+	return true;
 }

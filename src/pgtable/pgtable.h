@@ -30,7 +30,10 @@ struct hm_ptcache {
 	uint64_t nr_empty_blocks; /* blocks with no slot in use; lock */
 	uint16_t *blk_used;	/* per 2 MiB block of the arena; lock */
 	uint64_t nr_tables;	/* atomic */
-	uint64_t nr_pending;	/* tables waiting for a grace period; lock */
+	uint64_t nr_pending;	/* tables waiting for a grace period; lock
+				 * (atomic, for statistics) */
+	uint64_t nr_pending_frames; /* folio frames waiting for a grace period;
+				 * lock (atomic, for statistics) */
 	uint64_t nr_deposited;	/* atomic */
 	uint64_t nr_single;	/* tables outside blocks (fallback); atomic */
 	bool lazy;		/* deposits are made at split time */
@@ -47,6 +50,7 @@ uint64_t hm_ptcache_shrink(struct hm_ptcache *pc);
  * returns it to the cache, and any other frames to the buddy allocator. */
 uint32_t hm_ptcache_lend(struct hm_ptcache *pc);
 void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order);
+void hm_free_frames_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned order);
 
 /* A zeroed table of @level owned by mm @owner, or HM_PFN_NONE. */
 uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
@@ -54,6 +58,7 @@ uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
  * grace period has passed since it was unlinked). It must be all zero and
  * hold no deposits. */
 void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn);
+void hm_pt_free_locked(struct hm_ptcache *pc, uint32_t pfn);
 
 static inline hm_pte_t *hm_pt_entries(struct hm_phys *ph, uint32_t pfn)
 {
@@ -80,29 +85,64 @@ uint32_t hm_pt_withdraw(struct hm_ptcache *pc, uint32_t holder);
 hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level);
 
 /*
- * mmu_gather: collects what an operation unlinks, then frees it once no
- * walker and no TLB can still use it.
- *   hm_gather_init        before changing any entry
- *   hm_gather_flush       a present entry was changed or cleared
- *   hm_gather_table       a table was unlinked from the tree
- *   hm_gather_folio       a folio lost its last mapping
- *   hm_gather_finish      bump the TLB generation, wait for readers if
- *                         anything mapped went away, free
+ * mmu_gather: collects what an operation takes out of the tables, and frees
+ * it once no walker and no TLB entry can still reach it. Nobody waits for
+ * that: the TLB generation is bumped (every translation cached before is
+ * stale from then on), and the batch goes to call_rcu, whose callback frees
+ * the tables and folios and drops the pins after a grace period (which
+ * waits for every access already under way).
+ *
+ *   hm_gather_init      before changing any entry
+ *   hm_gather_room      is there room for @n more entries? (under locks)
+ *   hm_gather_table     a table was unlinked from the tree (or withdrawn
+ *                       from a deposit list)
+ *   hm_gather_folio     a folio lost its last mapping
+ *   hm_gather_pin       a folio lost a mapping but is mapped elsewhere; the
+ *                       caller pinned it (hm_pin_slot) under the folio lock
+ *   hm_gather_next      out of room: flush what was gathered and go on.
+ *                       Context: no spinlock held.
+ *   hm_gather_finish    flush. Context: no spinlock held.
+ *
+ * Gathering never allocates and never sleeps, so it runs under the table
+ * locks; the batch is allocated by init/next, outside them. When it cannot
+ * be, a batch on the stack is used and flushed synchronously (tables then go
+ * one by one through their own rcu_head).
+ *
+ * Accounting: tables and frames queued and not yet freed are counted in
+ * pc->nr_pending and pc->nr_pending_frames, and count as free in
+ * nr_free_pages: an allocation that finds nothing free waits for them
+ * (hm_ptcache_drain) before it fails.
  */
-struct hm_table_batch;
+#define HM_GATHER_MAX 1000u	/* entries per batch: a PUD leaf needs 514 */
+
+struct hm_gather_batch {
+	struct rcu_head rcu;
+	struct hm_ptcache *pc;
+	uint32_t n;
+	uint32_t e[HM_GATHER_MAX];	/* pfn | kind << 30 */
+};
 
 struct hm_gather {
 	struct hm_ptcache *pc;
 	uint64_t *tlb_gen;
-	struct hm_table_batch *batch;
-	uint32_t folios;	/* list through the heads' lru.next */
-	bool flush;
+	struct hm_gather_batch *b;	/* heap batch, or &local */
+	struct hm_gather_batch local;	/* when no batch can be allocated */
 };
 
 void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_gen);
-static inline void hm_gather_flush(struct hm_gather *g) { g->flush = true; }
+static inline bool hm_gather_room(const struct hm_gather *g, unsigned n)
+{
+	return g->b->n + n <= HM_GATHER_MAX;
+}
 void hm_gather_table(struct hm_gather *g, uint32_t pfn);
 void hm_gather_folio(struct hm_gather *g, uint32_t head);
+void hm_gather_pin(struct hm_gather *g, uint32_t head);
+void hm_gather_next(struct hm_gather *g);
 void hm_gather_finish(struct hm_gather *g);
+
+/* Wait for every table and frame queued for freeing: true if there were
+ * any (an allocation that failed may try again). Context: no spinlock, not
+ * inside an RCU read section. */
+bool hm_ptcache_drain(struct hm_ptcache *pc);
 
 #endif /* HM_PGTABLE_H */

@@ -100,7 +100,18 @@ static void table_init(struct hm_page *pg, unsigned level, uint64_t owner)
 	pg->owner = owner;
 }
 
+static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
+
 uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
+{
+	uint32_t pfn = pt_alloc(pc, level, owner);
+
+	if (pfn == HM_PFN_NONE && hm_ptcache_drain(pc))
+		pfn = pt_alloc(pc, level, owner);
+	return pfn;
+}
+
+static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 {
 	struct hm_phys *ph = pc->ph;
 	uint32_t pfn;
@@ -150,7 +161,8 @@ static void table_check_empty(struct hm_ptcache *pc, uint32_t pfn)
 #endif
 }
 
-void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
+/* Context: pc->lock held. */
+void hm_pt_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 {
 	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
 	bool pending = pg->flags & PG_PT_PENDING;
@@ -158,22 +170,23 @@ void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
 	table_check_empty(pc, pfn);
 	if (!pending)
 		hm_sub(&pc->nr_tables, 1);
+	else
+		hm_sub(&pc->nr_pending, 1);
 	if (!(pg->flags & PG_PT_SLOT)) {
 		/* Under the cache lock, so hm_check never sees the frame between
 		 * "pending" and "free". */
-		hm_mutex_lock(&pc->lock);
-		if (pending)
-			pc->nr_pending--;
 		pg->flags = 0;
 		hm_free_pages(pc->ph, pfn, 0);
-		hm_mutex_unlock(&pc->lock);
 		hm_sub(&pc->nr_single, 1);
 		return;
 	}
-	hm_mutex_lock(&pc->lock);
-	if (pending)
-		pc->nr_pending--;
 	slot_free_locked(pc, pfn);
+}
+
+void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
+{
+	hm_mutex_lock(&pc->lock);
+	hm_pt_free_locked(pc, pfn);
 	hm_mutex_unlock(&pc->lock);
 }
 
@@ -197,7 +210,8 @@ uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
 	return pfn;
 }
 
-void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
+/* Context: pc->lock held. */
+void hm_free_frames_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 {
 	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
 
@@ -208,8 +222,17 @@ void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 	hm_assert(order == 0);
 	hm_zero_pages(pc->ph, pfn, 0);	/* free slots are kept zero */
 	hm_page_reset(pg);
-	hm_mutex_lock(&pc->lock);
 	slot_free_locked(pc, pfn);
+}
+
+void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
+{
+	if (!(hm_pfn_page(pc->ph, pfn)->flags & PG_PT_SLOT)) {
+		hm_free_pages(pc->ph, pfn, order);
+		return;
+	}
+	hm_mutex_lock(&pc->lock);
+	hm_free_frames_locked(pc, pfn, order);
 	hm_mutex_unlock(&pc->lock);
 }
 

@@ -44,6 +44,8 @@ enum {
 	PG_PT_PENDING	= 1u << 5,	/* table freed, waiting for a grace period */
 	PG_PT_SLOT	= 1u << 6,	/* belongs to a 2 MiB page-table block */
 	PG_MAYBE_SHARED	= 1u << 7,	/* folio head: mm slots overflowed */
+	PG_FREEING	= 1u << 8,	/* folio head: unmapped, freed after a
+					 * grace period */
 };
 
 struct hm_page {
@@ -65,20 +67,26 @@ struct hm_page {
 			uint32_t nr_deposited;	/* length of that list */
 			hm_spin_t ptl;		/* the table's split lock */
 		} pt;
-		struct rcu_head rcu;	/* table waiting for a grace period:
-					 * never live with the fields above */
 		struct {	/* folio head (anonymous memory) */
 			uint32_t gather_next;	/* = lru.next: free list after unmap */
 			uint32_t anon_vma;	/* id of its anon_vma family */
 			uint64_t index;		/* virtual page number of its first page */
 		} folio;
 	};
-	int32_t mapcount;	/* 24: PTE maps of this page, less pte_all */
-	int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
-	int32_t entire_mapcount; /* 32: folio head */
-	int32_t large_mapcount;	/* 36: folio head */
-	uint32_t mm_id[2];	/* 40: folio head: the two tracked mms */
-	int32_t mm_count[2];	/* 48: their leaf counts */
+	union {			/* 24, 32 bytes */
+		struct {	/* folio map counts: the folio lock */
+			int32_t mapcount;	/* 24: PTE maps of this page, less pte_all */
+			int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
+			int32_t entire_mapcount; /* 32: folio head */
+			int32_t large_mapcount;	/* 36: folio head */
+			uint32_t mm_id[2];	/* 40: folio head: the two tracked mms */
+			int32_t mm_count[2];	/* 48: their leaf counts */
+		};
+		/* A table waiting for a grace period. Apart from the ptl and
+		 * the deposit links, which a late unlocker or a lock-free
+		 * walker may still touch after the table is queued. */
+		struct rcu_head pt_rcu;
+	};
 	union {			/* 56 */
 		uint64_t owner;	/* table: id of the owning mm */
 		struct {
@@ -89,8 +97,9 @@ struct hm_page {
 };
 
 _Static_assert(sizeof(struct hm_page) == 64, "descriptor must be 64 bytes");
-_Static_assert(offsetof(struct hm_page, rcu) == 8 && sizeof(struct rcu_head) == 16,
-	       "rcu_head must overlay only the 16-byte union");
+_Static_assert(offsetof(struct hm_page, pt_rcu) >= offsetof(struct hm_page, pt) + sizeof(((struct hm_page *)0)->pt) &&
+	       offsetof(struct hm_page, pt_rcu) + sizeof(struct rcu_head) <= offsetof(struct hm_page, owner),
+	       "a table's rcu_head shares no byte with its lock, deposit links or owner");
 _Static_assert(offsetof(struct hm_page, pt.deposit_next) != offsetof(struct hm_page, pt.deposit_head),
 	       "a deposit link must never overlap the table's own deposit head");
 _Static_assert(offsetof(struct hm_page, mapcount) >= 24, "map counts outside the overlay union");
@@ -105,6 +114,17 @@ struct hm_node {
 	uint64_t nr_blocks[HM_MAX_ORDER + 1];	/* free blocks per order; node->lock */
 };
 
+/*
+ * Pins: references to a folio held by an unmap (or a copy-on-write) that
+ * took a mapping away but whose TLB shootdown has not completed: some
+ * thread may still be reading or writing the folio through a translation it
+ * cached. A folio with a pin must not be handed to one address space alone
+ * (reused in place by copy-on-write). Pins are counted per hash stripe of
+ * the folio's head frame, so a collision only makes another folio look
+ * pinned for one grace period: safe, and rare.
+ */
+#define HM_PIN_STRIPES 1024
+
 struct hm_phys {
 	uint8_t *base;		/* arena: pfn p is at base + (p << 12) */
 	void *map;		/* the host mapping (base is aligned inside it) */
@@ -116,7 +136,13 @@ struct hm_phys {
 	struct hm_node nodes[64];
 	struct hm_fail fail;	/* failpoint for every allocation */
 	uint64_t nr_free;	/* all nodes; atomic, for statistics */
+	int32_t pins[HM_PIN_STRIPES];	/* atomic; see above */
 };
+
+static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
+{
+	return &ph->pins[(head * 0x9e3779b1u) >> 22];
+}
 
 /* alloc flags */
 #define HM_ALLOC_ZERO	0x1u	/* zero the frames */

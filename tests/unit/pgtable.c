@@ -111,26 +111,34 @@ static void rcu_deferred_free(void)
 	hm_gather_init(&g, &pc, &gen);
 	hm_gather_table(&g, t);
 	hm_gather_table(&g, u);
-	CHECK(hm_pfn_page(&ph, t)->flags & PG_PT_PENDING);
-	CHECK_EQ(pc.nr_pending, 2);
-	CHECK_EQ(pc.nr_tables, 0);
-	/* Only tables: no synchronous grace period, they go to call_rcu. */
+	/* Gathering only records: the tables are in use until the flush. */
+	CHECK(hm_pfn_page(&ph, t)->flags & PG_TABLE);
+	CHECK_EQ(pc.nr_tables, 2);
 	hm_gather_finish(&g);
 	CHECK_EQ(gen, 1);
+	/* The flush does not wait: pending until a grace period has passed
+	 * (unless the callback already ran). */
+	CHECK(pc.nr_tables == 0);
 	hm_rcu_barrier();
 	CHECK_EQ(pc.nr_pending, 0);
 	CHECK_EQ(pc.nr_free_slots, slots + 2);
 	CHECK(hm_pfn_page(&ph, t)->flags & PG_PT_FREE);
 	/* Per-table fallback when a batch cannot be allocated. */
 	t = hm_pt_alloc(&pc, 0, 1);
-	hm_gather_init(&g, &pc, &gen);
 	hm_fail_arm(&ph.fail, 1, false);
-	hm_gather_table(&g, t);
+	hm_gather_init(&g, &pc, &gen);
 	CHECK_EQ(ph.fail.hits, 1);
+	CHECK(g.b == &g.local);
+	hm_gather_table(&g, t);
 	hm_gather_finish(&g);	/* nothing batched: the rcu_head carries it */
+	CHECK_EQ(gen, 2);
 	hm_rcu_barrier();
 	CHECK_EQ(pc.nr_pending, 0);
 	CHECK(hm_pfn_page(&ph, t)->flags & PG_PT_FREE);
+	/* A gather that flushes nothing bumps nothing. */
+	hm_gather_init(&g, &pc, &gen);
+	hm_gather_finish(&g);
+	CHECK_EQ(gen, 2);
 	hm_ptcache_fini(&pc);
 	CHECK_EQ(ph.nr_free, ph.nr_frames);
 	hm_phys_fini(&ph);
