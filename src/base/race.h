@@ -14,14 +14,15 @@
  *                        the copy-on-write reuse decision
  *   split_invalidated    a split has taken the old huge entry out (it is
  *                        invalid, not none) and not yet put the table in
- *   fault_recheck        a fault found a huge leaf and is about to look at
- *                        it again
- *   unmap_before_flush   munmap/DONTNEED dropped the map counts of what it
- *                        zapped, before the TLB generation is bumped
- *   gather_before_free   an unmap's tables and frames are about to be
- *                        handed to RCU for freeing
- *   fork_copy            fork has locked both mms and counted, before it
- *                        copies the tables
+ *   fault_recheck        a fault found a leaf and is about to look at it
+ *                        again
+ *   unmap_before_flush   an unmap (or a COW copy) dropped the map counts of
+ *                        what it took out, and the TLB generation is not
+ *                        bumped yet
+ *   gather_before_free   a grace period after an unmap, its tables and
+ *                        frames are about to be freed and its pins dropped
+ *   access_copy          hm_read/hm_write have a translation and are about
+ *                        to copy through it, inside their RCU read section
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

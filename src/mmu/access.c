@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/race.h"
 #include "tlb.h"
 
 static pthread_key_t tlb_key;
@@ -130,6 +131,7 @@ static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, boo
 			continue;
 		}
 		uint64_t n = HM_MIN(len, avail);
+		hm_race_point("access_copy");
 		if (write)
 			memcpy(p, buf, n);
 		else

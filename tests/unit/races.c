@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Races, forced: each test stops a thread at a named race point
+ * (src/base/race.h) and runs the competing operation there, so the
+ * interleaving that once broke isolation or failed an access happens every
+ * time. Each test fails with its fix reverted (see the notes per test).
+ *
+ * Tests that expect an operation to be held up by a lock give it a moment
+ * (HOLD_MS) to go wrong first; tests that expect an operation not to wait
+ * give it a generous bound (NOWAIT_MS). Neither is a speed threshold: the
+ * first only gives a bug room to show, the second catches a deadlock.
+ *
+ * HM_CHECK is off (hm_check takes every mmap_lock, which a stopped thread
+ * may hold); each test checks with STEP() once its threads are done.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+#include "race.h"
+
+#define HOLD_MS	  200
+#define NOWAIT_MS 10000
+#define STOP_MS	  10000
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+struct op {
+	struct hm_mm *mm;
+	uint64_t va, len;
+	uint64_t val;
+	int r;
+	unsigned level;
+};
+
+static void *do_write(void *p)
+{
+	struct op *o = p;
+
+	o->r = hm_write(o->mm, o->va, &o->val, sizeof(o->val));
+	return NULL;
+}
+
+static void *do_read(void *p)
+{
+	struct op *o = p;
+
+	o->r = hm_read(o->mm, o->va, &o->val, sizeof(o->val));
+	return NULL;
+}
+
+static void *do_split(void *p)
+{
+	struct op *o = p;
+
+	o->r = hm__split(o->mm, o->va, o->level);
+	return NULL;
+}
+
+static void *do_munmap(void *p)
+{
+	struct op *o = p;
+
+	o->r = hm_munmap(o->mm, o->va, o->len);
+	return NULL;
+}
+
+static void *do_mprotect(void *p)
+{
+	struct op *o = p;
+
+	o->r = hm_mprotect(o->mm, o->va, o->len, PROT_READ);
+	return NULL;
+}
+
+static void *do_fork(void *p)
+{
+	struct op *o = p;
+	struct hm_mm *child = NULL;
+
+	o->r = hm_fork(o->mm, &child);
+	o->mm = child;
+	return NULL;
+}
+
+static uint64_t peek(struct hm_mm *mm, uint64_t va)
+{
+	uint64_t v = 0;
+
+	CHECK_EQ(hm_read(mm, va, &v, sizeof(v)), 0);
+	return v;
+}
+
+static void poke(struct hm_mm *mm, uint64_t va, uint64_t v)
+{
+	CHECK_EQ(hm_write(mm, va, &v, sizeof(v)), 0);
+}
+
+/*
+ * Copy-on-write reuse decision against a split in the other address space.
+ * The parent's write to a page of a shared huge page sums the page's map
+ * counts while the child's split moves one count from one field to another.
+ * Fixed by reading them under the folio lock: the split waits. Reverted
+ * (counts read without the lock), the parent sees the page mapped once,
+ * writes in place, and the child reads the parent's write.
+ */
+static void cow_counts_vs_split(bool pud)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(pud ? 2 * GiB : 64 * MiB, pud ? HM_THP_ALWAYS : HM_THP_NEVER,
+					 HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *parent, *child;
+	uint64_t size = pud ? GiB : 2 * MiB, a;
+	struct hm_mapping m;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, size, RW, PA, &a) == 0);
+	uint64_t x = a + 5 * 4096;	/* in the first 2 MiB chunk */
+	poke(parent, x, 0x1111);
+	REQUIRE(hm_query(parent, x, &m) == 0);
+	REQUIRE(m.size == size);
+	REQUIRE(hm_fork(parent, &child) == 0);
+	/* The parent maps the chunk with PTEs; the child still with one leaf. */
+	CHECK_EQ(hm__split(parent, a, 0), 0);
+	if (pud)
+		CHECK_EQ(hm__split(child, a, 1), 0);	/* PUD -> PMD leaves */
+	STEP(sys);
+
+	struct op w = { .mm = parent, .va = x, .val = 0x2222 };
+	struct op s = { .mm = child, .va = a, .level = 0 };
+	REQUIRE(hm__race_arm("cow_reuse_counts", 0) == 0);
+	pthread_t tw = t_spawn(do_write, &w);
+	REQUIRE(hm__race_wait("cow_reuse_counts", STOP_MS) == 0);
+	pthread_t ts = t_spawn(do_split, &s);
+	bool split_done = t_join_within(ts, HOLD_MS);
+	hm__race_release("cow_reuse_counts");
+	pthread_join(tw, NULL);
+	if (!split_done)
+		pthread_join(ts, NULL);
+	hm__race_reset();
+
+	CHECK_EQ(w.r, 0);
+	CHECK_EQ(s.r, 0);
+	CHECK_EQ(peek(child, x), 0x1111);	/* isolation */
+	CHECK_EQ(peek(parent, x), 0x2222);
+	CHECK_EQ(t_stat(sys, "cow_reuse"), 0);
+	CHECK_EQ(t_stat(sys, "cow_copy"), 1);
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(parent);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+static void cow_counts_vs_split_pmd(void) { cow_counts_vs_split(false); }
+static void cow_counts_vs_split_pud(void) { cow_counts_vs_split(true); }
+
+/* A thread that reads once, then waits for a go before reading again. */
+struct reader {
+	struct op o;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int step;		/* 0: first read, 1: first done, 2: go, 3: second done */
+	uint64_t first, second;
+};
+
+static void *reader_main(void *p)
+{
+	struct reader *r = p;
+
+	do_read(&r->o);
+	pthread_mutex_lock(&r->lock);
+	r->first = r->o.val;
+	r->step = 1;
+	pthread_cond_broadcast(&r->cond);
+	while (r->step != 2)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	do_read(&r->o);
+	pthread_mutex_lock(&r->lock);
+	r->second = r->o.val;
+	r->step = 3;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+static void reader_wait(struct reader *r, int step)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->step < step)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void reader_go(struct reader *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->step = 2;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/*
+ * munmap against copy-on-write reuse. The child unmaps a page it shares
+ * with the parent; its count is gone, but the TLB generation is not bumped
+ * yet, so a child thread still reads the page through its cached
+ * translation. The parent writes the page. Fixed by pinning the page from
+ * the unmap until its shootdown: the parent copies. Reverted (no pin), the
+ * parent reuses the page in place and the child's thread reads the
+ * parent's write.
+ */
+static void unmap_pin_vs_reuse(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *parent, *child;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, 16 * 4096, RW, PA, &a) == 0);
+	uint64_t x = a + 4096, y = a + 2 * 4096;
+	poke(parent, x, 0xaaaa);
+	poke(parent, y, 0xcccc);
+	REQUIRE(hm_fork(parent, &child) == 0);
+
+	struct reader rd = { .o = { .mm = child, .va = x }, .lock = PTHREAD_MUTEX_INITIALIZER,
+			     .cond = PTHREAD_COND_INITIALIZER };
+	pthread_t tr = t_spawn(reader_main, &rd);
+	reader_wait(&rd, 1);
+	CHECK_EQ(rd.first, 0xaaaa);
+
+	struct op u = { .mm = child, .va = x, .len = 4096 };
+	REQUIRE(hm__race_arm("unmap_before_flush", 0) == 0);
+	pthread_t tu = t_spawn(do_munmap, &u);
+	REQUIRE(hm__race_wait("unmap_before_flush", STOP_MS) == 0);
+	poke(parent, x, 0xbbbb);	/* the child's count is gone */
+	reader_go(&rd);
+	reader_wait(&rd, 3);
+	CHECK_EQ(rd.o.r, 0);
+	CHECK_EQ(rd.second, 0xaaaa);	/* isolation: never the parent's write */
+	hm__race_release("unmap_before_flush");
+	pthread_join(tu, NULL);
+	pthread_join(tr, NULL);
+	hm__race_reset();
+	CHECK_EQ(u.r, 0);
+	CHECK_EQ(peek(parent, x), 0xbbbb);
+	uint64_t v;
+	CHECK_EQ(hm_read(child, x, &v, 8), -EFAULT);
+	STEP(sys);
+	/* The pin ends with the unmap's grace period: once the child is gone,
+	 * the parent's other formerly shared page is reused in place. */
+	hm_mm_destroy(child);
+	uint64_t reuse = t_stat(sys, "cow_reuse");
+	poke(parent, y, 0xdddd);
+	CHECK_EQ(t_stat(sys, "cow_reuse"), reuse + 1);
+	hm_mm_destroy(parent);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+/*
+ * A split under mmap_lock for reading (copy-on-write of a shared huge
+ * page) against another thread's fault on the same huge page. The fault
+ * found the huge leaf and looks at it again while the split holds it.
+ * Fixed by keeping the entry invalid but not none, and a fault that finds
+ * a non-present entry in an accessible VMA waiting for the table lock and
+ * retrying. Reverted (entry cleared to none), the fault returns -EFAULT for
+ * a write inside a writable VMA.
+ */
+static void split_vs_fault(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *parent, *child;
+	struct hm_mapping m;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, 2 * MiB, RW, PA, &a) == 0);
+	poke(parent, a, 7);
+	REQUIRE(hm_query(parent, a, &m) == 0 && m.size == 2 * MiB);
+	REQUIRE(hm_fork(parent, &child) == 0);
+
+	struct op w2 = { .mm = parent, .va = a + 8192, .val = 0x22 };
+	struct op w1 = { .mm = parent, .va = a, .val = 0x11 };
+	REQUIRE(hm__race_arm("fault_recheck", 0) == 0);
+	pthread_t t2 = t_spawn(do_write, &w2);
+	REQUIRE(hm__race_wait("fault_recheck", STOP_MS) == 0);
+	REQUIRE(hm__race_arm("split_invalidated", 0) == 0);
+	pthread_t t1 = t_spawn(do_write, &w1);
+	REQUIRE(hm__race_wait("split_invalidated", STOP_MS) == 0);
+	hm__race_release("fault_recheck");	/* w2 looks at the entry now */
+	bool w2_done = t_join_within(t2, HOLD_MS);
+	hm__race_release("split_invalidated");
+	pthread_join(t1, NULL);
+	if (!w2_done)
+		pthread_join(t2, NULL);
+	hm__race_reset();
+
+	CHECK_EQ(w1.r, 0);
+	CHECK_EQ(w2.r, 0);	/* never -EFAULT inside a writable VMA */
+	CHECK_EQ(peek(parent, a), 0x11);
+	CHECK_EQ(peek(parent, a + 8192), 0x22);
+	CHECK_EQ(peek(child, a), 7);
+	CHECK_EQ(peek(child, a + 8192), 0);
+	CHECK_EQ(t_stat(sys, "cow_split_pmd"), 1);
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(parent);
+	hm_system_destroy(sys);
+}
+
+/*
+ * fork against a write already under way through a writable translation.
+ * Fixed by fork's shootdown waiting for accesses under way: fork returns
+ * only after the write is done, and the child never sees memory change
+ * after fork returned. Reverted (generation bump only), fork returns while
+ * the write is in flight, and the write lands in the page the child shares.
+ */
+static void fork_vs_inflight_write(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *parent;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, 4 * 4096, RW, PA, &a) == 0);
+	poke(parent, a, 1);
+
+	struct op w = { .mm = parent, .va = a, .val = 2 };
+	struct op f = { .mm = parent };
+	REQUIRE(hm__race_arm("access_copy", 0) == 0);
+	pthread_t tw = t_spawn(do_write, &w);	/* a TLB hit: no fault */
+	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+	pthread_t tf = t_spawn(do_fork, &f);
+	bool forked_early = t_join_within(tf, HOLD_MS);
+	uint64_t seen = forked_early && f.mm ? peek(f.mm, a) : 0;
+	hm__race_release("access_copy");
+	pthread_join(tw, NULL);
+	if (!forked_early)
+		pthread_join(tf, NULL);
+	hm__race_reset();
+	REQUIRE(f.r == 0 && f.mm);
+	if (forked_early)	/* the child's memory must not change after fork */
+		CHECK_EQ(peek(f.mm, a), seen);
+	CHECK(!forked_early);
+	CHECK_EQ(w.r, 0);
+	poke(parent, a, 3);
+	CHECK_EQ(peek(f.mm, a), 2);	/* as it was when fork returned */
+	STEP(sys);
+	hm_mm_destroy(f.mm);
+	hm_mm_destroy(parent);
+	hm_system_destroy(sys);
+}
+
+/*
+ * Map changes do not wait behind readers. A thread is stopped inside an
+ * access (an RCU read section) to a page; munmap and mprotect of other
+ * pages of the same mm, and munmap of that very page, complete. The page's
+ * frame stays valid for the stopped access and is freed once it is done.
+ * Reverted (the unmap waits for a grace period while holding mmap_lock),
+ * munmap never returns while the reader is stopped.
+ */
+static void unmap_does_not_wait_for_readers(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	uint64_t free0 = t_stat(sys, "nr_free_pages");
+	REQUIRE(hm_mmap(mm, 0, 8 * 4096, RW, PA, &a) == 0);
+	for (int i = 0; i < 8; i++)
+		poke(mm, a + i * 4096, 100 + i);
+
+	struct op r = { .mm = mm, .va = a };
+	REQUIRE(hm__race_arm("access_copy", 0) == 0);
+	pthread_t tr = t_spawn(do_read, &r);
+	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+
+	struct op p = { .mm = mm, .va = a + 4096, .len = 4096 };
+	struct op u1 = { .mm = mm, .va = a + 2 * 4096, .len = 4096 };
+	struct op u0 = { .mm = mm, .va = a, .len = 4096 };	/* the page being read */
+	pthread_t tp = t_spawn(do_mprotect, &p);
+	bool done_p = t_join_within(tp, NOWAIT_MS);
+	pthread_t tu1 = t_spawn(do_munmap, &u1);
+	bool done_u1 = t_join_within(tu1, NOWAIT_MS);
+	pthread_t tu0 = t_spawn(do_munmap, &u0);
+	bool done_u0 = t_join_within(tu0, NOWAIT_MS);
+	CHECK(done_p);
+	CHECK(done_u1);
+	CHECK(done_u0);
+
+	hm__race_release("access_copy");
+	pthread_join(tr, NULL);
+	if (!done_p)
+		pthread_join(tp, NULL);
+	if (!done_u1)
+		pthread_join(tu1, NULL);
+	if (!done_u0)
+		pthread_join(tu0, NULL);
+	hm__race_reset();
+	CHECK_EQ(r.r, 0);
+	CHECK_EQ(r.val, 100);	/* the frame was not reused under the reader */
+	CHECK_EQ(p.r, 0);
+	CHECK_EQ(u1.r, 0);
+	CHECK_EQ(u0.r, 0);
+	uint64_t v = 0;
+	CHECK_EQ(hm_read(mm, a, &v, 8), -EFAULT);
+	CHECK_EQ(hm_write(mm, a + 4096, &v, 8), -EFAULT);
+	CHECK_EQ(peek(mm, a + 3 * 4096), 103);
+	STEP(sys);
+	REQUIRE(hm_munmap(mm, a, 8 * 4096) == 0);
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "nr_free_pages"), free0);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(cow_counts_vs_split_pmd), T(cow_counts_vs_split_pud), T(unmap_pin_vs_reuse),
+       T(split_vs_fault), T(fork_vs_inflight_write), T(unmap_does_not_wait_for_readers))
