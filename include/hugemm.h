@@ -168,6 +168,10 @@ HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
  * would raise SIGSEGV (any byte unmapped, PROT_NONE, or a write to a
  * read-only page): an access spanning pages is checked first and then
  * changes nothing.  -ENOMEM when no memory is left to fault a page in.
+ * A failed hm_write wrote no byte: one that spans pages faults them all in
+ * before it copies, and map changes wait until it has copied. (Pages it
+ * faulted in before running out of memory stay, reading as before.)
+ * A failed hm_read may have filled part of @buf.
  * Context: any thread, concurrently with each other and with calls that
  * change @mm (those wait for accesses already under way, like a TLB
  * shootdown).
