@@ -156,9 +156,20 @@ HM_API int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len);
 HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
 
 /*
- * hm_madvise - MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTNEED (the range
- * reads as zeros afterwards), MADV_DONTFORK, MADV_DOFORK.  Other advice is
- * -EINVAL; a range with a hole is -ENOMEM and nothing is changed.
+ * hm_madvise - advice about [addr, addr + len), as madvise(2).  Accepted:
+ *   MADV_HUGEPAGE     later faults may map huge pages of the sizes whose
+ *                     policy is HM_THP_MADVISE (or HM_THP_ALWAYS);
+ *   MADV_NOHUGEPAGE   later faults map no huge page, whatever the policy
+ *                     (huge pages mapped already stay);
+ *   MADV_DONTNEED     free the range's pages; it reads as zeros afterwards;
+ *   MADV_DONTFORK     hm_fork does not copy the range into the child;
+ *   MADV_DOFORK       undoes MADV_DONTFORK;
+ *   MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED
+ *                     hints: accepted and ignored, returning 0 and changing
+ *                     nothing (madvise(2) may act on them; we need not).
+ * Any other advice is -EINVAL, MADV_COLLAPSE and MADV_PAGEOUT included
+ * until they are implemented.  Unaligned @addr is -EINVAL, len 0 is 0, and
+ * a range with a hole is -ENOMEM; an error changes nothing.
  */
 HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice);
 
@@ -168,6 +179,10 @@ HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
  * would raise SIGSEGV (any byte unmapped, PROT_NONE, or a write to a
  * read-only page): an access spanning pages is checked first and then
  * changes nothing.  -ENOMEM when no memory is left to fault a page in.
+ * A failed hm_write wrote no byte: one that spans pages faults them all in
+ * before it copies, and map changes wait until it has copied. (Pages it
+ * faulted in before running out of memory stay, reading as before.)
+ * A failed hm_read may have filled part of @buf.
  * Context: any thread, concurrently with each other and with calls that
  * change @mm (those wait for accesses already under way, like a TLB
  * shootdown).

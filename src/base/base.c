@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE	/* pthread_rwlockattr_setkind_np */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,9 +48,24 @@ uint32_t hm_thread_token(void)
 
 int hm_rwsem_init(struct hm_rwsem *s)
 {
+	pthread_rwlockattr_t attr;
+	int r;
+
 	s->writer = 0;
 	s->readers = 0;
-	return -pthread_rwlock_init(&s->rw, NULL);
+	if ((r = pthread_rwlockattr_init(&attr)))
+		return -r;
+	/*
+	 * Writers first: with glibc's default a steady stream of readers (faults,
+	 * hm_query) keeps a map change waiting for ever. The price: a thread that
+	 * holds the lock for reading must not take it again, or it waits behind a
+	 * queued writer that waits for it (asserted at DEBUG >= 2).
+	 */
+	r = pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	if (!r)
+		r = pthread_rwlock_init(&s->rw, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	return -r;
 }
 
 void hm_rwsem_destroy(struct hm_rwsem *s)
@@ -57,15 +73,54 @@ void hm_rwsem_destroy(struct hm_rwsem *s)
 	pthread_rwlock_destroy(&s->rw);
 }
 
+#if HM_DEBUG >= 2
+/* The rwsems this thread holds, so that taking one again, which deadlocks
+ * as soon as a writer queues in between, is caught when it happens rather
+ * than when it hangs. Past HM_HELD_MAX (hm_check holds every mm) the rest
+ * go untracked. */
+#define HM_HELD_MAX 16
+static __thread struct hm_rwsem *held[HM_HELD_MAX];
+static __thread unsigned nheld, untracked;
+
+static void held_add(struct hm_rwsem *s)
+{
+	for (unsigned i = 0; i < nheld; i++)
+		if (held[i] == s)
+			hm_panic(__FILE__, __LINE__, "rwsem %p taken again by the thread that holds it",
+				 (void *)s);
+	if (nheld < HM_HELD_MAX)
+		held[nheld++] = s;
+	else
+		untracked++;
+}
+
+static void held_del(struct hm_rwsem *s)
+{
+	for (unsigned i = 0; i < nheld; i++)
+		if (held[i] == s) {
+			held[i] = held[--nheld];
+			return;
+		}
+	hm_assert_int(untracked > 0);	/* else: released a lock it did not hold */
+	untracked--;
+}
+#else
+#define held_add(s) ((void)0)
+#define held_del(s) ((void)0)
+#endif
+
 void hm_down_read(struct hm_rwsem *s)
 {
 	hm_might_sleep();
-	pthread_rwlock_rdlock(&s->rw);
+	held_add(s);
+	int r = pthread_rwlock_rdlock(&s->rw);
+	hm_assert(r == 0);
 	__atomic_add_fetch(&s->readers, 1, __ATOMIC_RELAXED);
 }
 
 void hm_up_read(struct hm_rwsem *s)
 {
+	held_del(s);
 	__atomic_sub_fetch(&s->readers, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&s->rw);
 }
@@ -73,13 +128,16 @@ void hm_up_read(struct hm_rwsem *s)
 void hm_down_write(struct hm_rwsem *s)
 {
 	hm_might_sleep();
-	pthread_rwlock_wrlock(&s->rw);
+	held_add(s);
+	int r = pthread_rwlock_wrlock(&s->rw);
+	hm_assert(r == 0);
 	__atomic_store_n(&s->writer, hm_thread_token(), __ATOMIC_RELAXED);
 }
 
 void hm_up_write(struct hm_rwsem *s)
 {
 	hm_assert_int(hm_rwsem_write_held(s));
+	held_del(s);
 	__atomic_store_n(&s->writer, 0, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&s->rw);
 }

@@ -8,8 +8,10 @@
  *   sys->mms_lock                 (mutex: the list of mms; hm_check, mm
  *                                  create/destroy)
  *     mm->mmap_lock               (rwsem: VMAs; write for map changes,
- *                                  read for faults). Two mms (fork): the
- *                                  newer first, as hm_check walks the list.
+ *                                  read for faults; writers first, so
+ *                                  never taken twice by one thread). Two
+ *                                  mms (fork): the newer first, as
+ *                                  hm_check walks the list.
  *       mm->page_table_lock       (spin: entries of level >= 2 tables, PUD
  *                                  leaves, the PUD-level deposit lists,
  *                                  vma->av when first set)
@@ -104,7 +106,11 @@ static inline bool hm_spin_held(const hm_spin_t *l)
 	return __atomic_load_n(l, __ATOMIC_RELAXED) == hm_thread_token();
 }
 
-/* Reader/writer lock that records its writer and counts its readers. */
+/* Reader/writer lock that records its writer and counts its readers.
+ * Writers first: once a writer waits, new readers queue behind it, so that
+ * map changes are not starved by faults. Hence a thread must never take
+ * it again while it holds it, not even for reading twice (DEBUG >= 2
+ * asserts it). */
 struct hm_rwsem {
 	pthread_rwlock_t rw;
 	uint32_t writer;	/* token of the writer, 0 if none */

@@ -10,6 +10,14 @@
  * -ENOMEM changes nothing in the parent, like KVM topping up its cache
  * before it takes its lock.
  *
+ * The count is exact: a table is counted once, however many VMAs it serves.
+ * Counting it once per VMA that reaches it would ask 40,000 one-page VMAs
+ * for 120,000 tables instead of a hundred, and fail with -ENOMEM with most
+ * of memory free. VMAs are walked in address order, so the VMAs that share
+ * a table meet it one after another: a table is new unless it is the last
+ * one counted at its level (last[]). The copy pass reuses a child table in
+ * exactly those cases, as it finds the entry already set by a VMA before.
+ *
  * Locks: the child's mmap_lock, then the parent's: when two mms are locked,
  * the newer one is locked first (hm_check locks them in list order, newest
  * first).
@@ -23,6 +31,9 @@ struct fork_ctx {
 	uint32_t *pre;		/* preallocated tables */
 	size_t n, used;
 	bool count;		/* first pass */
+	uint32_t last[4];	/* first pass: the parent's table of each
+				 * level counted last (the root, at most
+				 * level 4, is not counted) */
 	bool wrprotected;	/* the parent lost write access somewhere */
 };
 
@@ -77,7 +88,12 @@ static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, uns
 			uint32_t child = HM_PFN_NONE;
 
 			if (f->count) {
-				f->n++;
+				uint32_t t = pt_pfn(e, level);
+
+				if (f->last[level - 1] != t) {	/* not met by a VMA before */
+					f->last[level - 1] = t;
+					f->n++;
+				}
 			} else if (pt_present(pt_get(&ct[i]))) {
 				child = pt_pfn(pt_get(&ct[i]), level);	/* a VMA before us made it */
 			} else {
@@ -111,6 +127,8 @@ static int prepare(struct fork_ctx *f)
 	int r;
 
 	f->count = true;
+	for (unsigned l = 0; l < HM_ARRAY_SIZE(f->last); l++)
+		f->last[l] = HM_PFN_NONE;
 	walk_vmas(f);
 	if ((r = hm_vma_reserve(c, p->nr_vmas)))
 		return r;
@@ -166,6 +184,7 @@ int hm_fork(struct hm_mm *parent, struct hm_mm **out)
 	}
 	f.count = false;
 	walk_vmas(&f);
+	hm_assert_int(f.used == f.n);	/* exact: over would only waste, under cannot be */
 	for (size_t i = 0; i < parent->nr_vmas; i++) {
 		const struct hm_vma *v = &parent->vmas[i];
 

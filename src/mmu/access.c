@@ -4,6 +4,10 @@
  * the TLB; on a miss walk the tables without locks (inside an RCU read
  * section) and set accessed/dirty bits like the hardware's page walker; if
  * the walk finds no usable leaf, leave the read section and take the fault.
+ *
+ * A write that spans pages faults them all in first and copies only then,
+ * under mmap_lock for reading throughout (write_span), so that one that
+ * fails has written nothing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -91,27 +95,16 @@ static bool vmas_allow(struct hm_mm *mm, uint64_t start, uint64_t end, bool writ
  * a library must. */
 #define MAX_RETRIES 1000
 
-/* *faulted is set when the access changed the tables (HM_CHECK checks
- * after those only: a TLB hit changes nothing but A/D bits). */
-static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, bool write,
-		  bool *faulted)
+/*
+ * Copy through the TLB, faulting on a miss. With @locked the caller holds
+ * mmap_lock for reading, so a miss must use hm_fault_locked: taking the lock
+ * again would wait behind a queued writer that waits for us.
+ */
+static int copy(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint8_t *buf, uint64_t len,
+		bool write, bool locked, bool *faulted)
 {
-	if (!mm || (!buf && len))
-		return -EINVAL;
-	if (!len)
-		return 0;
-	if (va + len < va || va + len > mm->sys->task_size)
-		return -EFAULT;
-	/* A multi-page access is checked whole first, so that a bad one
-	 * changes nothing (no partial write, no pages faulted in). */
-	if ((va & ~(HM_PAGE_SIZE - 1)) != ((va + len - 1) & ~(HM_PAGE_SIZE - 1)) &&
-	    !vmas_allow(mm, va, va + len, write))
-		return -EFAULT;
-	struct tlb_ctx *c = hm_tlb_ctx(mm);
-	if (!c)
-		return -ENOMEM;
-
 	unsigned tries = 0;
+
 	while (len) {
 		uint64_t avail;
 
@@ -122,8 +115,10 @@ static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, boo
 			p = tlb_fill(mm, c, va, gen, write, &avail);
 		if (!p) {
 			hm_rcu_read_unlock();
-			int r = hm_fault(mm, va, write);
+			int r = locked ? hm_fault_locked(mm, va, write) : hm_fault(mm, va, write);
 			*faulted = true;
+			/* After write_span's pre-fault this cannot fail: see there. */
+			hm_assert(!locked || r == 0);
 			if (r)
 				return r;
 			if (++tries > MAX_RETRIES)
@@ -143,6 +138,94 @@ static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, boo
 		tries = 0;
 	}
 	return 0;
+}
+
+/* Give every page of [start, end) a present, writable leaf. Context:
+ * mmap_lock held for reading; the VMAs allow the write. */
+static int prefault_write(struct hm_mm *mm, uint64_t start, uint64_t end, bool *faulted)
+{
+	hm_assert_rwsem_held(&mm->mmap_lock);
+	struct hm_phys *ph = mm_phys(mm);
+	unsigned tries = 0;
+
+	/* A lock-free walk without RCU: tables are unlinked and freed only
+	 * under mmap_lock for writing, which we exclude. */
+	for (uint64_t va = HM_ALIGN_DOWN(start, HM_PAGE_SIZE); va < end;) {
+		unsigned level;
+		hm_pte_t e = pt_get(hm_pt_walk(ph, mm->root, mm->sys->top, va, &level));
+
+		if (pt_writable(e)) {
+			va = HM_ALIGN_DOWN(va, hm_level_size(level)) + hm_level_size(level);
+			tries = 0;
+			continue;
+		}
+		/* Not there, or read-only (copy-on-write, which may split a
+		 * huge leaf and want another round a level down). */
+		int r = hm_fault_locked(mm, va, true);
+		*faulted = true;
+		if (r)
+			return r;
+		if (++tries > MAX_RETRIES)
+			return -EFAULT;
+	}
+	return 0;
+}
+
+/*
+ * A write that spans pages is all or nothing: under mmap_lock for reading,
+ * fault in every page it touches for writing, and only then copy. A fault
+ * that fails (-ENOMEM) leaves pages faulted in before it, which read as
+ * they did (zeros, or the same bytes in a private copy), and no byte
+ * written.
+ *
+ * The copy cannot fault again with an error. While we hold mmap_lock for
+ * reading, nothing takes a present writable leaf of this mm away or makes
+ * it read-only: munmap, mprotect, DONTNEED, fork and hm_check take the lock
+ * for writing, and what other threads may do under it (faults on empty
+ * entries, copy-on-write and its splits) only acts on read-only or empty
+ * entries. Their shootdowns stale our TLB entries, and the refill finds
+ * the same writable leaves (setting D, as the write needs, is a CAS, not an
+ * allocation). Anything added later that unmaps pages without mmap_lock
+ * (reclaim, migration, as the kernel's do with rmap locks) must keep this
+ * true, or pin the range.
+ */
+static int write_span(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, const uint8_t *buf,
+		      uint64_t len, bool *faulted)
+{
+	int r;
+
+	hm_down_read(&mm->mmap_lock);
+	if (!hm_vma_covers(mm, va, va + len, PROT_WRITE))
+		r = -EFAULT;
+	else if (!(r = prefault_write(mm, va, va + len, faulted)))
+		r = copy(mm, c, va, (uint8_t *)(uintptr_t)buf, len, true, true, faulted);
+	hm_up_read(&mm->mmap_lock);
+	return r;
+}
+
+/* *faulted is set when the access changed the tables (HM_CHECK checks
+ * after those only: a TLB hit changes nothing but A/D bits). */
+static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, bool write,
+		  bool *faulted)
+{
+	if (!mm || (!buf && len))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	if (va + len < va || va + len > mm->sys->task_size)
+		return -EFAULT;
+	bool span = (va & ~(HM_PAGE_SIZE - 1)) != ((va + len - 1) & ~(HM_PAGE_SIZE - 1));
+	/* A multi-page read is checked whole first, so that a bad one faults
+	 * no page in. (A multi-page write checks under the lock it copies
+	 * under, in write_span.) */
+	if (span && !write && !vmas_allow(mm, va, va + len, false))
+		return -EFAULT;
+	struct tlb_ctx *c = hm_tlb_ctx(mm);
+	if (!c)
+		return -ENOMEM;
+	if (span && write)
+		return write_span(mm, c, va, buf, len, faulted);
+	return copy(mm, c, va, buf, len, write, false, faulted);
 }
 
 int hm_read(struct hm_mm *mm, uint64_t va, void *buf, uint64_t len)

@@ -196,4 +196,44 @@ static void access_args(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(config), T(mmap_args), T(unmap_protect_advise_args), T(access_args))
+/* The hints hm_madvise accepts return 0 and change nothing: no counter, no
+ * byte, no mapping (a 2 MiB page under a 4 KiB piece of advice is not split).
+ * Advice it does not know is -EINVAL, even over a hole, and changes nothing. */
+static void madvise_advice(void)
+{
+	static const int hints[] = { MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED };
+	static const int unknown[] = { -1, 12345, 0x7fffffff, MADV_FREE, MADV_REMOVE,
+				       MADV_MERGEABLE, MADV_HWPOISON };
+	struct hm_mapping m0, m;
+	uint64_t huge, v = 0x4242;
+
+	setup();
+	CHECK_EQ(hm_mmap(mm, 0, 2 * MiB, RW, PA, &huge), 0);
+	CHECK_EQ(hm_write(mm, huge, &v, 8), 0);
+	CHECK_EQ(hm_query(mm, huge, &m0), 0);
+	CHECK_EQ(m0.size, 2 * MiB);
+	snapshot(snap);
+	for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
+		CHECK_EQ(hm_madvise(mm, base, 3 * 4096, hints[i]), 0);
+		CHECK_EQ(hm_madvise(mm, huge + 4096, 4096, hints[i]), 0);
+		CHECK_EQ(hm_madvise(mm, base, 0, hints[i]), 0);
+		CHECK_EQ(hm_madvise(mm, base, 8 * 4096, hints[i]), -ENOMEM);	/* hole at page 3 */
+		UNCHANGED();
+		CHECK_EQ(hm_query(mm, huge, &m), 0);
+		CHECK(m.size == m0.size && m.pa == m0.pa && m.prot == m0.prot);
+	}
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		CHECK_EQ(hm_madvise(mm, base, 3 * 4096, unknown[i]), -EINVAL);
+		CHECK_EQ(hm_madvise(mm, huge + 4096, 4096, unknown[i]), -EINVAL);
+		CHECK_EQ(hm_madvise(mm, base, 8 * 4096, unknown[i]), -EINVAL);
+		UNCHANGED();
+		CHECK_EQ(hm_query(mm, huge, &m), 0);
+		CHECK(m.size == m0.size && m.pa == m0.pa && m.prot == m0.prot);
+	}
+	v = 0;
+	CHECK_EQ(hm_read(mm, huge, &v, 8), 0);
+	CHECK_EQ(v, 0x4242);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(config), T(mmap_args), T(unmap_protect_advise_args), T(access_args), T(madvise_advice))
