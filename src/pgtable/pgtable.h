@@ -29,6 +29,7 @@ struct hm_ptcache {
 	uint64_t nr_free_slots;	/* lock (read racily for statistics) */
 	uint64_t nr_empty_blocks; /* blocks with no slot in use; lock */
 	uint16_t *blk_used;	/* per 2 MiB block of the arena; lock */
+	uint64_t blk_used_len;	/* bytes mapped for it; constant */
 	uint64_t nr_tables;	/* atomic */
 	uint64_t nr_pending;	/* tables waiting for a grace period; lock */
 	uint64_t nr_deposited;	/* atomic */
