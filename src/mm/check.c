@@ -4,11 +4,13 @@
  *
  * With every mm locked for writing, walk every table of every mm and every
  * deposit, recount from scratch what the descriptors and counters claim,
- * then scan all frame descriptors: each frame must belong to exactly one
+ * then scan the frame descriptors: each frame must belong to exactly one
  * owner (a free block, a folio, a table in use, a table waiting for a grace
  * period, a free slot of the page-table cache), and the totals must balance.
- * The scratch array is a fresh anonymous mapping, so the parts for frames
- * that no table maps cost nothing.
+ * The scan steps over a free block at its head, without reading the rest,
+ * and the scratch array is a fresh anonymous mapping, so the parts for
+ * frames that nothing uses cost nothing: checking a huge, mostly empty
+ * system costs what is in use.
  */
 #include <stdarg.h>
 #include <stdio.h>
