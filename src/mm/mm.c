@@ -113,7 +113,7 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 	if (sys->mms)
 		sys->mms->prev = mm;
 	sys->mms = mm;
-	sys->nr_mms++;
+	hm_add(&sys->nr_mms, 1);
 	hm_mutex_unlock(&sys->mms_lock);
 	*out = mm;
 	return hm_check_enabled(sys, 0);
@@ -144,7 +144,7 @@ void hm_mm_destroy(struct hm_mm *mm)
 		sys->mms = mm->next;
 	if (mm->next)
 		mm->next->prev = mm->prev;
-	sys->nr_mms--;
+	hm_sub(&sys->nr_mms, 1);
 	hm_mutex_unlock(&sys->mms_lock);
 	/* Tables freed earlier through call_rcu are back before we return. */
 	hm_rcu_barrier();

@@ -96,7 +96,8 @@ struct hm_system {
 	uint64_t task_size;	/* user addresses are below this */
 	pthread_mutex_t mms_lock;
 	struct hm_mm *mms;	/* all mms; mms_lock */
-	uint64_t nr_mms;	/* mms_lock */
+	uint64_t nr_mms;	/* written under mms_lock, atomically:
+				 * statistics read it without */
 	int cow_policy;		/* HM_COW_* */
 	pthread_mutex_t av_lock;	/* the table below */
 	struct hm_anon_vma **avs;	/* by id; NULL = free slot; av_lock */

@@ -55,7 +55,7 @@ static void slot_push(struct hm_ptcache *pc, uint32_t pfn)
 	if (pc->free_head != HM_PFN_NONE)
 		hm_pfn_page(pc->ph, pc->free_head)->lru.prev = pfn;
 	pc->free_head = pfn;
-	pc->nr_free_slots++;
+	hm_add(&pc->nr_free_slots, 1);
 }
 
 static void slot_unlink(struct hm_ptcache *pc, uint32_t pfn)
@@ -68,7 +68,7 @@ static void slot_unlink(struct hm_ptcache *pc, uint32_t pfn)
 		pc->free_head = pg->lru.next;
 	if (pg->lru.next != HM_PFN_NONE)
 		hm_pfn_page(pc->ph, pg->lru.next)->lru.prev = pg->lru.prev;
-	pc->nr_free_slots--;
+	hm_sub(&pc->nr_free_slots, 1);
 }
 
 static void block_release_locked(struct hm_ptcache *pc, uint32_t blk)
