@@ -111,7 +111,7 @@ int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsign
 		hm_spin_unlock(lock);
 		return 0;	/* someone else resolved it */
 	}
-	if (hm_leaf_exclusive(sys, pt_pfn(e, level), level, mm->id)) {
+	if (hm_leaf_exclusive(sys, pt_pfn(e, level), level, mm->slot_id)) {
 		pt_update(slot, 0, HM_PTE_RW | AD);
 		hm_spin_unlock(lock);
 		hm_count(sys, HM_STAT_cow_reuse);

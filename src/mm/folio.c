@@ -57,10 +57,8 @@ void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head)
 	hm_free_frames(&mm->sys->pc, head, order);
 }
 
-static void slots_add(struct hm_page *h, uint64_t mm_id, int n)
+static void slots_add(struct hm_page *h, uint32_t id, int n)
 {
-	uint32_t id = (uint32_t)mm_id;
-
 	if (h->flags & PG_MAYBE_SHARED)
 		return;
 	for (int s = 0; s < 2; s++) {
@@ -79,10 +77,8 @@ static void slots_add(struct hm_page *h, uint64_t mm_id, int n)
 	h->flags |= PG_MAYBE_SHARED;
 }
 
-static void slots_sub(struct hm_page *h, uint64_t mm_id, int n)
+static void slots_sub(struct hm_page *h, uint32_t id, int n)
 {
-	uint32_t id = (uint32_t)mm_id;
-
 	if (h->flags & PG_MAYBE_SHARED) {
 		if (h->large_mapcount == 0) {
 			h->flags &= ~PG_MAYBE_SHARED;
@@ -121,7 +117,7 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	hm_add(&h->large_mapcount, 1);
-	slots_add(h, mm->id, 1);
+	slots_add(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
 	hm_add(&mm->nr_leaf[level], 1);
 	hm_add(&mm->sys->nr_leaf[level], 1);
@@ -137,7 +133,7 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
-	slots_sub(h, mm->id, 1);
+	slots_sub(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_sub(&mm->sys->nr_leaf[level], 1);
@@ -169,7 +165,7 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	else
 		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
 	hm_add(&h->large_mapcount, HM_PTRS - 1);
-	slots_add(h, mm->id, HM_PTRS - 1);
+	slots_add(h, mm->slot_id, HM_PTRS - 1);
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_add(&mm->nr_leaf[level - 1], HM_PTRS);
@@ -192,7 +188,7 @@ unsigned hm_page_mapcount(struct hm_phys *ph, uint32_t pfn)
 	return (unsigned)n;
 }
 
-bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id)
+bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint32_t slot_id)
 {
 	struct hm_phys *ph = &sys->phys;
 	uint32_t head = hm_folio_head(ph, pfn);
@@ -203,7 +199,7 @@ bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id
 	hm_spin_lock(lock);
 	if (!(h->flags & PG_MAYBE_SHARED))
 		for (int s = 0; s < 2; s++)
-			if (h->mm_count[s] && h->mm_id[s] == (uint32_t)mm_id)
+			if (h->mm_count[s] && h->mm_id[s] == slot_id)
 				only = h->mm_count[s] == h->large_mapcount;
 	hm_spin_unlock(lock);
 	return only;

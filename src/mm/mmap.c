@@ -100,7 +100,7 @@ static void prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t
 
 	(void)va;
 	/* A page shared after fork stays read-only: the write fault copies it. */
-	if ((bits & HM_PTE_RW) && !hm_leaf_exclusive(mm->sys, pt_pfn(pt_get(slot), level), level, mm->id))
+	if ((bits & HM_PTE_RW) && !hm_leaf_exclusive(mm->sys, pt_pfn(pt_get(slot), level), level, mm->slot_id))
 		bits &= ~HM_PTE_RW;
 	pt_update(slot, perm, bits);
 }

@@ -24,7 +24,7 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 		out->prot = pt_prot(e);
 		out->node = hm_pfn_node(ph, pfn);
 		out->mapcount = hm_page_mapcount(ph, page);
-		out->exclusive = hm_leaf_exclusive(mm->sys, level ? pfn : page, level, mm->id);
+		out->exclusive = hm_leaf_exclusive(mm->sys, level ? pfn : page, level, mm->slot_id);
 	}
 	hm_up_read(&mm->mmap_lock);
 	return 0;

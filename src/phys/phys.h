@@ -79,7 +79,8 @@ struct hm_page {
 	int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
 	int32_t entire_mapcount; /* 32: folio head */
 	int32_t large_mapcount;	/* 36: folio head */
-	uint32_t mm_id[2];	/* 40: folio head: the two tracked mms */
+	uint32_t mm_id[2];	/* 40: folio head: the two tracked mms, by
+				 * slot_id (unique among live mms) */
 	int32_t mm_count[2];	/* 48: their leaf counts */
 	union {			/* 56 */
 		uint64_t owner;	/* table: id of the owning mm */
