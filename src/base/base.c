@@ -151,7 +151,7 @@ bool hm_fail_hit(struct hm_fail *f)
 	if (__atomic_sub_fetch(&f->countdown, 1, __ATOMIC_RELAXED) != 0)
 		return false;
 	__atomic_add_fetch(&f->hits, 1, __ATOMIC_RELAXED);
-	if (f->persistent)
+	if (__atomic_load_n(&f->persistent, __ATOMIC_RELAXED))
 		__atomic_store_n(&f->countdown, 1, __ATOMIC_RELAXED);
 	return true;
 }

@@ -10,6 +10,8 @@
 
 #include "base.h"
 
+/* All atomic: allocations on any thread pass the failpoint, and tests read
+ * hits (hm__fail_hits) while they run. */
 struct hm_fail {
 	long countdown;		/* > 0: the allocation that brings it to 0 fails */
 	bool persistent;	/* keep failing after the first hit */
@@ -23,8 +25,8 @@ void *hm_realloc(struct hm_fail *f, void *p, size_t size);
 
 static inline void hm_fail_arm(struct hm_fail *f, long nth, bool persistent)
 {
-	f->persistent = persistent;
-	f->hits = 0;
+	__atomic_store_n(&f->persistent, persistent, __ATOMIC_RELAXED);
+	__atomic_store_n(&f->hits, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&f->countdown, nth, __ATOMIC_RELAXED);
 }
 

@@ -113,8 +113,8 @@ static inline bool hm_spin_held(const hm_spin_t *l)
  * asserts it). */
 struct hm_rwsem {
 	pthread_rwlock_t rw;
-	uint32_t writer;	/* token of the writer, 0 if none */
-	int readers;
+	uint32_t writer;	/* token of the writer, 0 if none; atomic */
+	int readers;		/* atomic: assertions read both unlocked */
 };
 
 int hm_rwsem_init(struct hm_rwsem *s);

@@ -183,9 +183,19 @@ uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void 
 	uint64_t start = h->folio.index << HM_PAGE_SHIFT;
 	uint64_t stop = start + (HM_PAGE_SIZE << h->order);
 
-	if (h->folio.anon_vma >= sys->nr_avs || !sys->avs[h->folio.anon_vma])
+	struct hm_anon_vma *av = NULL;
+
+	/* av_register() may move the table under us: look up under its lock.
+	 * That lock comes after av->lock, so drop it before taking av->lock.
+	 * The family cannot be freed in between: that takes its last member
+	 * leaving, and a member leaves only with its mmap_lock held for
+	 * writing, while our caller holds every member's mmap_lock. */
+	hm_mutex_lock(&sys->av_lock);
+	if (h->folio.anon_vma < sys->nr_avs)
+		av = sys->avs[h->folio.anon_vma];
+	hm_mutex_unlock(&sys->av_lock);
+	if (!av)
 		return 0;
-	struct hm_anon_vma *av = sys->avs[h->folio.anon_vma];
 	hm_mutex_lock(&av->lock);
 	for (uint32_t i = 0; i < av->nr; i++) {
 		w.mm = av->members[i].mm;

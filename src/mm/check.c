@@ -4,11 +4,13 @@
  *
  * With every mm locked for writing, walk every table of every mm and every
  * deposit, recount from scratch what the descriptors and counters claim,
- * then scan all frame descriptors: each frame must belong to exactly one
+ * then scan the frame descriptors: each frame must belong to exactly one
  * owner (a free block, a folio, a table in use, a table waiting for a grace
  * period, a free slot of the page-table cache), and the totals must balance.
- * The scratch array is a fresh anonymous mapping, so the parts for frames
- * that no table maps cost nothing.
+ * The scan steps over a free block at its head, without reading the rest,
+ * and the scratch array is a fresh anonymous mapping, so the parts for
+ * frames that nothing uses cost nothing: checking a huge, mostly empty
+ * system costs what is in use.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,7 +24,8 @@
 struct shadow {			/* per frame, recounted from the tables */
 	uint32_t pte, pmd, whole, total;
 	uint32_t id[2], cnt[2];
-	uint32_t first_mm;		/* page: the first mm found mapping it */
+	uint32_t first_mm;		/* page: slot_id + 1 of the first mm found
+					 * mapping it; 0 = none yet */
 	uint8_t table, overflow;
 	uint8_t shared, writable;	/* page: mapped by 2+ mms; mapped writable */
 };
@@ -162,15 +165,15 @@ static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned lev
 	else
 		c->sh[pfn].pmd++;
 	c->sh[head].total++;
-	shadow_slots(&c->sh[head], (uint32_t)mm->id);
+	shadow_slots(&c->sh[head], mm->slot_id);
 	/* Per page: who maps it, and whether writably (a writable anonymous
 	 * page must be mapped by one mm only). */
 	for (uint32_t p = pfn; p < pfn + (size >> HM_PAGE_SHIFT); p++) {
 		struct shadow *ps = &c->sh[p];
 
 		if (!ps->first_mm)
-			ps->first_mm = (uint32_t)mm->id;
-		else if (ps->first_mm != (uint32_t)mm->id)
+			ps->first_mm = mm->slot_id + 1;
+		else if (ps->first_mm != mm->slot_id + 1)
 			ps->shared = 1;
 		ps->writable |= pt_writable(e);
 	}

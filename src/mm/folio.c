@@ -133,7 +133,7 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	hm_add(&h->large_mapcount, 1);
-	slots_add(h, (uint32_t)mm->id, 1);
+	slots_add(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
 	hm_add(&mm->nr_leaf[level], 1);
 	hm_add(&mm->sys->nr_leaf[level], 1);
@@ -149,7 +149,7 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pi
 	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
-	slots_sub(h, (uint32_t)mm->id, 1);
+	slots_sub(h, mm->slot_id, 1);
 	if (left && pin)
 		hm_add(hm_pin_slot(ph, head), 1);
 	hm_spin_unlock(lock);
@@ -183,7 +183,7 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	else
 		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
 	hm_add(&h->large_mapcount, HM_PTRS - 1);
-	slots_add(h, (uint32_t)mm->id, HM_PTRS - 1);
+	slots_add(h, mm->slot_id, HM_PTRS - 1);
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_add(&mm->nr_leaf[level - 1], HM_PTRS);
@@ -220,7 +220,7 @@ unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn)
 	return (unsigned)n;
 }
 
-bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id)
+bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint32_t slot_id)
 {
 	struct hm_phys *ph = &sys->phys;
 	uint32_t head = hm_folio_head(ph, pfn);
@@ -231,7 +231,7 @@ bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id
 	hm_spin_lock(lock);
 	if (!(h->flags & PG_MAYBE_SHARED))
 		for (int s = 0; s < 2; s++)
-			if (h->mm_count[s] && h->mm_id[s] == (uint32_t)mm_id)
+			if (h->mm_count[s] && h->mm_id[s] == slot_id)
 				only = h->mm_count[s] == h->large_mapcount;
 	hm_spin_unlock(lock);
 	return only;

@@ -78,21 +78,67 @@ void hm_system_destroy(struct hm_system *sys)
 	pthread_mutex_destroy(&sys->mms_lock);
 	pthread_mutex_destroy(&sys->av_lock);
 	free(sys->avs);
+	free(sys->free_slot_ids);
 	hm_phys_fini(&sys->phys);
 	free(sys);
 }
 
+static uint64_t next_mm_id = 1;	/* atomic */
+
+void hm__mm_id_skip_to(uint64_t next)
+{
+	uint64_t cur = hm_load_relaxed(&next_mm_id);
+
+	while (cur < next && !__atomic_compare_exchange_n(&next_mm_id, &cur, next, false,
+							  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+/*
+ * A slot id for a new mm: the most recently released one, else a fresh one.
+ * The free stack grows with the fresh ids, so that releasing one never
+ * needs memory. -ENOMEM having changed nothing when it cannot grow.
+ */
+static int slot_id_get_locked(struct hm_system *sys, uint32_t *out)
+{
+	if (sys->nr_free_slot_ids) {
+		*out = sys->free_slot_ids[--sys->nr_free_slot_ids];
+		return 0;
+	}
+	/* slot_id + 1 must fit in 32 bits (hm_check's shadow). */
+	if (sys->next_slot_id == UINT32_MAX - 1)
+		return -ENOMEM;
+	if (sys->next_slot_id == sys->cap_slot_ids) {
+		uint32_t cap = sys->cap_slot_ids ? sys->cap_slot_ids * 2 : 16;
+		uint32_t *a;
+
+		if (cap < sys->cap_slot_ids || cap > UINT32_MAX - 1)
+			cap = UINT32_MAX - 1;
+		a = hm_realloc(&sys->phys.fail, sys->free_slot_ids, (size_t)cap * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		sys->free_slot_ids = a;
+		sys->cap_slot_ids = cap;
+	}
+	*out = sys->next_slot_id++;
+	return 0;
+}
+
+static void slot_id_put_locked(struct hm_system *sys, uint32_t id)
+{
+	hm_assert(sys->nr_free_slot_ids < sys->next_slot_id && id < sys->next_slot_id);
+	sys->free_slot_ids[sys->nr_free_slot_ids++] = id;
+}
+
 int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 {
-	static uint64_t next_id = 1;
-
 	if (!sys || !out)
 		return -EINVAL;
 	struct hm_mm *mm = hm_calloc(&sys->phys.fail, 1, sizeof(*mm));
 	if (!mm)
 		return -ENOMEM;
 	mm->sys = sys;
-	mm->id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+	mm->id = __atomic_fetch_add(&next_mm_id, 1, __ATOMIC_RELAXED);
 	if (hm_rwsem_init(&mm->mmap_lock)) {
 		free(mm);
 		return -ENOMEM;
@@ -101,8 +147,15 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 	/* hm_check holds mms_lock while it walks: it must never see the root
 	 * table before the mm is on the list, nor after it is off. */
 	hm_mutex_lock(&sys->mms_lock);
+	if (slot_id_get_locked(sys, &mm->slot_id)) {
+		hm_mutex_unlock(&sys->mms_lock);
+		hm_rwsem_destroy(&mm->mmap_lock);
+		free(mm);
+		return -ENOMEM;
+	}
 	mm->root = hm_mm_pt_alloc(mm, sys->top);
 	if (mm->root == HM_PFN_NONE) {
+		slot_id_put_locked(sys, mm->slot_id);
 		hm_mutex_unlock(&sys->mms_lock);
 		hm_rwsem_destroy(&mm->mmap_lock);
 		free(mm);
@@ -113,7 +166,7 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 	if (sys->mms)
 		sys->mms->prev = mm;
 	sys->mms = mm;
-	sys->nr_mms++;
+	hm_add(&sys->nr_mms, 1);
 	hm_mutex_unlock(&sys->mms_lock);
 	*out = mm;
 	return hm_check_enabled(sys, 0);
@@ -141,7 +194,9 @@ void hm_mm_destroy(struct hm_mm *mm)
 		sys->mms = mm->next;
 	if (mm->next)
 		mm->next->prev = mm->prev;
-	sys->nr_mms--;
+	hm_sub(&sys->nr_mms, 1);
+	/* No folio slot holds it any more: every leaf of the mm is gone. */
+	slot_id_put_locked(sys, mm->slot_id);
 	hm_mutex_unlock(&sys->mms_lock);
 	/* Tables freed earlier through call_rcu are back before we return. */
 	hm_rcu_barrier();

@@ -96,7 +96,14 @@ struct hm_system {
 	uint64_t task_size;	/* user addresses are below this */
 	pthread_mutex_t mms_lock;
 	struct hm_mm *mms;	/* all mms; mms_lock */
-	uint64_t nr_mms;	/* mms_lock */
+	/* Slot ids (hm_mm.slot_id): ids below next_slot_id have been handed
+	 * out; those of destroyed mms wait on the free stack for reuse. Its
+	 * capacity is kept >= next_slot_id, so that a release never
+	 * allocates. All mms_lock. */
+	uint32_t *free_slot_ids;
+	uint32_t nr_free_slot_ids, cap_slot_ids, next_slot_id;
+	uint64_t nr_mms;	/* written under mms_lock, atomically:
+				 * statistics read it without */
 	int cow_policy;		/* HM_COW_* */
 	pthread_mutex_t av_lock;	/* the table below */
 	struct hm_anon_vma **avs;	/* by id; NULL = free slot; av_lock */
@@ -112,7 +119,11 @@ struct hm_mm {
 	struct hm_system *sys;
 	struct hm_rwsem mmap_lock;
 	hm_spin_t page_table_lock;
-	uint64_t id;		/* unique in the process, never reused */
+	uint64_t id;		/* unique in the process, never reused (the
+				 * software TLB tags contexts with it) */
+	uint32_t slot_id;	/* unique among the system's live mms, reused
+				 * after destroy, so 32 bits never wrap: what
+				 * a folio's mm slots hold. Constant */
 	uint32_t root;		/* pfn of the top table; constant */
 	struct hm_vma *vmas;	/* mmap_lock */
 	size_t nr_vmas, cap_vmas; /* mmap_lock */
@@ -157,7 +168,8 @@ bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pi
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Mappings of the page @pfn in all mms (hm_query's mapcount). */
 unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn);
-bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint64_t mm_id);
+/* The id an mm is known by in the folio's slots is its slot_id. */
+bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint32_t slot_id);
 /* Is what the leaf of @level at @pfn maps mapped by that leaf alone? Read
  * under the folio lock, so exact for any number of mms. */
 bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level);
@@ -263,6 +275,10 @@ int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
 
 /* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);
+
+/* For tests: the next mm gets id @next (or a later one: ids only grow, so
+ * none is ever reused), to show that nothing narrows ids past 2^32. */
+void hm__mm_id_skip_to(uint64_t next);
 
 /* For tests: arm the allocation failpoint of @sys (see base/fail.h). */
 void hm__fail_arm(struct hm_system *sys, long nth, bool persistent);

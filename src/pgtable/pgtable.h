@@ -26,9 +26,11 @@ struct hm_ptcache {
 	struct hm_phys *ph;
 	pthread_mutex_t lock;
 	uint32_t free_head;	/* free slots, lru-linked; lock */
-	uint64_t nr_free_slots;	/* lock (read racily for statistics) */
+	uint64_t nr_free_slots;	/* written under lock, atomically: statistics
+				 * read it without */
 	uint64_t nr_empty_blocks; /* blocks with no slot in use; lock */
 	uint16_t *blk_used;	/* per 2 MiB block of the arena; lock */
+	uint64_t blk_used_len;	/* bytes mapped for it; constant */
 	uint64_t nr_tables;	/* atomic */
 	uint64_t nr_pending;	/* tables waiting for a grace period; lock
 				 * (atomic, for statistics) */

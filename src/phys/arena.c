@@ -10,24 +10,6 @@
 
 #include "phys.h"
 
-static void buddy_init_node(struct hm_phys *ph, struct hm_node *n)
-{
-	for (unsigned o = 0; o <= HM_MAX_ORDER; o++)
-		n->free_head[o] = HM_PFN_NONE;
-	n->nr_free = 0;
-	for (uint32_t p = n->start_pfn; p < n->end_pfn; p++)
-		ph->pages[p].node = (uint8_t)(n - ph->nodes);
-	/* Free the node in the largest aligned blocks that fit in it. */
-	uint32_t p = n->start_pfn;
-	while (p < n->end_pfn) {
-		unsigned o = HM_MAX_ORDER;
-		while (o && ((p & ((1u << o) - 1)) || p + (1u << o) > n->end_pfn))
-			o--;
-		hm_free_pages(ph, p, o);
-		p += 1u << o;
-	}
-}
-
 int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool populate)
 {
 	memset(ph, 0, sizeof(*ph));
@@ -50,20 +32,24 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 		munmap(ph->map, ph->map_len);
 		return -ENOMEM;
 	}
+	/* Where the host backs anonymous memory with 2 MiB pages whatever we
+	 * ask, the first write to a free block's head would cost 2 MiB of host
+	 * memory instead of 4 KiB: that is 8 GiB for a 4 TiB system's heads. */
+	(void)madvise(ph->pages, ph->pages_len, MADV_NOHUGEPAGE);
 	if (populate) {
 		/* One write per host page makes the host back the arena now. */
 		for (uint64_t off = 0; off < bytes; off += HM_PAGE_SIZE)
 			ph->base[off] = 0;
 	}
 
-	uint64_t per = (uint64_t)ph->nr_frames / nr_nodes;
+	ph->node_span = ph->nr_frames / nr_nodes;
 	for (unsigned i = 0; i < nr_nodes; i++) {
 		struct hm_node *n = &ph->nodes[i];
 
 		pthread_mutex_init(&n->lock, NULL);
-		n->start_pfn = (uint32_t)(per * i);
-		n->end_pfn = i + 1 == nr_nodes ? ph->nr_frames : (uint32_t)(per * (i + 1));
-		buddy_init_node(ph, n);
+		n->start_pfn = ph->node_span * i;
+		n->end_pfn = i + 1 == nr_nodes ? ph->nr_frames : ph->node_span * (i + 1);
+		hm_buddy_init_node(ph, n);
 	}
 	return 0;
 }

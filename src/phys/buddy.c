@@ -82,7 +82,7 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 
 void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 {
-	struct hm_node *n = &ph->nodes[ph->pages[pfn].node];
+	struct hm_node *n = &ph->nodes[hm_pfn_node(ph, pfn)];
 	unsigned o = order;
 
 	hm_assert(!(pfn & ((1u << order) - 1)));
@@ -112,6 +112,31 @@ void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 	list_add(ph, n, pfn, o);
 	hm_mutex_unlock(&n->lock);
 	hm_add(&ph->nr_free, 1u << order);
+}
+
+/*
+ * Not hm_free_pages(): that resets every descriptor of the block, which
+ * would write all of them (64 bytes per 4 KiB frame, 4 GiB for a 256 GiB
+ * system) before any is used. The blocks are maximal (each is as large as
+ * its alignment and the node's end allow), so none could merge with
+ * another.
+ */
+void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n)
+{
+	for (unsigned o = 0; o <= HM_MAX_ORDER; o++)
+		n->free_head[o] = HM_PFN_NONE;
+	n->nr_free = 0;
+	for (uint32_t p = n->start_pfn; p < n->end_pfn;) {
+		unsigned o = HM_MAX_ORDER;
+
+		while (o && ((p & ((1u << o) - 1)) || p + (1u << o) > n->end_pfn))
+			o--;
+		hm_assert_int(ph->pages[p].flags == 0 && ph->pages[p].buddy == 0);
+		list_add(ph, n, p, o);
+		n->nr_free += 1u << o;
+		p += 1u << o;
+	}
+	hm_add(&ph->nr_free, n->nr_free);
 }
 
 void hm_phys_lock_all(struct hm_phys *ph)

@@ -51,7 +51,9 @@ enum {
 struct hm_page {
 	uint32_t flags;		/* PG_*: changed only by the frame's owner */
 	uint8_t order;		/* free block or folio order */
-	uint8_t node;		/* memory node */
+	uint8_t spare;		/* unused: a frame's node is computed from its
+				 * pfn, so that no descriptor is written before
+				 * its frame is used (hm_pfn_node) */
 	uint8_t pt_level;	/* PG_TABLE: level of the table */
 	uint8_t buddy;		/* order + 1 if this heads a free block, else 0;
 				 * node->lock (the only byte the buddy allocator
@@ -79,7 +81,8 @@ struct hm_page {
 			int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
 			int32_t entire_mapcount; /* 32: folio head */
 			int32_t large_mapcount;	/* 36: folio head */
-			uint32_t mm_id[2];	/* 40: folio head: the two tracked mms */
+			uint32_t mm_id[2];	/* 40: folio head: the two tracked mms,
+						 * by slot_id (unique among live mms) */
 			int32_t mm_count[2];	/* 48: their leaf counts */
 		};
 		/* A table waiting for a grace period. Apart from the ptl and
@@ -108,7 +111,7 @@ _Static_assert(offsetof(struct hm_page, folio.gather_next) == offsetof(struct hm
 
 struct hm_node {
 	pthread_mutex_t lock;
-	uint32_t start_pfn, end_pfn;	/* [start, end) */
+	uint32_t start_pfn, end_pfn;	/* [start, end); constant */
 	uint32_t free_head[HM_MAX_ORDER + 1];	/* node->lock */
 	uint64_t nr_free;		/* frames free in this node; node->lock */
 	uint64_t nr_blocks[HM_MAX_ORDER + 1];	/* free blocks per order; node->lock */
@@ -125,14 +128,24 @@ struct hm_node {
  */
 #define HM_PIN_STRIPES 1024
 
+/*
+ * Descriptors cost host memory only once used, like the kernel's deferred
+ * struct page init: they live in a MAP_NORESERVE mapping that reads as zero
+ * until written, creation writes only the heads of the initial free blocks,
+ * and hm_check skips free blocks whole. A 4 TiB system's 64 GiB of
+ * descriptors thus cost about 16 MiB until memory is allocated.
+ */
 struct hm_phys {
 	uint8_t *base;		/* arena: pfn p is at base + (p << 12) */
 	void *map;		/* the host mapping (base is aligned inside it) */
 	uint64_t map_len;
-	struct hm_page *pages;	/* descriptors, nr_frames of them */
+	struct hm_page *pages;	/* descriptors, nr_frames of them; all zero
+				 * until a frame heads a free block or is used */
 	uint64_t pages_len;
 	uint32_t nr_frames;
 	unsigned nr_nodes;
+	uint32_t node_span;	/* frames per node; the last node also takes
+				 * the remainder. Constant */
 	struct hm_node nodes[64];
 	struct hm_fail fail;	/* failpoint for every allocation */
 	uint64_t nr_free;	/* all nodes; atomic, for statistics */
@@ -150,6 +163,9 @@ static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
 
 int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool populate);
 void hm_phys_fini(struct hm_phys *ph);
+/* Put all of @n on its free lists, writing only the head descriptor of each
+ * block (the others are still zero from the mapping). Context: init. */
+void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n);
 
 /* Context: any. Takes node->lock. Returns HM_PFN_NONE when no block of
  * @order is free (or the failpoint fires). */
@@ -158,8 +174,8 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
  * hm_alloc_pages of the same order; its descriptors are reset. */
 void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
 
-/* Clear a descriptor that the caller owns, keeping its node and leaving the
- * buddy byte (0 in any frame that is not free) alone. */
+/* Clear a descriptor that the caller owns, leaving the buddy byte (0 in any
+ * frame that is not free) alone. */
 static inline void hm_page_reset(struct hm_page *pg)
 {
 	pg->flags = 0;
@@ -184,9 +200,14 @@ static inline void *hm_pfn_ptr(struct hm_phys *ph, uint32_t pfn)
 	return ph->base + ((uint64_t)pfn << HM_PAGE_SHIFT);
 }
 
-static inline unsigned hm_pfn_node(struct hm_phys *ph, uint32_t pfn)
+/* Node n holds [n * node_span, (n + 1) * node_span), the last one up to
+ * nr_frames: computed, so that no descriptor stores it. */
+static inline unsigned hm_pfn_node(const struct hm_phys *ph, uint32_t pfn)
 {
-	return ph->pages[pfn].node;
+	if (hm_likely(ph->nr_nodes == 1))
+		return 0;
+	unsigned n = pfn / ph->node_span;
+	return n < ph->nr_nodes ? n : ph->nr_nodes - 1;
 }
 
 /* Zero 2^order frames at @pfn. */

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The buddy allocator: orders, alignment, exhaustion, merging, nodes. */
+#include <sys/mman.h>
+
 #include "harness.h"
 #include "../../src/phys/phys.h"
 
@@ -100,4 +102,65 @@ static void nodes(void)
 	hm_phys_fini(&ph);
 }
 
-T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(failpoint), T(nodes))
+/* A frame's node is computed from its pfn; it must agree with the nodes'
+ * ranges everywhere, for sizes that divide unevenly. */
+static void node_of_pfn(void)
+{
+	struct hm_phys ph;
+
+	REQUIRE(hm_phys_init(&ph, 8 * MiB + 12 * KiB, 3, false) == 0);
+	unsigned wrong = 0;
+	for (unsigned n = 0; n < ph.nr_nodes; n++)
+		for (uint32_t p = ph.nodes[n].start_pfn; p < ph.nodes[n].end_pfn; p++)
+			wrong += hm_pfn_node(&ph, p) != n;
+	CHECK_EQ(wrong, 0);
+	CHECK_EQ(ph.nodes[0].start_pfn, 0);
+	CHECK_EQ(ph.nodes[2].end_pfn, ph.nr_frames);
+	CHECK_EQ(ph.nodes[0].end_pfn, ph.nodes[1].start_pfn);
+	CHECK_EQ(ph.nodes[1].end_pfn, ph.nodes[2].start_pfn);
+	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	hm_phys_fini(&ph);
+}
+
+/* Host pages of the descriptor array that are resident. */
+static uint64_t resident_pages(const void *p, uint64_t len)
+{
+	uint64_t n = (len + 4095) / 4096, in = 0;
+	unsigned char *vec = malloc(n);
+
+	if (!vec || mincore((void *)p, len, vec)) {
+		free(vec);
+		return UINT64_MAX;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		in += vec[i] & 1;
+	free(vec);
+	return in;
+}
+
+/* Creation writes the head descriptor of each initial free block and no
+ * other (the rest stay zero pages the host never backs); allocating and
+ * freeing a block writes only that block's descriptors (and the heads of
+ * the halves a split gives back). */
+static void descriptors_lazy(void)
+{
+	struct hm_phys ph;
+
+	REQUIRE(hm_phys_init(&ph, 64 * GiB + 4 * MiB, 1, false) == 0);
+	/* 64 blocks of 1 GiB and one of 4 MiB: one host page each. */
+	CHECK_EQ(ph.nodes[0].nr_blocks[HM_MAX_ORDER], 64);
+	CHECK_EQ(ph.nodes[0].nr_blocks[10], 1);
+	CHECK_EQ(resident_pages(ph.pages, ph.pages_len), 65);
+	uint32_t p = hm_alloc_pages(&ph, 0, 9, 0);
+	CHECK(p != HM_PFN_NONE);
+	hm_free_pages(&ph, p, 9);
+	/* 512 descriptors are 8 host pages; the halves given back (orders
+	 * 9..17) have their heads in at most 9 more. */
+	CHECK(resident_pages(ph.pages, ph.pages_len) <= 65 + 8 + 9);
+	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(ph.nodes[0].nr_blocks[HM_MAX_ORDER], 64);
+	hm_phys_fini(&ph);
+}
+
+T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(failpoint), T(nodes),
+       T(node_of_pfn), T(descriptors_lazy))
