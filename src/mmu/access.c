@@ -9,6 +9,7 @@
  * under mmap_lock for reading throughout (write_span), so that one that
  * fails has written nothing.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,10 +91,22 @@ static bool vmas_allow(struct hm_mm *mm, uint64_t start, uint64_t end, bool writ
 	return ok;
 }
 
-/* Faults that resolve yet leave no usable translation, over and over, mean
- * another thread keeps changing the range; give up as a CPU would not, but
- * a library must. */
-#define MAX_RETRIES 1000
+/*
+ * A fault that resolves yet leaves no usable translation means another
+ * thread changed the range again (a split a level down, a copy-on-write
+ * that waited for a pin, an mprotect back and forth): retry, as a CPU
+ * would, yielding now and then. An access the VMAs allow never fails but
+ * for -ENOMEM. Retrying a million times without progress is a bug in the
+ * fault path, which DEBUG >= 2 reports instead of hanging.
+ */
+static void retry_pause(unsigned *tries)
+{
+	++*tries;
+	if (*tries % 64 == 0)
+		sched_yield();
+	if (HM_DEBUG >= 2 && *tries > 1000000)
+		hm_panic(__FILE__, __LINE__, "an access retried its fault a million times");
+}
 
 /*
  * Copy through the TLB, faulting on a miss. With @locked the caller holds
@@ -121,8 +134,7 @@ static int copy(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint8_t *buf, 
 			hm_assert(!locked || r == 0);
 			if (r)
 				return r;
-			if (++tries > MAX_RETRIES)
-				return -EFAULT;
+			retry_pause(&tries);
 			continue;
 		}
 		uint64_t n = HM_MIN(len, avail);
@@ -165,8 +177,7 @@ static int prefault_write(struct hm_mm *mm, uint64_t start, uint64_t end, bool *
 		*faulted = true;
 		if (r)
 			return r;
-		if (++tries > MAX_RETRIES)
-			return -EFAULT;
+		retry_pause(&tries);
 	}
 	return 0;
 }

@@ -144,6 +144,49 @@ static void rcu_deferred_free(void)
 	hm_phys_fini(&ph);
 }
 
+/*
+ * A table queued for freeing through its own rcu_head while a late unlocker
+ * (or a walker) still touches its split lock and deposit links: the
+ * callback must be unharmed. With the rcu_head overlaying the lock, as it
+ * once did, the lock word written here corrupted the queued callback.
+ */
+static void rcu_head_apart_from_lock(void)
+{
+	struct hm_phys ph;
+	struct hm_ptcache pc;
+	struct hm_gather g;
+	uint64_t gen = 0;
+
+	REQUIRE(hm_phys_init(&ph, 64 * MiB, 1, false) == 0);
+	REQUIRE(hm_ptcache_init(&pc, &ph, false) == 0);
+	uint32_t t = hm_pt_alloc(&pc, 1, 1);
+	struct hm_page *pg = hm_pfn_page(&ph, t);
+	uint64_t slots = pc.nr_free_slots;
+
+	hm_fail_arm(&ph.fail, 1, false);	/* no batch: the per-table rcu_head */
+	hm_gather_init(&g, &pc, &gen);
+	hm_gather_table(&g, t);
+	hm_rcu_read_lock();	/* hold the grace period off */
+	hm_gather_finish(&g);
+	CHECK(pg->flags & PG_PT_PENDING);
+	for (int i = 0; i < 1000; i++) {
+		hm_spin_lock(&pg->pt.ptl);
+		hm_spin_unlock(&pg->pt.ptl);
+	}
+	__atomic_store_n(&pg->pt.ptl, 0xdeadbeefu, __ATOMIC_RELAXED);	/* a stray late store */
+	__atomic_store_n(&pg->pt.ptl, 0, __ATOMIC_RELAXED);
+	pg->pt.deposit_next = HM_PFN_NONE;
+	hm_rcu_read_unlock();
+	hm_rcu_barrier();
+	CHECK(pg->flags & PG_PT_FREE);
+	CHECK_EQ(pc.nr_pending, 0);
+	CHECK_EQ(pc.nr_free_slots, slots + 1);
+	CHECK_EQ(pc.nr_tables, 0);
+	hm_ptcache_fini(&pc);
+	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	hm_phys_fini(&ph);
+}
+
 /* 5-level tables reach addresses that 4-level ones cannot. */
 static void five_level(void)
 {
@@ -197,4 +240,5 @@ static void accessed_dirty(void)
 }
 
 T_MAIN(T(cache_blocks), T(cache_fallback_single), T(two_level_deposit), T(rcu_deferred_free),
+       T(rcu_head_apart_from_lock),
        T(five_level), T(accessed_dirty))
