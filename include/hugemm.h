@@ -12,9 +12,10 @@
  *  - PROT_*, MAP_* and MADV_* are the host's own values from <sys/mman.h>.
  *  - Ranges are [addr, addr + len): start inclusive, end exclusive.
  *  - "Context" says which threads may call; "Must not" lists what a caller
- *    must not be doing at the time.  All calls may block (they take mutexes
- *    and may wait for an RCU grace period); none may be called from a signal
- *    handler.
+ *    must not be doing at the time.  All calls may block (they take mutexes;
+ *    hm_fork and hm_mm_destroy wait for an RCU grace period, and a fault
+ *    that finds no free memory waits for memory freed by unmaps); none may
+ *    be called from a signal handler.
  */
 #ifndef HUGEMM_H
 #define HUGEMM_H
@@ -146,12 +147,20 @@ HM_API int hm_mmap(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot,
  * hm_munmap - as munmap(2). Unaligned @addr or len 0 is -EINVAL; unmapping
  * nothing is 0.  Huge pages partly inside the range are split first (in
  * lazy deposit mode that may fail with -ENOMEM, changing nothing).
+ * Accesses started after it returns fault; it does not wait for accesses
+ * already under way on other threads (a read or write in flight may still
+ * complete), and the frames it frees come back once they have: they count
+ * in nr_free_pages at once, and an allocation waits for them if it must.
+ * Context: any thread; serialises with other calls that change @mm.
  */
 HM_API int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len);
 
 /*
  * hm_mprotect - as mprotect(2): -EINVAL for unaligned @addr or unknown prot
- * bits, -ENOMEM for a range with a hole (nothing is changed then).
+ * bits, -ENOMEM for a range with a hole (nothing is changed then).  Like
+ * hm_munmap, it applies to accesses started after it returns and does not
+ * wait for those under way.  Pages still shared after fork stay read-only
+ * under PROT_WRITE: the first write copies (or reuses) them.
  */
 HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
 
@@ -202,7 +211,8 @@ struct hm_mapping {
 	unsigned node;		/* memory node of the frame */
 	bool swapped;		/* not present: in swap */
 	unsigned mapcount;	/* mappings of this page across all address spaces */
-	bool exclusive;		/* mapped by this address space alone */
+	bool exclusive;		/* mapped by this address space alone: exact,
+				 * whatever the number of address spaces */
 };
 
 /*
