@@ -21,6 +21,8 @@
  *                        bumped yet
  *   gather_before_free   a grace period after an unmap, its tables and
  *                        frames are about to be freed and its pins dropped
+ *   fork_reserved        fork has reserved its room in the anon_vma
+ *                        families, before it copies and adds the child
  *   access_copy          hm_read/hm_write have a translation and are about
  *                        to copy through it, inside their RCU read section
  */

@@ -96,13 +96,13 @@ void hm_av_get(struct hm_anon_vma *av, struct hm_mm *mm)
 	hm_mutex_unlock(&av->lock);
 }
 
-int hm_av_reserve(struct hm_anon_vma *av)
+int hm_av_reserve(struct hm_anon_vma *av, struct hm_fail *fail)
 {
 	int r = 0;
 
 	hm_mutex_lock(&av->lock);
-	if (av->nr == av->cap) {
-		struct hm_av_member *m = hm_realloc(NULL, av->members, av->cap * 2 * sizeof(*m));
+	if (av->nr + av->reserved >= av->cap) {
+		struct hm_av_member *m = hm_realloc(fail, av->members, av->cap * 2 * sizeof(*m));
 
 		if (m) {
 			av->members = m;
@@ -111,8 +111,18 @@ int hm_av_reserve(struct hm_anon_vma *av)
 			r = -ENOMEM;
 		}
 	}
+	if (!r)
+		av->reserved++;
 	hm_mutex_unlock(&av->lock);
 	return r;
+}
+
+void hm_av_unreserve(struct hm_anon_vma *av)
+{
+	hm_mutex_lock(&av->lock);
+	hm_assert(av->reserved > 0);
+	av->reserved--;
+	hm_mutex_unlock(&av->lock);
 }
 
 void hm_av_add(struct hm_anon_vma *av, struct hm_mm *mm)

@@ -58,10 +58,11 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	}
 	hm_folio_add_map(mm, copy, level);
 	pt_set(slot, pt_mk_leaf(copy, level, pt_prot_bits(v->prot) | AD));
-	if (hm_folio_remove_map(mm, old, level, true))	/* the others went away meanwhile */
-		hm_gather_folio(&g, head);
-	else
-		hm_gather_pin(&g, head);
+	switch (hm_folio_remove_map(mm, old, level, true)) {
+	case HM_FOLIO_UNMAPPED: hm_gather_folio(&g, head); break;	/* the others went away */
+	case HM_FOLIO_PINNED:	hm_gather_pin(&g, head); break;
+	case HM_FOLIO_MAPPED:	break;
+	}
 	hm_spin_unlock(lock);
 	hm_gather_finish(&g);
 	hm_count(mm->sys, HM_STAT_cow_copy);
@@ -100,37 +101,32 @@ static int split_for_cow(struct hm_mm *mm, hm_pte_t *slot, unsigned level)
 	return 0;	/* the access faults again, a level down */
 }
 
-int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level, uint64_t va)
+int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level, uint64_t va,
+		unsigned flags)
 {
 	hm_assert_rwsem_held(&mm->mmap_lock);
 	struct hm_system *sys = mm->sys;
 	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(&sys->phys, slot));
-	bool drained = false;
-	enum hm_reuse r;
-	hm_pte_t e;
 
-	for (;;) {
-		hm_spin_lock(lock);
-		e = pt_get(slot);
-		if (!pt_present(e) || pt_writable(e) || !pt_leaf(e, level)) {
-			hm_spin_unlock(lock);
-			return 0;	/* someone else resolved it */
-		}
-		r = hm_leaf_reuse(mm, pt_pfn(e, level), level);
-		if (r == HM_REUSE) {
-			pt_update(slot, 0, HM_PTE_RW | AD);
-			hm_spin_unlock(lock);
-			hm_count(sys, HM_STAT_cow_reuse);
-			return 0;
-		}
+	hm_spin_lock(lock);
+	hm_pte_t e = pt_get(slot);
+	if (!pt_present(e) || pt_writable(e) || !pt_leaf(e, level)) {
 		hm_spin_unlock(lock);
-		/* Ours alone but for an unmap in flight elsewhere: wait for its
-		 * shootdown once, then decide again; copy if still pinned. */
-		if (r != HM_REUSE_LATER || drained)
-			break;
-		hm_ptcache_drain(&sys->pc);
-		drained = true;
+		return 0;	/* someone else resolved it */
 	}
+	enum hm_reuse r = hm_leaf_reuse(mm, pt_pfn(e, level), level);
+	if (r == HM_REUSE) {
+		pt_update(slot, 0, HM_PTE_RW | AD);
+		hm_spin_unlock(lock);
+		hm_count(sys, HM_STAT_cow_reuse);
+		return 0;
+	}
+	hm_spin_unlock(lock);
+	/* Ours alone but for an unmap in flight elsewhere: let the caller
+	 * wait for its grace period without mmap_lock, and decide again;
+	 * copy if it cannot wait. */
+	if (r == HM_REUSE_LATER && (flags & HM_FAULT_ALLOW_RETRY))
+		return -EAGAIN;
 	if (level == 0)
 		return copy_page(mm, v, slot, va, e, 0);
 	if (level == 1 && sys->cow_policy == HM_COW_2M && copy_page(mm, v, slot, va, e, 1) == 0)

@@ -196,7 +196,7 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
  * access is not allowed.
  */
 static int fault_mapped(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
-			unsigned level, uint64_t va, bool write)
+			unsigned level, uint64_t va, bool write, unsigned flags)
 {
 	hm_race_point("fault_recheck");
 	hm_pte_t e = pt_get(slot);
@@ -216,11 +216,11 @@ static int fault_mapped(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot
 	if (!pt_present(e))
 		return 0;		/* gone meanwhile: retry */
 	if (write && !pt_writable(e))
-		return (v->prot & PROT_WRITE) ? hm_wp_fault(mm, v, slot, level, va) : -EFAULT;
+		return (v->prot & PROT_WRITE) ? hm_wp_fault(mm, v, slot, level, va, flags) : -EFAULT;
 	return 0;
 }
 
-int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
+static int fault_locked(struct hm_mm *mm, uint64_t va, bool write, unsigned flags)
 {
 	hm_assert_rwsem_held(&mm->mmap_lock);
 	struct hm_phys *ph = mm_phys(mm);
@@ -238,22 +238,39 @@ int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
 		hm_pte_t *slot = hm_pt_entries(ph, table) + hm_level_index(va, level);
 
 		if (level <= 2 && fault_huge(mm, v, slot, level, va, write) == 0)
-			return fault_mapped(mm, v, slot, level, va, write);
+			return fault_mapped(mm, v, slot, level, va, write, flags);
 		table = ensure_table(mm, slot, level, &err);
 		if (err)
 			return err;
 		if (table == HM_PFN_NONE)	/* a huge leaf is there */
-			return fault_mapped(mm, v, slot, level, va, write);
+			return fault_mapped(mm, v, slot, level, va, write, flags);
 	}
 	hm_pte_t *slot = hm_pt_entries(ph, table) + hm_level_index(va, 0);
 	err = fault_pte(mm, v, slot, va, write);
-	return err ? err : fault_mapped(mm, v, slot, 0, va, write);
+	return err ? err : fault_mapped(mm, v, slot, 0, va, write, flags);
 }
 
+int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
+{
+	return fault_locked(mm, va, write, 0);
+}
+
+/*
+ * With mmap_lock not held on entry, a fault that would wait (for the pins
+ * of an unmap in flight elsewhere) drops the lock first, like the kernel's
+ * VM_FAULT_RETRY: a writer must not queue behind a fault that waits for a
+ * reader's grace period.
+ */
 int hm_fault(struct hm_mm *mm, uint64_t va, bool write)
 {
 	hm_down_read(&mm->mmap_lock);
-	int r = hm_fault_locked(mm, va, write);
+	int r = fault_locked(mm, va, write, HM_FAULT_ALLOW_RETRY);
+	hm_up_read(&mm->mmap_lock);
+	if (r != -EAGAIN)
+		return r;
+	hm_rcu_barrier();	/* the pins' callbacks have run */
+	hm_down_read(&mm->mmap_lock);
+	r = fault_locked(mm, va, write, 0);
 	hm_up_read(&mm->mmap_lock);
 	return r;
 }

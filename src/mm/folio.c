@@ -139,26 +139,41 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_add(&mm->sys->nr_leaf[level], 1);
 }
 
-bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin)
+/* Does mm @id alone map the (still mapped) folio? Context: the folio lock. */
+static bool alone_locked(const struct hm_page *h, uint32_t id)
+{
+	for (int s = 0; s < 2; s++)
+		if (!(h->flags & PG_MAYBE_SHARED) && h->mm_count[s] && h->mm_id[s] == id)
+			return h->mm_count[s] == h->large_mapcount;
+	return false;
+}
+
+enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	uint32_t head = hm_folio_head(ph, pfn);
 	struct hm_page *h = hm_pfn_page(ph, head);
 	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
+	enum hm_unmapped r = HM_FOLIO_MAPPED;
 
 	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
 	slots_sub(h, mm->slot_id, 1);
-	if (left && pin)
+	/* Only another mm could reuse the folio in place under our stale
+	 * translations; one that maps it later can only be our child, and fork
+	 * waits for them. */
+	if (left && pin && !alone_locked(h, mm->slot_id)) {
 		hm_add(hm_pin_slot(ph, head), 1);
+		r = HM_FOLIO_PINNED;
+	}
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_sub(&mm->sys->nr_leaf[level], 1);
 	if (left)
-		return false;
+		return r;
 	hm_sub(&mm->sys->nr_anon_frames, 1u << h->order);
-	return true;
+	return HM_FOLIO_UNMAPPED;
 }
 
 static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)

@@ -24,6 +24,7 @@
  */
 #include <stdlib.h>
 
+#include "../base/race.h"
 #include "mm.h"
 
 struct fork_ctx {
@@ -34,7 +35,8 @@ struct fork_ctx {
 	uint32_t last[4];	/* first pass: the parent's table of each
 				 * level counted last (the root, at most
 				 * level 4, is not counted) */
-	bool wrprotected;	/* the parent lost write access somewhere */
+	bool copied;		/* the child got at least one leaf */
+	size_t av_reserved;	/* parent VMAs whose family holds a slot for us */
 };
 
 static uint32_t take(struct fork_ctx *f, unsigned level)
@@ -63,8 +65,9 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 
 	if (pt_writable(e)) {
 		e = pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
-		f->wrprotected = true;
+		(void)0;
 	}
+	f->copied = true;
 	if (level > 0 && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
 		child_deposit(f, ctable, level);
 	hm_folio_add_map(f->child, pt_pfn(e, level), level);
@@ -132,9 +135,15 @@ static int prepare(struct fork_ctx *f)
 	walk_vmas(f);
 	if ((r = hm_vma_reserve(c, p->nr_vmas)))
 		return r;
-	for (size_t i = 0; i < p->nr_vmas; i++)
-		if (p->vmas[i].av && !(p->vmas[i].flags & VM_DONTFORK) && (r = hm_av_reserve(p->vmas[i].av)))
+	/* A slot in each family, held until the adds: another mm of the same
+	 * family may be forking at the same time under its own locks. */
+	for (f->av_reserved = 0; f->av_reserved < p->nr_vmas; f->av_reserved++) {
+		const struct hm_vma *v = &p->vmas[f->av_reserved];
+
+		if (v->av && !(v->flags & VM_DONTFORK) && (r = hm_av_reserve(v->av, &p->sys->phys.fail)))
 			return r;
+	}
+	hm_race_point("fork_reserved");
 	f->pre = f->n ? hm_malloc(&p->sys->phys.fail, f->n * sizeof(*f->pre)) : NULL;
 	if (f->n && !f->pre)
 		return -ENOMEM;
@@ -145,6 +154,16 @@ static int prepare(struct fork_ctx *f)
 	}
 	f->used = 0;
 	return 0;
+}
+
+static void av_unreserve(struct fork_ctx *f)
+{
+	for (size_t i = 0; i < f->av_reserved; i++) {
+		const struct hm_vma *v = &f->parent->vmas[i];
+
+		if (v->av && !(v->flags & VM_DONTFORK))
+			hm_av_unreserve(v->av);
+	}
 }
 
 static void release_unused(struct fork_ctx *f)
@@ -177,6 +196,7 @@ int hm_fork(struct hm_mm *parent, struct hm_mm **out)
 		f.n = f.used;
 		f.used = 0;
 		release_unused(&f);
+		av_unreserve(&f);
 		hm_up_write(&parent->mmap_lock);
 		hm_up_write(&child->mmap_lock);
 		hm_mm_destroy(child);
@@ -195,9 +215,14 @@ int hm_fork(struct hm_mm *parent, struct hm_mm **out)
 			hm_av_add(v->av, child);
 	}
 	release_unused(&f);
-	/* No thread may go on writing through a writable translation it
-	 * cached before. */
-	if (f.wrprotected)
+	av_unreserve(&f);
+	/*
+	 * No write through a writable translation cached before may land once
+	 * we return, or the child would see it. That includes translations of
+	 * leaves that were read-only already: mprotect narrows without waiting
+	 * for accesses in flight (race test fork_after_mprotect).
+	 */
+	if (f.copied)
 		hm_tlb_shootdown(parent);
 	hm_up_write(&parent->mmap_lock);
 	hm_up_write(&child->mmap_lock);

@@ -60,6 +60,8 @@ struct hm_anon_vma {
 	pthread_mutex_t lock;		/* members */
 	struct hm_av_member *members;	/* lock */
 	uint32_t nr, cap;		/* lock */
+	uint32_t reserved;		/* lock: slots held for forks under way;
+					 * nr + reserved <= cap */
 };
 
 #define HM_FOLIO_LOCKS 256	/* striped locks for folio map counts */
@@ -160,10 +162,12 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
-/* Returns true when the folio has no mapping left. Otherwise, with @pin,
- * the folio is pinned in the same step (hm_pin_slot; see phys.h): the
- * caller hands the pin to a gather. */
-bool hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin);
+/* Take one leaf's mapping away. UNMAPPED: the folio has no mapping left
+ * (the caller frees it after a grace period). Otherwise, with @pin, if
+ * another mm maps it the folio is pinned in the same step (hm_pin_slot; see
+ * phys.h) and PINNED returned: the caller hands the pin to a gather. */
+enum hm_unmapped { HM_FOLIO_MAPPED, HM_FOLIO_PINNED, HM_FOLIO_UNMAPPED };
+enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Mappings of the page @pfn in all mms (hm_query's mapcount). */
@@ -174,7 +178,7 @@ bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint32_t slot_
  * under the folio lock, so exact for any number of mms. */
 bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level);
 /* The copy-on-write decision for the leaf: reuse in place, copy, or reuse
- * once the pins of unmaps in flight are gone (wait for them: hm_ptcache_drain,
+ * once the pins of unmaps in flight are gone (wait for the RCU callbacks,
  * then decide again). Context: the leaf's table lock. */
 enum hm_reuse { HM_REUSE, HM_COPY, HM_REUSE_LATER };
 enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level);
@@ -216,8 +220,10 @@ uint64_t hm_walk_leaves(struct hm_mm *mm, uint64_t start, uint64_t end, hm_leaf_
 /* anon.c */
 int hm_anon_vma_prepare(struct hm_mm *mm, struct hm_vma *v);	/* mmap_lock read */
 void hm_av_get(struct hm_anon_vma *av, struct hm_mm *mm);	/* member exists */
-int hm_av_reserve(struct hm_anon_vma *av);			/* room for one more */
-void hm_av_add(struct hm_anon_vma *av, struct hm_mm *mm);	/* after reserve */
+/* Hold room for one more member until hm_av_unreserve (a fork under way). */
+int hm_av_reserve(struct hm_anon_vma *av, struct hm_fail *fail);
+void hm_av_unreserve(struct hm_anon_vma *av);
+void hm_av_add(struct hm_anon_vma *av, struct hm_mm *mm);	/* while reserved */
 void hm_av_put(struct hm_system *sys, struct hm_anon_vma *av, struct hm_mm *mm);
 void hm_folio_set_rmap(struct hm_phys *ph, uint32_t head, const struct hm_vma *v, uint64_t va);
 /*
@@ -234,13 +240,21 @@ static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 	return &sys->folio_locks[(head * 0x9e3779b1u) >> 24];
 }
 
-/* cow.c — Context: mmap_lock held for reading; *slot maps @va read-only
- * in a writable VMA. 0 (retry the access) or -ENOMEM. */
-int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
-		unsigned level, uint64_t va);
+/* Fault flags. */
+#define HM_FAULT_ALLOW_RETRY 0x1u	/* may return -EAGAIN: drop mmap_lock,
+					 * wait for RCU callbacks, fault again
+					 * without this flag */
 
-/* fault.c — Context: mmap_lock held for reading. 0 = resolved (retry the
- * access), -EFAULT, -ENOMEM. */
+/* cow.c — Context: mmap_lock held for reading; *slot maps @va read-only
+ * in a writable VMA. 0 (retry the access), -ENOMEM, or -EAGAIN (see
+ * HM_FAULT_ALLOW_RETRY). */
+int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
+		unsigned level, uint64_t va, unsigned flags);
+
+/* fault.c — 0 = resolved (retry the access), -EFAULT, -ENOMEM.
+ * hm_fault_locked: Context: mmap_lock held for reading; never waits for a
+ * grace period but to find free memory. hm_fault: takes mmap_lock itself,
+ * and waits for pins (see hm_leaf_reuse) without it. */
 int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write);
 int hm_fault(struct hm_mm *mm, uint64_t va, bool write);
 int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out);

@@ -12,6 +12,9 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 
 	memset(out, 0, sizeof(*out));
 	hm_down_read(&mm->mmap_lock);
+	/* Another thread's copy-on-write may free the folio we find (after a
+	 * grace period): look at it inside a read section. */
+	hm_rcu_read_lock();
 	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
 	hm_pte_t e = pt_get(slot);
 	while (!pt_none(e) && !pt_mapped(e)) {
@@ -36,6 +39,7 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 		out->mapcount = hm_page_mapcount(mm->sys, page);
 		out->exclusive = hm_leaf_exclusive(mm->sys, level ? pfn : page, level);
 	}
+	hm_rcu_read_unlock();
 	hm_up_read(&mm->mmap_lock);
 	return 0;
 }

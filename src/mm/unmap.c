@@ -33,10 +33,11 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 	}
 	/* A folio mapped elsewhere stays pinned until our TLB shootdown is
 	 * complete: until then a thread of ours may still reach it. */
-	if (hm_folio_remove_map(mm, pfn, level, true))
-		hm_gather_folio(g, head);
-	else
-		hm_gather_pin(g, head);
+	switch (hm_folio_remove_map(mm, pfn, level, true)) {
+	case HM_FOLIO_UNMAPPED: hm_gather_folio(g, head); break;
+	case HM_FOLIO_PINNED:	hm_gather_pin(g, head); break;
+	case HM_FOLIO_MAPPED:	break;
+	}
 	return true;
 }
 

@@ -90,8 +90,10 @@ static void batch_release(struct hm_gather_batch *b)
 		case E_FOLIO: {
 			unsigned order = pg->order;
 
-			hm_free_frames_locked(pc, pfn, order);
+			/* Out of "pending" before into "free": nr_free_pages adds
+			 * the two and must never exceed physical memory. */
 			hm_sub(&pc->nr_pending_frames, 1u << order);
+			hm_free_frames_locked(pc, pfn, order);
 			break;
 		}
 		case E_PIN:

@@ -317,7 +317,7 @@ static void split_vs_fault(void)
  * after fork returned. Reverted (generation bump only), fork returns while
  * the write is in flight, and the write lands in the page the child shares.
  */
-static void fork_vs_inflight_write(void)
+static void fork_vs_inflight(bool mprotect_first)
 {
 	t_flags = 0;
 	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
@@ -333,6 +333,8 @@ static void fork_vs_inflight_write(void)
 	REQUIRE(hm__race_arm("access_copy", 0) == 0);
 	pthread_t tw = t_spawn(do_write, &w);	/* a TLB hit: no fault */
 	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+	if (mprotect_first)	/* the leaf read-only: fork has nothing to wrprotect */
+		CHECK_EQ(hm_mprotect(parent, a, 4096, PROT_READ), 0);
 	pthread_t tf = t_spawn(do_fork, &f);
 	bool forked_early = t_join_within(tf, HOLD_MS);
 	uint64_t seen = forked_early && f.mm ? peek(f.mm, a) : 0;
@@ -346,11 +348,149 @@ static void fork_vs_inflight_write(void)
 		CHECK_EQ(peek(f.mm, a), seen);
 	CHECK(!forked_early);
 	CHECK_EQ(w.r, 0);
+	if (mprotect_first)
+		CHECK_EQ(hm_mprotect(parent, a, 4096, RW), 0);
 	poke(parent, a, 3);
 	CHECK_EQ(peek(f.mm, a), 2);	/* as it was when fork returned */
 	STEP(sys);
 	hm_mm_destroy(f.mm);
 	hm_mm_destroy(parent);
+	hm_system_destroy(sys);
+}
+
+static void fork_vs_inflight_write(void) { fork_vs_inflight(false); }
+/* The same after an mprotect made the leaf read-only without waiting for
+ * the write in flight: fork must still wait for it. */
+static void fork_after_mprotect(void) { fork_vs_inflight(true); }
+
+/*
+ * Copy-on-write right after the other mapper's copy: the other side's old
+ * page is pinned until its grace period, and the write waits for it (without
+ * mmap_lock) and reuses the page, every time. Reverted (no wait when the
+ * pins are the only thing pending), about half of them copy.
+ */
+static void reuse_waits_for_pin(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *parent, *child;
+	uint64_t a;
+	const unsigned n = 64;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, n * 4096, RW, PA, &a) == 0);
+	for (unsigned i = 0; i < n; i++)
+		poke(parent, a + i * 4096, i);
+	REQUIRE(hm_fork(parent, &child) == 0);
+	uint64_t reuse = t_stat(sys, "cow_reuse"), copy = t_stat(sys, "cow_copy");
+	for (unsigned i = 0; i < n; i++) {
+		poke(child, a + i * 4096, 1000 + i);	/* copies: pins the old page */
+		poke(parent, a + i * 4096, 2000 + i);	/* alone now: reuses */
+	}
+	CHECK_EQ(t_stat(sys, "cow_copy"), copy + n);
+	CHECK_EQ(t_stat(sys, "cow_reuse"), reuse + n);
+	for (unsigned i = 0; i < n; i++) {
+		CHECK_EQ(peek(parent, a + i * 4096), 2000 + i);
+		CHECK_EQ(peek(child, a + i * 4096), 1000 + i);
+	}
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(parent);
+	hm_system_destroy(sys);
+}
+
+/*
+ * A fault that must wait for a pin's grace period does so without
+ * mmap_lock: while a reader holds the grace period off, a munmap in the
+ * faulting mm completes. Reverted (waiting with mmap_lock held for
+ * reading), the munmap queues behind the fault, which waits for the reader.
+ */
+static void pin_wait_without_mmap_lock(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *parent, *child;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, 8 * 4096, RW, PA, &a) == 0);
+	uint64_t x = a, y = a + 4 * 4096;
+	poke(parent, x, 1);
+	poke(parent, y, 2);
+	REQUIRE(hm_fork(parent, &child) == 0);
+
+	struct op r = { .mm = child, .va = a + 4096 };
+	REQUIRE(hm__race_arm("access_copy", 0) == 0);
+	pthread_t tr = t_spawn(do_read, &r);	/* holds the grace period off */
+	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+	CHECK_EQ(hm_munmap(child, x, 4096), 0);	/* pins x until a grace period */
+	struct op w = { .mm = parent, .va = x, .val = 3 };
+	pthread_t tw = t_spawn(do_write, &w);	/* waits for the pin */
+	bool w_done = t_join_within(tw, HOLD_MS);
+	struct op u = { .mm = parent, .va = y, .len = 4096 };
+	pthread_t tu = t_spawn(do_munmap, &u);
+	bool u_done = t_join_within(tu, NOWAIT_MS);
+	CHECK(u_done);
+	hm__race_release("access_copy");
+	pthread_join(tr, NULL);
+	if (!w_done)
+		pthread_join(tw, NULL);
+	if (!u_done)
+		pthread_join(tu, NULL);
+	hm__race_reset();
+	CHECK_EQ(w.r, 0);
+	CHECK_EQ(u.r, 0);
+	CHECK_EQ(t_stat(sys, "cow_reuse"), 1);	/* waited, then reused */
+	CHECK_EQ(peek(parent, x), 3);
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(parent);
+	hm_system_destroy(sys);
+}
+
+/*
+ * Two mms of one anon_vma family fork at once. Each holds only its own
+ * locks; the room each reserved in the family's member array must still
+ * be there when it adds its child. Reverted (room checked, not held), the
+ * second add overflows the array.
+ */
+static void concurrent_forks_one_family(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *p, *c1, *c2;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &p) == 0);
+	REQUIRE(hm_mmap(p, 0, 4096, RW, PA, &a) == 0);
+	poke(p, a, 9);
+	REQUIRE(hm_fork(p, &c1) == 0);
+	REQUIRE(hm_fork(p, &c2) == 0);	/* the family: p, c1, c2; room for 4 */
+
+	struct op f1 = { .mm = c1 }, f2 = { .mm = c2 };
+	REQUIRE(hm__race_arm("fork_reserved", 0) == 0);
+	pthread_t t1 = t_spawn(do_fork, &f1);
+	REQUIRE(hm__race_wait("fork_reserved", STOP_MS) == 0);
+	pthread_t t2 = t_spawn(do_fork, &f2);
+	pthread_join(t2, NULL);
+	hm__race_release("fork_reserved");
+	pthread_join(t1, NULL);
+	hm__race_reset();
+	CHECK_EQ(f1.r, 0);
+	CHECK_EQ(f2.r, 0);
+	REQUIRE(f1.mm && f2.mm);
+	CHECK_EQ(peek(f1.mm, a), 9);
+	CHECK_EQ(peek(f2.mm, a), 9);
+	struct hm_mapping m;
+	CHECK_EQ(hm_query(p, a, &m), 0);
+	CHECK_EQ(m.mapcount, 5);
+	STEP(sys);
+	hm_mm_destroy(f1.mm);
+	hm_mm_destroy(f2.mm);
+	hm_mm_destroy(c2);
+	hm_mm_destroy(c1);
+	hm_mm_destroy(p);
+	STEP(sys);
 	hm_system_destroy(sys);
 }
 
@@ -420,4 +560,6 @@ static void unmap_does_not_wait_for_readers(void)
 }
 
 T_MAIN(T(cow_counts_vs_split_pmd), T(cow_counts_vs_split_pud), T(unmap_pin_vs_reuse),
-       T(split_vs_fault), T(fork_vs_inflight_write), T(unmap_does_not_wait_for_readers))
+       T(split_vs_fault), T(fork_vs_inflight_write), T(fork_after_mprotect),
+       T(reuse_waits_for_pin), T(pin_wait_without_mmap_lock), T(concurrent_forks_one_family),
+       T(unmap_does_not_wait_for_readers))
