@@ -24,6 +24,8 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 	hm_pte_t old = pt_get_and_clear(slot);
 	uint32_t pfn = pt_pfn(old, level), head = hm_folio_head(ph, pfn);
 
+	hm_gather_tlb(g);
+
 	if (level >= 1 && (t = hm_pt_withdraw(pc, holder)) != HM_PFN_NONE) {
 		uint32_t pte;
 

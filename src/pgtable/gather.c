@@ -43,12 +43,14 @@ void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_ge
 {
 	g->pc = pc;
 	g->tlb_gen = tlb_gen;
+	g->tlb = false;
 	batch_get(g);
 }
 
 static void add(struct hm_gather *g, uint32_t pfn, unsigned kind)
 {
 	hm_assert(hm_gather_room(g, 1));
+	g->tlb = true;
 	g->b->e[g->b->n++] = pfn | (uint32_t)kind << E_SHIFT;
 }
 
@@ -158,13 +160,16 @@ static void batch_flush(struct hm_gather *g)
 {
 	struct hm_gather_batch *b = g->b;
 
-	if (!b->n)
+	if (!b->n && !g->tlb)
 		return;
 	batch_mark_pending(b);
 	hm_race_point("unmap_before_flush");
 	/* Every TLB entry filled before this point is stale from now on; the
 	 * grace period below starts after it. */
 	__atomic_add_fetch(g->tlb_gen, 1, __ATOMIC_RELEASE);
+	g->tlb = false;
+	if (!b->n)
+		return;
 	if (b != &g->local) {
 		g->b = NULL;	/* RCU's now */
 		hm_rcu_call(&b->rcu, batch_free_rcu);

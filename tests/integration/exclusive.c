@@ -169,11 +169,50 @@ static void exclusive_exactly_when_last_goes(void)
 	hm_system_destroy(sys);
 }
 
+/*
+ * An mm that unmaps part of its own huge page alone: nothing else maps the
+ * rest, so mprotect back to writable makes it writable at once, and a
+ * write copies nothing.
+ */
+static void own_partial_unmap_stays_exclusive(void)
+{
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	poke(mm, a, 1);
+	poke(mm, a + 4096, 5);
+	poke(mm, a + 8192, 6);
+	/* Through this thread's cached 2 MiB translation too: the unmaps
+	 * must make it stale although nothing is freed or pinned. */
+	CHECK_EQ(peek(mm, a + 4096), 5);
+	CHECK_EQ(hm_madvise(mm, a + 4096, 4096, MADV_DONTNEED), 0);
+	CHECK_EQ(peek(mm, a + 4096), 0);
+	CHECK_EQ(hm_munmap(mm, a + 8192, 4096), 0);
+	uint64_t v;
+	CHECK_EQ(hm_read(mm, a + 8192, &v, 8), -EFAULT);
+	CHECK_EQ(hm_mprotect(mm, a, 4096, PROT_READ), 0);
+	CHECK_EQ(hm_mprotect(mm, a, 4096, RW), 0);
+	struct hm_mapping m = query(mm, a);
+	CHECK(m.exclusive);
+	CHECK(m.prot & PROT_WRITE);
+	poke(mm, a + 8, 2);
+	CHECK_EQ(t_stat(sys, "cow_copy"), 0);
+	CHECK_EQ(t_stat(sys, "cow_reuse"), 0);
+	CHECK_EQ(peek(mm, a), 1);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_case cases[] = {
 		T(chunk_after_other_unmapped_its_ptes), T(survivor_first), T(survivor_second),
 		T(survivor_untracked), T(exclusive_exactly_when_last_goes),
+		T(own_partial_unmap_stays_exclusive),
 	};
 
 	t_flags = 0;	/* 1 GiB pages: STEP() checks instead, after each step */
