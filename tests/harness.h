@@ -107,6 +107,20 @@ static inline uint64_t t_pattern(uint64_t seed, uint64_t i)
 	return x | 1;
 }
 
+/* Read / write 8 bytes at @va, counting the call's success as an assertion. */
+static inline uint64_t t_peek(struct hm_mm *mm, uint64_t va)
+{
+	uint64_t v = 0;
+
+	CHECK_EQ(hm_read(mm, va, &v, sizeof(v)), 0);
+	return v;
+}
+
+static inline void t_poke(struct hm_mm *mm, uint64_t va, uint64_t v)
+{
+	CHECK_EQ(hm_write(mm, va, &v, sizeof(v)), 0);
+}
+
 /* Write page i's pattern into the first and last 8 bytes of every 4 KiB
  * page of [a, a + len). Returns the writes that failed. */
 static inline unsigned long t_fill(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t seed)

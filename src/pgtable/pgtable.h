@@ -95,6 +95,9 @@ hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t v
  * waits for every access already under way).
  *
  *   hm_gather_init      before changing any entry
+ *   hm_gather_tlb       a present entry was changed or cleared: the flush
+ *                       must bump the TLB generation even if nothing is
+ *                       to be freed
  *   hm_gather_room      is there room for @n more entries? (under locks)
  *   hm_gather_table     a table was unlinked from the tree (or withdrawn
  *                       from a deposit list)
@@ -129,6 +132,7 @@ struct hm_gather {
 	uint64_t *tlb_gen;
 	struct hm_gather_batch *b;	/* heap batch, or &local */
 	struct hm_gather_batch local;	/* when no batch can be allocated */
+	bool tlb;			/* entries changed since the last flush */
 };
 
 void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_gen);
@@ -136,6 +140,7 @@ static inline bool hm_gather_room(const struct hm_gather *g, unsigned n)
 {
 	return g->b->n + n <= HM_GATHER_MAX;
 }
+static inline void hm_gather_tlb(struct hm_gather *g) { g->tlb = true; }
 void hm_gather_table(struct hm_gather *g, uint32_t pfn);
 void hm_gather_folio(struct hm_gather *g, uint32_t head);
 void hm_gather_pin(struct hm_gather *g, uint32_t head);

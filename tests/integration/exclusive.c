@@ -10,19 +10,6 @@
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-static uint64_t peek(struct hm_mm *mm, uint64_t va)
-{
-	uint64_t v = 0;
-
-	CHECK_EQ(hm_read(mm, va, &v, sizeof(v)), 0);
-	return v;
-}
-
-static void poke(struct hm_mm *mm, uint64_t va, uint64_t v)
-{
-	CHECK_EQ(hm_write(mm, va, &v, sizeof(v)), 0);
-}
-
 static struct hm_mapping query(struct hm_mm *mm, uint64_t va)
 {
 	struct hm_mapping m;
@@ -45,8 +32,8 @@ static void chunk_after_other_unmapped_its_ptes(void)
 
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, GiB, RW, PA, &a) == 0);
-	poke(parent, a, 1);
-	poke(parent, a + 4 * MiB, 2);
+	t_poke(parent, a, 1);
+	t_poke(parent, a + 4 * MiB, 2);
 	REQUIRE(query(parent, a).size == GiB);
 	REQUIRE(hm_fork(parent, &child) == 0);
 	STEP(sys);
@@ -69,18 +56,18 @@ static void chunk_after_other_unmapped_its_ptes(void)
 
 	uint64_t reuse = t_stat(sys, "cow_reuse"), split = t_stat(sys, "cow_split_pmd");
 	uint64_t copy = t_stat(sys, "cow_copy");
-	poke(parent, a + 8, 3);
+	t_poke(parent, a + 8, 3);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), reuse + 1);	/* in place: no split, no copy */
 	CHECK_EQ(t_stat(sys, "cow_split_pmd"), split);
 	CHECK_EQ(t_stat(sys, "cow_copy"), copy);
 	m = query(parent, a);
 	CHECK_EQ(m.size, 2 * MiB);
 	CHECK(m.prot & PROT_WRITE);
-	CHECK_EQ(peek(parent, a), 1);
-	CHECK_EQ(peek(parent, a + 8), 3);
+	CHECK_EQ(t_peek(parent, a), 1);
+	CHECK_EQ(t_peek(parent, a + 8), 3);
 	/* The shared chunk still copies on write, and the child keeps its data. */
-	poke(parent, a + 4 * MiB, 4);
-	CHECK_EQ(peek(child, a + 4 * MiB), 2);
+	t_poke(parent, a + 4 * MiB, 4);
+	CHECK_EQ(t_peek(child, a + 4 * MiB), 2);
 	STEP(sys);
 	hm_mm_destroy(child);
 	hm_mm_destroy(parent);
@@ -101,7 +88,7 @@ static void three_mappers_back_to_one(unsigned survivor)
 
 	REQUIRE(hm_mm_create(sys, &mm[0]) == 0);
 	REQUIRE(hm_mmap(mm[0], 0, GiB, RW, PA, &a) == 0);
-	poke(mm[0], a, 10);
+	t_poke(mm[0], a, 10);
 	REQUIRE(hm_fork(mm[0], &mm[1]) == 0);
 	REQUIRE(hm_fork(mm[0], &mm[2]) == 0);
 	STEP(sys);
@@ -121,14 +108,14 @@ static void three_mappers_back_to_one(unsigned survivor)
 	CHECK(m.exclusive);
 
 	uint64_t reuse = t_stat(sys, "cow_reuse"), split = t_stat(sys, "cow_split_pud");
-	poke(mm[survivor], a + 64, 11);
+	t_poke(mm[survivor], a + 64, 11);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), reuse + 1);
 	CHECK_EQ(t_stat(sys, "cow_split_pud"), split);
 	CHECK_EQ(t_stat(sys, "cow_copy"), 0);
 	m = query(mm[survivor], a);
 	CHECK_EQ(m.size, GiB);
 	CHECK(m.prot & PROT_WRITE);
-	CHECK_EQ(peek(mm[survivor], a), 10);
+	CHECK_EQ(t_peek(mm[survivor], a), 10);
 	STEP(sys);
 	hm_mm_destroy(mm[survivor]);
 	STEP(sys);
@@ -152,7 +139,7 @@ static void exclusive_exactly_when_last_goes(void)
 
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, 2 * MiB, RW, PA, &a) == 0);
-	poke(parent, a, 5);
+	t_poke(parent, a, 5);
 	REQUIRE(hm_fork(parent, &child) == 0);
 	for (uint64_t off = 0; off < 2 * MiB; off += 4096) {
 		CHECK(!query(parent, a).exclusive);
@@ -182,14 +169,14 @@ static void own_partial_unmap_stays_exclusive(void)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
-	poke(mm, a, 1);
-	poke(mm, a + 4096, 5);
-	poke(mm, a + 8192, 6);
+	t_poke(mm, a, 1);
+	t_poke(mm, a + 4096, 5);
+	t_poke(mm, a + 8192, 6);
 	/* Through this thread's cached 2 MiB translation too: the unmaps
 	 * must make it stale although nothing is freed or pinned. */
-	CHECK_EQ(peek(mm, a + 4096), 5);
+	CHECK_EQ(t_peek(mm, a + 4096), 5);
 	CHECK_EQ(hm_madvise(mm, a + 4096, 4096, MADV_DONTNEED), 0);
-	CHECK_EQ(peek(mm, a + 4096), 0);
+	CHECK_EQ(t_peek(mm, a + 4096), 0);
 	CHECK_EQ(hm_munmap(mm, a + 8192, 4096), 0);
 	uint64_t v;
 	CHECK_EQ(hm_read(mm, a + 8192, &v, 8), -EFAULT);
@@ -198,10 +185,10 @@ static void own_partial_unmap_stays_exclusive(void)
 	struct hm_mapping m = query(mm, a);
 	CHECK(m.exclusive);
 	CHECK(m.prot & PROT_WRITE);
-	poke(mm, a + 8, 2);
+	t_poke(mm, a + 8, 2);
 	CHECK_EQ(t_stat(sys, "cow_copy"), 0);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), 0);
-	CHECK_EQ(peek(mm, a), 1);
+	CHECK_EQ(t_peek(mm, a), 1);
 	STEP(sys);
 	hm_mm_destroy(mm);
 	hm_system_destroy(sys);

@@ -82,19 +82,6 @@ static void *do_fork(void *p)
 	return NULL;
 }
 
-static uint64_t peek(struct hm_mm *mm, uint64_t va)
-{
-	uint64_t v = 0;
-
-	CHECK_EQ(hm_read(mm, va, &v, sizeof(v)), 0);
-	return v;
-}
-
-static void poke(struct hm_mm *mm, uint64_t va, uint64_t v)
-{
-	CHECK_EQ(hm_write(mm, va, &v, sizeof(v)), 0);
-}
-
 /*
  * Copy-on-write reuse decision against a split in the other address space.
  * The parent's write to a page of a shared huge page sums the page's map
@@ -115,7 +102,7 @@ static void cow_counts_vs_split(bool pud)
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, size, RW, PA, &a) == 0);
 	uint64_t x = a + 5 * 4096;	/* in the first 2 MiB chunk */
-	poke(parent, x, 0x1111);
+	t_poke(parent, x, 0x1111);
 	REQUIRE(hm_query(parent, x, &m) == 0);
 	REQUIRE(m.size == size);
 	REQUIRE(hm_fork(parent, &child) == 0);
@@ -140,8 +127,8 @@ static void cow_counts_vs_split(bool pud)
 
 	CHECK_EQ(w.r, 0);
 	CHECK_EQ(s.r, 0);
-	CHECK_EQ(peek(child, x), 0x1111);	/* isolation */
-	CHECK_EQ(peek(parent, x), 0x2222);
+	CHECK_EQ(t_peek(child, x), 0x1111);	/* isolation */
+	CHECK_EQ(t_peek(parent, x), 0x2222);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), 0);
 	CHECK_EQ(t_stat(sys, "cow_copy"), 1);
 	STEP(sys);
@@ -219,8 +206,8 @@ static void unmap_pin_vs_reuse(void)
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, 16 * 4096, RW, PA, &a) == 0);
 	uint64_t x = a + 4096, y = a + 2 * 4096;
-	poke(parent, x, 0xaaaa);
-	poke(parent, y, 0xcccc);
+	t_poke(parent, x, 0xaaaa);
+	t_poke(parent, y, 0xcccc);
 	REQUIRE(hm_fork(parent, &child) == 0);
 
 	struct reader rd = { .o = { .mm = child, .va = x }, .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -233,7 +220,7 @@ static void unmap_pin_vs_reuse(void)
 	REQUIRE(hm__race_arm("unmap_before_flush", 0) == 0);
 	pthread_t tu = t_spawn(do_munmap, &u);
 	REQUIRE(hm__race_wait("unmap_before_flush", STOP_MS) == 0);
-	poke(parent, x, 0xbbbb);	/* the child's count is gone */
+	t_poke(parent, x, 0xbbbb);	/* the child's count is gone */
 	reader_go(&rd);
 	reader_wait(&rd, 3);
 	CHECK_EQ(rd.o.r, 0);
@@ -243,7 +230,7 @@ static void unmap_pin_vs_reuse(void)
 	pthread_join(tr, NULL);
 	hm__race_reset();
 	CHECK_EQ(u.r, 0);
-	CHECK_EQ(peek(parent, x), 0xbbbb);
+	CHECK_EQ(t_peek(parent, x), 0xbbbb);
 	uint64_t v;
 	CHECK_EQ(hm_read(child, x, &v, 8), -EFAULT);
 	STEP(sys);
@@ -251,7 +238,7 @@ static void unmap_pin_vs_reuse(void)
 	 * the parent's other formerly shared page is reused in place. */
 	hm_mm_destroy(child);
 	uint64_t reuse = t_stat(sys, "cow_reuse");
-	poke(parent, y, 0xdddd);
+	t_poke(parent, y, 0xdddd);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), reuse + 1);
 	hm_mm_destroy(parent);
 	STEP(sys);
@@ -277,7 +264,7 @@ static void split_vs_fault(void)
 
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, 2 * MiB, RW, PA, &a) == 0);
-	poke(parent, a, 7);
+	t_poke(parent, a, 7);
 	REQUIRE(hm_query(parent, a, &m) == 0 && m.size == 2 * MiB);
 	REQUIRE(hm_fork(parent, &child) == 0);
 
@@ -299,10 +286,10 @@ static void split_vs_fault(void)
 
 	CHECK_EQ(w1.r, 0);
 	CHECK_EQ(w2.r, 0);	/* never -EFAULT inside a writable VMA */
-	CHECK_EQ(peek(parent, a), 0x11);
-	CHECK_EQ(peek(parent, a + 8192), 0x22);
-	CHECK_EQ(peek(child, a), 7);
-	CHECK_EQ(peek(child, a + 8192), 0);
+	CHECK_EQ(t_peek(parent, a), 0x11);
+	CHECK_EQ(t_peek(parent, a + 8192), 0x22);
+	CHECK_EQ(t_peek(child, a), 7);
+	CHECK_EQ(t_peek(child, a + 8192), 0);
 	CHECK_EQ(t_stat(sys, "cow_split_pmd"), 1);
 	STEP(sys);
 	hm_mm_destroy(child);
@@ -326,7 +313,7 @@ static void fork_vs_inflight(bool mprotect_first)
 
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, 4 * 4096, RW, PA, &a) == 0);
-	poke(parent, a, 1);
+	t_poke(parent, a, 1);
 
 	struct op w = { .mm = parent, .va = a, .val = 2 };
 	struct op f = { .mm = parent };
@@ -337,7 +324,7 @@ static void fork_vs_inflight(bool mprotect_first)
 		CHECK_EQ(hm_mprotect(parent, a, 4096, PROT_READ), 0);
 	pthread_t tf = t_spawn(do_fork, &f);
 	bool forked_early = t_join_within(tf, HOLD_MS);
-	uint64_t seen = forked_early && f.mm ? peek(f.mm, a) : 0;
+	uint64_t seen = forked_early && f.mm ? t_peek(f.mm, a) : 0;
 	hm__race_release("access_copy");
 	pthread_join(tw, NULL);
 	if (!forked_early)
@@ -345,13 +332,13 @@ static void fork_vs_inflight(bool mprotect_first)
 	hm__race_reset();
 	REQUIRE(f.r == 0 && f.mm);
 	if (forked_early)	/* the child's memory must not change after fork */
-		CHECK_EQ(peek(f.mm, a), seen);
+		CHECK_EQ(t_peek(f.mm, a), seen);
 	CHECK(!forked_early);
 	CHECK_EQ(w.r, 0);
 	if (mprotect_first)
 		CHECK_EQ(hm_mprotect(parent, a, 4096, RW), 0);
-	poke(parent, a, 3);
-	CHECK_EQ(peek(f.mm, a), 2);	/* as it was when fork returned */
+	t_poke(parent, a, 3);
+	CHECK_EQ(t_peek(f.mm, a), 2);	/* as it was when fork returned */
 	STEP(sys);
 	hm_mm_destroy(f.mm);
 	hm_mm_destroy(parent);
@@ -380,18 +367,18 @@ static void reuse_waits_for_pin(void)
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, n * 4096, RW, PA, &a) == 0);
 	for (unsigned i = 0; i < n; i++)
-		poke(parent, a + i * 4096, i);
+		t_poke(parent, a + i * 4096, i);
 	REQUIRE(hm_fork(parent, &child) == 0);
 	uint64_t reuse = t_stat(sys, "cow_reuse"), copy = t_stat(sys, "cow_copy");
 	for (unsigned i = 0; i < n; i++) {
-		poke(child, a + i * 4096, 1000 + i);	/* copies: pins the old page */
-		poke(parent, a + i * 4096, 2000 + i);	/* alone now: reuses */
+		t_poke(child, a + i * 4096, 1000 + i);	/* copies: pins the old page */
+		t_poke(parent, a + i * 4096, 2000 + i);	/* alone now: reuses */
 	}
 	CHECK_EQ(t_stat(sys, "cow_copy"), copy + n);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), reuse + n);
 	for (unsigned i = 0; i < n; i++) {
-		CHECK_EQ(peek(parent, a + i * 4096), 2000 + i);
-		CHECK_EQ(peek(child, a + i * 4096), 1000 + i);
+		CHECK_EQ(t_peek(parent, a + i * 4096), 2000 + i);
+		CHECK_EQ(t_peek(child, a + i * 4096), 1000 + i);
 	}
 	STEP(sys);
 	hm_mm_destroy(child);
@@ -415,8 +402,8 @@ static void pin_wait_without_mmap_lock(void)
 	REQUIRE(hm_mm_create(sys, &parent) == 0);
 	REQUIRE(hm_mmap(parent, 0, 8 * 4096, RW, PA, &a) == 0);
 	uint64_t x = a, y = a + 4 * 4096;
-	poke(parent, x, 1);
-	poke(parent, y, 2);
+	t_poke(parent, x, 1);
+	t_poke(parent, y, 2);
 	REQUIRE(hm_fork(parent, &child) == 0);
 
 	struct op r = { .mm = child, .va = a + 4096 };
@@ -441,7 +428,7 @@ static void pin_wait_without_mmap_lock(void)
 	CHECK_EQ(w.r, 0);
 	CHECK_EQ(u.r, 0);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), 1);	/* waited, then reused */
-	CHECK_EQ(peek(parent, x), 3);
+	CHECK_EQ(t_peek(parent, x), 3);
 	STEP(sys);
 	hm_mm_destroy(child);
 	hm_mm_destroy(parent);
@@ -463,7 +450,7 @@ static void concurrent_forks_one_family(void)
 
 	REQUIRE(hm_mm_create(sys, &p) == 0);
 	REQUIRE(hm_mmap(p, 0, 4096, RW, PA, &a) == 0);
-	poke(p, a, 9);
+	t_poke(p, a, 9);
 	REQUIRE(hm_fork(p, &c1) == 0);
 	REQUIRE(hm_fork(p, &c2) == 0);	/* the family: p, c1, c2; room for 4 */
 
@@ -479,8 +466,8 @@ static void concurrent_forks_one_family(void)
 	CHECK_EQ(f1.r, 0);
 	CHECK_EQ(f2.r, 0);
 	REQUIRE(f1.mm && f2.mm);
-	CHECK_EQ(peek(f1.mm, a), 9);
-	CHECK_EQ(peek(f2.mm, a), 9);
+	CHECK_EQ(t_peek(f1.mm, a), 9);
+	CHECK_EQ(t_peek(f2.mm, a), 9);
 	struct hm_mapping m;
 	CHECK_EQ(hm_query(p, a, &m), 0);
 	CHECK_EQ(m.mapcount, 5);
@@ -513,7 +500,7 @@ static void unmap_does_not_wait_for_readers(void)
 	uint64_t free0 = t_stat(sys, "nr_free_pages");
 	REQUIRE(hm_mmap(mm, 0, 8 * 4096, RW, PA, &a) == 0);
 	for (int i = 0; i < 8; i++)
-		poke(mm, a + i * 4096, 100 + i);
+		t_poke(mm, a + i * 4096, 100 + i);
 
 	struct op r = { .mm = mm, .va = a };
 	REQUIRE(hm__race_arm("access_copy", 0) == 0);
@@ -550,7 +537,7 @@ static void unmap_does_not_wait_for_readers(void)
 	uint64_t v = 0;
 	CHECK_EQ(hm_read(mm, a, &v, 8), -EFAULT);
 	CHECK_EQ(hm_write(mm, a + 4096, &v, 8), -EFAULT);
-	CHECK_EQ(peek(mm, a + 3 * 4096), 103);
+	CHECK_EQ(t_peek(mm, a + 3 * 4096), 103);
 	STEP(sys);
 	REQUIRE(hm_munmap(mm, a, 8 * 4096) == 0);
 	STEP(sys);
