@@ -105,7 +105,8 @@ static void deposit_discard(struct hm_mm *mm, uint32_t t)
 /*
  * Try to map a huge page of @level (1 or 2) at the empty *slot.
  * Returns 0 when mapped (by us or a racing fault), 1 to go on with smaller
- * pages.
+ * pages, -EAGAIN to wait for memory that unmaps are giving back (see
+ * hm_fault).
  */
 static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 		      unsigned level, uint64_t va, bool write)
@@ -128,6 +129,8 @@ static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 			folio = HM_PFN_NONE;
 		}
 	}
+	if (folio == HM_PFN_NONE && hm_drain_was_wanted())
+		return -EAGAIN;	/* memory is on its way back: wait, not fall back */
 	if (folio == HM_PFN_NONE) {
 		hm_count(sys, HM_STAT_thp_fault_fallback);
 		hm_count(sys, level == 2 ? HM_STAT_pud_fault_fallback : HM_STAT_pmd_fault_fallback);
@@ -237,7 +240,11 @@ static int fault_locked(struct hm_mm *mm, uint64_t va, bool write, unsigned flag
 	for (unsigned level = mm->sys->top; level > 0; level--) {
 		hm_pte_t *slot = hm_pt_entries(ph, table) + hm_level_index(va, level);
 
-		if (level <= 2 && fault_huge(mm, v, slot, level, va, write) == 0)
+		int h = level <= 2 ? fault_huge(mm, v, slot, level, va, write) : 1;
+
+		if (h < 0)
+			return h;
+		if (h == 0)
 			return fault_mapped(mm, v, slot, level, va, write, flags);
 		table = ensure_table(mm, slot, level, &err);
 		if (err)
@@ -256,19 +263,22 @@ int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
 }
 
 /*
- * With mmap_lock not held on entry, a fault that would wait (for the pins
- * of an unmap in flight elsewhere) drops the lock first, like the kernel's
- * VM_FAULT_RETRY: a writer must not queue behind a fault that waits for a
- * reader's grace period.
+ * With mmap_lock not held on entry, a fault that would wait for a grace
+ * period (for the pins of an unmap in flight elsewhere, or for the frames
+ * that unmaps are giving back when memory is full) drops the lock first,
+ * like the kernel's VM_FAULT_RETRY: a map change must not queue behind a
+ * fault that waits for a reader.
  */
 int hm_fault(struct hm_mm *mm, uint64_t va, bool write)
 {
 	hm_down_read(&mm->mmap_lock);
+	hm_drain_defer_begin();
 	int r = fault_locked(mm, va, write, HM_FAULT_ALLOW_RETRY);
+	bool drain = hm_drain_defer_end();
 	hm_up_read(&mm->mmap_lock);
-	if (r != -EAGAIN)
+	if (r != -EAGAIN && !(r == -ENOMEM && drain))
 		return r;
-	hm_rcu_barrier();	/* the pins' callbacks have run */
+	hm_rcu_barrier();	/* pins dropped, pending frames free */
 	hm_down_read(&mm->mmap_lock);
 	r = fault_locked(mm, va, write, 0);
 	hm_up_read(&mm->mmap_lock);

@@ -213,10 +213,35 @@ void hm_gather_finish(struct hm_gather *g)
 	g->b = NULL;
 }
 
+static __thread int drain_deferred;	/* > 0: record, do not wait */
+static __thread bool drain_wanted;
+
 bool hm_ptcache_drain(struct hm_ptcache *pc)
 {
 	if (!hm_load_relaxed(&pc->nr_pending) && !hm_load_relaxed(&pc->nr_pending_frames))
 		return false;
+	if (drain_deferred) {
+		drain_wanted = true;
+		return false;
+	}
 	hm_rcu_barrier();
 	return true;
+}
+
+void hm_drain_defer_begin(void)
+{
+	drain_deferred++;
+	drain_wanted = false;
+}
+
+bool hm_drain_was_wanted(void)
+{
+	return drain_deferred && drain_wanted;
+}
+
+bool hm_drain_defer_end(void)
+{
+	hm_assert(drain_deferred > 0);
+	drain_deferred--;
+	return drain_wanted;
 }

@@ -151,5 +151,12 @@ void hm_gather_finish(struct hm_gather *g);
  * any (an allocation that failed may try again). Context: no spinlock, not
  * inside an RCU read section. */
 bool hm_ptcache_drain(struct hm_ptcache *pc);
+/* Between these, hm_ptcache_drain does not wait but notes that it would
+ * have (the allocation fails): for a fault under mmap_lock, which drops the
+ * lock, waits and tries again instead. end() returns whether a drain was
+ * wanted. */
+void hm_drain_defer_begin(void);
+bool hm_drain_defer_end(void);
+bool hm_drain_was_wanted(void);	/* so far, inside begin/end */
 
 #endif /* HM_PGTABLE_H */

@@ -436,6 +436,55 @@ static void pin_wait_without_mmap_lock(void)
 }
 
 /*
+ * A fault that finds memory full while unmaps are giving frames back waits
+ * for them without mmap_lock: while a reader holds the grace period off, a
+ * munmap in the faulting mm completes, and the fault then succeeds.
+ * Reverted (the allocation waits under mmap_lock), the munmap queues behind
+ * the fault.
+ */
+static void fault_waits_for_memory_without_mmap_lock(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(16 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, n = 0, v = 1;
+	const uint64_t len = 32 * MiB;	/* more than memory */
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	while (n * 4096 < len && hm_write(mm, a + n * 4096, &v, 8) == 0)
+		n++;
+	REQUIRE(n > 64 && n * 4096 < len);	/* memory is full */
+
+	struct op r = { .mm = mm, .va = a };
+	REQUIRE(hm__race_arm("access_copy", 0) == 0);
+	pthread_t tr = t_spawn(do_read, &r);	/* holds the grace period off */
+	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+	CHECK_EQ(hm_munmap(mm, a + 4096, 16 * 4096), 0);	/* frames pending */
+	struct op w = { .mm = mm, .va = a + n * 4096, .val = 7 };
+	pthread_t tw = t_spawn(do_write, &w);	/* needs one of them */
+	bool w_done = t_join_within(tw, HOLD_MS);
+	struct op u = { .mm = mm, .va = a + 32 * 4096, .len = 4096 };
+	pthread_t tu = t_spawn(do_munmap, &u);
+	bool u_done = t_join_within(tu, NOWAIT_MS);
+	CHECK(u_done);
+	hm__race_release("access_copy");
+	pthread_join(tr, NULL);
+	if (!w_done)
+		pthread_join(tw, NULL);
+	if (!u_done)
+		pthread_join(tu, NULL);
+	hm__race_reset();
+	CHECK_EQ(r.r, 0);
+	CHECK_EQ(w.r, 0);
+	CHECK_EQ(u.r, 0);
+	CHECK_EQ(t_peek(mm, a + n * 4096), 7);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/*
  * Two mms of one anon_vma family fork at once. Each holds only its own
  * locks; the room each reserved in the family's member array must still
  * be there when it adds its child. Reverted (room checked, not held), the
@@ -548,5 +597,6 @@ static void unmap_does_not_wait_for_readers(void)
 
 T_MAIN(T(cow_counts_vs_split_pmd), T(cow_counts_vs_split_pud), T(unmap_pin_vs_reuse),
        T(split_vs_fault), T(fork_vs_inflight_write), T(fork_after_mprotect),
-       T(reuse_waits_for_pin), T(pin_wait_without_mmap_lock), T(concurrent_forks_one_family),
+       T(reuse_waits_for_pin), T(pin_wait_without_mmap_lock),
+       T(fault_waits_for_memory_without_mmap_lock), T(concurrent_forks_one_family),
        T(unmap_does_not_wait_for_readers))
