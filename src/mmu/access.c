@@ -236,6 +236,22 @@ static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, boo
 		return -ENOMEM;
 	if (span && write)
 		return write_span(mm, c, va, buf, len, faulted);
+	if (!span) {	/* the TLB hit, inline */
+		uint64_t avail;
+
+		hm_rcu_read_lock();
+		uint8_t *p = tlb_lookup(c, va, hm_load(&mm->tlb_gen), write, &avail);
+		if (hm_likely(p)) {
+			hm_race_point("access_copy");
+			if (write)
+				memcpy(p, buf, len);
+			else
+				memcpy(buf, p, len);
+			hm_rcu_read_unlock();
+			return 0;
+		}
+		hm_rcu_read_unlock();
+	}
 	return copy(mm, c, va, buf, len, write, false, faulted);
 }
 
