@@ -111,21 +111,27 @@ static void retry_pause(unsigned *tries)
 /*
  * Copy through the TLB, faulting on a miss. With @locked the caller holds
  * mmap_lock for reading, so a miss must use hm_fault_locked: taking the lock
- * again would wait behind a queued writer that waits for us.
+ * again would wait behind a queued writer that waits for us. With @missed
+ * the caller is inside a read section and found no translation for @va:
+ * start with the fault.
  */
 static int copy(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint8_t *buf, uint64_t len,
-		bool write, bool locked, bool *faulted)
+		bool write, bool locked, bool missed, bool *faulted)
 {
 	unsigned tries = 0;
 
 	while (len) {
 		uint64_t avail;
+		uint8_t *p = NULL;
 
-		hm_rcu_read_lock();
-		uint64_t gen = hm_load(&mm->tlb_gen);
-		uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
-		if (!p)
-			p = tlb_fill(mm, c, va, gen, write, &avail);
+		if (!missed) {	/* the caller found no translation for va: fault */
+			hm_rcu_read_lock();
+			uint64_t gen = hm_load(&mm->tlb_gen);
+			p = tlb_lookup(c, va, gen, write, &avail);
+			if (!p)
+				p = tlb_fill(mm, c, va, gen, write, &avail);
+		}
+		missed = false;
 		if (!p) {
 			hm_rcu_read_unlock();
 			int r = locked ? hm_fault_locked(mm, va, write) : hm_fault(mm, va, write);
@@ -209,7 +215,7 @@ static int write_span(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, const ui
 	if (!hm_vma_covers(mm, va, va + len, PROT_WRITE))
 		r = -EFAULT;
 	else if (!(r = prefault_write(mm, va, va + len, faulted)))
-		r = copy(mm, c, va, (uint8_t *)(uintptr_t)buf, len, true, true, faulted);
+		r = copy(mm, c, va, (uint8_t *)(uintptr_t)buf, len, true, true, false, faulted);
 	hm_up_read(&mm->mmap_lock);
 	return r;
 }
@@ -236,23 +242,24 @@ static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, boo
 		return -ENOMEM;
 	if (span && write)
 		return write_span(mm, c, va, buf, len, faulted);
-	if (!span) {	/* the TLB hit, inline */
-		uint64_t avail;
+	if (span)
+		return copy(mm, c, va, buf, len, false, false, false, faulted);
+	/* One page: the TLB hit and the refill inline; copy() from the fault on
+	 * (it is entered inside the read section it leaves). */
+	uint64_t avail;
 
-		hm_rcu_read_lock();
-		uint8_t *p = tlb_lookup(c, va, hm_load(&mm->tlb_gen), write, &avail);
-		if (hm_likely(p)) {
-			hm_race_point("access_copy");
-			if (write)
-				memcpy(p, buf, len);
-			else
-				memcpy(buf, p, len);
-			hm_rcu_read_unlock();
-			return 0;
-		}
-		hm_rcu_read_unlock();
-	}
-	return copy(mm, c, va, buf, len, write, false, faulted);
+	hm_rcu_read_lock();
+	uint64_t gen = hm_load(&mm->tlb_gen);
+	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
+	if (hm_unlikely(!p) && !(p = tlb_fill(mm, c, va, gen, write, &avail)))
+		return copy(mm, c, va, buf, len, write, false, true, faulted);
+	hm_race_point("access_copy");
+	if (write)
+		memcpy(p, buf, len);
+	else
+		memcpy(buf, p, len);
+	hm_rcu_read_unlock();
+	return 0;
 }
 
 int hm_read(struct hm_mm *mm, uint64_t va, void *buf, uint64_t len)

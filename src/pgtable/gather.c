@@ -213,15 +213,19 @@ void hm_gather_finish(struct hm_gather *g)
 	g->b = NULL;
 }
 
-static __thread int drain_deferred;	/* > 0: record, do not wait */
-static __thread bool drain_wanted;
+/* Per thread; initial-exec: a library linked at start-up has its TLS in
+ * the static block, and this is on every fault's path. */
+static __thread struct {
+	int deferred;		/* > 0: record, do not wait */
+	bool wanted;
+} drain __attribute__((tls_model("initial-exec")));
 
 bool hm_ptcache_drain(struct hm_ptcache *pc)
 {
 	if (!hm_load_relaxed(&pc->nr_pending) && !hm_load_relaxed(&pc->nr_pending_frames))
 		return false;
-	if (drain_deferred) {
-		drain_wanted = true;
+	if (drain.deferred) {
+		drain.wanted = true;
 		return false;
 	}
 	hm_rcu_barrier();
@@ -230,18 +234,18 @@ bool hm_ptcache_drain(struct hm_ptcache *pc)
 
 void hm_drain_defer_begin(void)
 {
-	drain_deferred++;
-	drain_wanted = false;
+	drain.deferred++;
+	drain.wanted = false;
 }
 
 bool hm_drain_was_wanted(void)
 {
-	return drain_deferred && drain_wanted;
+	return drain.deferred && drain.wanted;
 }
 
 bool hm_drain_defer_end(void)
 {
-	hm_assert(drain_deferred > 0);
-	drain_deferred--;
-	return drain_wanted;
+	hm_assert(drain.deferred > 0);
+	drain.deferred--;
+	return drain.wanted;
 }
