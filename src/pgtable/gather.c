@@ -99,7 +99,9 @@ static void batch_release(struct hm_gather_batch *b)
 			break;
 		}
 		case E_PIN:
-			hm_sub(hm_pin_slot(ph, pfn), 1);
+			/* Release: what the unmapping side did before (a copy
+			 * from the page) happens before a reuse that sees 0. */
+			__atomic_sub_fetch(hm_pin_slot(ph, pfn), 1, __ATOMIC_RELEASE);
 			break;
 		}
 	}
