@@ -129,7 +129,8 @@ void fz_model_unmap(struct fz_model *m, uint64_t start, uint64_t end)
 
 	while (j < m->nv && m->v[j].start < end)
 		j++;
-	memmove(&m->v[i], &m->v[j], (m->nv - j) * sizeof(*m->v));
+	if (j > i)	/* (and m->v may be NULL otherwise) */
+		memmove(&m->v[i], &m->v[j], (m->nv - j) * sizeof(*m->v));
 	m->nv -= j - i;
 	fz_model_zero(m, start, end);
 }
@@ -193,7 +194,7 @@ static size_t page_index(const struct fz_model *m, uint64_t pno)
 
 void fz_model_zero(struct fz_model *m, uint64_t start, uint64_t end)
 {
-	if (end <= start)
+	if (end <= start || !m->np)
 		return;
 	size_t i = page_index(m, start / FZ_PAGE), j = page_index(m, (end - 1) / FZ_PAGE + 1);
 
