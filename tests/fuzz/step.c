@@ -93,6 +93,7 @@ void fz_step(struct fz_case *c)
 		snprintf(c->desc, sizeof(c->desc), "hm_check after step %" PRIu64, c->step);
 		FZ_RC(c, hm_check(c->sys), 0);
 	}
+	snprintf(c->desc, sizeof(c->desc), "probes after step %" PRIu64, c->step);
 	if (c->nmm && !c->failed)
 		spot_checks(c);
 }
