@@ -45,7 +45,10 @@ bool fz_rc(struct fz_case *c, int r, const int *ok, size_t n)
 		if (at >= sizeof(list))
 			break;
 	}
-	fz_fail(c, "returned %d (%s), expected %s", r, r < 0 ? strerror(-r) : "ok", list);
+	if (r == -ENOMEM)
+		fz_fail(c, "returned -ENOMEM with %" PRIu64 " frames free before, expected %s", c->free_before, list);
+	else
+		fz_fail(c, "returned %d (%s), expected %s", r, r < 0 ? strerror(-r) : "ok", list);
 	return false;
 }
 

@@ -113,6 +113,31 @@ static void check_leaf(struct fz_case *c, struct fz_mm *m, uint64_t va, const st
 		 q->exclusive, n);
 }
 
+/* Permissions, by trying them where that changes nothing (so that
+ * checking never changes a case's course): a write of the byte the model
+ * holds goes through a writable leaf, and faults where the mapping does
+ * not allow it; a read faults where the mapping does not allow it. (The
+ * operations themselves try every other combination.) */
+static void probe_perm(struct fz_case *c, struct fz_mm *m, uint64_t va, const struct fz_vma *v,
+		       const struct hm_mapping *q)
+{
+	uint8_t b, got = 0;
+	int r;
+
+	fz_model_read(&m->m, va, &b, 1);
+	if (!v || !(v->prot & PROT_WRITE))
+		FZ_RC(c, hm_write(m->mm, va, &b, 1), -EFAULT);
+	else if (q->size && (q->prot & PROT_WRITE))
+		FZ_RC(c, hm_write(m->mm, va, &b, 1), 0);
+	if (!v || v->prot == PROT_NONE) {
+		FZ_RC(c, hm_read(m->mm, va, &got, 1), -EFAULT);
+	} else if (q->size) {
+		r = hm_read(m->mm, va, &got, 1);
+		if (FZ_RC(c, r, 0))
+			FZ_CHECK(c, got == b, "byte %#" PRIx64 " reads %#x, the model says %#x", va, got, b);
+	}
+}
+
 void fz_probe(struct fz_case *c, struct fz_mm *m, uint64_t va)
 {
 	static uint8_t got[FZ_PAGE], want[FZ_PAGE];
@@ -126,6 +151,7 @@ void fz_probe(struct fz_case *c, struct fz_mm *m, uint64_t va)
 
 	if (!FZ_RC(c, r, 0))
 		return;
+	probe_perm(c, m, va, v, &q);
 	if (!v) {
 		FZ_CHECK(c, q.size == 0, "query %#" PRIx64 ": mapped (%#" PRIx64 " bytes) outside every mapping", va, q.size);
 		FZ_RC(c, hm_read(m->mm, va, got, 1), -EFAULT);
