@@ -6,7 +6,7 @@
  * step, and saves the case's bytes as an input file. Ends with
  * "hmfuzz: N passed, N failed" (checks, as the test harness counts them).
  *
- *   hmfuzz [-s SEED] [-t SECONDS] [-c CASES] [-n STEPS] [-v] [-k] [-K] [-o DIR] [FILE...]
+ *   hmfuzz [-s SEED] [-t SECONDS] [-c CASES] [-n STEPS] [-v] [-k] [-K] [-o DIR] [-g DIR] [FILE...]
  *   hmfuzz -T SECONDS [-B] [-s SEED] ...     then the threaded mode (-B: 1 GiB pages)
  */
 #include <errno.h>
@@ -31,13 +31,14 @@ static double now(void)
 static void usage(const char *p)
 {
 	fprintf(stderr,
-		"usage: %s [-s SEED] [-t SECONDS] [-c CASES] [-n STEPS] [-v] [-k] [-K] [-o DIR] [FILE...]\n"
+		"usage: %s [-s SEED] [-t SECONDS] [-c CASES] [-n STEPS] [-v] [-k] [-K] [-o DIR] [-g DIR] [FILE...]\n"
 		"       %s -T SECONDS [-B] [-s SEED] [-L 5] [-D lazy] [-W 2m] [-N 2]\n"
 		"  -s  first seed (default: from the clock, printed)\n"
 		"  -t  run for this many seconds (default 10, or 0 with -T), -c  or this many cases\n"
 		"  -n  steps per case (default 400)\n"
 		"  -v  print every step      -k  accept (and count) the known partial write on -ENOMEM\n"
 		"  -K  keep going after a failure      -o  save failing inputs here (default build/fuzz-crashes)\n"
+		"  -g  save every case's input in this directory (a corpus for libFuzzer)\n"
 		"  FILE  replay input files (libFuzzer format) instead\n"
 		"  -T  then the threaded mode for this many seconds: cookies, forks, splits, unmaps from\n"
 		"      several threads; -B with 1 GiB pages; -L levels, -D deposit, -W cow size, -N nodes\n",
@@ -76,11 +77,11 @@ int main(int argc, char **argv)
 	double secs = -1, tsecs = 0;
 	unsigned opts = 0;
 	bool keep = false, big = false;
-	const char *dir = "build/fuzz-crashes";
+	const char *dir = "build/fuzz-crashes", *gen = NULL;
 	struct fz_threads_opts to = { .levels = 4, .nodes = 1 };
 	int o;
 
-	while ((o = getopt(argc, argv, "s:t:c:n:vkKo:T:BL:D:W:N:h")) != -1) {
+	while ((o = getopt(argc, argv, "s:t:c:n:vkKo:g:T:BL:D:W:N:h")) != -1) {
 		switch (o) {
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 't': secs = strtod(optarg, NULL); break;
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
 		case 'k': opts |= FZ_TOLERATE; break;
 		case 'K': keep = true; break;
 		case 'o': dir = optarg; break;
+		case 'g': gen = optarg; break;
 		case 'T': tsecs = strtod(optarg, NULL); break;
 		case 'B': big = true; break;
 		case 'L': to.levels = atoi(optarg); break;
@@ -137,6 +139,13 @@ int main(int argc, char **argv)
 				opts & FZ_TOLERATE ? " -k" : "", seed + i, c.step);
 			if (!fz_src_save(&s, path))
 				fprintf(stderr, "  input:  %s (replay: %s %s)\n", path, argv[0], path);
+		}
+		if (gen) {
+			char path[512];
+
+			mkdir(gen, 0777);
+			snprintf(path, sizeof(path), "%s/seed-%" PRIu64, gen, seed + i);
+			fz_src_save(&s, path);
 		}
 		fz_src_free(&s);
 	}
