@@ -165,12 +165,15 @@ fuzz: deps fuzz-deps $(LF_BUILD)/hmfuzz-libfuzzer $(BUILD)/hmfuzz
 		-rss_limit_mb=6144 -print_final_stats=1 \
 		-artifact_prefix=$(LF_BUILD)/crashes/ $(FUZZ_ARGS) $(LF_BUILD)/corpus tests/fuzz/regress
 
+# FUZZ_SAN=thread runs the smoke under ThreadSanitizer instead.
+FUZZ_SAN ?= address,undefined
 fuzz-smoke: deps
-	@$(MAKE) --no-print-directory SAN=address,undefined fuzz-smoke-run
+	@$(MAKE) --no-print-directory SAN=$(FUZZ_SAN) fuzz-smoke-run
 
 # Three quarters of the time the model-checked sequences, then the threads.
 fuzz-smoke-run: $(BUILD)/hmfuzz
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 		$(BUILD)/hmfuzz -t $$(( $(FUZZ_SMOKE_SECONDS) * 3 / 4 )) -T $$(( $(FUZZ_SMOKE_SECONDS) / 4 )) \
 		-o $(BUILD)/fuzz-crashes $(FUZZ_K) $(FUZZ_ARGS)
 

@@ -8,6 +8,8 @@
  *
  * When one passes, move it to the test file where it belongs.
  */
+#include <pthread.h>
+
 #include "harness.h"
 #include "../fuzz/internal.h"	/* hm__split */
 
@@ -77,11 +79,71 @@ static void exclusive_2m_after_split_elsewhere(void)
 	hm_system_destroy(sys);
 }
 
+/*
+ * Under SAN=thread: a data race between one address space's copy-on-write
+ * copy of a 4 KiB page and the other's in-place write to that page once it
+ * is alone. hm_wp_fault decides "reuse" from hm_leaf_exclusive(), which
+ * for a 4 KiB page is hm_page_mapcount() == 1 read with relaxed loads and
+ * without the folio lock; so nothing orders the parent's memcpy from the
+ * old page (copy_page) before the child's write into it, though the
+ * parent dropped its count only after that copy and a grace period. On
+ * x86 the hardware orders it; in C11 terms, and for ThreadSanitizer (CI's
+ * third run), it is a race. Found by the fuzzer's threaded mode (the forker
+ * writing in children while writers copy in the parent). Here two threads
+ * hand over through a relaxed flag, which gives TSan no happens-before of
+ * its own, so only hugemm's could order the two accesses. Passes without
+ * TSan; under it, TSan reports the race.
+ */
+static struct hm_mm *race_child;
+static uint64_t race_a;
+static int race_copied, race_rc;
+
+static void *race_child_writes(void *arg)
+{
+	uint64_t v = 2;
+
+	(void)arg;
+	/* a first access registers this thread with liburcu (a mutex, which
+	 * would order everything) before the hand-over */
+	race_rc = hm_read(race_child, race_a, &v, 8);
+	while (!__atomic_load_n(&race_copied, __ATOMIC_RELAXED))
+		;
+	race_rc |= hm_write(race_child, race_a, &v, 8);	/* reuses the page in place */
+	return NULL;
+}
+
+static void cow_reuse_race_tsan(void)
+{
+	struct hm_system *sys;
+	/* no HM_CHECK: its locking of every mm would order the two threads */
+	t_flags = 0;
+	sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	t_flags = HM_CHECK;
+	struct hm_mm *parent;
+	uint64_t v = 1, reuse;
+	pthread_t t;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, 4096, RW, PA, &race_a) == 0);
+	REQUIRE(hm_write(parent, race_a, &v, 8) == 0);
+	REQUIRE(hm_fork(parent, &race_child) == 0);
+	REQUIRE(pthread_create(&t, NULL, race_child_writes, NULL) == 0);
+	CHECK_EQ(hm_write(parent, race_a, &v, 8), 0);	/* copies: reads the old page */
+	__atomic_store_n(&race_copied, 1, __ATOMIC_RELAXED);
+	pthread_join(t, NULL);
+	CHECK_EQ(race_rc, 0);
+	reuse = t_stat(sys, "cow_reuse");
+	CHECK_EQ(reuse, 1);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_case cases[] = {
 		T(enomem_partial_write),
 		T(exclusive_2m_after_split_elsewhere),
+		T(cow_reuse_race_tsan),
 	};
 
 	if (argc < 2)
