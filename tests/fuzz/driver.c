@@ -41,7 +41,8 @@ static void usage(const char *p)
 		"  -g  save every case's input in this directory (a corpus for libFuzzer)\n"
 		"  FILE  replay input files (libFuzzer format) instead\n"
 		"  -T  then the threaded mode for this many seconds: cookies, forks, splits, unmaps from\n"
-		"      several threads; -B with 1 GiB pages; -L levels, -D deposit, -W cow size, -N nodes\n",
+		"      several threads; -B with 1 GiB pages; -L levels, -D eager|lazy, -W 4k|2m, -N nodes\n"
+		"      (none given: four rounds of configs that differ in each)\n",
 		p, p);
 	exit(2);
 }
@@ -76,9 +77,9 @@ int main(int argc, char **argv)
 	uint64_t seed = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid(), cases = UINT64_MAX, steps = 400;
 	double secs = -1, tsecs = 0;
 	unsigned opts = 0;
-	bool keep = false, big = false;
+	bool keep = false, big = false, given_dep = false;
 	const char *dir = "build/fuzz-crashes", *gen = NULL;
-	struct fz_threads_opts to = { .levels = 4, .nodes = 1 };
+	struct fz_threads_opts to = { .levels = 0 };
 	int o;
 
 	while ((o = getopt(argc, argv, "s:t:c:n:vkKo:g:T:BL:D:W:N:h")) != -1) {
@@ -95,8 +96,9 @@ int main(int argc, char **argv)
 		case 'T': tsecs = strtod(optarg, NULL); break;
 		case 'B': big = true; break;
 		case 'L': to.levels = atoi(optarg); break;
-		case 'D': to.deposit = !strcmp(optarg, "lazy") ? HM_DEPOSIT_LAZY : HM_DEPOSIT_EAGER; break;
-		case 'W': to.cow = !strcmp(optarg, "2m") ? HM_COW_2M : HM_COW_4K; break;
+		case 'D': to.deposit = !strcmp(optarg, "lazy") ? HM_DEPOSIT_LAZY : HM_DEPOSIT_EAGER;
+			  given_dep = true; break;
+		case 'W': to.cow = !strcmp(optarg, "2m") ? HM_COW_2M : HM_COW_4K; given_dep = true; break;
 		case 'N': to.nodes = atoi(optarg); break;
 		default: usage(argv[0]);
 		}
@@ -112,7 +114,8 @@ int main(int argc, char **argv)
 
 	if (secs < 0)
 		secs = tsecs > 0 ? 0 : 10;
-	fprintf(stderr, "hmfuzz: seed %" PRIu64 ", %" PRIu64 " steps a case, %.0f s\n", seed, steps, secs);
+	if (secs > 0 || cases != UINT64_MAX)
+		fprintf(stderr, "hmfuzz: seed %" PRIu64 ", %" PRIu64 " steps a case, %.0f s\n", seed, steps, secs);
 	double end = now() + secs;
 	uint64_t ran = 0, total_steps = 0, forks = 0, enomem = 0, bad = 0;
 	for (uint64_t i = 0; i < cases && (cases != UINT64_MAX || now() < end) && (!bad || keep); i++, ran++) {
@@ -149,24 +152,47 @@ int main(int argc, char **argv)
 		}
 		fz_src_free(&s);
 	}
-	fprintf(stderr, "hmfuzz: %" PRIu64 " cases, %" PRIu64 " steps, %" PRIu64 " forks, %" PRIu64
-		" -ENOMEM results, %" PRIu64 " failed cases", ran, total_steps, forks, enomem, bad);
-	if (opts & FZ_TOLERATE)
-		fprintf(stderr, "; tolerated: %lu partial writes, %lu inexact 2 MiB exclusive", tolerated,
-			tolerated_excl);
-	fprintf(stderr, "\n");
-	if (tsecs > 0 && (!bad || keep)) {
-		to.seed = seed;
-		to.seconds = tsecs;
-		to.big = big;
-		to.verbose = opts & FZ_VERBOSE;
+	if (ran) {
+		fprintf(stderr, "hmfuzz: %" PRIu64 " cases, %" PRIu64 " steps, %" PRIu64 " forks, %" PRIu64
+			" -ENOMEM results, %" PRIu64 " failed cases", ran, total_steps, forks, enomem, bad);
+		if (opts & FZ_TOLERATE)
+			fprintf(stderr, "; tolerated: %lu partial writes, %lu inexact 2 MiB exclusive", tolerated,
+				tolerated_excl);
+		fprintf(stderr, "\n");
+	}
+	/* Threaded: the config given, or four rounds of configs that differ in
+	 * every setting. */
+	static const struct { int levels, deposit, cow, nodes; } rounds[] = {
+		{ 4, HM_DEPOSIT_EAGER, HM_COW_4K, 1 }, { 5, HM_DEPOSIT_LAZY, HM_COW_2M, 1 },
+		{ 4, HM_DEPOSIT_LAZY, HM_COW_4K, 2 }, { 5, HM_DEPOSIT_EAGER, HM_COW_2M, 2 },
+	};
+	bool given = to.levels || to.nodes || given_dep;
+	for (unsigned i = 0; tsecs > 0 && (!bad || keep) && i < (given ? 1 : 4); i++) {
+		struct fz_threads_opts r = to;
+
+		if (!given) {
+			r.levels = rounds[i].levels;
+			r.deposit = rounds[i].deposit;
+			r.cow = rounds[i].cow;
+			r.nodes = rounds[i].nodes;
+		}
+		r.levels = r.levels ? r.levels : 4;
+		r.nodes = r.nodes ? r.nodes : 1;
+		r.seed = seed + i;
+		r.seconds = given ? tsecs : tsecs / 4;
+		r.big = big;
+		r.verbose = opts & FZ_VERBOSE;
 		unsigned long f0 = failed;
-		fprintf(stderr, "hmfuzz: threaded, seed %" PRIu64 ", %.0f s, %s\n", seed, tsecs,
-			big ? "1 GiB regions" : "8 MiB regions");
-		fz_threads_run(&to, &passed, &failed);
-		if (failed != f0)
-			fprintf(stderr, "hmfuzz: threaded mode FAILED; rerun (timing-dependent): %s -T %.0f%s -s %" PRIu64 "\n",
-				argv[0], tsecs, big ? " -B" : "", seed);
+		fprintf(stderr, "hmfuzz: threaded, seed %" PRIu64 ", %.0f s, %s, %d levels, %s deposit, cow %s, %d node%s\n",
+			r.seed, r.seconds, big ? "1 GiB regions" : "8 MiB regions", r.levels, r.deposit ? "lazy" : "eager",
+			r.cow ? "2M" : "4K", r.nodes, r.nodes > 1 ? "s" : "");
+		fz_threads_run(&r, &passed, &failed);
+		if (failed != f0) {
+			bad++;
+			fprintf(stderr, "hmfuzz: threaded mode FAILED; rerun (timing-dependent): %s -T %.0f%s -s %" PRIu64
+				" -L %d -D %s -W %s -N %d\n", argv[0], r.seconds, big ? " -B" : "", r.seed, r.levels,
+				r.deposit ? "lazy" : "eager", r.cow ? "2m" : "4k", r.nodes);
+		}
 	}
 	printf("hmfuzz: %lu passed, %lu failed\n", passed, failed);
 	return failed ? 1 : 0;
