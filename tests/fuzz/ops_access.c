@@ -85,6 +85,31 @@ static void check_unwritten(struct fz_case *c, struct fz_mm *m, uint64_t va, con
 	}
 }
 
+/* Was nothing mapped at @va? (Then a leaf there afterwards is this
+ * access's fault.) */
+static bool unmapped(struct fz_case *c, struct fz_mm *m, uint64_t va)
+{
+	struct hm_mapping q;
+
+	return va < c->task_size && !hm_query(m->mm, va, &q) && !q.size;
+}
+
+/* A fault made a leaf at @va: a huge one only where the policy allows
+ * huge pages (the size's sysfs-like setting and the range's advice). */
+static void check_policy(struct fz_case *c, struct fz_mm *m, uint64_t va)
+{
+	const struct fz_vma *v = fz_model_vma(&m->m, va);
+	struct hm_mapping q;
+
+	if (!v || hm_query(m->mm, va, &q) || q.size <= FZ_PAGE)
+		return;
+	int policy = q.size == FZ_1G ? c->cfg.thp_pud : c->cfg.thp_pmd;
+	FZ_CHECK(c, policy != HM_THP_NEVER && !(v->flags & FZ_NOHUGE) &&
+		 (policy == HM_THP_ALWAYS || (v->flags & FZ_HUGE)),
+		 "a fault at %#" PRIx64 " mapped %#" PRIx64 " bytes: policy %d, advice %s", va, q.size, policy,
+		 v->flags & FZ_NOHUGE ? "NOHUGEPAGE" : v->flags & FZ_HUGE ? "HUGEPAGE" : "none");
+}
+
 void fz_op_write(struct fz_case *c)
 {
 	static uint8_t *buf, *back;
@@ -102,6 +127,7 @@ void fz_op_write(struct fz_case *c)
 		buf[i] = fz_pat(v ^ c->step << 16, i);
 	snprintf(c->desc, sizeof(c->desc), "hm_write(%s, %#" PRIx64 ", %s, %#" PRIx64 ")", fz_name(c, m, null_mm),
 		 va, null_buf ? "NULL" : "buf", len);
+	bool fresh = !null_mm && unmapped(c, m, va);
 	c->free_before = fz_stat(c, "nr_free_pages");
 	int r = c->rc = hm_write(null_mm ? NULL : m->mm, va, null_buf ? NULL : buf, len);
 
@@ -111,6 +137,8 @@ void fz_op_write(struct fz_case *c)
 	}
 	if (!len)
 		return;
+	if (fresh)
+		check_policy(c, m, va);
 	fz_model_write(&m->m, va, buf, len);
 	/* read it back in one piece, then the pages around it */
 	if (FZ_RC(c, hm_read(m->mm, va, back, len), 0))
@@ -135,11 +163,14 @@ void fz_op_read(struct fz_case *c)
 		abort();
 	snprintf(c->desc, sizeof(c->desc), "hm_read(%s, %#" PRIx64 ", %s, %#" PRIx64 ")", fz_name(c, m, null_mm),
 		 va, null_buf ? "NULL" : "buf", len);
+	bool fresh = !null_mm && unmapped(c, m, va);
 	c->free_before = fz_stat(c, "nr_free_pages");
 	int r = c->rc = hm_read(null_mm ? NULL : m->mm, va, null_buf ? NULL : buf, len);
 
 	if (!FZ_RC(c, r, want, want ? want : fz_enomem_ok(c, access_need(va, len)) ? -ENOMEM : 0) || r || !len)
 		return;
+	if (fresh)
+		check_policy(c, m, va);
 	fz_model_read(&m->m, va, want_buf, len);
 	if (memcmp(buf, want_buf, len)) {
 		uint64_t i = 0;
