@@ -115,15 +115,18 @@ void fz_gen_range(struct fz_case *c, const struct fz_model *m, uint64_t *addr, u
 uint64_t fz_gen_len(struct fz_case *c)
 {
 	struct fz_src *s = c->s;
+	uint64_t v;
 
+	/* (one read from the source per statement: the order of two calls in
+	 * one expression is unspecified, and differs between builds) */
 	switch (fz_below(s, 16)) {
 	case 0: return fz_one_in(s, 4) ? 0 : 1 + fz_below(s, FZ_PAGE - 1);
 	case 1: return UINT64_MAX - fz_below(s, 3 * FZ_PAGE);
 	case 2: case 3: case 4: case 5: case 6: return (1 + fz_below(s, 16)) * FZ_PAGE;
-	case 7: case 8: case 9: return (1 + fz_below(s, 4)) * FZ_2M + jitter(s);
+	case 7: case 8: case 9: v = (1 + fz_below(s, 4)) * FZ_2M; return v + jitter(s);
 	case 10: return FZ_1G + jitter(s);
 	case 11: return (1 + fz_below(s, 600)) * FZ_PAGE;
-	case 12: return fz_u64(s) >> fz_below(s, 64);
+	case 12: v = fz_u64(s); return v >> fz_below(s, 64);
 	case 13: return 2 * FZ_1G;
 	case 14: return FZ_WINLEN;
 	default: return (1 + fz_below(s, 3)) * FZ_2M;
@@ -141,8 +144,11 @@ int fz_gen_prot(struct fz_case *c)
 	};
 	static const int bad[] = { 0x8, 0x10, PROT_GROWSDOWN, PROT_GROWSUP, -1, 0x80000000 };
 
-	if (fz_one_in(c->s, 32))
-		return bad[fz_below(c->s, sizeof(bad) / sizeof(bad[0]))] | (int)fz_below(c->s, 8);
+	if (fz_one_in(c->s, 32)) {
+		int b = bad[fz_below(c->s, sizeof(bad) / sizeof(bad[0]))];
+
+		return b | (int)fz_below(c->s, 8);
+	}
 	return prots[fz_below(c->s, sizeof(prots) / sizeof(prots[0]))];
 }
 

@@ -110,7 +110,8 @@ void fz_op_create(struct fz_case *c)
 		return;
 	/* most address spaces start with a read-write mapping in the window,
 	 * 2 MiB to 1.2 GiB, so that accesses have somewhere to go */
-	uint64_t a = FZ_WIN + fz_below(c->s, 4) * FZ_2M - fz_below(c->s, 2) * FZ_PAGE, out = 0;
+	uint64_t a = FZ_WIN + fz_below(c->s, 4) * FZ_2M, out = 0;
+	a -= fz_below(c->s, 2) * FZ_PAGE;
 	uint64_t len = (1 + fz_below(c->s, 600)) * FZ_2M;
 	snprintf(c->desc, sizeof(c->desc), "hm_mmap(%s, %#" PRIx64 ", %#" PRIx64 ", RW, fixed)", fz_name(c, m, false),
 		 a, len);
