@@ -82,6 +82,8 @@ static void bad_configs(struct fz_case *c)
 	FZ_CHECK(c, s == NULL, "hm_system_create set *out on failure");
 	FZ_RC(c, hm_system_create(NULL, &s), -EINVAL);
 	FZ_RC(c, hm_system_create(&c->cfg, NULL), -EINVAL);
+	hm_config_default(NULL);	/* both must do nothing */
+	hm_system_destroy(NULL);
 }
 
 static void decode_config(struct fz_case *c)
