@@ -26,13 +26,17 @@ uint64_t th_rnd(struct th_thread *t)
 }
 
 /* Slots are spread over the region's chunks, every 4th page of a chunk,
- * at an offset that varies with the slot. */
+ * at an offset that varies with the slot; one in four runs over into the
+ * next page (which no slot starts in), so that writes span pages. */
 uint64_t th_slot_addr(const struct th_region *r, uint64_t k)
 {
 	uint64_t chunk = k % r->nchunk, idx = k / r->nchunk;
 	uint64_t base = r->base + ((r->len / r->nchunk) * chunk & ~(FZ_2M - 1));
+	uint64_t off = (k * 72) % (FZ_PAGE - TH_COPIES * sizeof(struct th_cookie)) & ~7ull;
 
-	return base + idx * 4 * FZ_PAGE + ((k * 72) % (FZ_PAGE - TH_COPIES * sizeof(struct th_cookie)) & ~7ull);
+	if ((k / (TH_NW + 1)) % 4 == 1)
+		off = FZ_PAGE - 64;
+	return base + idx * 4 * FZ_PAGE + off;
 }
 
 static uint64_t sum(uint64_t magic, uint64_t owner, uint64_t seq)

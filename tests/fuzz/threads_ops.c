@@ -61,6 +61,8 @@ static void own_slot_op(struct th_thread *t, const struct th_region *r, unsigned
 	struct th_ctx *x = t->x;
 	uint64_t j = th_rnd(t) % (r->nslot / (TH_NW + 1)), k = j * (TH_NW + 1) + TH_NW;
 	uint64_t va = th_slot_addr(r, k), page = va & ~(FZ_PAGE - 1), out = 0;
+	/* the slot's page, and the next one if the cookies run over */
+	uint64_t len = ((va + TH_COPIES * sizeof(struct th_cookie) - 1) | (FZ_PAGE - 1)) + 1 - page;
 	struct th_cookie c = { 0 };
 	bool torn;
 	int rc;
@@ -72,22 +74,22 @@ static void own_slot_op(struct th_thread *t, const struct th_region *r, unsigned
 		t->last[j] = rc ? t->last[j] : t->issued;
 		break;
 	case 1:	/* unmap the page: it faults; map it again: zeros */
-		rc = hm_munmap(x->mm, page, FZ_PAGE);
+		rc = hm_munmap(x->mm, page, len);
 		TH_CHECK(t, rc == 0, "disruptor: munmap %#" PRIx64 ": %d", page, rc);
 		TH_CHECK(t, hm_read(x->mm, va, &c, 8) == -EFAULT, "disruptor: %#" PRIx64 " readable after munmap", va);
-		rc = hm_mmap(x->mm, page, FZ_PAGE, RW, PA | MAP_FIXED, &out);
+		rc = hm_mmap(x->mm, page, len, RW, PA | MAP_FIXED, &out);
 		TH_CHECK(t, rc == 0 && out == page, "disruptor: mmap %#" PRIx64 " again: %d", page, rc);
 		t->last[j] = 0;
 		break;
 	case 2:	/* read-only for a moment: writes fault, reads see the data */
-		rc = hm_mprotect(x->mm, page, FZ_PAGE, PROT_READ);
+		rc = hm_mprotect(x->mm, page, len, PROT_READ);
 		TH_CHECK(t, rc == 0, "disruptor: mprotect %#" PRIx64 " read-only: %d", page, rc);
 		TH_CHECK(t, hm_write(x->mm, va, &c, 1) == -EFAULT, "disruptor: wrote to read-only %#" PRIx64, va);
-		rc = hm_mprotect(x->mm, page, FZ_PAGE, RW);
+		rc = hm_mprotect(x->mm, page, len, RW);
 		TH_CHECK(t, rc == 0, "disruptor: mprotect %#" PRIx64 " back: %d", page, rc);
 		break;
 	default:	/* zap it */
-		rc = hm_madvise(x->mm, page, FZ_PAGE, MADV_DONTNEED);
+		rc = hm_madvise(x->mm, page, len, MADV_DONTNEED);
 		TH_CHECK(t, rc == 0, "disruptor: MADV_DONTNEED %#" PRIx64 ": %d", page, rc);
 		t->last[j] = 0;
 		break;
