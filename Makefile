@@ -106,3 +106,76 @@ install: lib $(BUILD)/hugemm
 
 clean:
 	rm -rf build
+
+# ---- Fuzzing and soak (issue 7); see tests/fuzz/fuzz.h --------------------
+#   make fuzz         libFuzzer (clang, ASan+UBSan) for FUZZ_SECONDS, corpus in build/libfuzzer/corpus
+#   make fuzz-smoke   the seeded driver under ASan+UBSan for FUZZ_SMOKE_SECONDS (CI runs it)
+#   make soak         threads fork, split and write on 2 MiB and 1 GiB pages for SOAK_SECONDS
+# A failure prints its seed and the command that replays it; failing inputs
+# become regression cases in tests/fuzz/regress/ (tests/stress/fuzz_replay).
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 60
+SOAK_SECONDS ?= 600
+FUZZ_ARGS ?=
+# Until the bugs in tests/fuzz/known/README.md are fixed, these targets accept
+# them (counted in the summary) so that they look for new ones; FUZZ_STRICT=1
+# fails on them too.
+FUZZ_STRICT ?=
+FUZZ_K := $(if $(FUZZ_STRICT),,-k)
+FUZZ_SRC := $(filter-out tests/fuzz/driver.c tests/fuzz/libfuzzer.c,$(wildcard tests/fuzz/*.c))
+FUZZ_DEPS := $(FUZZ_SRC) $(wildcard tests/fuzz/*.h) $(BUILD)/libhugemm.a
+LF_BUILD := build/libfuzzer
+LF_CFLAGS := -std=gnu11 -O1 -g -pthread -fno-omit-frame-pointer -DHM_DEBUG=1 $(URCU_CFLAGS) \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+LF_LIB_OBJ := $(LIB_SRC:%.c=$(LF_BUILD)/%.o)
+
+.PHONY: fuzz fuzz-smoke fuzz-smoke-run soak fuzz-deps
+
+$(BUILD)/hmfuzz: tests/fuzz/driver.c $(FUZZ_DEPS)
+	$(CC) $(CFLAGS_BASE) -Iinclude tests/fuzz/driver.c $(FUZZ_SRC) $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+
+# The suite's regression runner links the decoder too.
+$(BUILD)/tests/stress/fuzz_replay: tests/stress/fuzz_replay.c tests/harness.h $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Iinclude -Itests -Itests/fuzz -DHM_SRCDIR='"$(CURDIR)"' $< $(FUZZ_SRC) \
+		$(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+
+fuzz-deps:
+	@./tools/fuzzdeps.sh
+
+# The library is instrumented for coverage too, so libFuzzer sees inside it;
+# but not the checker and the reverse-map walk it runs for every folio,
+# which would only cost time (five times more, measured).
+LF_COV := -fsanitize=fuzzer-no-link
+$(LF_BUILD)/src/mm/check.o $(LF_BUILD)/src/mm/anon.o: LF_COV :=
+$(LF_BUILD)/src/%.o: src/%.c $(HDRS) | fuzz-deps
+	@mkdir -p $(dir $@)
+	clang $(LF_CFLAGS) $(LF_COV) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(LF_BUILD)/hmfuzz-libfuzzer: tests/fuzz/libfuzzer.c $(FUZZ_SRC) $(wildcard tests/fuzz/*.h) $(LF_LIB_OBJ) | fuzz-deps
+	clang $(LF_CFLAGS) -fsanitize=fuzzer -Iinclude $< $(FUZZ_SRC) $(LF_LIB_OBJ) $(LDLIBS) -o $@
+
+# A new corpus starts from 32 seeded cases of 40 steps: libFuzzer alone
+# would take long to grow inputs that reach deep states.
+fuzz: deps fuzz-deps $(LF_BUILD)/hmfuzz-libfuzzer $(BUILD)/hmfuzz
+	@mkdir -p $(LF_BUILD)/corpus $(LF_BUILD)/crashes
+	@[ -n "$$(ls -A $(LF_BUILD)/corpus)" ] || $(BUILD)/hmfuzz -s 1 -c 32 -n 40 -k -K -g $(LF_BUILD)/corpus >/dev/null 2>&1 || true
+	ASAN_OPTIONS=detect_leaks=1 HMFUZZ_TOLERATE=$(if $(FUZZ_STRICT),,1) \
+		$(LF_BUILD)/hmfuzz-libfuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=120 \
+		-rss_limit_mb=6144 -print_final_stats=1 \
+		-artifact_prefix=$(LF_BUILD)/crashes/ $(FUZZ_ARGS) $(LF_BUILD)/corpus tests/fuzz/regress
+
+# FUZZ_SAN=thread runs the smoke under ThreadSanitizer instead.
+FUZZ_SAN ?= address,undefined
+fuzz-smoke: deps
+	@$(MAKE) --no-print-directory SAN=$(FUZZ_SAN) fuzz-smoke-run
+
+# Three quarters of the time the model-checked sequences, then the threads.
+fuzz-smoke-run: $(BUILD)/hmfuzz
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+		$(BUILD)/hmfuzz -t $$(( $(FUZZ_SMOKE_SECONDS) * 3 / 4 )) -T $$(( $(FUZZ_SMOKE_SECONDS) / 4 )) \
+		-o $(BUILD)/fuzz-crashes $(FUZZ_K) $(FUZZ_ARGS)
+
+soak: deps $(BUILD)/hmfuzz
+	$(BUILD)/hmfuzz -B -T $(SOAK_SECONDS) $(FUZZ_K) $(FUZZ_ARGS)

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Minimal reproducers of open bugs in src/ that the fuzzer (tests/fuzz/)
+ * found; tests/fuzz/known/README.md describes each. They fail until fixed,
+ * so the default run skips them; name a case to run it:
+ *
+ *   build/plain-d1/tests/integration/known_bugs enomem_partial_write
+ *
+ * When one passes, move it to the test file where it belongs.
+ */
+#include <pthread.h>
+
+#include "harness.h"
+#include "../fuzz/internal.h"	/* hm__split */
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+/*
+ * API.md: "a failed hm_write wrote no byte". A write across two pages,
+ * the first present and the second needing a fault that finds no memory,
+ * returns -ENOMEM after writing the first page's part.
+ */
+static void enomem_partial_write(void)
+{
+	struct hm_system *sys = t_system(8 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, n, got = 0, v = 0x1122334455667788ull;
+	int r = 0;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 16 * MiB, RW, PA, &a) == 0);
+	/* fault pages in until memory runs out: page n - 1 is present, n not */
+	for (n = 0; n < 4096 && !(r = hm_write(mm, a + n * 4096, &n, 8)); n++)
+		;
+	REQUIRE(r == -ENOMEM && n > 0);
+	CHECK_EQ(hm_write(mm, a + n * 4096 - 4, &v, 8), -ENOMEM);
+	CHECK_EQ(hm_read(mm, a + n * 4096 - 4, &got, 4), 0);
+	CHECK_EQ(got, 0);	/* fails: the first 4 bytes were written */
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+/*
+ * include/hugemm.h: "exclusive: exact for 4 KiB and 2 MiB mappings". A 2 MiB
+ * leaf whose chunk was split once by another address space (here after
+ * fork) still says "not exclusive" after that address space is gone: the
+ * chunk's pte_all count and the pages' negative counts cancel out in the
+ * map count (1, right) but not in chunk_mapped_once(). Besides the query,
+ * the next write takes the leaf for shared and splits it (cow_split_pmd)
+ * before reusing the 4 KiB page, instead of reusing the 2 MiB leaf whole;
+ * HM_COW_2M copies the 2 MiB.
+ */
+static void exclusive_2m_after_split_elsewhere(void)
+{
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *parent, *child;
+	struct hm_mapping m;
+	uint64_t a, v = 1;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, 2 * MiB, RW, PA, &a) == 0);	/* 2 MiB aligned */
+	REQUIRE(hm_write(parent, a, &v, 8) == 0);
+	REQUIRE(hm_query(parent, a, &m) == 0 && m.size == 2 * MiB);
+	REQUIRE(hm_fork(parent, &child) == 0);
+	CHECK_EQ(hm__split(parent, a, 0), 0);	/* or munmap 4 KiB of it */
+	hm_mm_destroy(parent);
+	STEP(sys);
+	CHECK_EQ(hm_query(child, a, &m), 0);
+	CHECK_EQ(m.size, 2 * MiB);
+	CHECK_EQ(m.mapcount, 1);
+	CHECK(m.exclusive);	/* fails */
+	uint64_t splits = t_stat(sys, "cow_split_pmd");
+	CHECK_EQ(hm_write(child, a, &v, 8), 0);
+	CHECK_EQ(t_stat(sys, "cow_split_pmd"), splits);	/* fails: split for nothing */
+	CHECK_EQ(hm_query(child, a, &m), 0);
+	CHECK_EQ(m.size, 2 * MiB);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+/*
+ * Under SAN=thread: a data race between one address space's copy-on-write
+ * copy of a 4 KiB page and the other's in-place write to that page once it
+ * is alone. hm_wp_fault decides "reuse" from hm_leaf_exclusive(), which
+ * for a 4 KiB page is hm_page_mapcount() == 1 read with relaxed loads and
+ * without the folio lock; so nothing orders the parent's memcpy from the
+ * old page (copy_page) before the child's write into it, though the
+ * parent dropped its count only after that copy and a grace period. On
+ * x86 the hardware orders it; in C11 terms, and for ThreadSanitizer (CI's
+ * third run), it is a race. Found by the fuzzer's threaded mode (the forker
+ * writing in children while writers copy in the parent). Here two threads
+ * hand over through a relaxed flag, which gives TSan no happens-before of
+ * its own, so only hugemm's could order the two accesses. Passes without
+ * TSan; under it, TSan reports the race.
+ */
+static struct hm_mm *race_child;
+static uint64_t race_a;
+static int race_copied, race_rc;
+
+static void *race_child_writes(void *arg)
+{
+	uint64_t v = 2;
+
+	(void)arg;
+	/* a first access registers this thread with liburcu (a mutex, which
+	 * would order everything) before the hand-over */
+	race_rc = hm_read(race_child, race_a, &v, 8);
+	while (!__atomic_load_n(&race_copied, __ATOMIC_RELAXED))
+		;
+	race_rc |= hm_write(race_child, race_a, &v, 8);	/* reuses the page in place */
+	return NULL;
+}
+
+static void cow_reuse_race_tsan(void)
+{
+	struct hm_system *sys;
+	/* no HM_CHECK: its locking of every mm would order the two threads */
+	t_flags = 0;
+	sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	t_flags = HM_CHECK;
+	struct hm_mm *parent;
+	uint64_t v = 1, reuse;
+	pthread_t t;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	REQUIRE(hm_mmap(parent, 0, 4096, RW, PA, &race_a) == 0);
+	REQUIRE(hm_write(parent, race_a, &v, 8) == 0);
+	REQUIRE(hm_fork(parent, &race_child) == 0);
+	REQUIRE(pthread_create(&t, NULL, race_child_writes, NULL) == 0);
+	CHECK_EQ(hm_write(parent, race_a, &v, 8), 0);	/* copies: reads the old page */
+	__atomic_store_n(&race_copied, 1, __ATOMIC_RELAXED);
+	pthread_join(t, NULL);
+	CHECK_EQ(race_rc, 0);
+	reuse = t_stat(sys, "cow_reuse");
+	CHECK_EQ(reuse, 1);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct t_case cases[] = {
+		T(enomem_partial_write),
+		T(exclusive_2m_after_split_elsewhere),
+		T(cow_reuse_race_tsan),
+	};
+
+	if (argc < 2)
+		fprintf(stderr, "known_bugs: open bugs, run only when named (see tests/fuzz/known/README.md)\n");
+	return t_main(argc, argv, cases, argc < 2 ? 0 : sizeof(cases) / sizeof(cases[0]));
+}
