@@ -234,6 +234,17 @@ HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);
 HM_API const char *hm_stat_name(unsigned i);
 
 /*
+ * hm_drain - wait until every frame and page table that unmaps have given
+ * up so far is back in the free lists. Unmaps do not wait for readers: what
+ * they free comes back after an RCU grace period (counted meanwhile in
+ * nr_free_pages, and in nr_free_pending). An allocation that finds nothing
+ * free waits for it by itself; this is for callers that want the same
+ * frames back at once (benchmarks, a warm refault).
+ * Context: any thread. Must not: be called from inside an access.
+ */
+HM_API void hm_drain(struct hm_system *sys);
+
+/*
  * hm_check - walk every table of every address space and verify the
  * invariants (map counts, deposits, balances of frames, tables and RSS).
  * Returns 0, or -EUCLEAN after printing what is wrong to stderr; -ENOMEM if

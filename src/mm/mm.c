@@ -206,6 +206,12 @@ void hm_mm_destroy(struct hm_mm *mm)
 	hm_check_enabled(sys, 0);
 }
 
+void hm_drain(struct hm_system *sys)
+{
+	if (sys)
+		hm_rcu_barrier();
+}
+
 int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)
 {
 	(void)mm, (void)addr, (void)len, (void)node;
@@ -241,6 +247,8 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_anon_pmd:	return hm_load_relaxed(&sys->nr_leaf[1]);
 	case HM_STAT_nr_anon_pud:	return hm_load_relaxed(&sys->nr_leaf[2]);
 	case HM_STAT_nr_mms:		return hm_load_relaxed(&sys->nr_mms);
+	case HM_STAT_nr_free_pending:
+		return hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
 	}
 	return 0;

@@ -78,7 +78,7 @@ struct hm_anon_vma {
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
-	X(nr_mms) X(phys_bytes)
+	X(nr_mms) X(phys_bytes) X(nr_free_pending)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,

@@ -568,6 +568,8 @@ static void unmap_does_not_wait_for_readers(void)
 	CHECK(done_p);
 	CHECK(done_u1);
 	CHECK(done_u0);
+	/* What they freed waits for the reader's grace period. */
+	CHECK_EQ(t_stat(sys, "nr_free_pending"), 2);
 
 	hm__race_release("access_copy");
 	pthread_join(tr, NULL);
@@ -580,6 +582,8 @@ static void unmap_does_not_wait_for_readers(void)
 	hm__race_reset();
 	CHECK_EQ(r.r, 0);
 	CHECK_EQ(r.val, 100);	/* the frame was not reused under the reader */
+	hm_drain(sys);
+	CHECK_EQ(t_stat(sys, "nr_free_pending"), 0);
 	CHECK_EQ(p.r, 0);
 	CHECK_EQ(u1.r, 0);
 	CHECK_EQ(u0.r, 0);
