@@ -17,7 +17,9 @@ uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
 {
 	const struct hm_page *pg = hm_pfn_page(ph, pfn);
 
-	hm_assert_int(pg->flags & (PG_HEAD | PG_TAIL));
+	/* flags: a head's PG_MAYBE_SHARED changes under the folio lock, which
+	 * we do not hold; the bits tested here do not change while mapped. */
+	hm_assert_int(hm_load_relaxed(&pg->flags) & (PG_HEAD | PG_TAIL));
 	return pfn & ~((1u << pg->order) - 1);
 }
 
@@ -84,7 +86,7 @@ static void slots_add(struct hm_page *h, uint32_t id, int n)
 			return;
 		}
 	}
-	h->flags |= PG_MAYBE_SHARED;
+	__atomic_or_fetch(&h->flags, PG_MAYBE_SHARED, __ATOMIC_RELAXED);
 }
 
 static void slots_sub(struct hm_page *h, uint32_t id, int n)
@@ -106,7 +108,7 @@ static void slots_sub(struct hm_page *h, uint32_t id, int n)
 		return;
 	for (int s = 0; s < 2; s++) {
 		if (h->mm_count[s] == h->large_mapcount) {
-			h->flags &= ~PG_MAYBE_SHARED;
+			__atomic_and_fetch(&h->flags, ~PG_MAYBE_SHARED, __ATOMIC_RELAXED);
 			h->mm_count[!s] = 0;
 		}
 	}

@@ -49,7 +49,9 @@ enum {
 };
 
 struct hm_page {
-	uint32_t flags;		/* PG_*: changed only by the frame's owner */
+	uint32_t flags;		/* PG_*: changed only by the frame's owner; a
+				 * folio head's PG_MAYBE_SHARED under the folio
+				 * lock, atomically (read without it) */
 	uint8_t order;		/* free block or folio order */
 	uint8_t spare;		/* unused: a frame's node is computed from its
 				 * pfn, so that no descriptor is written before
