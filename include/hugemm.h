@@ -13,9 +13,9 @@
  *  - Ranges are [addr, addr + len): start inclusive, end exclusive.
  *  - "Context" says which threads may call; "Must not" lists what a caller
  *    must not be doing at the time.  All calls may block (they take mutexes;
- *    hm_fork and hm_mm_destroy wait for an RCU grace period, and a fault
- *    that finds no free memory waits for memory freed by unmaps); none may
- *    be called from a signal handler.
+ *    hm_fork, hm_mm_destroy, hm_drain and hm_system_destroy wait for an RCU
+ *    grace period, and a fault that finds no free memory waits for memory
+ *    freed by unmaps); none may be called from a signal handler.
  */
 #ifndef HUGEMM_H
 #define HUGEMM_H
@@ -73,10 +73,13 @@ struct hm_mm;
 				 * the host backs it before the first fault */
 
 struct hm_config {
-	uint64_t phys_bytes;	/* size of physical memory; default 4 GiB */
+	uint64_t phys_bytes;	/* size of physical memory; default 4 GiB;
+				 * rounded down to a multiple of 4 KiB */
 	unsigned nr_nodes;	/* memory nodes, for migration; default 1 */
 	unsigned levels;	/* page-table levels, 4 or 5; default 4 */
-	const char *swap_path;	/* swap file for reclaim, NULL = no swap */
+	const char *swap_path;	/* swap file for reclaim, NULL = no swap
+				 * (reserved: reclaim is not there yet, and
+				 * this is ignored) */
 	uint64_t swap_bytes;	/* its size */
 	int thp_pud;		/* HM_THP_*; default HM_THP_MADVISE */
 	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
@@ -161,6 +164,7 @@ HM_API int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len);
  * hm_munmap, it applies to accesses started after it returns and does not
  * wait for those under way.  Pages still shared after fork stay read-only
  * under PROT_WRITE: the first write copies (or reuses) them.
+ * Context: any thread; serialises with other calls that change @mm.
  */
 HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
 
@@ -179,6 +183,7 @@ HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
  * Any other advice is -EINVAL, MADV_COLLAPSE and MADV_PAGEOUT included
  * until they are implemented.  Unaligned @addr is -EINVAL, len 0 is 0, and
  * a range with a hole is -ENOMEM; an error changes nothing.
+ * Context: any thread; serialises with other calls that change @mm.
  */
 HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice);
 
@@ -193,14 +198,15 @@ HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
  * faulted in before running out of memory stay, reading as before.)
  * A failed hm_read may have filled part of @buf.
  * Context: any thread, concurrently with each other and with calls that
- * change @mm (those wait for accesses already under way, like a TLB
- * shootdown).
+ * change @mm. hm_fork waits for accesses under way; map changes wait only
+ * for multi-page writes (they copy under the map lock), and a read or
+ * single-page write in flight may complete against the old mapping.
  */
 HM_API int hm_read(struct hm_mm *mm, uint64_t va, void *buf, uint64_t len);
 HM_API int hm_write(struct hm_mm *mm, uint64_t va, const void *buf, uint64_t len);
 
 /* hm_migrate - move pages to another node. Returns -ENOSYS until migration
- * is implemented. */
+ * is implemented. Context: any thread. */
 HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node);
 
 struct hm_mapping {
@@ -218,18 +224,22 @@ struct hm_mapping {
 /*
  * hm_query - what the page tables map at @va. 0 with size 0 where nothing
  * is mapped. -EINVAL for a NULL argument or @va beyond the address space.
+ * Context: any thread; a snapshot, which other threads may change at once.
  */
 HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
 
 /*
  * hm_stat - read a counter by name (see README: /proc/vmstat names where
- * one exists). Unknown names are -ENOENT.
+ * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free
+ * frames, those on their way back from unmaps included), nr_free_pending
+ * (frames and tables on their way back: 0 after hm_drain).
+ * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);
 
 /*
  * hm_stat_name - the name of counter number @i, or NULL past the last one:
- * for listing every counter.
+ * for listing every counter. Context: any thread.
  */
 HM_API const char *hm_stat_name(unsigned i);
 
@@ -240,7 +250,7 @@ HM_API const char *hm_stat_name(unsigned i);
  * nr_free_pages, and in nr_free_pending). An allocation that finds nothing
  * free waits for it by itself; this is for callers that want the same
  * frames back at once (benchmarks, a warm refault).
- * Context: any thread. Must not: be called from inside an access.
+ * Context: any thread.
  */
 HM_API void hm_drain(struct hm_system *sys);
 
