@@ -148,8 +148,8 @@ static void cow_reuse_race_tsan(void)
  * across a page boundary, torn in a child). Timing-dependent: one thread
  * writes a 128-byte block across a page boundary over and over, all of it
  * one value per write; the test forks up to 2000 times and counts children
- * whose block mixes two writes. (The same gap lets a concurrent munmap
- * turn a started write into -EFAULT after its first page was written.)
+ * whose block mixes two writes. (By the same reading, a concurrent munmap
+ * can turn a started write into -EFAULT after its first page was written.)
  */
 static struct hm_mm *tear_mm;
 static uint64_t tear_a;
