@@ -178,4 +178,4 @@ fuzz-smoke-run: $(BUILD)/hmfuzz
 		-o $(BUILD)/fuzz-crashes $(FUZZ_K) $(FUZZ_ARGS)
 
 soak: deps $(BUILD)/hmfuzz
-	$(BUILD)/hmfuzz -B -T $(SOAK_SECONDS) $(FUZZ_K) $(FUZZ_ARGS)
+	$(BUILD)/hmfuzz -B -T $(SOAK_SECONDS) -K $(FUZZ_K) $(FUZZ_ARGS)

@@ -182,6 +182,7 @@ int main(int argc, char **argv)
 		r.seconds = given ? tsecs : tsecs / 4;
 		r.big = big;
 		r.verbose = opts & FZ_VERBOSE;
+		r.tolerate = opts & FZ_TOLERATE;
 		unsigned long f0 = failed;
 		fprintf(stderr, "hmfuzz: threaded, seed %" PRIu64 ", %.0f s, %s, %d levels, %s deposit, cow %s, %d node%s\n",
 			r.seed, r.seconds, big ? "1 GiB regions" : "8 MiB regions", r.levels, r.deposit ? "lazy" : "eager",

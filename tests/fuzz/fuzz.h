@@ -164,6 +164,7 @@ struct fz_threads_opts {
 	bool big;		/* 1 GiB regions (and 3 GiB of memory), else 8 MiB */
 	int levels, deposit, cow, nodes;
 	bool verbose;
+	bool tolerate;		/* FZ_TOLERATE */
 };
 
 /* Run the threaded mode; adds its counted checks to passed and failed. */

@@ -109,22 +109,49 @@ void fz_op_create(struct fz_case *c)
 	if (fz_one_in(c->s, 4))
 		return;
 	/* most address spaces start with a read-write mapping in the window,
-	 * 2 MiB to 1.2 GiB, so that accesses have somewhere to go */
+	 * 2 MiB to 1.2 GiB, so that accesses have somewhere to go; on a
+	 * system with room for one, over a whole 1 GiB page */
 	uint64_t a = FZ_WIN + fz_below(c->s, 4) * FZ_2M, out = 0;
 	a -= fz_below(c->s, 2) * FZ_PAGE;
 	uint64_t len = (1 + fz_below(c->s, 600)) * FZ_2M;
+	bool big = c->cfg.phys_bytes > FZ_1G && !fz_one_in(c->s, 3);
+	if (big) {
+		a = FZ_WIN;
+		len = FZ_1G + fz_below(c->s, 4) * FZ_2M;
+	}
+	bool huge = big ? !fz_one_in(c->s, 4) : fz_one_in(c->s, 2);
 	snprintf(c->desc, sizeof(c->desc), "hm_mmap(%s, %#" PRIx64 ", %#" PRIx64 ", RW, fixed)", fz_name(c, m, false),
 		 a, len);
 	c->free_before = fz_stat(c, "nr_free_pages");
 	r = c->rc = hm_mmap(mm, a, len, PROT_READ | PROT_WRITE, FZ_PA | MAP_FIXED, &out);
-	if (FZ_RC(c, r, 0, fz_enomem_ok(c, 0) ? -ENOMEM : 0) && !r)
-		fz_model_map(&m->m, a, a + len, PROT_READ | PROT_WRITE);
+	if (!FZ_RC(c, r, 0, fz_enomem_ok(c, 0) ? -ENOMEM : 0) || r)
+		return;
+	fz_model_map(&m->m, a, a + len, PROT_READ | PROT_WRITE);
+	if (!huge)
+		return;
+	r = c->rc = hm_madvise(mm, a, len, MADV_HUGEPAGE);
+	if (!FZ_RC(c, r, 0, fz_enomem_ok(c, 0) ? -ENOMEM : 0) || r)
+		return;
+	fz_model_flags(&m->m, a, a + len, FZ_NOHUGE, FZ_HUGE);
+	/* and touch it, before anything splits the range: the biggest page
+	 * the policy allows there */
+	uint64_t va = a + fz_below(c->s, len / FZ_PAGE) * FZ_PAGE, v = c->step + 1;
+	c->free_before = fz_stat(c, "nr_free_pages");
+	r = c->rc = hm_write(mm, va, &v, sizeof(v));
+	if (FZ_RC(c, r, 0, fz_enomem_ok(c, 64) ? -ENOMEM : 0) && !r)
+		fz_model_write(&m->m, va, (const uint8_t *)&v, sizeof(v));
 }
 
 void fz_op_split(struct fz_case *c)
 {
 	struct fz_mm *m = fz_pick(c);
-	uint64_t va = fz_gen_page(c, &m->m);
+	uint64_t va;
+
+	/* half the time a page that holds data: faulted in, maybe huge */
+	if (m->m.np && fz_one_in(c->s, 2))
+		va = m->m.pno[fz_below(c->s, m->m.np)] * FZ_PAGE;
+	else
+		va = fz_gen_page(c, &m->m);
 	unsigned level = (unsigned)fz_below(c->s, 2);
 	struct hm_mapping q, q2;
 	int want = -ENOENT, alt = -ENOENT;

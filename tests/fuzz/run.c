@@ -88,17 +88,22 @@ static void bad_configs(struct fz_case *c)
 
 static void decode_config(struct fz_case *c)
 {
-	/* 64..256 MiB so that memory runs out; sometimes enough for a 1 GiB page */
-	static const uint64_t phys_mib[] = { 64, 96, 128, 160, 192, 256, 256, 1152 };
-	uint64_t b = fz_below(c->s, 256), thp = fz_below(c->s, 9);
+	/* 64-256 MiB so that memory runs out; room for one 1 GiB page; and
+	 * for one on each of two nodes */
+	static const uint64_t phys_mib[] = { 64, 96, 128, 160, 192, 256, 1152, 2304 };
+	/* huge pages where most bugs hide: mostly allowed, sometimes never */
+	static const int pmd[] = { HM_THP_ALWAYS, HM_THP_ALWAYS, HM_THP_ALWAYS, HM_THP_MADVISE, HM_THP_MADVISE,
+				   HM_THP_NEVER };
+	static const int pud[] = { HM_THP_MADVISE, HM_THP_MADVISE, HM_THP_ALWAYS, HM_THP_NEVER };
+	uint64_t b = fz_below(c->s, 256);
 
 	hm_config_default(&c->cfg);
 	c->cfg.levels = b & 1 ? 5 : 4;
 	c->cfg.nr_nodes = b & 2 ? 2 : 1;
 	c->cfg.deposit = b & 4 ? HM_DEPOSIT_LAZY : HM_DEPOSIT_EAGER;
 	c->cfg.cow = b & 8 ? HM_COW_2M : HM_COW_4K;
-	c->cfg.thp_pud = (int)(thp / 3);
-	c->cfg.thp_pmd = (int)(thp % 3);
+	c->cfg.thp_pmd = pmd[fz_below(c->s, 6)];
+	c->cfg.thp_pud = pud[fz_below(c->s, 4)];
 	c->cfg.phys_bytes = phys_mib[fz_below(c->s, 8)] << 20;
 	/* hm_check costs in proportion to physical memory: after every
 	 * change only on the small systems */
@@ -153,6 +158,16 @@ void fz_case_fini(struct fz_case *c)
 		uint64_t f = fz_stat(c, "nr_free_pages");
 		FZ_CHECK(c, f == c->free0, "%" PRIu64 " frames free after destroying every address space, %" PRIu64 " before",
 			 f, c->free0);
+	}
+	if (c->opts & FZ_VERBOSE) {
+		static const char *const names[] = { "pud_fault_alloc", "pmd_fault_alloc", "thp_fault_fallback",
+						     "thp_split_pud", "thp_split_pmd", "cow_split_pud",
+						     "cow_split_pmd", "cow_copy", "cow_reuse", "split_alloc" };
+		uint64_t v;
+
+		for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (!hm_stat(c->sys, names[i], &v))
+				fprintf(stderr, "%s %" PRIu64 "%s", names[i], v, i + 1 < sizeof(names) / sizeof(names[0]) ? ", " : "\n");
 	}
 	hm_system_destroy(c->sys);
 	c->sys = NULL;

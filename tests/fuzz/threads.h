@@ -66,6 +66,7 @@ struct th_ctx {
 	unsigned long printed;		/* failure messages printed; atomic */
 	struct th_thread w[TH_NW], dis, fork;
 	unsigned long forks, child_checks, rotations, splits;
+	unsigned long torn_tolerated;	/* known: children seeing half a write */
 };
 
 uint64_t th_rnd(struct th_thread *t);
