@@ -36,7 +36,7 @@ static void usage(const char *p)
 		"  -s  first seed (default: from the clock, printed)\n"
 		"  -t  run for this many seconds (default 10, or 0 with -T), -c  or this many cases\n"
 		"  -n  steps per case (default 400)\n"
-		"  -v  print every step      -k  accept (and count) the known partial write on -ENOMEM\n"
+		"  -v  print every step      -k  accept (and count) the failure kinds of fixed bugs\n"
 		"  -K  keep going after a failure      -o  save failing inputs here (default build/fuzz-crashes)\n"
 		"  -g  save every case's input in this directory (a corpus for libFuzzer)\n"
 		"  FILE  replay input files (libFuzzer format) instead\n"

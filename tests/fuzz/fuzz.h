@@ -102,7 +102,7 @@ bool fz_model_gap(const struct fz_model *m, uint64_t len, uint64_t align, uint64
 
 /* fz_case.opts */
 #define FZ_VERBOSE	0x1u	/* print every operation */
-#define FZ_TOLERATE	0x2u	/* accept the open bugs listed in tests/fuzz/known/README.md
+#define FZ_TOLERATE	0x2u	/* accept (and count) the failure kinds of bugs found and fixed, tests/stress/fuzz_found.c
 				 * (and count them), to look for others */
 
 struct fz_mm {

@@ -4,7 +4,7 @@
  * until the bytes run out), decoded exactly as the seeded driver decodes
  * its PRNG's bytes. A failed check aborts, so libFuzzer saves the input;
  * `hmfuzz -v FILE` replays it step by step. HMFUZZ_TOLERATE=1 accepts the
- * open bugs of tests/fuzz/known/README.md, as hmfuzz -k does.
+ * failure kinds of fixed bugs, as hmfuzz -k does (see the Makefile's FUZZ_TOLERATE).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -206,7 +206,7 @@ static void fork_once(struct th_thread *t, struct kid *kd)
 			all &= fits(&c[j], owner, lo[i], hi[i]);
 			same &= !memcmp(&c[j], &c[0], sizeof(c[0]));
 		}
-		/* Known (FZ_TOLERATE, tests/fuzz/known/README.md): a write across
+		/* Once a bug (FZ_TOLERATE, tests/stress/fuzz_found.c): a write across
 		 * two pages may be split by the fork, each part a cookie that fits */
 		if (!rc && all && !same && (x->o->tolerate) && va / FZ_PAGE != (va + sizeof(kd->c[i]) - 1) / FZ_PAGE)
 			x->torn_tolerated++;

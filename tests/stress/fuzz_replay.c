@@ -5,10 +5,7 @@
  * libFuzzer), then a short fixed set of seeded cases. Deterministic: the
  * same cases every run.
  *
- * tests/fuzz/known/ holds inputs that still fail because of open bugs in
- * src/; the case "known" replays them and runs only when named:
- *   build/.../tests/stress/fuzz_replay known
- * When a bug is fixed, its input moves to regress/.
+ * (Inputs of the bugs found so far are among them, fixed since.)
  */
 #include <dirent.h>
 
@@ -66,11 +63,8 @@ static void replay_dir(const char *sub)
 }
 
 static void regress(void) { replay_dir("regress"); }
-static void known(void) { replay_dir("known"); }
 
-/* A few seeded cases, each a fresh system with its own config. They
- * tolerate the open bugs of tests/fuzz/known/README.md (each has its own
- * strict case there); drop FZ_TOLERATE here when those are fixed. */
+/* A few seeded cases, each a fresh system with its own config, strict. */
 static void seeded(void)
 {
 	for (uint64_t seed = 1; seed <= 16; seed++) {
@@ -79,8 +73,8 @@ static void seeded(void)
 		char what[64];
 
 		fz_src_seed(&s, seed, false);
-		fz_case_run(&c, &s, 120, FZ_TOLERATE);
-		snprintf(what, sizeof(what), "seed %llu (replay: hmfuzz -k -s %llu -c 1 -n 120 -v)",
+		fz_case_run(&c, &s, 120, 0);
+		snprintf(what, sizeof(what), "seed %llu (replay: hmfuzz -s %llu -c 1 -n 120 -v)",
 			 (unsigned long long)seed, (unsigned long long)seed);
 		count(&c, what);
 	}
@@ -88,8 +82,7 @@ static void seeded(void)
 
 int main(int argc, char **argv)
 {
-	static const struct t_case all[] = { T(regress), T(seeded), T(known) };
+	static const struct t_case all[] = { T(regress), T(seeded) };
 
-	/* "known" fails until its bugs are fixed: only when named */
-	return t_main(argc, argv, all, argc < 2 ? 2 : 3);
+	return t_main(argc, argv, all, sizeof(all) / sizeof(all[0]));
 }
