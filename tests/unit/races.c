@@ -82,6 +82,24 @@ static void *do_fork(void *p)
 	return NULL;
 }
 
+/* A small system without HM_CHECK (see the top of this file). */
+static struct hm_system *race_system(int thp_pmd)
+{
+	t_flags = 0;
+	return t_system(64 * MiB, HM_THP_NEVER, thp_pmd, HM_DEPOSIT_EAGER);
+}
+
+/* Check, destroy @child (may be NULL) then @parent, check, and end @sys. */
+static void finish(struct hm_system *sys, struct hm_mm *parent, struct hm_mm *child)
+{
+	STEP(sys);
+	if (child)
+		hm_mm_destroy(child);
+	hm_mm_destroy(parent);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 /*
  * Copy-on-write reuse decision against a split in the other address space.
  * The parent's write to a page of a shared huge page sums the page's map
@@ -131,11 +149,7 @@ static void cow_counts_vs_split(bool pud)
 	CHECK_EQ(t_peek(parent, x), 0x2222);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), 0);
 	CHECK_EQ(t_stat(sys, "cow_copy"), 1);
-	STEP(sys);
-	hm_mm_destroy(child);
-	hm_mm_destroy(parent);
-	STEP(sys);
-	hm_system_destroy(sys);
+	finish(sys, parent, child);
 }
 
 static void cow_counts_vs_split_pmd(void) { cow_counts_vs_split(false); }
@@ -198,8 +212,7 @@ static void reader_go(struct reader *r)
  */
 static void unmap_pin_vs_reuse(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = race_system(HM_THP_NEVER);
 	struct hm_mm *parent, *child;
 	uint64_t a;
 
@@ -240,9 +253,7 @@ static void unmap_pin_vs_reuse(void)
 	uint64_t reuse = t_stat(sys, "cow_reuse");
 	t_poke(parent, y, 0xdddd);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), reuse + 1);
-	hm_mm_destroy(parent);
-	STEP(sys);
-	hm_system_destroy(sys);
+	finish(sys, parent, NULL);
 }
 
 /*
@@ -256,8 +267,7 @@ static void unmap_pin_vs_reuse(void)
  */
 static void split_vs_fault(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = race_system(HM_THP_ALWAYS);
 	struct hm_mm *parent, *child;
 	struct hm_mapping m;
 	uint64_t a;
@@ -291,10 +301,7 @@ static void split_vs_fault(void)
 	CHECK_EQ(t_peek(child, a), 7);
 	CHECK_EQ(t_peek(child, a + 8192), 0);
 	CHECK_EQ(t_stat(sys, "cow_split_pmd"), 1);
-	STEP(sys);
-	hm_mm_destroy(child);
-	hm_mm_destroy(parent);
-	hm_system_destroy(sys);
+	finish(sys, parent, child);
 }
 
 /*
@@ -306,8 +313,7 @@ static void split_vs_fault(void)
  */
 static void fork_vs_inflight(bool mprotect_first)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = race_system(HM_THP_NEVER);
 	struct hm_mm *parent;
 	uint64_t a;
 
@@ -339,10 +345,7 @@ static void fork_vs_inflight(bool mprotect_first)
 		CHECK_EQ(hm_mprotect(parent, a, 4096, RW), 0);
 	t_poke(parent, a, 3);
 	CHECK_EQ(t_peek(f.mm, a), 2);	/* as it was when fork returned */
-	STEP(sys);
-	hm_mm_destroy(f.mm);
-	hm_mm_destroy(parent);
-	hm_system_destroy(sys);
+	finish(sys, parent, f.mm);
 }
 
 static void fork_vs_inflight_write(void) { fork_vs_inflight(false); }
@@ -358,8 +361,7 @@ static void fork_after_mprotect(void) { fork_vs_inflight(true); }
  */
 static void reuse_waits_for_pin(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = race_system(HM_THP_NEVER);
 	struct hm_mm *parent, *child;
 	uint64_t a;
 	const unsigned n = 64;
@@ -380,10 +382,7 @@ static void reuse_waits_for_pin(void)
 		CHECK_EQ(t_peek(parent, a + i * 4096), 2000 + i);
 		CHECK_EQ(t_peek(child, a + i * 4096), 1000 + i);
 	}
-	STEP(sys);
-	hm_mm_destroy(child);
-	hm_mm_destroy(parent);
-	hm_system_destroy(sys);
+	finish(sys, parent, child);
 }
 
 /*
@@ -394,8 +393,7 @@ static void reuse_waits_for_pin(void)
  */
 static void pin_wait_without_mmap_lock(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = race_system(HM_THP_NEVER);
 	struct hm_mm *parent, *child;
 	uint64_t a;
 
@@ -429,10 +427,7 @@ static void pin_wait_without_mmap_lock(void)
 	CHECK_EQ(u.r, 0);
 	CHECK_EQ(t_stat(sys, "cow_reuse"), 1);	/* waited, then reused */
 	CHECK_EQ(t_peek(parent, x), 3);
-	STEP(sys);
-	hm_mm_destroy(child);
-	hm_mm_destroy(parent);
-	hm_system_destroy(sys);
+	finish(sys, parent, child);
 }
 
 /*
@@ -479,9 +474,7 @@ static void fault_waits_for_memory_without_mmap_lock(void)
 	CHECK_EQ(w.r, 0);
 	CHECK_EQ(u.r, 0);
 	CHECK_EQ(t_peek(mm, a + n * 4096), 7);
-	STEP(sys);
-	hm_mm_destroy(mm);
-	hm_system_destroy(sys);
+	finish(sys, mm, NULL);
 }
 
 /*
@@ -492,8 +485,7 @@ static void fault_waits_for_memory_without_mmap_lock(void)
  */
 static void concurrent_forks_one_family(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = race_system(HM_THP_NEVER);
 	struct hm_mm *p, *c1, *c2;
 	uint64_t a;
 
@@ -540,8 +532,7 @@ static void concurrent_forks_one_family(void)
  */
 static void unmap_does_not_wait_for_readers(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = race_system(HM_THP_NEVER);
 	struct hm_mm *mm;
 	uint64_t a;
 
