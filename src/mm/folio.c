@@ -237,23 +237,6 @@ unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn)
 	return (unsigned)n;
 }
 
-bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint32_t slot_id)
-{
-	struct hm_phys *ph = &sys->phys;
-	uint32_t head = hm_folio_head(ph, pfn);
-	struct hm_page *h = hm_pfn_page(ph, head);
-	hm_spin_t *lock = hm_folio_lock(sys, head);
-	bool only = false;
-
-	hm_spin_lock(lock);
-	if (!(h->flags & PG_MAYBE_SHARED))
-		for (int s = 0; s < 2; s++)
-			if (h->mm_count[s] && h->mm_id[s] == slot_id)
-				only = h->mm_count[s] == h->large_mapcount;
-	hm_spin_unlock(lock);
-	return only;
-}
-
 /*
  * Leaves, in all mms, that map any part of what a leaf of @level at @pfn
  * maps. Context: the folio lock. An mm maps a folio only at its one

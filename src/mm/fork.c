@@ -63,10 +63,8 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 {
 	hm_pte_t e = pt_get(ps);
 
-	if (pt_writable(e)) {
+	if (pt_writable(e))
 		e = pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
-		(void)0;
-	}
 	f->copied = true;
 	if (level > 0 && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
 		child_deposit(f, ctable, level);

@@ -172,8 +172,6 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Mappings of the page @pfn in all mms (hm_query's mapcount). */
 unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn);
-/* The id an mm is known by in the folio's slots is its slot_id. */
-bool hm_folio_mapped_by_only(struct hm_system *sys, uint32_t pfn, uint32_t slot_id);
 /* Is what the leaf of @level at @pfn maps mapped by that leaf alone? Read
  * under the folio lock, so exact for any number of mms. */
 bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level);

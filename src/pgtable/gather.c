@@ -24,19 +24,14 @@ enum { E_TABLE, E_FOLIO, E_PIN };
 
 _Static_assert(((4ull << 40) >> HM_PAGE_SHIFT) <= (1ull << E_SHIFT), "a pfn fits in 30 bits");
 
-static void batch_reset(struct hm_gather_batch *b, struct hm_ptcache *pc)
-{
-	b->pc = pc;
-	b->n = 0;
-}
-
 /* A heap batch if one can be had, else the one on the stack. */
 static void batch_get(struct hm_gather *g)
 {
 	g->b = hm_malloc(&g->pc->ph->fail, sizeof(*g->b));
 	if (!g->b)
 		g->b = &g->local;
-	batch_reset(g->b, g->pc);
+	g->b->pc = g->pc;
+	g->b->n = 0;
 }
 
 void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_gen)
@@ -164,7 +159,8 @@ static void batch_flush(struct hm_gather *g)
 
 	if (!b->n && !g->tlb)
 		return;
-	batch_mark_pending(b);
+	if (b->n)
+		batch_mark_pending(b);
 	hm_race_point("unmap_before_flush");
 	/* Every TLB entry filled before this point is stale from now on; the
 	 * grace period below starts after it. */
