@@ -260,18 +260,6 @@ static int32_t leaf_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t 
 	return n;
 }
 
-bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level)
-{
-	struct hm_phys *ph = &sys->phys;
-	uint32_t head = hm_folio_head(ph, pfn);
-	hm_spin_t *lock = hm_folio_lock(sys, head);
-
-	hm_spin_lock(lock);
-	bool alone = leaf_maps_locked(ph, hm_pfn_page(ph, head), pfn, level) == 1;
-	hm_spin_unlock(lock);
-	return alone;
-}
-
 enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);

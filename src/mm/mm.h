@@ -172,12 +172,11 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Mappings of the page @pfn in all mms (hm_query's mapcount). */
 unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn);
-/* Is what the leaf of @level at @pfn maps mapped by that leaf alone? Read
- * under the folio lock, so exact for any number of mms. */
-bool hm_leaf_exclusive(struct hm_system *sys, uint32_t pfn, unsigned level);
-/* The copy-on-write decision for the leaf: reuse in place, copy, or reuse
- * once the pins of unmaps in flight are gone (wait for the RCU callbacks,
- * then decide again). Context: the leaf's table lock. */
+/* The copy-on-write decision for the leaf of @level at @pfn: reuse in place,
+ * copy, or reuse once the pins of unmaps in flight are gone (wait for the
+ * RCU callbacks, then decide again). Anything but HM_COPY means the leaf is
+ * the only mapping of what it maps: read under the folio lock, so exact for
+ * any number of mms. Context: the leaf's table lock, or mmap_lock (query). */
 enum hm_reuse { HM_REUSE, HM_COPY, HM_REUSE_LATER };
 enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level);
 

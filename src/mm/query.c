@@ -37,7 +37,7 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 		out->prot = pt_prot(e);
 		out->node = hm_pfn_node(ph, pfn);
 		out->mapcount = hm_page_mapcount(mm->sys, page);
-		out->exclusive = hm_leaf_exclusive(mm->sys, level ? pfn : page, level);
+		out->exclusive = hm_leaf_reuse(mm, level ? pfn : page, level) != HM_COPY;
 	}
 	hm_rcu_read_unlock();
 	hm_up_read(&mm->mmap_lock);
