@@ -184,6 +184,7 @@ static void whole_range_no_split(const struct geo *g)
 	CHECK_EQ(hm_munmap(mm, a, g->size), 0);
 	STEP(sys);
 	CHECK_EQ(t_stat(sys, "thp_split_pud") + t_stat(sys, "thp_split_pmd"), 0);
+	hm_drain(sys);	/* munmap frees after a grace period */
 	CHECK_EQ(t_stat(sys, "nr_free_pages"), free0 - 1);	/* the root table */
 	hm_mm_destroy(mm);
 	hm_system_destroy(sys);
