@@ -86,6 +86,10 @@ struct hm_config {
 	int deposit;		/* HM_DEPOSIT_EAGER (default) or HM_DEPOSIT_LAZY */
 	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA */
 	int cow;		/* HM_COW_4K (default) or HM_COW_2M */
+	unsigned khugepaged_max_ptes_none; /* 0..511, default 511, as in sysfs:
+				 * a huge page with more zero-filled 4 KiB
+				 * pages than this is split under pressure
+				 * (the underused-THP shrinker) */
 };
 
 /*

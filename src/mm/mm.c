@@ -19,6 +19,7 @@ void hm_config_default(struct hm_config *cfg)
 	cfg->thp_pud = HM_THP_MADVISE;
 	cfg->thp_pmd = HM_THP_ALWAYS;
 	cfg->deposit = HM_DEPOSIT_EAGER;
+	cfg->khugepaged_max_ptes_none = 511;
 }
 
 static bool config_valid(const struct hm_config *c)
@@ -33,7 +34,8 @@ static bool config_valid(const struct hm_config *c)
 	       c->thp_pmd >= HM_THP_NEVER && c->thp_pmd <= HM_THP_ALWAYS &&
 	       (c->deposit == HM_DEPOSIT_EAGER || c->deposit == HM_DEPOSIT_LAZY) &&
 	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA)) &&
-	       (c->cow == HM_COW_4K || c->cow == HM_COW_2M);
+	       (c->cow == HM_COW_4K || c->cow == HM_COW_2M) &&
+	       c->khugepaged_max_ptes_none < HM_PTRS;
 }
 
 int hm_system_create(const struct hm_config *cfg, struct hm_system **out)

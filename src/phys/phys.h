@@ -46,6 +46,14 @@ enum {
 	PG_MAYBE_SHARED	= 1u << 7,	/* folio head: mm slots overflowed */
 	PG_FREEING	= 1u << 8,	/* folio head: unmapped, freed after a
 					 * grace period */
+	/* Folio heads; set and cleared under the folio lock, atomically. */
+	PG_ISOLATED	= 1u << 9,	/* reclaim owns it: not freed at its last
+					 * unmap, reclaim frees it */
+	PG_SWAPCACHE	= 1u << 10,	/* holds the content of swap slots
+					 * [swap, swap + 2^order) */
+	PG_DEFERRED	= 1u << 11,	/* on the deferred split queue */
+	PG_HUGE_ZERO	= 1u << 12,	/* the huge zero page: never counted,
+					 * never freed before the system */
 };
 
 struct hm_page {
