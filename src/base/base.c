@@ -118,6 +118,15 @@ void hm_down_read(struct hm_rwsem *s)
 	__atomic_add_fetch(&s->readers, 1, __ATOMIC_RELAXED);
 }
 
+bool hm_down_read_trylock(struct hm_rwsem *s)
+{
+	if (pthread_rwlock_tryrdlock(&s->rw))
+		return false;
+	held_add(s);
+	__atomic_add_fetch(&s->readers, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
 void hm_up_read(struct hm_rwsem *s)
 {
 	held_del(s);

@@ -120,6 +120,10 @@ struct hm_rwsem {
 int hm_rwsem_init(struct hm_rwsem *s);
 void hm_rwsem_destroy(struct hm_rwsem *s);
 void hm_down_read(struct hm_rwsem *s);
+/* Never waits, so it may be called in any context that may take the lock
+ * at all, also out of the lock order (reclaim takes the mms that map a page
+ * this way). Must not: be called by a thread that holds @s. */
+bool hm_down_read_trylock(struct hm_rwsem *s);
 void hm_up_read(struct hm_rwsem *s);
 void hm_down_write(struct hm_rwsem *s);
 void hm_up_write(struct hm_rwsem *s);

@@ -38,7 +38,12 @@ struct chk {
 	uint64_t tables, deposited;	/* all mms */
 	uint64_t leaves[3];		/* all mms */
 	uint64_t mm_tables, mm_leaves[3];
+	uint32_t *swc;			/* per slot: swap entries found, and
+					 * SWC_CACHED if a folio caches it */
+	uint64_t swap_entries;		/* all mms, PMD ones counting 512 */
 };
+
+#define SWC_CACHED (1u << 31)
 
 __attribute__((format(printf, 2, 3)))
 static void report(struct chk *c, const char *fmt, ...)
@@ -180,6 +185,25 @@ static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned lev
 	c->mm_leaves[level]++;
 }
 
+static void check_swap_entry(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned level, uint64_t va)
+{
+	uint64_t size = hm_level_size(level), s = pt_swp_offset(e);
+	unsigned n = level ? HM_PTRS : 1;
+	const struct hm_vma *v = hm_vma_lookup(mm, va);
+
+	if (!v || va < v->start || va + size > v->end)
+		report(c, "mm %llu: swap entry at %#llx (size %#llx) outside any VMA",
+		       (unsigned long long)mm->id, (unsigned long long)va, (unsigned long long)size);
+	if (s + n > c->sys->swap.nr_slots || (level && s % HM_SWP_CLUSTER)) {
+		report(c, "mm %llu: swap entry %#llx at %#llx names slots outside the device or a cluster",
+		       (unsigned long long)mm->id, (unsigned long long)e, (unsigned long long)va);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		c->swc[s + i]++;
+	c->swap_entries += n;
+}
+
 static void walk(struct chk *c, struct hm_mm *mm, uint32_t table, unsigned level, uint64_t base)
 {
 	const hm_pte_t *t = hm_pt_entries(c->ph, table);
@@ -200,6 +224,9 @@ static void walk(struct chk *c, struct hm_mm *mm, uint32_t table, unsigned level
 				walk(c, mm, pt_pfn(e, level), level - 1, va);
 		} else if (pt_mapped(e) && level <= 2) {
 			check_leaf(c, mm, e, level, va);
+			huge += level > 0;
+		} else if (pt_swp_entry(e) && level <= 1) {
+			check_swap_entry(c, mm, e, level, va);	/* keeps its deposit */
 			huge += level > 0;
 		} else {
 			report(c, "unexpected entry %#llx at level %u, va %#llx",
@@ -251,8 +278,18 @@ static void check_folio(struct chk *c, uint32_t head)
 	struct shadow *s = &c->sh[head];
 	uint32_t n = 1u << h->order;
 
-	if (!s->total)
+	/* Reclaim frees a folio it holds that lost its last mapping. */
+	if (!s->total && !(h->flags & PG_ISOLATED))
 		report(c, "folio %#x (order %u) is mapped nowhere: leaked", head, h->order);
+	if (s->total && !(h->flags & (PG_ISOLATED | PG_LRU)))
+		report(c, "folio %#x is mapped but on no LRU list and not isolated", head);
+	if (h->flags & PG_SWAPCACHE) {
+		if (h->order > HM_PMD_ORDER || (uint64_t)h->swap + n > c->sys->swap.nr_slots)
+			report(c, "folio %#x (order %u) caches slots %u.. outside the device", head, h->order, h->swap);
+		else
+			for (uint32_t i = 0; i < n; i++)
+				c->swc[h->swap + i] |= SWC_CACHED;
+	}
 	if ((uint32_t)h->large_mapcount != s->total || (h->order && (uint32_t)h->entire_mapcount != s->whole))
 		report(c, "folio %#x: large/entire mapcount %d/%d, tables say %u/%u", head,
 		       h->large_mapcount, h->entire_mapcount, s->total, s->whole);
@@ -384,6 +421,88 @@ static void check_balances(struct chk *c, const struct totals *t)
 			       (unsigned long long)sys->nr_leaf[l], (unsigned long long)c->leaves[l]);
 }
 
+struct swap_scan {
+	const uint32_t *swc;
+	uint64_t used, counted, bad, bad_slot;
+	uint32_t bad_word, bad_want;
+};
+
+static int swap_slot(void *arg, uint64_t s, uint32_t word)
+{
+	struct swap_scan *w = arg;
+	uint32_t want = w->swc[s] & ~SWC_CACHED;
+	bool cached = w->swc[s] & SWC_CACHED;
+
+	w->used++;
+	w->counted += want;
+	/* Every mm is locked: no swap-out or swap-in is under way. */
+	if ((word & HM_SWP_COUNT_MASK) != want || !!(word & HM_SWP_CACHE) != cached || (word & HM_SWP_WRITEBACK)) {
+		if (!w->bad++) {
+			w->bad_slot = s;
+			w->bad_word = word;
+			w->bad_want = w->swc[s];
+		}
+	}
+	return 0;
+}
+
+/* Slots against the entries and swap-cache folios found: none leaked,
+ * none counted wrong, none named while free. */
+static void check_swap(struct chk *c)
+{
+	struct hm_swap *sw = &c->sys->swap;
+	struct swap_scan w = { .swc = c->swc };
+
+	if (!hm_swap_enabled(sw))
+		return;
+	hm_swap_for_each_used(sw, swap_slot, &w);
+	if (w.bad)
+		report(c, "%llu swap slots disagree with the tables, first %llu: word %#x, tables say %u%s",
+		       (unsigned long long)w.bad, (unsigned long long)w.bad_slot, w.bad_word,
+		       w.bad_want & ~SWC_CACHED, w.bad_want & SWC_CACHED ? " + cached" : "");
+	if (w.counted != c->swap_entries)
+		report(c, "swap entries name %llu slot uses, %llu of them on slots in use",
+		       (unsigned long long)c->swap_entries, (unsigned long long)w.counted);
+	if (sw->nr_free != sw->nr_slots - w.used)
+		report(c, "swap: nr_free %llu, %llu of %llu slots in use", (unsigned long long)sw->nr_free,
+		       (unsigned long long)w.used, (unsigned long long)sw->nr_slots);
+	if (c->sys->nr_swap_entries != c->swap_entries)
+		report(c, "nr_swap_entries %llu, found %llu", (unsigned long long)c->sys->nr_swap_entries,
+		       (unsigned long long)c->swap_entries);
+}
+
+/* The LRU lists: linked both ways, flags agreeing, lengths as counted. */
+static void check_lru(struct chk *c)
+{
+	struct hm_system *sys = c->sys;
+	uint64_t n[2] = { 0, 0 };
+	uint32_t bad = HM_PFN_NONE;
+
+	hm_spin_lock(&sys->lru_lock);
+	for (unsigned i = 0; i < 2; i++) {
+		uint32_t prev = HM_PFN_NONE;
+
+		for (uint32_t p = sys->lru_first[i]; p != HM_PFN_NONE && bad == HM_PFN_NONE; p = sys->lru[p].next) {
+			struct hm_page *pg = p < c->ph->nr_frames ? hm_pfn_page(c->ph, p) : NULL;
+
+			if (!pg || !(pg->flags & PG_HEAD) || !(pg->flags & PG_LRU) ||
+			    !!(pg->flags & PG_ACTIVE) != i || sys->lru[p].prev != prev ||
+			    ++n[i] > c->ph->nr_frames)
+				bad = p;
+			prev = p;
+		}
+		if (bad == HM_PFN_NONE && sys->lru_last[i] != prev)
+			bad = prev;
+	}
+	hm_spin_unlock(&sys->lru_lock);
+	if (bad != HM_PFN_NONE)
+		report(c, "LRU lists broken at frame %#x", bad);
+	else if (n[0] != sys->nr_lru[0] || n[1] != sys->nr_lru[1])
+		report(c, "LRU lists hold %llu/%llu folios, counted %llu/%llu", (unsigned long long)n[0],
+		       (unsigned long long)n[1], (unsigned long long)sys->nr_lru[0],
+		       (unsigned long long)sys->nr_lru[1]);
+}
+
 int hm_check(struct hm_system *sys)
 {
 	if (!sys)
@@ -395,6 +514,12 @@ int hm_check(struct hm_system *sys)
 	c.sh = mmap(NULL, sh_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (c.sh == MAP_FAILED)
 		return -ENOMEM;
+	size_t swc_len = HM_MAX(sys->swap.nr_slots, 1) * sizeof(*c.swc);
+	c.swc = mmap(NULL, swc_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c.swc == MAP_FAILED) {
+		munmap(c.sh, sh_len);
+		return -ENOMEM;
+	}
 	hm_mutex_lock(&sys->mms_lock);
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		hm_down_write(&mm->mmap_lock);
@@ -407,6 +532,8 @@ int hm_check(struct hm_system *sys)
 		report(&c, "a free list is corrupt (loop or wrong length)");
 	scan_frames(&c, &t);
 	check_balances(&c, &t);
+	check_swap(&c);
+	check_lru(&c);
 
 	hm_phys_unlock_all(&sys->phys);
 	hm_mutex_unlock(&sys->pc.lock);
@@ -414,6 +541,7 @@ int hm_check(struct hm_system *sys)
 		hm_up_write(&mm->mmap_lock);
 	hm_mutex_unlock(&sys->mms_lock);
 	munmap(c.sh, sh_len);
+	munmap(c.swc, swc_len);
 	if (c.errors > MAX_REPORTS)
 		fprintf(stderr, "hm_check: ... %d problems in all\n", c.errors);
 	return c.errors ? -EUCLEAN : 0;

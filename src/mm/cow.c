@@ -70,16 +70,42 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	return true;
 }
 
+/*
+ * Pin the folio that *slot maps, if the slot still holds @e: then reclaim
+ * cannot take it while we copy from it outside the locks (and the
+ * allocation of the copy may itself have reclaimed it: then the entry
+ * changed, and the access faults again).
+ */
+static bool pin_source(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned level, uint32_t *head)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
+	bool ok = false;
+
+	hm_spin_lock(lock);
+	if (!changed(pt_get(slot), e)) {
+		*head = hm_folio_head(ph, pt_pfn(e, level));
+		ok = hm_folio_try_pin(mm->sys, *head);
+	}
+	hm_spin_unlock(lock);
+	return ok;
+}
+
 static int copy_page(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, uint64_t va,
 		     hm_pte_t e, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	unsigned order = level * HM_PMD_ORDER;
-	uint32_t copy = hm_folio_alloc(mm, order, false);
+	uint32_t copy = hm_folio_alloc(mm, order, false), head;
 
 	if (copy == HM_PFN_NONE)
 		return -ENOMEM;
+	if (!pin_source(mm, slot, e, level, &head)) {
+		hm_folio_free_unmapped(mm, copy);
+		return 0;
+	}
 	memcpy(hm_pfn_ptr(ph, copy), hm_pfn_ptr(ph, pt_pfn(e, level)), HM_PAGE_SIZE << order);
+	hm_folio_unpin(mm->sys, head);
 	hm_folio_set_rmap(ph, copy, v, HM_ALIGN_DOWN(va, hm_level_size(level)));
 	if (!replace(mm, v, slot, level, e, copy))
 		hm_folio_free_unmapped(mm, copy);

@@ -35,6 +35,12 @@ static bool huge_fits(const struct hm_vma *v, uint64_t va, uint64_t size)
 	return base >= v->start && base + size <= v->end;
 }
 
+bool hm_huge_allowed(struct hm_system *sys, const struct hm_vma *v, uint64_t va, unsigned level)
+{
+	return thp_allowed(v, level == 2 ? sys->cfg.thp_pud : sys->cfg.thp_pmd) &&
+	       huge_fits(v, va, hm_level_size(level));
+}
+
 /*
  * Make sure *slot (an entry of a table of level @level >= 1) links to a
  * table of level - 1. Returns its pfn, or HM_PFN_NONE if a huge leaf (or a
@@ -204,6 +210,8 @@ static int fault_mapped(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot
 	hm_race_point("fault_recheck");
 	hm_pte_t e = pt_get(slot);
 
+	if (pt_swp_entry(e))
+		return hm_swap_in(mm, v, slot, level, va, write);
 	if (!pt_present(e) && !pt_none(e)) {
 		/* The VMA allows the access, so a non-present entry is a split
 		 * (or another change) under way under the table's lock: wait for
@@ -221,6 +229,18 @@ static int fault_mapped(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot
 	if (write && !pt_writable(e))
 		return (v->prot & PROT_WRITE) ? hm_wp_fault(mm, v, slot, level, va, flags) : -EFAULT;
 	return 0;
+}
+
+static int fault_locked(struct hm_mm *mm, uint64_t va, bool write, unsigned flags);
+
+/* A fault may reclaim (direct reclaim) from any mm but its own, which it
+ * holds already. */
+static int fault_locked_reclaim(struct hm_mm *mm, uint64_t va, bool write, unsigned flags)
+{
+	hm_reclaim_enter(mm, NULL);
+	int r = fault_locked(mm, va, write, flags);
+	hm_reclaim_exit();
+	return r;
 }
 
 static int fault_locked(struct hm_mm *mm, uint64_t va, bool write, unsigned flags)
@@ -259,7 +279,7 @@ static int fault_locked(struct hm_mm *mm, uint64_t va, bool write, unsigned flag
 
 int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
 {
-	return fault_locked(mm, va, write, 0);
+	return fault_locked_reclaim(mm, va, write, 0);
 }
 
 /*
@@ -273,14 +293,14 @@ int hm_fault(struct hm_mm *mm, uint64_t va, bool write)
 {
 	hm_down_read(&mm->mmap_lock);
 	hm_drain_defer_begin();
-	int r = fault_locked(mm, va, write, HM_FAULT_ALLOW_RETRY);
+	int r = fault_locked_reclaim(mm, va, write, HM_FAULT_ALLOW_RETRY);
 	bool drain = hm_drain_defer_end();
 	hm_up_read(&mm->mmap_lock);
 	if (r != -EAGAIN && !(r == -ENOMEM && drain))
 		return r;
 	hm_rcu_barrier();	/* pins dropped, pending frames free */
 	hm_down_read(&mm->mmap_lock);
-	r = fault_locked(mm, va, write, 0);
+	r = fault_locked_reclaim(mm, va, write, 0);
 	hm_up_read(&mm->mmap_lock);
 	return r;
 }

@@ -37,6 +37,11 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE && order == 0)
 		pfn = hm_ptcache_lend(&sys->pc);
+	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had
+	 * falls back to smaller ones, as the kernel's THP allocations do not
+	 * reclaim hard either. */
+	while (pfn == HM_PFN_NONE && order == 0 && hm_reclaim_direct(sys, 1))
+		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
 	struct hm_page *head = hm_pfn_page(ph, pfn);
@@ -134,15 +139,17 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 
 	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
-	hm_add(&h->large_mapcount, 1);
+	/* The first mapping puts it on the LRU: before that, reclaim could
+	 * not tell a new folio from one on its way out. */
+	if (hm_add(&h->large_mapcount, 1) == 1 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED))
+		hm_lru_add(mm->sys, head, false);
 	slots_add(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
 	hm_add(&mm->nr_leaf[level], 1);
 	hm_add(&mm->sys->nr_leaf[level], 1);
 }
 
-/* Does mm @id alone map the (still mapped) folio? Context: the folio lock. */
-static bool alone_locked(const struct hm_page *h, uint32_t id)
+bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id)
 {
 	for (int s = 0; s < 2; s++)
 		if (!(h->flags & PG_MAYBE_SHARED) && h->mm_count[s] && h->mm_id[s] == id)
@@ -165,17 +172,23 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 	/* Only another mm could reuse the folio in place under our stale
 	 * translations; one that maps it later can only be our child, and fork
 	 * waits for them. */
-	if (left && pin && !alone_locked(h, mm->slot_id)) {
+	if (left && pin && !hm_folio_alone_locked(h, mm->slot_id)) {
 		hm_add(hm_pin_slot(ph, head), 1);
 		r = HM_FOLIO_PINNED;
+	}
+	/* The last mapping: the folio goes, unless reclaim holds it, which
+	 * then frees it itself. */
+	if (!left && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
+		hm_lru_del_locked(mm->sys, head);
+		hm_folio_drop_swapcache_locked(mm->sys, h);
+		r = HM_FOLIO_UNMAPPED;
 	}
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_sub(&mm->sys->nr_leaf[level], 1);
-	if (left)
-		return r;
-	hm_sub(&mm->sys->nr_anon_frames, 1u << h->order);
-	return HM_FOLIO_UNMAPPED;
+	if (r == HM_FOLIO_UNMAPPED)
+		hm_sub(&mm->sys->nr_anon_frames, 1u << h->order);
+	return r;
 }
 
 static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)

@@ -63,6 +63,18 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 {
 	hm_pte_t e = pt_get(ps);
 
+	if (pt_swp_entry(e)) {
+		/* The child names the same slots: one more count on each. */
+		unsigned n = level ? HM_PTRS : 1;
+
+		hm_swap_dup(&f->child->sys->swap, pt_swp_offset(e), n);
+		hm_add(&f->child->sys->nr_swap_entries, n);
+		if (level > 0 && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
+			child_deposit(f, ctable, level);
+		pt_set(cs, e);
+		return;
+	}
+
 	if (pt_writable(e))
 		e = pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
 	f->copied = true;
@@ -102,7 +114,7 @@ static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, uns
 				pt_set(&ct[i], pt_mk_table(child));
 			}
 			copy_table(f, pt_pfn(e, level), child, level - 1, va, start, end);
-		} else if (pt_mapped(e)) {
+		} else if (pt_mapped(e) || pt_swp_entry(e)) {
 			hm_assert(va >= start && va + size <= end);
 			if (!f->count)
 				copy_leaf(f, &pt[i], &ct[i], ctable, level);
@@ -188,7 +200,9 @@ int hm_fork(struct hm_mm *parent, struct hm_mm **out)
 
 	hm_down_write(&child->mmap_lock);	/* newer first */
 	hm_down_write(&parent->mmap_lock);
+	hm_reclaim_enter(parent, child);
 	r = prepare(&f);
+	hm_reclaim_exit();
 	if (r) {
 		/* pre[] holds what was allocated before the failure */
 		f.n = f.used;

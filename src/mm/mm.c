@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "mm.h"
 
@@ -38,6 +39,21 @@ static bool config_valid(const struct hm_config *c)
 	       c->khugepaged_max_ptes_none < HM_PTRS;
 }
 
+/* The LRU links, one per frame: reserved, backed where folios are. */
+static int lru_init(struct hm_system *sys)
+{
+	sys->lru_bytes = (uint64_t)sys->phys.nr_frames * sizeof(*sys->lru);
+	void *p = mmap(NULL, sys->lru_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	sys->lru = p;
+	for (int i = 0; i < 2; i++)
+		sys->lru_first[i] = sys->lru_last[i] = HM_PFN_NONE;
+	return 0;
+}
+
 int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 {
 	if (!cfg || !out || !config_valid(cfg))
@@ -62,8 +78,20 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 		free(sys);
 		return r;
 	}
+	r = hm_swap_init(&sys->swap, cfg->swap_path, cfg->swap_bytes, &sys->phys.fail);
+	if (!r)
+		r = lru_init(sys);
+	if (r) {
+		hm_swap_fini(&sys->swap);
+		hm_ptcache_fini(&sys->pc);
+		hm_phys_fini(&sys->phys);
+		free(sys);
+		return r;
+	}
 	pthread_mutex_init(&sys->mms_lock, NULL);
 	pthread_mutex_init(&sys->av_lock, NULL);
+	pthread_mutex_init(&sys->reclaim_lock, NULL);
+	hm_spin_init(&sys->lru_lock);
 	sys->cow_policy = cfg->cow;
 	*out = sys;
 	return 0;
@@ -76,6 +104,9 @@ void hm_system_destroy(struct hm_system *sys)
 	while (sys->mms)
 		hm_mm_destroy(sys->mms);
 	hm_rcu_barrier();
+	hm_swap_fini(&sys->swap);
+	munmap(sys->lru, sys->lru_bytes);
+	pthread_mutex_destroy(&sys->reclaim_lock);
 	hm_ptcache_fini(&sys->pc);
 	pthread_mutex_destroy(&sys->mms_lock);
 	pthread_mutex_destroy(&sys->av_lock);
@@ -252,6 +283,11 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_free_pending:
 		return hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
+	case HM_STAT_swap_free_pages:	return hm_load_relaxed(&sys->swap.nr_free);
+	case HM_STAT_swap_total_pages:	return sys->swap.nr_slots;
+	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]);
+	case HM_STAT_nr_active_anon:	return hm_load_relaxed(&sys->nr_lru[1]);
+	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
 	}
 	return 0;
 }

@@ -20,6 +20,7 @@
 
 #include "../../include/hugemm.h"
 #include "../pgtable/pgtable.h"
+#include "../phys/swap.h"
 
 #define HM_MIN_ADDR 0x10000ull	/* like vm.mmap_min_addr */
 
@@ -74,11 +75,16 @@ struct hm_anon_vma {
 	X(thp_split_pud) X(thp_split_pmd) X(split_alloc)		\
 	X(thp_collapse_alloc) X(thp_migration_success) X(thp_swpout)	\
 	X(pswpin) X(pswpout) X(cow_reuse) X(cow_copy)			\
-	X(cow_split_pud) X(cow_split_pmd)
+	X(cow_split_pud) X(cow_split_pmd)				\
+	X(thp_swpout_fallback) X(thp_swpin) X(pgscan) X(pgsteal)	\
+	X(pgactivate) X(pgdeactivate) X(pswpout_clean) X(swap_io_error)	\
+	X(direct_reclaim)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
-	X(nr_mms) X(phys_bytes) X(nr_free_pending)
+	X(nr_mms) X(phys_bytes) X(nr_free_pending)			\
+	X(swap_free_pages) X(swap_total_pages) X(nr_inactive_anon)	\
+	X(nr_active_anon) X(nr_swap_entries)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
@@ -112,9 +118,25 @@ struct hm_system {
 	uint32_t nr_avs, cap_avs;	/* av_lock */
 	hm_spin_t folio_locks[HM_FOLIO_LOCKS];	/* map counts and mm slots of
 						 * the folios hashed to each */
+	/* Reclaim (vmscan.c, lru.c). */
+	struct hm_swap swap;		/* the swap device; its own lock */
+	pthread_mutex_t reclaim_lock;	/* one reclaimer at a time */
+	hm_spin_t lru_lock;		/* the lists below, and PG_LRU/PG_ACTIVE */
+	struct hm_lru_link *lru;	/* per frame, used at folio heads;
+					 * MAP_NORESERVE: costs what is used */
+	uint64_t lru_bytes;
+	uint32_t lru_first[2], lru_last[2]; /* [0] inactive, [1] active */
+	uint64_t nr_lru[2];		/* lru_lock; atomic for statistics */
+	uint64_t nr_swap_entries;	/* swap entries in all tables (PMD
+					 * ones count 512); atomic */
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
+};
+
+/* LRU links: the lists run from first (most recently added) to last. */
+struct hm_lru_link {
+	uint32_t next, prev;	/* pfns of folio heads, HM_PFN_NONE at the ends */
 };
 
 struct hm_mm {
@@ -168,6 +190,8 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
  * phys.h) and PINNED returned: the caller hands the pin to a gather. */
 enum hm_unmapped { HM_FOLIO_MAPPED, HM_FOLIO_PINNED, HM_FOLIO_UNMAPPED };
 enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin);
+/* Does mm @id alone map the (still mapped) folio? Context: the folio lock. */
+bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Mappings of the page @pfn in all mms (hm_query's mapcount). */
@@ -204,7 +228,8 @@ static inline void hm_mm_gather_init(struct hm_mm *mm, struct hm_gather *g)
 }
 
 /*
- * Visit every leaf in [start, end) under the lock of its table. A leaf must
+ * Visit every leaf and swap entry in [start, end) under the lock of its
+ * table (@fn tells them apart with pt_swp_entry). A leaf must
  * not straddle either end (split first). @fn may change or clear the entry,
  * and returns false to stop the walk before it changed anything (to drop
  * the locks and make room). Returns the address where the walk stopped, or
@@ -231,6 +256,57 @@ void hm_folio_set_rmap(struct hm_phys *ph, uint32_t head, const struct hm_vma *v
 typedef void (*hm_rmap_fn)(struct hm_mm *mm, uint64_t va, unsigned level, void *arg);
 uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void *arg);
 
+/*
+ * lru.c — the active and inactive lists of folios and reclaim's hold on a
+ * folio. A folio joins the inactive list when allocated and leaves it when
+ * it is freed or isolated.
+ *
+ * Isolation: reclaim takes a folio off its list and sets PG_ISOLATED under
+ * the folio lock, only if it is mapped and not pinned. From then on the
+ * folio is reclaim's: its last unmap does not free it (reclaim does), and
+ * it cannot be pinned. A pin (hm_folio_try_pin) refuses an isolated folio:
+ * so a folio is either pinned or isolated, never both, which is what lets
+ * a multi-page write and a copy-on-write read a folio outside its locks.
+ */
+void hm_lru_add(struct hm_system *sys, uint32_t head, bool active);
+void hm_lru_del_locked(struct hm_system *sys, uint32_t head);	/* folio lock */
+/* Take up to @max folios off the end of list @active into @out, isolated.
+ * Context: no spinlock. */
+unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsigned max);
+/* Isolate a folio found mapped in a table; @alone_in non-NULL: only if
+ * that mm alone maps it. Context: inside an RCU read section. */
+bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in);
+/* Give an isolated folio back: to the head of a list if still mapped, else
+ * free it (it lost its last mapping while isolated). Context: a grace
+ * period has passed since its last mapping went, or it is still mapped. */
+void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active);
+bool hm_folio_try_pin(struct hm_system *sys, uint32_t head);
+void hm_folio_unpin(struct hm_system *sys, uint32_t head);
+
+/* vmscan.c — reclaim. The mms whose mmap_lock the caller holds (read or
+ * write) are named in a per-thread context that direct reclaim reads:
+ * reclaim takes the others with a trylock, and skips folios it cannot. */
+void hm_reclaim_enter(struct hm_mm *a, struct hm_mm *b);
+void hm_reclaim_exit(void);
+/* An allocation failed: reclaim some memory if this thread may (inside
+ * hm_reclaim_enter) and swap has room. Returns true if it freed any. */
+bool hm_reclaim_direct(struct hm_system *sys, unsigned nr_frames);
+/* Swap out @head (isolated) for every mapper; frees it. 0, -EBUSY (a
+ * mapper's lock was busy), -ENOSPC (no slot), -EIO, -ENOMEM. On error the
+ * folio is still isolated and mapped as before. */
+int hm_swap_out(struct hm_system *sys, uint32_t head);
+/* MADV_PAGEOUT. Context: mmap_lock held for reading. */
+int hm_pageout_range(struct hm_mm *mm, uint64_t start, uint64_t end);
+/* Swap-in fault at the swap entry *slot of @level. Context: mmap_lock
+ * held for reading. 0 (retry the access), -ENOMEM, -EIO. */
+int hm_swap_in(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
+	       uint64_t va, bool write);
+/* Drop the swap-cache slots of a folio that is going away. Context: the
+ * folio lock. */
+void hm_folio_drop_swapcache_locked(struct hm_system *sys, struct hm_page *h);
+/* Entries on this many slots dropped from the tables. */
+void hm_swap_entry_free(struct hm_system *sys, hm_pte_t e, unsigned level);
+
 /* folio locks (innermost after the ptls) */
 static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 {
@@ -255,6 +331,8 @@ int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write);
 int hm_fault(struct hm_mm *mm, uint64_t va, bool write);
 int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out);
+/* May a huge page of @level go at @va in @v (policy, VMA flags, fit)? */
+bool hm_huge_allowed(struct hm_system *sys, const struct hm_vma *v, uint64_t va, unsigned level);
 
 /* split.c — Context: mmap_lock held for writing. */
 struct hm_split_tables {
@@ -273,6 +351,10 @@ void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st);
  * under mmap_lock for reading too, as every installer rechecks under that
  * lock. Lazy mode takes its table from @st. */
 bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st);
+/* Split the PMD swap entry at *slot into a table of 512 PTE swap entries,
+ * if it is still one under its table's lock. Lazy mode takes its table
+ * from @st. */
+bool hm_split_swap_pmd(struct hm_mm *mm, hm_pte_t *slot, struct hm_split_tables *st);
 /* Split the huge leaf at @addr down to @level (1: PMD leaves, 0: PTEs), for
  * benchmarks and tests. -ENOENT if no huge leaf is there. */
 int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);

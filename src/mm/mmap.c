@@ -99,6 +99,8 @@ static bool prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t
 	hm_pte_t bits = *(hm_pte_t *)arg;
 
 	(void)va;
+	if (pt_swp_entry(pt_get(slot)))
+		return true;	/* the swap-in maps it as the VMA says then */
 	/* A page shared after fork stays read-only: the write fault copies it. */
 	if ((bits & HM_PTE_RW) && hm_leaf_reuse(mm, pt_pfn(pt_get(slot), level), level) != HM_REUSE)
 		bits &= ~HM_PTE_RW;
@@ -180,13 +182,24 @@ int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
 	switch (advice) {
 	case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED:
 	case MADV_HUGEPAGE: case MADV_NOHUGEPAGE: case MADV_DONTNEED:
-	case MADV_DONTFORK: case MADV_DOFORK:
+	case MADV_DONTFORK: case MADV_DOFORK: case MADV_PAGEOUT:
 		break;
 	default:
 		return -EINVAL;
 	}
 	if (!len)
 		return 0;
+	if (advice == MADV_PAGEOUT) {
+		/* Like a fault, under mmap_lock for reading: reclaim works under
+		 * that, and a long write-out must not hold up other faults. */
+		hm_down_read(&mm->mmap_lock);
+		if (!hm_vma_covers(mm, addr, end, 0))
+			r = -ENOMEM;
+		else
+			r = hm_pageout_range(mm, addr, end);
+		hm_up_read(&mm->mmap_lock);
+		return hm_check_enabled(mm->sys, r);
+	}
 	hm_down_write(&mm->mmap_lock);
 	if (!hm_vma_covers(mm, addr, end, 0)) {
 		r = -ENOMEM;

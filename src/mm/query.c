@@ -17,7 +17,7 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 	hm_rcu_read_lock();
 	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
 	hm_pte_t e = pt_get(slot);
-	while (!pt_none(e) && !pt_mapped(e)) {
+	while (!pt_none(e) && !pt_mapped(e) && !pt_swp_entry(e)) {
 		/* A split holds the entry invalid under its table's lock. */
 		hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
 
@@ -26,7 +26,12 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 		slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
 		e = pt_get(slot);
 	}
-	if (pt_mapped(e)) {
+	if (pt_swp_entry(e) && level <= 1) {
+		out->va = HM_ALIGN_DOWN(va, hm_level_size(level));
+		out->size = hm_level_size(level);
+		out->swapped = true;
+		out->prot = PROT_NONE;	/* not present */
+	} else if (pt_mapped(e)) {
 		uint64_t size = hm_level_size(level);
 		uint32_t pfn = pt_pfn(e, level);
 		uint32_t page = pfn + (uint32_t)((va & (size - 1)) >> HM_PAGE_SHIFT);

@@ -57,14 +57,55 @@ static void split_leaf_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 	hm_count(mm->sys, level == 2 ? HM_STAT_thp_split_pud : HM_STAT_thp_split_pmd);
 }
 
+/* A PMD swap entry (512 slots of a cluster) becomes a PTE table of 512
+ * swap entries, one slot each: the slots' counts do not change. */
+static void split_swap_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder, struct hm_split_tables *st)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	hm_assert_locked(hm_mm_table_lock(mm, holder));
+	hm_pte_t old = pt_get(slot);
+	uint64_t first = pt_swp_offset(old);
+	uint32_t child = take_table(mm, holder, st);
+	hm_pte_t *t = hm_pt_entries(ph, child);
+	struct hm_page *cd = hm_pfn_page(ph, child);
+
+	hm_assert(pt_swp_entry(old));
+	cd->pt_level = 0;
+	cd->owner = mm->id;
+	for (unsigned i = 0; i < HM_PTRS; i++)
+		t[i] = pt_mk_swp_entry(first + i);
+	pt_set(slot, pt_mk_table(child));
+}
+
+bool hm_split_swap_pmd(struct hm_mm *mm, hm_pte_t *slot, struct hm_split_tables *st)
+{
+	uint32_t holder = hm_slot_table(mm_phys(mm), slot);
+	hm_spin_t *lock = hm_mm_table_lock(mm, holder);
+	bool done = false;
+
+	hm_spin_lock(lock);
+	if (pt_swp_entry(pt_get(slot))) {
+		split_swap_locked(mm, slot, holder, st);
+		done = true;
+	}
+	hm_spin_unlock(lock);
+	return done;
+}
+
 /* The slot of the leaf covering @addr at @level, if a mapped huge leaf of
- * exactly that level is there. */
-static hm_pte_t *huge_slot(struct hm_mm *mm, uint64_t addr, unsigned want)
+ * exactly that level is there (or, with @swap, a PMD swap entry). */
+static hm_pte_t *huge_slot_or_swap(struct hm_mm *mm, uint64_t addr, unsigned want, bool swap)
 {
 	unsigned level;
 	hm_pte_t *slot = hm_pt_walk(mm_phys(mm), mm->root, mm->sys->top, addr, &level);
+	hm_pte_t e = pt_get(slot);
 
-	return level == want && pt_mapped(pt_get(slot)) ? slot : NULL;
+	return level == want && (pt_mapped(e) || (swap && pt_swp_entry(e))) ? slot : NULL;
+}
+
+static hm_pte_t *huge_slot(struct hm_mm *mm, uint64_t addr, unsigned want)
+{
+	return huge_slot_or_swap(mm, addr, want, false);
 }
 
 /* Split the leaf at *slot if it is still a mapped leaf of @level when we
@@ -92,8 +133,12 @@ static void split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st
 
 	if (addr & (HM_PUD_SIZE - 1) && (slot = huge_slot(mm, addr, 2)))
 		hm_split_leaf(mm, slot, 2, st);
-	if (addr & (HM_PMD_SIZE - 1) && (slot = huge_slot(mm, addr, 1)))
-		hm_split_leaf(mm, slot, 1, st);
+	if (addr & (HM_PMD_SIZE - 1) && (slot = huge_slot_or_swap(mm, addr, 1, true))) {
+		if (pt_swp_entry(pt_get(slot)))
+			hm_split_swap_pmd(mm, slot, st);
+		else
+			hm_split_leaf(mm, slot, 1, st);
+	}
 }
 
 /* Tables that splitting at @addr will need in lazy mode. */
@@ -101,7 +146,7 @@ static unsigned split_need(struct hm_mm *mm, uint64_t addr)
 {
 	if (huge_slot(mm, addr, 2))
 		return (addr & (HM_PUD_SIZE - 1)) ? 1 + !!(addr & (HM_PMD_SIZE - 1)) : 0;
-	return (addr & (HM_PMD_SIZE - 1)) && huge_slot(mm, addr, 1) ? 1 : 0;
+	return (addr & (HM_PMD_SIZE - 1)) && huge_slot_or_swap(mm, addr, 1, true) ? 1 : 0;
 }
 
 static int split_prepare(struct hm_mm *mm, uint64_t a, uint64_t b, struct hm_split_tables *st)

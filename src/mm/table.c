@@ -9,6 +9,9 @@ uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level)
 {
 	uint32_t pfn = hm_pt_alloc(&mm->sys->pc, level, mm->id);
 
+	while (pfn == HM_PFN_NONE && hm_reclaim_direct(mm->sys, 1))
+		pfn = hm_pt_alloc(&mm->sys->pc, level, mm->id);
+
 	if (pfn != HM_PFN_NONE)
 		hm_add(&mm->nr_tables, 1);
 	return pfn;
@@ -77,7 +80,7 @@ static bool walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t 
 				break;
 			continue;
 		}
-		if (pt_mapped(e)) {
+		if (pt_mapped(e) || pt_swp_entry(e)) {
 			hm_assert(va >= w->start && va + size <= w->end);
 			if (!(go = w->fn(w->mm, &t[i], level, va, w->arg))) {
 				w->stop = va;

@@ -22,6 +22,15 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 	if (!hm_gather_room(g, zap_room(level)))
 		return false;
 	hm_pte_t old = pt_get_and_clear(slot);
+
+	if (pt_swp_entry(old)) {
+		/* Not present: no TLB entry to shoot down; a PMD swap entry
+		 * kept its deposit. */
+		hm_swap_entry_free(mm->sys, old, level);
+		if (level == 1 && (t = hm_pt_withdraw(pc, holder)) != HM_PFN_NONE)
+			hm_mm_pt_unlink(mm, g, t);
+		return true;
+	}
 	uint32_t pfn = pt_pfn(old, level), head = hm_folio_head(ph, pfn);
 
 	hm_gather_tlb(g);

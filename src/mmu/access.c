@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../base/race.h"
 #include "tlb.h"
@@ -102,7 +103,9 @@ static bool vmas_allow(struct hm_mm *mm, uint64_t start, uint64_t end, bool writ
 static void retry_pause(unsigned *tries)
 {
 	++*tries;
-	if (*tries % 64 == 0)
+	if (*tries > 4096)
+		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);	/* reclaim writing it out */
+	else if (*tries % 64 == 0)
 		sched_yield();
 	if (HM_DEBUG >= 2 && *tries > 1000000)
 		hm_panic(__FILE__, __LINE__, "an access retried its fault a million times");
@@ -158,27 +161,67 @@ static int copy(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint8_t *buf, 
 	return 0;
 }
 
-/* Give every page of [start, end) a present, writable leaf. Context:
- * mmap_lock held for reading; the VMAs allow the write. */
-static int prefault_write(struct hm_mm *mm, uint64_t start, uint64_t end, bool *faulted)
+/* Folios a multi-page write pinned against reclaim (see write_span). */
+struct pins {
+	uint32_t *head;
+	size_t n, cap;
+};
+
+/* Pin the folio of the writable leaf at @va, if the leaf is still there
+ * once pinned. Context: mmap_lock held for reading. */
+static bool pin_writable(struct hm_mm *mm, uint64_t va, struct pins *p, uint64_t *next)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	unsigned level;
+	bool ok = false;
+
+	/* Inside a read section: the folio cannot be freed while we look. */
+	hm_rcu_read_lock();
+	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
+	hm_pte_t e = pt_get(slot);
+
+	if (pt_writable(e) && p->n < p->cap) {
+		uint32_t head = hm_folio_head(ph, pt_pfn(e, level));
+
+		if (hm_folio_try_pin(mm->sys, head)) {
+			if (pt_writable(pt_get(slot)) && pt_pfn(pt_get(slot), level) == pt_pfn(e, level)) {
+				p->head[p->n++] = head;
+				*next = HM_ALIGN_DOWN(va, hm_level_size(level)) + hm_level_size(level);
+				ok = true;
+			} else {
+				hm_folio_unpin(mm->sys, head);
+			}
+		}
+	}
+	hm_rcu_read_unlock();
+	return ok;
+}
+
+static void unpin_all(struct hm_mm *mm, struct pins *p)
+{
+	while (p->n)
+		hm_folio_unpin(mm->sys, p->head[--p->n]);
+	free(p->head);
+}
+
+/* Give every page of [start, end) a present, writable leaf, and pin it.
+ * Context: mmap_lock held for reading; the VMAs allow the write. */
+static int prefault_write(struct hm_mm *mm, uint64_t start, uint64_t end, bool *faulted, struct pins *p)
 {
 	hm_assert_rwsem_held(&mm->mmap_lock);
-	struct hm_phys *ph = mm_phys(mm);
 	unsigned tries = 0;
 
-	/* A lock-free walk without RCU: tables are unlinked and freed only
-	 * under mmap_lock for writing, which we exclude. */
 	for (uint64_t va = HM_ALIGN_DOWN(start, HM_PAGE_SIZE); va < end;) {
-		unsigned level;
-		hm_pte_t e = pt_get(hm_pt_walk(ph, mm->root, mm->sys->top, va, &level));
+		uint64_t next;
 
-		if (pt_writable(e)) {
-			va = HM_ALIGN_DOWN(va, hm_level_size(level)) + hm_level_size(level);
+		if (pin_writable(mm, va, p, &next)) {
+			va = next;
 			tries = 0;
 			continue;
 		}
 		/* Not there, or read-only (copy-on-write, which may split a
-		 * huge leaf and want another round a level down). */
+		 * huge leaf and want another round a level down), or on its
+		 * way to swap. */
 		int r = hm_fault_locked(mm, va, true);
 		*faulted = true;
 		if (r)
@@ -200,22 +243,27 @@ static int prefault_write(struct hm_mm *mm, uint64_t start, uint64_t end, bool *
  * it read-only: munmap, mprotect, DONTNEED, fork and hm_check take the lock
  * for writing, and what other threads may do under it (faults on empty
  * entries, copy-on-write and its splits) only acts on read-only or empty
- * entries. Their shootdowns stale our TLB entries, and the refill finds
- * the same writable leaves (setting D, as the write needs, is a CAS, not an
- * allocation). Anything added later that unmaps pages without mmap_lock
- * (reclaim, migration, as the kernel's do with rmap locks) must keep this
- * true, or pin the range.
+ * entries. Reclaim, which unmaps under mmap_lock for reading, does not take
+ * a pinned folio, and every folio we write to is pinned from the pre-fault
+ * to the end of the copy. Shootdowns stale our TLB entries, and the refill
+ * finds the same writable leaves (setting D, as the write needs, is a CAS,
+ * not an allocation).
  */
 static int write_span(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, const uint8_t *buf,
 		      uint64_t len, bool *faulted)
 {
+	struct pins p = { .n = 0, .cap = ((len + 2 * HM_PAGE_SIZE) >> HM_PAGE_SHIFT) + 1 };
 	int r;
 
+	p.head = hm_malloc(&mm->sys->phys.fail, p.cap * sizeof(*p.head));
+	if (!p.head)
+		return -ENOMEM;
 	hm_down_read(&mm->mmap_lock);
 	if (!hm_vma_covers(mm, va, va + len, PROT_WRITE))
 		r = -EFAULT;
-	else if (!(r = prefault_write(mm, va, va + len, faulted)))
+	else if (!(r = prefault_write(mm, va, va + len, faulted, &p)))
 		r = copy(mm, c, va, (uint8_t *)(uintptr_t)buf, len, true, true, false, faulted);
+	unpin_all(mm, &p);
 	hm_up_read(&mm->mmap_lock);
 	return r;
 }

@@ -162,6 +162,14 @@ static inline uint64_t pt_swp_offset(hm_pte_t e)
 {
 	return (e >> HM_SWP_OFFSET_SHIFT) & ((1ull << HM_SWP_OFFSET_BITS) - 1);
 }
+/* A swap entry (not a PROT_NONE leaf, nor a leaf held invalid by a split).
+ * At level 0 it names one slot; at level 1 the first of the 512 slots of a
+ * cluster that hold a whole 2 MiB page. */
+static inline bool pt_swp_entry(hm_pte_t e)
+{
+	return e && !(e & (HM_PTE_P | HM_PTE_PROTNONE | HM_PTE_INVALID)) && pt_swp_type(e) < HM_SWP_MIGRATION_READ;
+}
+static inline hm_pte_t pt_mk_swp_entry(uint64_t slot) { return pt_mk_swp(0, slot); }
 static inline bool pt_is_migration(hm_pte_t e)
 {
 	return pt_is_swp(e) && pt_swp_type(e) >= HM_SWP_MIGRATION_READ;
@@ -171,6 +179,7 @@ static inline bool pt_is_migration(hm_pte_t e)
 static inline hm_pte_t pt_get(const hm_pte_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void pt_set(hm_pte_t *p, hm_pte_t e) { __atomic_store_n(p, e, __ATOMIC_RELEASE); }
 static inline hm_pte_t pt_get_and_clear(hm_pte_t *p) { return __atomic_exchange_n(p, 0, __ATOMIC_ACQ_REL); }
+static inline hm_pte_t pt_xchg(hm_pte_t *p, hm_pte_t e) { return __atomic_exchange_n(p, e, __ATOMIC_ACQ_REL); }
 
 /* Make the leaf at @p invalid (see HM_PTE_INVALID) and return what it was,
  * with the A/D bits a walker set up to that moment. */

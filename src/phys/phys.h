@@ -54,6 +54,8 @@ enum {
 	PG_DEFERRED	= 1u << 11,	/* on the deferred split queue */
 	PG_HUGE_ZERO	= 1u << 12,	/* the huge zero page: never counted,
 					 * never freed before the system */
+	PG_LRU		= 1u << 13,	/* on an LRU list (sys->lru_lock) */
+	PG_ACTIVE	= 1u << 14,	/* that list is the active one */
 };
 
 struct hm_page {
@@ -104,7 +106,12 @@ struct hm_page {
 		uint64_t owner;	/* table: id of the owning mm */
 		struct {
 			int32_t pte_all;	/* chunk: PTE maps of all its pages */
-			int32_t pmd_all;	/* head: PMD maps of all its chunks */
+			union {
+				int32_t pmd_all;	/* head of an order-18 folio: PMD
+							 * maps of all its chunks */
+				uint32_t swap;		/* head of an order-0 or -9 folio
+							 * with PG_SWAPCACHE: its first slot */
+			};
 		};
 	};
 };

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The LRU lists and reclaim's hold on a folio (see mm.h).
+ *
+ * Two lists, as the kernel's anonymous LRU: a folio joins the inactive one
+ * when it gets its first mapping, and moves between them as reclaim finds
+ * its accessed bits set or clear (vmscan.c). The links live in a per-frame
+ * side array (sys->lru) rather than in the descriptor, whose folio words
+ * are all taken; the array is a MAP_NORESERVE mapping, so it costs host
+ * memory only where folios are.
+ *
+ *   nr_lru[i] = folios on list i;  PG_LRU <=> on a list;
+ *   PG_ACTIVE <=> that list is the active one
+ *
+ * Lock order: folio lock -> lru_lock. Reclaim takes a folio off a list
+ * under lru_lock alone and then looks at it under its folio lock, inside an
+ * RCU read section: a folio that is on a list is mapped or on its way to
+ * being freed, and its frames are freed only after a grace period that
+ * started after it left the list, so it cannot be freed and reused while
+ * we look.
+ */
+#include "../base/race.h"
+#include "mm.h"
+
+static struct hm_lru_link *link_of(struct hm_system *sys, uint32_t pfn)
+{
+	return &sys->lru[pfn];
+}
+
+static void add_locked(struct hm_system *sys, uint32_t head, bool active)
+{
+	hm_assert_locked(&sys->lru_lock);
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	struct hm_lru_link *l = link_of(sys, head);
+	unsigned i = active;
+
+	hm_assert(!(hm_load_relaxed(&h->flags) & PG_LRU));
+	l->prev = HM_PFN_NONE;
+	l->next = sys->lru_first[i];
+	if (l->next != HM_PFN_NONE)
+		link_of(sys, l->next)->prev = head;
+	else
+		sys->lru_last[i] = head;
+	sys->lru_first[i] = head;
+	hm_add(&sys->nr_lru[i], 1);
+	__atomic_or_fetch(&h->flags, PG_LRU | (active ? PG_ACTIVE : 0), __ATOMIC_RELAXED);
+}
+
+static void del_locked(struct hm_system *sys, uint32_t head)
+{
+	hm_assert_locked(&sys->lru_lock);
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	struct hm_lru_link *l = link_of(sys, head);
+	unsigned i = !!(hm_load_relaxed(&h->flags) & PG_ACTIVE);
+
+	hm_assert(hm_load_relaxed(&h->flags) & PG_LRU);
+	if (l->prev != HM_PFN_NONE)
+		link_of(sys, l->prev)->next = l->next;
+	else
+		sys->lru_first[i] = l->next;
+	if (l->next != HM_PFN_NONE)
+		link_of(sys, l->next)->prev = l->prev;
+	else
+		sys->lru_last[i] = l->prev;
+	hm_sub(&sys->nr_lru[i], 1);
+	__atomic_and_fetch(&h->flags, ~(PG_LRU | PG_ACTIVE), __ATOMIC_RELAXED);
+}
+
+void hm_lru_add(struct hm_system *sys, uint32_t head, bool active)
+{
+	hm_spin_lock(&sys->lru_lock);
+	add_locked(sys, head, active);
+	hm_spin_unlock(&sys->lru_lock);
+}
+
+void hm_lru_del_locked(struct hm_system *sys, uint32_t head)
+{
+	hm_assert_locked(hm_folio_lock(sys, head));
+	hm_spin_lock(&sys->lru_lock);
+	if (hm_load_relaxed(&hm_pfn_page(&sys->phys, head)->flags) & PG_LRU)
+		del_locked(sys, head);
+	hm_spin_unlock(&sys->lru_lock);
+}
+
+/* Can reclaim take this folio now? Context: its folio lock. */
+static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t head)
+{
+	uint32_t f = hm_load_relaxed(&h->flags);
+
+	return (f & PG_HEAD) && !(f & (PG_ISOLATED | PG_HUGE_ZERO | PG_FREEING)) &&
+	       h->large_mapcount > 0 && !hm_load(hm_pin_slot(&sys->phys, head));
+}
+
+/*
+ * A folio just taken off a list: isolate it, or put it back at the head of
+ * the active list if it is busy (pinned), or let it go if it is on its way
+ * to being freed. Context: inside an RCU read section (see above).
+ */
+static bool isolate_popped(struct hm_system *sys, uint32_t head)
+{
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	hm_spin_t *lock = hm_folio_lock(sys, head);
+	bool got = false;
+
+	hm_spin_lock(lock);
+	if (isolatable_locked(sys, h, head)) {
+		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
+		got = true;
+	} else if (h->large_mapcount > 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
+		hm_lru_add(sys, head, true);
+	}
+	hm_spin_unlock(lock);
+	return got;
+}
+
+unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsigned max)
+{
+	unsigned n = 0, tries = 0;
+
+	hm_rcu_read_lock();
+	while (n < max && tries++ < 4 * max) {
+		hm_spin_lock(&sys->lru_lock);
+		uint32_t head = sys->lru_last[active];
+		if (head != HM_PFN_NONE)
+			del_locked(sys, head);
+		hm_spin_unlock(&sys->lru_lock);
+		if (head == HM_PFN_NONE)
+			break;
+		hm_race_point("lru_popped");
+		if (isolate_popped(sys, head))
+			out[n++] = head;
+	}
+	hm_rcu_read_unlock();
+	return n;
+}
+
+bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in)
+{
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	hm_spin_t *lock = hm_folio_lock(sys, head);
+	bool got = false;
+
+	hm_spin_lock(lock);
+	if (isolatable_locked(sys, h, head) && (!alone_in || hm_folio_alone_locked(h, alone_in->slot_id))) {
+		hm_lru_del_locked(sys, head);
+		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
+		got = true;
+	}
+	hm_spin_unlock(lock);
+	return got;
+}
+
+void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active)
+{
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	hm_spin_t *lock = hm_folio_lock(sys, head);
+	unsigned order = h->order;
+	bool orphan;
+
+	hm_spin_lock(lock);
+	hm_assert(hm_load_relaxed(&h->flags) & PG_ISOLATED);
+	__atomic_and_fetch(&h->flags, ~PG_ISOLATED, __ATOMIC_RELAXED);
+	orphan = h->large_mapcount == 0;
+	if (orphan)
+		hm_folio_drop_swapcache_locked(sys, h);
+	else
+		hm_lru_add(sys, head, active);
+	hm_spin_unlock(lock);
+	if (orphan) {
+		hm_sub(&sys->nr_anon_frames, 1u << order);
+		hm_free_frames(&sys->pc, head, order);
+	}
+}
+
+bool hm_folio_try_pin(struct hm_system *sys, uint32_t head)
+{
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	hm_spin_t *lock = hm_folio_lock(sys, head);
+	bool ok;
+
+	hm_spin_lock(lock);
+	ok = !(hm_load_relaxed(&h->flags) & PG_ISOLATED);
+	if (ok)
+		hm_add(hm_pin_slot(&sys->phys, head), 1);
+	hm_spin_unlock(lock);
+	return ok;
+}
+
+void hm_folio_unpin(struct hm_system *sys, uint32_t head)
+{
+	/* Release: what we did with the folio happens before a reuse that
+	 * sees the pin gone. */
+	__atomic_sub_fetch(hm_pin_slot(&sys->phys, head), 1, __ATOMIC_RELEASE);
+}
