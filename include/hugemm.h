@@ -209,6 +209,22 @@ HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
 HM_API int hm_read(struct hm_mm *mm, uint64_t va, void *buf, uint64_t len);
 HM_API int hm_write(struct hm_mm *mm, uint64_t va, const void *buf, uint64_t len);
 
+/*
+ * hm_reclaim - free up to @bytes of physical memory now, as the kernel's
+ * reclaim does: least recently used pages first (their accessed bits are
+ * looked at through the reverse map, and a page used since the last look
+ * gets a second chance), written to the swap file for every address space
+ * that maps them, pages shared after fork included. *freed = bytes freed:
+ * less than asked (0 too) is not an error; without a swap file, or with it
+ * full, nothing can be freed this way. A read or write of a page in swap
+ * brings it back (4 KiB, or 2 MiB where a 2 MiB page may go and its
+ * cluster is whole).
+ * -EINVAL for a NULL argument. Context: any thread; waits for the pages it
+ * writes, and for a grace period; skips pages of address spaces that are
+ * busy changing their maps.
+ */
+HM_API int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed);
+
 /* hm_migrate - move pages to another node. Returns -ENOSYS until migration
  * is implemented. Context: any thread. */
 HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hugemm.h>
 
@@ -93,6 +94,46 @@ static inline struct hm_system *t_system(uint64_t phys, int thp_pud, int thp_pmd
 	cfg.flags = t_flags;
 	if (hm_system_create(&cfg, &sys)) {
 		fprintf(stderr, "hm_system_create failed\n");
+		exit(2);
+	}
+	return sys;
+}
+
+/* A swap file for tests: a fresh path under /tmp, removed at exit. */
+static char t_swap_file[64];
+
+static void t_swap_cleanup(void)
+{
+	if (t_swap_file[0])
+		unlink(t_swap_file);
+}
+
+static inline const char *t_swap_path(void)
+{
+	if (!t_swap_file[0]) {
+		snprintf(t_swap_file, sizeof(t_swap_file), "/tmp/hmtest-swap.%d", (int)getpid());
+		atexit(t_swap_cleanup);
+	}
+	return t_swap_file;
+}
+
+/* t_system with a swap file of @swap bytes. */
+static inline struct hm_system *t_system_swap(uint64_t phys, uint64_t swap, int thp_pud, int thp_pmd,
+					      int deposit)
+{
+	struct hm_config cfg;
+	struct hm_system *sys = NULL;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = phys;
+	cfg.thp_pud = thp_pud;
+	cfg.thp_pmd = thp_pmd;
+	cfg.deposit = deposit;
+	cfg.flags = t_flags;
+	cfg.swap_path = t_swap_path();
+	cfg.swap_bytes = swap;
+	if (hm_system_create(&cfg, &sys)) {
+		fprintf(stderr, "hm_system_create with swap failed\n");
 		exit(2);
 	}
 	return sys;

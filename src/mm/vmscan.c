@@ -413,7 +413,9 @@ static int swap_out_locked(struct hm_system *sys, uint32_t head, struct mappers 
 	hm_race_point("swapout_unmapped");
 	/* No access through a translation cached before is still under way. */
 	hm_rcu_synchronize();
-	if (!r && (!cached || so.dirty)) {
+	bool write = !cached || so.dirty;
+
+	if (!r && write) {
 		r = write_out(&so, nr);
 		if (r)
 			hm_count(sys, HM_STAT_swap_io_error);
@@ -443,7 +445,8 @@ static int swap_out_locked(struct hm_system *sys, uint32_t head, struct mappers 
 	free(so.slots);
 	hm_sub(&sys->nr_anon_frames, nr);
 	hm_free_frames(&sys->pc, head, order);
-	hm_add(&sys->events[HM_STAT_pswpout], nr);
+	if (write)
+		hm_add(&sys->events[HM_STAT_pswpout], nr);
 	return 0;
 }
 

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Swap (issue 8): pageout and swap-in of 4 KiB, 2 MiB and 1 GiB pages,
+ * the swap cache, fork sharing swap entries, reclaim through the reverse
+ * map, direct reclaim when memory is overcommitted, swap full, and a swap
+ * file damaged underneath. hm_check after every step.
+ */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+static uint64_t stat_of(struct hm_system *sys, const char *n) { return t_stat(sys, n); }
+
+/* Pages of [a + off, a + off + len) not holding t_fill(a, ..., seed)'s
+ * pattern (numbered from @a). */
+static unsigned long wrong_at(struct hm_mm *mm, uint64_t a, uint64_t off, uint64_t len, uint64_t seed)
+{
+	unsigned long bad = 0;
+
+	for (uint64_t o = off; o < off + len; o += 4096) {
+		uint64_t v = 0, w = 0;
+
+		bad += hm_read(mm, a + o, &v, 8) || hm_read(mm, a + o + 4088, &w, 8) ||
+		       v != t_pattern(seed, o / 4096) || w != v;
+	}
+	return bad;
+}
+
+static bool swapped(struct hm_mm *mm, uint64_t va, uint64_t size)
+{
+	struct hm_mapping m;
+
+	return hm_query(mm, va, &m) == 0 && m.swapped && m.size == size;
+}
+
+/* 4 KiB pages out and back, then out again clean (no write). */
+static void pageout_4k(void)
+{
+	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, len = 4 * MiB, total = stat_of(sys, "swap_total_pages");
+
+	CHECK_EQ(total, 64 * MiB / 4096);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total);
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 1), 0);
+	STEP(sys);
+	CHECK_EQ(hm_madvise(mm, a, len, MADV_PAGEOUT), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "pswpout"), 1024);
+	CHECK_EQ(stat_of(sys, "nr_anon_pages"), 0);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total - 1024);
+	CHECK(swapped(mm, a, 4096));
+	CHECK(swapped(mm, a + len - 4096, 4096));
+	CHECK_EQ(t_pages_wrong(mm, a, len, 1, 0, 0), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "pswpin"), 1024);
+	CHECK_EQ(stat_of(sys, "nr_anon_pages"), 1024);
+	/* Read, not written: the slots were kept, the second pageout writes
+	 * nothing. */
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total - 1024);
+	CHECK_EQ(hm_madvise(mm, a, len, MADV_PAGEOUT), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "pswpout"), 1024);
+	CHECK_EQ(stat_of(sys, "pswpout_clean"), 1024);
+	/* Written after swap-in: out again with a write, data intact. */
+	CHECK_EQ(t_fill(mm, a, len / 2, 2), 0);
+	CHECK_EQ(hm_madvise(mm, a, len, MADV_PAGEOUT), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "pswpout"), 1024 + 512);
+	CHECK_EQ(t_pages_wrong(mm, a, len / 2, 2, 0, 0), 0);
+	CHECK_EQ(wrong_at(mm, a, len / 2, len / 2, 1), 0);
+	/* Unmapping swapped pages frees their slots. */
+	CHECK_EQ(hm_madvise(mm, a, len, MADV_PAGEOUT), 0);
+	CHECK_EQ(hm_munmap(mm, a, len), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total);
+	CHECK_EQ(stat_of(sys, "nr_swap_entries"), 0);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/* A 2 MiB page goes out whole into a cluster and comes back whole. */
+static void pageout_2m(void)
+{
+	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, len = 8 * MiB, total = stat_of(sys, "swap_total_pages");
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 3), 0);
+	CHECK_EQ(stat_of(sys, "nr_anon_pmd"), 4);
+	CHECK_EQ(hm_madvise(mm, a, len, MADV_PAGEOUT), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "thp_swpout"), 4);
+	CHECK_EQ(stat_of(sys, "thp_swpout_fallback"), 0);
+	CHECK_EQ(stat_of(sys, "pswpout"), 2048);
+	CHECK(swapped(mm, a + 4096, 2 * MiB));
+	CHECK_EQ(stat_of(sys, "pgtable_deposited"), 4);	/* kept for the swap-in */
+	CHECK_EQ(t_pages_wrong(mm, a, len, 3, 0, 0), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "thp_swpin"), 4);
+	CHECK_EQ(stat_of(sys, "nr_anon_pmd"), 4);
+	/* Out again clean, then part of one unmapped: the PMD swap entry is
+	 * split, the unmapped slots freed. */
+	CHECK_EQ(hm_madvise(mm, a, len, MADV_PAGEOUT), 0);
+	CHECK_EQ(stat_of(sys, "pswpout_clean"), 2048);
+	CHECK_EQ(hm_munmap(mm, a + 4096, 4096), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total - 2047);
+	CHECK(swapped(mm, a, 4096));
+	/* Where no 2 MiB page may go back, the swap-in is 4 KiB. */
+	CHECK_EQ(hm_madvise(mm, a + 2 * MiB, 2 * MiB, MADV_NOHUGEPAGE), 0);
+	CHECK_EQ(t_peek(mm, a + 2 * MiB + 8192), t_pattern(3, 512 + 2));
+	CHECK(swapped(mm, a + 2 * MiB, 4096));
+	STEP(sys);
+	CHECK_EQ(wrong_at(mm, a, 2 * MiB, 6 * MiB, 3), 0);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total);
+	hm_system_destroy(sys);
+}
+
+/* Swap entries shared after fork: in both directions, COW after. */
+static void fork_shares_swap(void)
+{
+	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm, *child;
+	uint64_t a, len = 1 * MiB, total = stat_of(sys, "swap_total_pages");
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 4), 0);
+	CHECK_EQ(hm_madvise(mm, a, len, MADV_PAGEOUT), 0);
+	REQUIRE(hm_fork(mm, &child) == 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "nr_swap_entries"), 2 * 256);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total - 256);
+	/* The child writes half, the parent reads all: its own data. */
+	CHECK_EQ(t_fill(child, a, len / 2, 5), 0);
+	CHECK_EQ(t_pages_wrong(mm, a, len, 4, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(child, a, len / 2, 5, 0, 0), 0);
+	CHECK_EQ(wrong_at(child, a, len / 2, len / 2, 4), 0);
+	STEP(sys);
+	/* After fork, pages shared: MADV_PAGEOUT leaves them, hm_reclaim
+	 * takes them from both through the reverse map. */
+	hm_mm_destroy(child);
+	REQUIRE(hm_fork(mm, &child) == 0);
+	CHECK_EQ(hm_madvise(child, a, len, MADV_PAGEOUT), 0);
+	CHECK_EQ(stat_of(sys, "nr_swap_entries"), 0);
+	uint64_t freed = 0, out0 = stat_of(sys, "pswpout");
+	CHECK_EQ(hm_reclaim(sys, 64 * MiB, &freed), 0);
+	STEP(sys);
+	CHECK(freed >= len);
+	CHECK(swapped(mm, a, 4096) && swapped(child, a, 4096));
+	CHECK(stat_of(sys, "pswpout") - out0 <= 256);	/* clean ones not written again */
+	CHECK_EQ(t_pages_wrong(child, a, len, 4, 0, 0), 0);
+	t_poke(mm, a, 77);
+	CHECK_EQ(t_peek(child, a), t_pattern(4, 0));
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total);
+	hm_system_destroy(sys);
+}
+
+/* Twice physical memory written: direct reclaim makes room. */
+static void overcommit(void)
+{
+	struct hm_system *sys = t_system_swap(32 * MiB, 128 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm, *child;
+	uint64_t a, len = 64 * MiB, total = stat_of(sys, "swap_total_pages"), free0;
+
+	hm_drain(sys);
+	free0 = stat_of(sys, "nr_free_pages");
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 6), 0);
+	STEP(sys);
+	CHECK(stat_of(sys, "direct_reclaim") > 0);
+	CHECK(stat_of(sys, "pswpout") > 0);
+	CHECK_EQ(t_pages_wrong(mm, a, len, 6, 0, 0), 0);
+	REQUIRE(hm_fork(mm, &child) == 0);
+	CHECK_EQ(t_fill(child, a, len / 2, 7), 0);
+	STEP(sys);
+	CHECK_EQ(t_pages_wrong(mm, a, len, 6, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(child, a, len / 2, 7, 0, 0), 0);
+	CHECK_EQ(wrong_at(child, a, len / 2, len / 2, 6), 0);
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_drain(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total);
+	CHECK_EQ(stat_of(sys, "nr_free_pages"), free0);
+	hm_system_destroy(sys);
+}
+
+/* STEP() checks every step; HM_CHECK after every access would be slow. */
+static void no_auto_check(void) { t_flags = 0; }
+
+T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(overcommit))
