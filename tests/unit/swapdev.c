@@ -10,9 +10,13 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "harness.h"
 #include "../../src/phys/swap.h"
@@ -240,6 +244,41 @@ static void bad_paths(void)
 		CHECK_EQ(f.hits, 1);
 		CHECK(!exists(p));
 	}
+}
+
+/*
+ * A full disk is found at setup. tmpfs refuses at once an fallocate larger
+ * than the whole file system, without filling it first, so /dev/shm can
+ * stand in for a full disk where it is a size-limited tmpfs.
+ */
+static void disk_full(void)
+{
+	char dir[] = "/dev/shm/hmswapXXXXXX", p[64];
+	struct statfs fs;
+	struct statvfs vfs;
+	struct stat st;
+	uint64_t total;
+
+	if (statfs("/dev/shm", &fs) || fs.f_type != TMPFS_MAGIC || statvfs("/dev/shm", &vfs)) {
+		fprintf(stderr, "  (no tmpfs at /dev/shm: -ENOSPC not tried)\n");
+		return;
+	}
+	total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	/* Unlimited, or so large that the map would be a burden. */
+	if (!total || total > 64 * GiB) {
+		fprintf(stderr, "  (/dev/shm has no usable limit: -ENOSPC not tried)\n");
+		return;
+	}
+	REQUIRE(mkdtemp(dir));
+	snprintf(p, sizeof(p), "%s/x", dir);
+	init_fails(p, HM_ALIGN_UP(total, SLOT) + 2 * MiB, NULL, -ENOSPC);
+	/* What was reserved is given back. */
+	if (stat(p, &st) == 0) {
+		CHECK_EQ(st.st_size, 0);
+		CHECK_EQ(st.st_blocks, 0);
+		unlink(p);
+	}
+	rmdir(dir);
 }
 
 static void creates_file(void)
@@ -902,6 +941,6 @@ static void concurrent(void)
 	free(owner);
 }
 
-T_MAIN(T(no_swap), T(invalid_size), T(bad_paths), T(creates_file), T(prefers_partial),
+T_MAIN(T(no_swap), T(invalid_size), T(bad_paths), T(disk_full), T(creates_file), T(prefers_partial),
        T(tail_first), T(cluster_alignment), T(counts), T(misuse_asserts), T(io_roundtrip),
        T(io_truncated), T(failpoint), T(reader_waits_writeback), T(concurrent))
