@@ -12,6 +12,9 @@
  *                                  never taken twice by one thread). Two
  *                                  mms (fork): the newer first, as
  *                                  hm_check walks the list.
+ *       sys->reclaim_lock         (mutex: one reclaimer at a time; it takes
+ *                                  the mmap_locks of the mms that map a
+ *                                  page with a trylock, out of order)
  *       mm->page_table_lock       (spin: entries of level >= 2 tables, PUD
  *                                  leaves, the PUD-level deposit lists,
  *                                  vma->av when first set)
@@ -20,6 +23,9 @@
  *           PTE table ptl         (spin, in the ptdesc: its entries)
  *             folio lock          (spin, striped by head frame: map counts
  *                                  and mm slots)
+ *               lru_lock          (spin: the LRU lists)
+ *             swap->lock          (spin: the swap map; innermost, beside
+ *                                  the folio locks)
  *             av->lock            (mutex: an anon_vma's members)
  *               sys->av_lock      (mutex: the table of anon_vmas)
  *             ptcache->lock       (mutex: page-table cache)

@@ -23,10 +23,44 @@ uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
 	return pfn & ~((1u << pg->order) - 1);
 }
 
+/*
+ * With swap, the last HM_SWAPIN_RESERVE free frames are for swap-ins: when
+ * memory and swap are both full, new memory gets -ENOMEM, but a page in
+ * swap can still be read back (and then, clean, dropped again for the next
+ * one), so that everything written stays readable.
+ */
+#define HM_SWAPIN_RESERVE 32u
+
+static bool below_reserve(struct hm_system *sys, unsigned order)
+{
+	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&sys->pc.nr_free_slots);
+
+	return hm_swap_enabled(&sys->swap) && free < HM_SWAPIN_RESERVE + (1u << order);
+}
+
+static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve);
+
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
+{
+	return folio_alloc(mm, order, zero, false);
+}
+
+uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order)
+{
+	return folio_alloc(mm, order, false, true);
+}
+
+static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
+
+	if (!reserve && below_reserve(sys, order)) {
+		if (order == 0)
+			hm_reclaim_direct(sys, 1);
+		if (below_reserve(sys, order) && !(hm_ptcache_drain(&sys->pc) && !below_reserve(sys, order)))
+			return HM_PFN_NONE;
+	}
 	uint32_t pfn = hm_alloc_pages(ph, 0, order, 0);
 
 	/* Frames on their way back from unmaps, then empty page-table blocks,

@@ -181,6 +181,8 @@ int hm_vma_find_gap(struct hm_mm *mm, uint64_t hint, uint64_t len, uint64_t *out
 
 /* folio.c */
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero);
+/* For a swap-in: may take the frames kept back for it (see folio.c). */
+uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);

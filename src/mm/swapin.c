@@ -84,7 +84,7 @@ int hm_swap_in(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigne
 	hm_swap_dup(&sys->swap, s, n);
 	hm_spin_unlock(lock);
 
-	uint32_t folio = hm_folio_alloc(mm, level * HM_PMD_ORDER, false);
+	uint32_t folio = hm_folio_alloc_swapin(mm, level * HM_PMD_ORDER);
 	if (folio == HM_PFN_NONE) {
 		hm_swap_put(&sys->swap, s, n);
 		return level ? split_swap_entry(mm, slot) : -ENOMEM;

@@ -341,8 +341,7 @@ static void release_slots(struct swapout *so, uint32_t nr, uint32_t flags)
 static int alloc_slots(struct swapout *so, unsigned order)
 {
 	struct hm_swap *sw = &so->sys->swap;
-	uint32_t nr = 1u << order;
-	bool fallback = false;
+	uint32_t nr = 1u << order, clusters = 0, fallbacks = 0;
 
 	for (uint32_t i = 0; i < nr; i++)
 		so->slots[i] = HM_SLOT_NONE;
@@ -352,6 +351,7 @@ static int alloc_slots(struct swapout *so, unsigned order)
 		if (s != HM_SLOT_NONE) {
 			for (uint32_t i = 0; i < HM_PTRS; i++)
 				so->slots[c + i] = s + i;
+			clusters++;
 			continue;
 		}
 		for (uint32_t i = c; i < HM_MIN(nr, c + HM_PTRS); i++) {
@@ -360,10 +360,11 @@ static int alloc_slots(struct swapout *so, unsigned order)
 				return -ENOSPC;
 			}
 		}
-		fallback = order > 0;
+		fallbacks += order > 0;
 	}
-	if (order)
-		hm_count(so->sys, fallback ? HM_STAT_thp_swpout_fallback : HM_STAT_thp_swpout);
+	/* Per 2 MiB page: a 1 GiB one goes out as 512 of them. */
+	hm_add(&so->sys->events[HM_STAT_thp_swpout], clusters);
+	hm_add(&so->sys->events[HM_STAT_thp_swpout_fallback], fallbacks);
 	return 0;
 }
 
@@ -504,7 +505,11 @@ static uint64_t shrink_inactive(struct hm_system *sys, bool *full, unsigned *loo
 		int r = -EBUSY;
 
 		hm_add(&sys->events[HM_STAT_pgscan], 1u << order);
-		if (!*full && !lock_mappers(sys, head, &m)) {
+		/* With swap full, only a swap-cache folio (its slot is kept)
+		 * can still go. */
+		bool cached = hm_load_relaxed(&hm_pfn_page(&sys->phys, head)->flags) & PG_SWAPCACHE;
+
+		if ((!*full || cached) && !lock_mappers(sys, head, &m)) {
 			if (test_clear_young(&m, head)) {
 				r = 1;
 			} else {
@@ -540,13 +545,21 @@ static uint64_t shrink_lists(struct hm_system *sys, uint64_t want)
 	 * active -> inactive (idle since), then out. */
 	uint64_t budget = 3 * (hm_load_relaxed(&sys->nr_lru[0]) + hm_load_relaxed(&sys->nr_lru[1])) + BATCH;
 
-	while (freed < want && !full && scanned < budget) {
+	bool stuck = false;
+
+	while (freed < want && scanned < budget) {
 		unsigned aged = 0, looked;
 
-		if (hm_load_relaxed(&sys->nr_lru[0]) < BATCH ||
+		/* Keep the inactive list a third of the whole, as the kernel's
+		 * inactive_is_low(), and age the active one too when the
+		 * inactive one gave nothing (all busy, or dirty with swap full). */
+		if (stuck || hm_load_relaxed(&sys->nr_lru[0]) < BATCH ||
 		    hm_load_relaxed(&sys->nr_lru[0]) < hm_load_relaxed(&sys->nr_lru[1]) / 2)
 			aged = age_active(sys);
-		freed += shrink_inactive(sys, &full, &looked);
+		uint64_t got = shrink_inactive(sys, &full, &looked);
+
+		freed += got;
+		stuck = !got;
 		if (!looked && !aged)
 			break;
 		scanned += looked + aged;

@@ -203,7 +203,132 @@ static void overcommit(void)
 	hm_system_destroy(sys);
 }
 
+/* Memory and swap both full: -ENOMEM, and everything written before stays
+ * readable (a swap-in may use the frames kept back for it). */
+static void swap_full(void)
+{
+	struct hm_system *sys = t_system_swap(8 * MiB, 4 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, len = 64 * MiB, off;
+	int r = 0;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	for (off = 0; off < len; off += 4096) {
+		uint64_t v = t_pattern(8, off / 4096);
+
+		if ((r = hm_write(mm, a + off, &v, 8)))
+			break;
+		if ((r = hm_write(mm, a + off + 4088, &v, 8)))
+			break;
+	}
+	CHECK_EQ(r, -ENOMEM);
+	CHECK(off > 8 * MiB);			/* more than memory alone holds */
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), 0);
+	STEP(sys);
+	/* Pages written whole read back, twice over (swapping in and out). */
+	uint64_t whole = off;
+	CHECK_EQ(wrong_at(mm, a, 0, whole, 8), 0);
+	CHECK_EQ(wrong_at(mm, a, 0, whole, 8), 0);
+	STEP(sys);
+	/* Freeing swap lets the write go on. */
+	CHECK_EQ(hm_munmap(mm, a, 2 * MiB), 0);
+	uint64_t v = 1;
+	CHECK_EQ(hm_write(mm, a + whole, &v, 8), 0);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
+	hm_system_destroy(sys);
+}
+
+/* The swap file truncated underneath: exactly the pages whose slots are
+ * gone read -EIO, the others are intact, and unmapping still works. */
+static void damaged_file(void)
+{
+	struct hm_system *sys = t_system_swap(16 * MiB, 4 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, len = 16 * 4096, v;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 9), 0);
+	/* One page at a time, so that page i goes to slot i. */
+	for (uint64_t i = 0; i < 16; i++)
+		CHECK_EQ(hm_madvise(mm, a + i * 4096, 4096, MADV_PAGEOUT), 0);
+	CHECK_EQ(stat_of(sys, "pswpout"), 16);
+	REQUIRE(truncate(t_swap_path(), 8 * 4096) == 0);
+	CHECK_EQ(wrong_at(mm, a, 0, 8 * 4096, 9), 0);
+	for (uint64_t i = 8; i < 16; i++) {
+		CHECK_EQ(hm_read(mm, a + i * 4096, &v, 8), -EIO);
+		CHECK_EQ(hm_write(mm, a + i * 4096, &v, 8), -EIO);
+		CHECK(swapped(mm, a + i * 4096, 4096));
+	}
+	CHECK_EQ(stat_of(sys, "swap_io_error"), 16);
+	STEP(sys);
+	CHECK_EQ(hm_munmap(mm, a, len), 0);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/* A swap file that cannot be had: a clear error, and no system. */
+static void bad_swap_config(void)
+{
+	struct hm_config cfg;
+	struct hm_system *sys = NULL;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 8 * MiB;
+	cfg.swap_path = t_swap_path();
+	cfg.swap_bytes = 4095;
+	CHECK_EQ(hm_system_create(&cfg, &sys), -EINVAL);
+	cfg.swap_bytes = 0;
+	CHECK_EQ(hm_system_create(&cfg, &sys), -EINVAL);
+	cfg.swap_bytes = 1 * MiB;
+	cfg.swap_path = "/nonexistent-dir/swap";
+	CHECK_EQ(hm_system_create(&cfg, &sys), -ENOENT);
+	cfg.swap_path = "/tmp";
+	CHECK_EQ(hm_system_create(&cfg, &sys), -EISDIR);
+	CHECK(sys == NULL);
+	/* A fresh file of exactly swap_bytes. */
+	struct stat st;
+	cfg.swap_path = t_swap_path();
+	REQUIRE(hm_system_create(&cfg, &sys) == 0);
+	CHECK(stat(t_swap_path(), &st) == 0 && st.st_size == (off_t)(1 * MiB));
+	hm_system_destroy(sys);
+	CHECK(stat(t_swap_path(), &st) == 0);	/* not removed */
+}
+
+/* A 1 GiB page: split to 2 MiB pages with the deposit, each into a
+ * cluster, and back in as 2 MiB pages. */
+static void pageout_1g(void)
+{
+	struct hm_system *sys = t_system_swap(1280 * MiB, 1 * GiB, HM_THP_ALWAYS, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, GiB, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, GiB, 10), 0);
+	CHECK_EQ(stat_of(sys, "nr_anon_pud"), 1);
+	CHECK_EQ(hm_madvise(mm, a, GiB, MADV_PAGEOUT), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "thp_split_pud"), 1);
+	CHECK_EQ(stat_of(sys, "split_alloc"), 0);
+	CHECK_EQ(stat_of(sys, "thp_swpout"), 512);
+	CHECK_EQ(stat_of(sys, "nr_anon_pages"), 0);
+	CHECK(swapped(mm, a + 5 * MiB, 2 * MiB));
+	CHECK_EQ(wrong_at(mm, a, 0, GiB, 10), 0);
+	CHECK_EQ(stat_of(sys, "thp_swpin"), 512);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
+	hm_system_destroy(sys);
+}
+
 /* STEP() checks every step; HM_CHECK after every access would be slow. */
 static void no_auto_check(void) { t_flags = 0; }
 
-T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(overcommit))
+T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(overcommit),
+       T(swap_full), T(damaged_file), T(bad_swap_config), T(pageout_1g))
