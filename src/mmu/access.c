@@ -261,8 +261,10 @@ static int write_span(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, const ui
 	hm_down_read(&mm->mmap_lock);
 	if (!hm_vma_covers(mm, va, va + len, PROT_WRITE))
 		r = -EFAULT;
-	else if (!(r = prefault_write(mm, va, va + len, faulted, &p)))
+	else if (!(r = prefault_write(mm, va, va + len, faulted, &p))) {
+		hm_race_point("write_span_prefaulted");
 		r = copy(mm, c, va, (uint8_t *)(uintptr_t)buf, len, true, true, false, faulted);
+	}
 	unpin_all(mm, &p);
 	hm_up_read(&mm->mmap_lock);
 	return r;
