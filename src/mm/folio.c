@@ -40,6 +40,21 @@ static bool below_reserve(struct hm_system *sys, unsigned order)
 
 static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve);
 
+/*
+ * Direct reclaim, and whether to try the allocation again: yes while it
+ * makes progress, and a few times when it does not, since what it freed
+ * may have gone to other threads' faults meanwhile, or every folio it
+ * looked at was in use (the kernel's no-progress retries, before OOM).
+ */
+static bool reclaim_again(struct hm_system *sys, unsigned *stalls)
+{
+	if (hm_reclaim_direct(sys, 1)) {
+		*stalls = 0;
+		return true;
+	}
+	return hm_swap_enabled(&sys->swap) && hm_swap_free(&sys->swap) && ++*stalls < 8;
+}
+
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 {
 	return folio_alloc(mm, order, zero, false);
@@ -55,11 +70,14 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
 
-	if (!reserve && below_reserve(sys, order)) {
-		if (order == 0)
-			hm_reclaim_direct(sys, 1);
-		if (below_reserve(sys, order) && !(hm_ptcache_drain(&sys->pc) && !below_reserve(sys, order)))
+	unsigned stalls = 0;
+
+	while (!reserve && below_reserve(sys, order)) {
+		if (order || !reclaim_again(sys, &stalls)) {
+			if (hm_ptcache_drain(&sys->pc) && !below_reserve(sys, order))
+				break;
 			return HM_PFN_NONE;
+		}
 	}
 	uint32_t pfn = hm_alloc_pages(ph, 0, order, 0);
 
@@ -74,7 +92,7 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had
 	 * falls back to smaller ones, as the kernel's THP allocations do not
 	 * reclaim hard either. */
-	while (pfn == HM_PFN_NONE && order == 0 && hm_reclaim_direct(sys, 1))
+	while (pfn == HM_PFN_NONE && order == 0 && reclaim_again(sys, &stalls))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;

@@ -66,6 +66,8 @@ int hm_swap_init(struct hm_swap *sw, const char *path, uint64_t bytes, struct hm
 void hm_swap_fini(struct hm_swap *sw);
 
 static inline bool hm_swap_enabled(const struct hm_swap *sw) { return sw->fd >= 0; }
+/* Free slots now (a snapshot). */
+static inline uint64_t hm_swap_free(struct hm_swap *sw) { return hm_load_relaxed(&sw->nr_free); }
 
 /*
  * Allocate @n slots for a page on its way out, each with word

@@ -68,13 +68,20 @@ static void *worker_main(void *arg)
 		if (rnd(&w->rng) % 3) {
 			uint64_t c = cookie(w->id, p, ++w->gen[p]);
 
-			EXPECT(w, hm_write(mm, va, &c, 8) == 0);
-			EXPECT(w, hm_write(mm, va + 4088, &c, 8) == 0);
+			int r1 = hm_write(mm, va, &c, 8), r2 = hm_write(mm, va + 4088, &c, 8);
+
+			EXPECT(w, r1 == 0 && r2 == 0);
+			if (r1 || r2)
+				fprintf(stderr, "    write page %llu: %d %d\n", (unsigned long long)p, r1, r2);
 		} else {
 			uint64_t want = w->gen[p] ? cookie(w->id, p, w->gen[p]) : 0;
+			int r1 = hm_read(mm, va, &a, 8), r2 = hm_read(mm, va + 4088, &b, 8);
 
-			EXPECT(w, hm_read(mm, va, &a, 8) == 0 && hm_read(mm, va + 4088, &b, 8) == 0);
+			EXPECT(w, r1 == 0 && r2 == 0);
 			EXPECT(w, a == want && b == want);
+			if (a != want || b != want)
+				fprintf(stderr, "    page %llu: %#llx %#llx, want %#llx (r %d %d)\n", (unsigned long long)p,
+					(unsigned long long)a, (unsigned long long)b, (unsigned long long)want, r1, r2);
 		}
 	}
 	return NULL;
