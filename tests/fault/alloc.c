@@ -28,6 +28,9 @@ struct scenario {
 	int (*op)(struct ctx *c);
 	void (*after)(struct ctx *c);	/* the success postcondition */
 	bool may_fail;
+	bool swap;		/* the system has a swap file */
+	bool reclaims;		/* may reclaim (swap out other pages) before it
+				 * fails: then contents are checked, not counters */
 };
 
 static uint64_t stats_snap[128];
@@ -167,7 +170,63 @@ static void after_fork(struct ctx *c)
 	hm_mm_destroy(forked);
 }
 
+/* Reclaim: pageout and swap-in with every allocation on their paths
+ * failing (slot allocation passes the failpoint too). */
+static void setup_pageable(struct ctx *c)
+{
+	if (hm_mmap(c->mm, 0, 4 * MiB, RW, PA, &c->a) || t_fill(c->mm, c->a, 4 * MiB, 5))
+		exit(3);
+}
+/* One 2 MiB page, or sixteen 4 KiB ones: every allocation is tried. */
+static int op_pageout(struct ctx *c)
+{
+	return hm_madvise(c->mm, c->a, t_stat(c->sys, "nr_anon_pmd") ? 2 * MiB : 16 * 4096, MADV_PAGEOUT);
+}
+static void after_all_data(struct ctx *c) { CHECK_EQ(t_pages_wrong(c->mm, c->a, 4 * MiB, 5, 0, 0), 0); }
+static void setup_swapped(struct ctx *c)
+{
+	setup_pageable(c);
+	if (hm_madvise(c->mm, c->a, 4 * MiB, MADV_PAGEOUT) || t_stat(c->sys, "nr_anon_pages"))
+		exit(3);
+}
+static int op_swapin(struct ctx *c)
+{
+	uint64_t v = 0;
+	int r = hm_read(c->mm, c->a + MiB + 4096, &v, 8);
+
+	return r ? r : v == t_pattern(5, 257) ? 0 : -EBADMSG;
+}
+/* Memory full of written pages: a new page needs direct reclaim. */
+static void setup_full(struct ctx *c)
+{
+	uint64_t v = 1;
+
+	if (hm_mmap(c->mm, 0, 128 * MiB, RW, PA, &c->a))
+		exit(3);
+	/* Up to the frames kept back for swap-ins. */
+	for (uint64_t off = 4 * MiB; t_stat(c->sys, "direct_reclaim") == 0; off += 4096)
+		if (off >= 120 * MiB || hm_write(c->mm, c->a + off, &v, 8))
+			exit(3);
+	if (t_fill(c->mm, c->a, 4 * MiB, 5))
+		exit(3);
+}
+static int op_write_new(struct ctx *c)
+{
+	uint64_t v = 77;
+	int r = 0;
+
+	/* Past the frames kept back for swap-ins: reclaim must run. */
+	for (uint64_t off = 120 * MiB; off < 120 * MiB + 8 * 4096 && !r; off += 4096)
+		r = hm_write(c->mm, c->a + off, &v, 8);
+	return r;
+}
+
 static const struct scenario scenarios[] = {
+	{ "pageout_4k", HM_THP_NEVER, HM_DEPOSIT_EAGER, true, false, setup_pageable, op_pageout, after_all_data, false, true, true },
+	{ "pageout_2m", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, setup_pageable, op_pageout, after_all_data, false, true, true },
+	{ "swapin_4k", HM_THP_NEVER, HM_DEPOSIT_EAGER, true, true, setup_swapped, op_swapin, after_all_data, true, true, true },
+	{ "swapin_2m", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, true, setup_swapped, op_swapin, after_all_data, true, true, true },
+	{ "direct_reclaim", HM_THP_NEVER, HM_DEPOSIT_EAGER, true, true, setup_full, op_write_new, after_all_data, true, true, true },
 	{ "fork_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, setup_forkable, op_fork, after_fork, true },
 	{ "fork_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_forkable, op_fork, after_fork, true },
 	{ "mm_create", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, false, no_setup, op_mm_create, after_mm_create, true },
@@ -195,6 +254,11 @@ static long attempt(const struct scenario *s, long nth, bool persistent, unsigne
 	cfg.phys_bytes = 64 * MiB;
 	cfg.thp_pmd = s->pmd;
 	cfg.deposit = s->deposit;
+	if (s->swap) {
+		cfg.phys_bytes = 16 * MiB;
+		cfg.swap_path = t_swap_path();
+		cfg.swap_bytes = 16 * MiB;
+	}
 	if (hm_system_create(&cfg, &c.sys))
 		exit(2);
 	uint64_t free0 = t_stat(c.sys, "nr_free_pages");
@@ -209,7 +273,10 @@ static long attempt(const struct scenario *s, long nth, bool persistent, unsigne
 	hm__fail_arm(c.sys, 0, false);
 
 	STEP(c.sys);
-	if (r == -ENOMEM) {
+	if (r == -ENOMEM && s->reclaims) {
+		(*enomem)++;
+		s->after(&c);	/* whatever reclaim did, nothing was lost */
+	} else if (r == -ENOMEM) {
 		(*enomem)++;
 		CHECK_EQ(stats_changed(c.sys, s->is_fault), 0);
 		if (s->after == after_fork) {
@@ -232,6 +299,7 @@ static long attempt(const struct scenario *s, long nth, bool persistent, unsigne
 		hm_mm_destroy(c.mm);
 	STEP(c.sys);
 	CHECK_EQ(t_stat(c.sys, "nr_free_pages"), free0);
+	CHECK_EQ(t_stat(c.sys, "swap_free_pages"), t_stat(c.sys, "swap_total_pages"));
 	hm_system_destroy(c.sys);
 	return hits;
 }
