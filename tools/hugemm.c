@@ -77,7 +77,7 @@ struct step {
 	uint64_t bytes;
 };
 
-static struct step steps[16];
+static struct step steps[24];
 static int nsteps;
 
 static void record(const char *name, double t0, uint64_t bytes)
@@ -154,6 +154,80 @@ static void report_memory(struct hm_system *sys)
 	       stat(sys, "nr_anon_pages") ? 100.0 * pt / (stat(sys, "nr_anon_pages") * 4096.0) : 0.0);
 }
 
+/*
+ * Memory pressure: a machine of @phys bytes with a swap file, twice as
+ * much data written as it has memory, forked, a quarter rewritten by the
+ * child, and all of it verified in both. Returns the problems found.
+ */
+static uint64_t pressure(uint64_t phys, const char *swap_path)
+{
+	struct hm_config cfg;
+	struct hm_system *sys;
+	struct hm_mm *mm, *child;
+	uint64_t a, len = 2 * phys, bad = 0;
+	int r;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = phys;
+	cfg.swap_path = swap_path;
+	cfg.swap_bytes = 3 * phys;
+	if ((r = hm_system_create(&cfg, &sys))) {
+		fprintf(stderr, "hugemm demo: cannot make the swap file %s: %s\n", swap_path, strerror(-r));
+		return 1;
+	}
+	printf("  %llu MiB of memory, a %llu MiB swap file at %s\n", (unsigned long long)(phys >> 20),
+	       (unsigned long long)(cfg.swap_bytes >> 20), swap_path);
+	if ((r = hm_mm_create(sys, &mm)) || (r = hm_mmap(mm, 0, len, RW, PA, &a)))
+		die("mmap", r);
+	double t = now();
+	touch(mm, a, len, "writing twice the memory there is");
+	record("write 2x memory (direct reclaim)", t, len);
+	printf("  written: %llu MiB; swapped out %llu MiB (%llu 2 MiB pages whole, %llu split), "
+	       "direct reclaims %llu\n", (unsigned long long)(len >> 20),
+	       (unsigned long long)(stat(sys, "pswpout") >> 8), (unsigned long long)stat(sys, "thp_swpout"),
+	       (unsigned long long)stat(sys, "thp_swpout_fallback"),
+	       (unsigned long long)stat(sys, "direct_reclaim"));
+	t = now();
+	if ((r = hm_fork(mm, &child)))
+		die("fork", r);
+	record("fork it (swap entries shared)", t, 0);
+	t = now();
+	uint64_t q = len / 4;
+	for (uint64_t off = 0; off < q; off += 4096) {
+		uint64_t v = ~pattern(a + off);
+
+		if ((r = hm_write(child, a + off, &v, 8)))
+			die("child write", r);
+	}
+	record("child rewrites a quarter", t, q);
+	struct progress p = { "verifying parent and child", now(), 0, 0 };
+	uint64_t done = 0;
+	t = now();
+	for (uint64_t off = 0; off < len; off += 4096, done += 8192) {
+		uint64_t v = 0, w = 0;
+
+		bad += hm_read(mm, a + off, &v, 8) || v != pattern(a + off);
+		bad += hm_read(child, a + off, &w, 8) || w != (off < q ? ~pattern(a + off) : pattern(a + off));
+		if (!(done & (64 * MiB - 1)))
+			progress(&p, done, 2 * len);
+	}
+	progress(&p, 2 * len, 2 * len);
+	record("verify parent and child", t, 2 * len);
+	printf("  verified both: %llu pages wrong; swapped in %llu MiB, out %llu MiB in all, "
+	       "%llu MiB dropped clean (kept in swap)\n", (unsigned long long)bad,
+	       (unsigned long long)(stat(sys, "pswpin") >> 8), (unsigned long long)(stat(sys, "pswpout") >> 8),
+	       (unsigned long long)(stat(sys, "pswpout_clean") >> 8));
+	int check = hm_check(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(mm);
+	uint64_t sfree = stat(sys, "swap_free_pages"), stotal = stat(sys, "swap_total_pages");
+	printf("  hm_check: %s; after teardown %llu of %llu swap slots free%s\n", check ? "FAILED" : "ok",
+	       (unsigned long long)sfree, (unsigned long long)stotal, sfree == stotal ? " (all of them)" : " (LEAK)");
+	hm_system_destroy(sys);
+	unlink(swap_path);
+	return bad + (check != 0) + (sfree != stotal);
+}
+
 static int demo(int argc, char **argv)
 {
 	struct hm_config cfg;
@@ -164,15 +238,22 @@ static int demo(int argc, char **argv)
 
 	hm_config_default(&cfg);
 	cfg.phys_bytes = 4 * GiB;
+	const char *swap_path = "/tmp/hugemm-demo.swap";
+	uint64_t swap_phys = 256 * MiB;
+
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--phys") && i + 1 < argc)
 			cfg.phys_bytes = strtoull(argv[++i], NULL, 0) * GiB;
+		else if (!strcmp(argv[i], "--swap") && i + 1 < argc)
+			swap_path = argv[++i];
+		else if (!strcmp(argv[i], "--pressure-mib") && i + 1 < argc)
+			swap_phys = strtoull(argv[++i], NULL, 0) * MiB;
 		else if (!strcmp(argv[i], "--levels") && i + 1 < argc)
 			cfg.levels = (unsigned)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--lazy"))
 			cfg.deposit = HM_DEPOSIT_LAZY;
 		else {
-			fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy]\n");
+			fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n");
 			return 2;
 		}
 	}
@@ -307,8 +388,12 @@ static int demo(int argc, char **argv)
 	hm_mm_destroy(mm);
 	record("destroy the address space", t, 0);
 	uint64_t free1 = stat(sys, "nr_free_pages");
+	hm_system_destroy(sys);
 
-	printf("\n6. Timings:\n");
+	printf("\n6. Memory pressure, with swap:\n");
+	bad += pressure(swap_phys, swap_path);
+
+	printf("\n7. Timings:\n");
 	for (int i = 0; i < nsteps; i++) {
 		if (steps[i].bytes)
 			printf("  %-40s %10.3f ms  %6.2f GB/s\n", steps[i].name, steps[i].seconds * 1e3,
@@ -317,9 +402,8 @@ static int demo(int argc, char **argv)
 			printf("  %-40s %10.3f ms\n", steps[i].name, steps[i].seconds * 1e3);
 	}
 	printf("  (the first rounds touch host memory for the first time, at the host's speed)\n");
-	printf("\nAfter destroying the address space: %llu of %llu frames free%s\n",
+	printf("\nAfter destroying the first address space: %llu of %llu frames free%s\n",
 	       (unsigned long long)free1, (unsigned long long)free0, free1 == free0 ? " (all of them)" : " (LEAK)");
-	hm_system_destroy(sys);
 	return bad || check || wro != -EFAULT || free1 != free0;
 }
 
@@ -334,7 +418,7 @@ int main(int argc, char **argv)
 			puts(n);
 		return 0;
 	}
-	fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy]\n"
+	fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n"
 			"       hugemm stats\n");
 	return 2;
 }

@@ -287,8 +287,12 @@ static void check_folio(struct chk *c, uint32_t head)
 		if (h->order > HM_PMD_ORDER || (uint64_t)h->swap + n > c->sys->swap.nr_slots)
 			report(c, "folio %#x (order %u) caches slots %u.. outside the device", head, h->order, h->swap);
 		else
-			for (uint32_t i = 0; i < n; i++)
+			for (uint32_t i = 0; i < n; i++) {
 				c->swc[h->swap + i] |= SWC_CACHED;
+				if (hm_swap_cache_lookup(&c->sys->swap, h->swap + i) != head + i)
+					report(c, "folio %#x caches slot %u, which names frame %#x", head,
+					       h->swap + i, hm_swap_cache_lookup(&c->sys->swap, h->swap + i));
+			}
 	}
 	if ((uint32_t)h->large_mapcount != s->total || (h->order && (uint32_t)h->entire_mapcount != s->whole))
 		report(c, "folio %#x: large/entire mapcount %d/%d, tables say %u/%u", head,

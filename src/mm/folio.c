@@ -201,6 +201,37 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_add(&mm->sys->nr_leaf[level], 1);
 }
 
+bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_t slot)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	uint32_t head = pfn & ~((1u << HM_PMD_ORDER) - 1);
+	bool ok = false;
+
+	/* The page may be a folio's head or one of its pages; the folio's
+	 * descriptors are stable under its lock while it is mapped. */
+	if (!(hm_load_relaxed(&hm_pfn_page(ph, pfn)->flags) & PG_TAIL))
+		head = pfn;
+	struct hm_page *h = hm_pfn_page(ph, head);
+	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
+
+	hm_spin_lock(lock);
+	uint32_t f = hm_load_relaxed(&h->flags);
+	if ((f & (PG_HEAD | PG_SWAPCACHE)) == (PG_HEAD | PG_SWAPCACHE) && !(f & PG_ISOLATED) &&
+	    h->large_mapcount > 0 && h->order <= HM_PMD_ORDER && pfn - head < (1u << h->order) &&
+	    h->swap + (pfn - head) == slot && (level == 0 || (h->order == HM_PMD_ORDER && pfn == head))) {
+		hm_add(leaf_counter(ph, h, pfn, level), 1);
+		hm_add(&h->large_mapcount, 1);
+		slots_add(h, mm->slot_id, 1);
+		ok = true;
+	}
+	hm_spin_unlock(lock);
+	if (ok) {
+		hm_add(&mm->nr_leaf[level], 1);
+		hm_add(&mm->sys->nr_leaf[level], 1);
+	}
+	return ok;
+}
+
 bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id)
 {
 	for (int s = 0; s < 2; s++)
@@ -325,6 +356,23 @@ static int32_t leaf_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t 
 	return n;
 }
 
+/* Does a swap entry still name a slot that this swap-cache folio holds
+ * for the pages a leaf of @level at @pfn maps? Then those pages are shared
+ * with that entry's mm, which will map them from the cache: copy. Context:
+ * the folio lock. */
+static bool swap_shared_locked(struct hm_system *sys, struct hm_page *h, uint32_t head, uint32_t pfn,
+			       unsigned level)
+{
+	if (!(hm_load_relaxed(&h->flags) & PG_SWAPCACHE))
+		return false;
+	uint32_t first = level ? 0 : pfn - head, n = level ? (1u << h->order) : 1;
+
+	for (uint32_t i = first; i < first + n; i++)
+		if (hm_swap_word(&sys->swap, h->swap + i) & HM_SWP_COUNT_MASK)
+			return true;
+	return false;
+}
+
 enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
@@ -333,7 +381,8 @@ enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	enum hm_reuse r = HM_COPY;
 
 	hm_spin_lock(lock);
-	if (leaf_maps_locked(ph, hm_pfn_page(ph, head), pfn, level) == 1)
+	if (leaf_maps_locked(ph, hm_pfn_page(ph, head), pfn, level) == 1 &&
+	    !swap_shared_locked(mm->sys, hm_pfn_page(ph, head), head, pfn, level))
 		r = hm_load(hm_pin_slot(ph, head)) ? HM_REUSE_LATER : HM_REUSE;
 	hm_spin_unlock(lock);
 	return r;

@@ -78,7 +78,7 @@ struct hm_anon_vma {
 	X(cow_split_pud) X(cow_split_pmd)				\
 	X(thp_swpout_fallback) X(thp_swpin) X(pgscan) X(pgsteal)	\
 	X(pgactivate) X(pgdeactivate) X(pswpout_clean) X(swap_io_error)	\
-	X(direct_reclaim)
+	X(direct_reclaim) X(swapin_cache_hit)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
@@ -192,6 +192,12 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
  * phys.h) and PINNED returned: the caller hands the pin to a gather. */
 enum hm_unmapped { HM_FOLIO_MAPPED, HM_FOLIO_PINNED, HM_FOLIO_UNMAPPED };
 enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin);
+/* Map, for @mm, the page @pfn of a swap-cache folio that holds @slot, as a
+ * leaf of @level (0, or 1 for a whole 2 MiB folio): count the mapping if
+ * the folio still holds the slot, is mapped and is not isolated. Context:
+ * the entry's table lock, inside an RCU read section (the folio may be on
+ * its way out). */
+bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_t slot);
 /* Does mm @id alone map the (still mapped) folio? Context: the folio lock. */
 bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */

@@ -3,16 +3,19 @@
  * Swap-in, and what the rest of mm does with swap entries and the swap
  * cache.
  *
- * A fault on a swap entry reads the slot into a new folio of its own and
- * maps it. Swapped-out pages shared after fork are thus private again once
- * in memory (each mapper reads its own copy), so no page in memory is ever
- * shared through swap and copy-on-write stays the one way pages are shared.
+ * A fault on a swap entry looks in the swap cache first: a page that
+ * another mapper of the slot swapped in already is mapped from there,
+ * read-only, so that pages shared after fork stay shared through swap (as
+ * in the kernel). Otherwise the slot is read into a new folio, which goes
+ * into the swap cache and is mapped: writable only if no other swap entry
+ * names the slot (else its mm will map the same folio from the cache).
  *
- * The swap cache keeps a slot for a folio read in from it and not written
- * since, so that reclaim can drop the folio again without a write (its D
- * bits tell whether it was written). A folio keeps the slot only when no
- * other swap entry names it: then the slot's content is the folio's alone,
- * and reclaim may write the folio over it.
+ * A folio in the swap cache keeps its slots, so that reclaim can drop it
+ * again without a write when its D bits say it was not written: the slots
+ * hold its content. It is written (over its own slots) only when dirty,
+ * which it can be only after it was mapped writable, that is, when no
+ * other entry named its slots: nobody else needs their old content. A
+ * folio leaves the cache when it is freed.
  */
 #include "../base/race.h"
 #include "mm.h"
@@ -41,6 +44,32 @@ static bool slots_ours_alone(struct hm_swap *sw, uint64_t s, unsigned n)
 		if ((hm_swap_word(sw, s + i) & HM_SWP_COUNT_MASK) != 2)
 			return false;
 	return true;
+}
+
+/*
+ * A swap-cache hit: the slot's content is in memory already, in a folio
+ * another mapper swapped in (or this one, before a pageout that found it
+ * clean). Map it read-only: a write copies it, or reuses it once nothing
+ * else names it. Context: the entry's table lock.
+ */
+static bool map_cached_locked(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, hm_pte_t e,
+			      unsigned level)
+{
+	struct hm_system *sys = mm->sys;
+	uint64_t s = pt_swp_offset(e);
+	bool ok = false;
+
+	/* Inside a read section from before the lookup: a folio found in the
+	 * cache is freed, if at all, only after a grace period. */
+	hm_rcu_read_lock();
+	uint32_t pfn = hm_swap_cache_lookup(&sys->swap, s);
+	if (pfn != HM_PFN_NONE && hm_folio_map_cached(mm, pfn, level, s)) {
+		pt_set(slot, pt_mk_leaf(pfn, level, (pt_prot_bits(v->prot) & ~HM_PTE_RW) | HM_PTE_A));
+		hm_swap_entry_free(sys, e, level);
+		ok = true;
+	}
+	hm_rcu_read_unlock();
+	return ok;
 }
 
 /* A PMD swap entry where a 2 MiB page may not go (or cannot be had): make
@@ -79,6 +108,11 @@ int hm_swap_in(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigne
 		return 0;	/* someone else swapped it in */
 	}
 	uint64_t s = pt_swp_offset(e);
+	if (map_cached_locked(mm, v, slot, e, level)) {
+		hm_spin_unlock(lock);
+		hm_count(sys, HM_STAT_swapin_cache_hit);
+		return 0;
+	}
 	/* Our own reference: the entry may go (another thread's swap-in, a
 	 * munmap cannot: we hold mmap_lock) while we read. */
 	hm_swap_dup(&sys->swap, s, n);
@@ -99,21 +133,25 @@ int hm_swap_in(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigne
 	hm_folio_set_rmap(ph, folio, v, HM_ALIGN_DOWN(va, hm_level_size(level)));
 
 	hm_pte_t prot;
-	hm_leaf_prot_bits(v, write, &prot);
 	bool won = false;
 
 	hm_spin_lock(lock);
 	if (pt_get(slot) == e) {
 		struct hm_page *h = hm_pfn_page(ph, folio);
+		/* Writable only if no other entry names the slots: else their
+		 * mms will share this page from the cache, and a write copies. */
+		bool alone = slots_ours_alone(&sys->swap, s, n);
 
-		/* Clean, and the slot is ours alone (the entry's count and
-		 * ours): keep it (see above). Before the folio is mapped, so
-		 * that reclaim never sees it without. */
-		if (!write && slots_ours_alone(&sys->swap, s, n)) {
-			h->swap = (uint32_t)s;
-			hm_swap_set_flags(&sys->swap, s, n, HM_SWP_CACHE);
+		hm_leaf_prot_bits(v, write && alone, &prot);
+		if (!alone)
+			prot &= ~HM_PTE_RW;
+		/* Into the swap cache, before the folio is mapped, so that
+		 * reclaim never sees it without (see above). Not if pages of
+		 * another folio hold some of the slots already (swapped in 4 KiB
+		 * at a time by another mm): then the file has their content. */
+		h->swap = (uint32_t)s;
+		if (hm_swap_cache_add(&sys->swap, s, n, folio))
 			__atomic_or_fetch(&h->flags, PG_SWAPCACHE, __ATOMIC_RELAXED);
-		}
 		hm_folio_add_map(mm, folio, level);
 		pt_set(slot, pt_mk_leaf(folio, level, prot));
 		hm_swap_entry_free(sys, e, level);

@@ -61,7 +61,8 @@ int hm_swap_init(struct hm_swap *sw, const char *path, uint64_t bytes, struct hm
 	/* Memory first: failing here leaves the path untouched. */
 	sw->map = hm_calloc(fail, sw->nr_slots, sizeof(*sw->map));
 	sw->cl_used = hm_calloc(fail, nr_cl_all(sw), sizeof(*sw->cl_used));
-	if (!sw->map || !sw->cl_used) {
+	sw->cache = hm_malloc(fail, sw->nr_slots * sizeof(*sw->cache));
+	if (!sw->map || !sw->cl_used || !sw->cache) {
 		err = -ENOMEM;
 		goto out_free;
 	}
@@ -91,6 +92,8 @@ int hm_swap_init(struct hm_swap *sw, const char *path, uint64_t bytes, struct hm
 	}
 	sw->fd = fd;
 	sw->nr_free = sw->nr_slots;
+	for (uint64_t i = 0; i < sw->nr_slots; i++)
+		sw->cache[i] = HM_PFN_NONE;
 	return 0;
 
 out_close:
@@ -98,6 +101,7 @@ out_close:
 out_free:
 	free(sw->map);
 	free(sw->cl_used);
+	free(sw->cache);
 	memset(sw, 0, sizeof(*sw));
 	sw->fd = -1;
 	sw->fail = fail;
@@ -112,8 +116,10 @@ void hm_swap_fini(struct hm_swap *sw)
 		close(sw->fd);
 	free(sw->map);
 	free(sw->cl_used);
+	free(sw->cache);
 	sw->map = NULL;
 	sw->cl_used = NULL;
+	sw->cache = NULL;
 	sw->fd = -1;
 	sw->nr_slots = sw->nr_clusters = 0;
 	sw->next = sw->next_cluster = 0;
@@ -282,9 +288,46 @@ void hm_swap_clear_flags(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t fl
 	hm_spin_lock(&sw->lock);
 	for (uint64_t i = s; i < s + n; i++) {
 		hm_assert(sw->map[i] != 0);
+		if (flags & HM_SWP_CACHE)
+			sw->cache[i] = HM_PFN_NONE;
 		set_word_locked(sw, i, sw->map[i] & ~flags);
 	}
 	hm_spin_unlock(&sw->lock);
+}
+
+bool hm_swap_cache_add(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t pfn)
+{
+	bool ok = true;
+
+	check_range(sw, s, n);
+	hm_spin_lock(&sw->lock);
+	for (unsigned i = 0; i < n && ok; i++)
+		ok = !(sw->map[s + i] & HM_SWP_CACHE);
+	for (unsigned i = 0; i < n && ok; i++) {
+		hm_assert(sw->map[s + i] != 0);
+		sw->map[s + i] |= HM_SWP_CACHE;
+		sw->cache[s + i] = pfn + i;
+	}
+	hm_spin_unlock(&sw->lock);
+	return ok;
+}
+
+uint32_t hm_swap_cache_lookup(struct hm_swap *sw, uint64_t s)
+{
+	uint32_t pfn = HM_PFN_NONE;
+
+	check_range(sw, s, 1);
+	hm_spin_lock(&sw->lock);
+	if ((sw->map[s] & (HM_SWP_CACHE | HM_SWP_WRITEBACK)) == HM_SWP_CACHE)
+		pfn = sw->cache[s];
+	hm_spin_unlock(&sw->lock);
+	return pfn;
+}
+
+uint32_t hm_swap_cache_pfn(struct hm_swap *sw, uint64_t s)
+{
+	hm_assert_locked(&sw->lock);
+	return sw->cache[s];
 }
 
 uint32_t hm_swap_word(struct hm_swap *sw, uint64_t s)

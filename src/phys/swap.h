@@ -10,9 +10,9 @@
  *   count (bits 0-29)  = swap entries, in all page tables, that name the
  *                        slot (a PMD swap entry names 512 slots and counts
  *                        once on each)
- *   HM_SWP_CACHE (30)  = a folio in memory holds the slot's content (the
- *                        swap cache: a page swapped in and not written
- *                        since, or a page on its way out)
+ *   HM_SWP_CACHE (30)  = a folio in memory holds the slot (the swap cache:
+ *                        a page swapped in from it, which its other
+ *                        mappers then share, or a page on its way out)
  *   HM_SWP_WRITEBACK (31) = the slot is being written: readers wait
  *
  *   a slot is free  <=>  its word is 0
@@ -46,6 +46,10 @@ struct hm_swap {
 	hm_spin_t lock;		/* everything below */
 	uint32_t *map;		/* per slot, see above */
 	uint16_t *cl_used;	/* per cluster (the short tail cluster too) */
+	uint32_t *cache;	/* per slot: with HM_SWP_CACHE, the frame of
+				 * the page that holds its content, or
+				 * HM_PFN_NONE while the page is on its way
+				 * out (then under writeback too) */
 	uint64_t next;		/* where the next single-slot search starts */
 	uint64_t next_cluster;	/* where the next free-cluster search starts */
 	uint64_t nr_free;	/* lock; atomic for statistics */
@@ -86,6 +90,16 @@ void hm_swap_put(struct hm_swap *sw, uint64_t s, unsigned n);
  * [s, s + n). */
 void hm_swap_set_flags(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t flags);
 void hm_swap_clear_flags(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t flags);
+/* The swap cache: slots [s, s + n) are held by the pages from @pfn on
+ * (sets HM_SWP_CACHE; clearing it forgets the page). False, and nothing
+ * done, if a page holds one of them already. */
+bool hm_swap_cache_add(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t pfn);
+/* The page that holds slot @s, or HM_PFN_NONE (none, or under writeback:
+ * then the reader waits for the write and reads the file). The page may
+ * be on its way out: the caller checks it under the page's own lock. */
+uint32_t hm_swap_cache_lookup(struct hm_swap *sw, uint64_t s);
+/* hm_check, inside hm_swap_for_each_used: the cache entry of slot @s. */
+uint32_t hm_swap_cache_pfn(struct hm_swap *sw, uint64_t s);
 /* The word of slot @s (hm_check, decisions under the caller's own locks
  * that only need a snapshot). */
 uint32_t hm_swap_word(struct hm_swap *sw, uint64_t s);

@@ -171,10 +171,13 @@ static void fork_shares_swap(void)
 	hm_system_destroy(sys);
 }
 
-/* Twice physical memory written: direct reclaim makes room. */
+/* Twice physical memory written: direct reclaim makes room. Then forked,
+ * and read page by page in parent and child in turn: pages shared after
+ * fork stay shared through swap (the child maps what the parent swapped
+ * in from the swap cache), or swap (three times memory) would run out. */
 static void overcommit(void)
 {
-	struct hm_system *sys = t_system_swap(32 * MiB, 128 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_system *sys = t_system_swap(32 * MiB, 96 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
 	struct hm_mm *mm, *child;
 	uint64_t a, len = 64 * MiB, total = stat_of(sys, "swap_total_pages"), free0;
 
@@ -188,6 +191,16 @@ static void overcommit(void)
 	CHECK(stat_of(sys, "pswpout") > 0);
 	CHECK_EQ(t_pages_wrong(mm, a, len, 6, 0, 0), 0);
 	REQUIRE(hm_fork(mm, &child) == 0);
+	unsigned long bad = 0;
+	for (uint64_t off = 0; off < len; off += 4096) {
+		uint64_t v = 0, w = 0;
+
+		bad += hm_read(mm, a + off, &v, 8) || v != t_pattern(6, off / 4096);
+		bad += hm_read(child, a + off, &w, 8) || w != t_pattern(6, off / 4096);
+	}
+	CHECK_EQ(bad, 0);
+	CHECK(stat_of(sys, "swapin_cache_hit") > 0);
+	STEP(sys);
 	CHECK_EQ(t_fill(child, a, len / 2, 7), 0);
 	STEP(sys);
 	CHECK_EQ(t_pages_wrong(mm, a, len, 6, 0, 0), 0);
