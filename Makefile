@@ -42,7 +42,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-all bench install clean deps
+.PHONY: all lib tests demo check check-all bench bench-swap install clean deps
 
 all: lib $(BUILD)/hugemm tests
 
@@ -72,6 +72,9 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
 $(BUILD)/hmbench: bench/bench.c $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
 
+$(BUILD)/hmbench-swap: bench/swap.c $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
+
 tests: $(TEST_BINS)
 
 demo: deps
@@ -93,8 +96,14 @@ check-all:
 	$(MAKE) check SAN=thread
 
 bench: deps
-	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap
 	build/plain-d0/hmbench $(BENCH_ARGS)
+	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
+
+# Only the swap benchmark (issue 8).
+bench-swap: deps
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench-swap
+	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
 
 install: lib $(BUILD)/hugemm
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

@@ -195,7 +195,7 @@ static void release_slots(struct hm_swapout *so, uint32_t nr, uint32_t flags)
 static int alloc_slots(struct hm_swapout *so, unsigned order)
 {
 	struct hm_swap *sw = &so->sys->swap;
-	uint32_t nr = 1u << order, clusters = 0, fallbacks = 0;
+	uint32_t nr = 1u << order;
 
 	for (uint32_t i = 0; i < nr; i++)
 		so->slots[i] = HM_SLOT_NONE;
@@ -205,7 +205,6 @@ static int alloc_slots(struct hm_swapout *so, unsigned order)
 		if (s != HM_SLOT_NONE) {
 			for (uint32_t i = 0; i < HM_PTRS; i++)
 				so->slots[c + i] = s + i;
-			clusters++;
 			continue;
 		}
 		for (uint32_t i = c; i < HM_MIN(nr, c + HM_PTRS); i++) {
@@ -214,11 +213,7 @@ static int alloc_slots(struct hm_swapout *so, unsigned order)
 				return -ENOSPC;
 			}
 		}
-		fallbacks += order > 0;
 	}
-	/* Per 2 MiB page: a 1 GiB one goes out as 512 of them. */
-	hm_add(&so->sys->events[HM_STAT_thp_swpout], clusters);
-	hm_add(&so->sys->events[HM_STAT_thp_swpout_fallback], fallbacks);
 	return 0;
 }
 
@@ -262,6 +257,10 @@ int hm_swapout_begin(struct hm_system *sys, struct hm_swapout *so, uint32_t head
 		so->slots = NULL;
 		return r;
 	}
+	/* Per 2 MiB page: whole into a cluster or not (a 1 GiB one goes out
+	 * as 512 of them). */
+	for (uint32_t c = 0; order && c < nr; c += HM_PTRS)
+		hm_count(sys, chunk_in_cluster(so->slots, c) ? HM_STAT_thp_swpout : HM_STAT_thp_swpout_fallback);
 	for (unsigned i = 0; i < ls->n && !r; i++)
 		r = unmap_from(ls->mm[i], so);
 	if (!r && h->large_mapcount)
