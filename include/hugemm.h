@@ -7,8 +7,11 @@
  * 4 KiB pages and transparent 2 MiB (PMD) and 1 GiB (PUD) huge pages.
  *
  * Conventions, for every call below:
- *  - Return 0 or a negative errno (-EINVAL, -ENOMEM, -EFAULT, ...). errno is
- *    never set, and bad input never aborts: it is rejected and changes nothing.
+ *  - Return 0 or a negative errno (-EINVAL, -ENOMEM, -EFAULT, -EIO, ...).
+ *    errno is never set, and bad input never aborts: it is rejected and
+ *    changes nothing. -EIO: a page in swap could not be read back (the
+ *    swap file was damaged or truncated underneath); only accesses to that
+ *    page fail, and nothing else is lost.
  *  - PROT_*, MAP_* and MADV_* are the host's own values from <sys/mman.h>.
  *  - Ranges are [addr, addr + len): start inclusive, end exclusive.
  *  - "Context" says which threads may call; "Must not" lists what a caller
@@ -77,10 +80,11 @@ struct hm_config {
 				 * rounded down to a multiple of 4 KiB */
 	unsigned nr_nodes;	/* memory nodes, for migration; default 1 */
 	unsigned levels;	/* page-table levels, 4 or 5; default 4 */
-	const char *swap_path;	/* swap file for reclaim, NULL = no swap
-				 * (reserved: reclaim is not there yet, and
-				 * this is ignored) */
-	uint64_t swap_bytes;	/* its size */
+	const char *swap_path;	/* swap file for reclaim, NULL = no swap:
+				 * created (or truncated) and its space
+				 * reserved by hm_system_create, not removed
+				 * by hm_system_destroy */
+	uint64_t swap_bytes;	/* its size: a nonzero multiple of 4 KiB */
 	int thp_pud;		/* HM_THP_*; default HM_THP_MADVISE */
 	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
 	int deposit;		/* HM_DEPOSIT_EAGER (default) or HM_DEPOSIT_LAZY */
@@ -102,7 +106,11 @@ HM_API void hm_config_default(struct hm_config *cfg);
  * hm_system_create - create a machine: physical memory, allocator, policy.
  * Returns -EINVAL for a config out of range (phys_bytes < 4 MiB or > 4 TiB,
  * nr_nodes 0 or > 64 or leaving a node under 2 MiB, levels not 4 or 5,
- * unknown policy or flag), -ENOMEM if the host refuses the memory.
+ * unknown policy or flag, khugepaged_max_ptes_none > 511, a swap_path with
+ * swap_bytes 0 or not a multiple of 4 KiB), -ENOMEM if the host refuses
+ * the memory; for a swap file that cannot be made, the error of the
+ * system call that failed (-ENOENT, -EACCES, -EISDIR, -ENOSPC when the
+ * disk cannot hold swap_bytes, ...), and no system.
  * Context: any thread.
  */
 HM_API int hm_system_create(const struct hm_config *cfg, struct hm_system **out);
@@ -184,8 +192,13 @@ HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
  *   MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED
  *                     hints: accepted and ignored, returning 0 and changing
  *                     nothing (madvise(2) may act on them; we need not).
- * Any other advice is -EINVAL, MADV_COLLAPSE and MADV_PAGEOUT included
- * until they are implemented.  Unaligned @addr is -EINVAL, len 0 is 0, and
+ *   MADV_PAGEOUT      write the range's pages that this address space alone
+ *                     maps to swap and free them (as Linux: pages shared
+ *                     after fork are left to hm_reclaim; huge pages only
+ *                     when the range holds them whole); without swap, or
+ *                     with it full, it does what it can and returns 0.
+ * Any other advice is -EINVAL, MADV_COLLAPSE included until it is
+ * implemented.  Unaligned @addr is -EINVAL, len 0 is 0, and
  * a range with a hole is -ENOMEM; an error changes nothing.
  * Context: any thread; serialises with other calls that change @mm.
  */
@@ -243,7 +256,10 @@ struct hm_mapping {
 
 /*
  * hm_query - what the page tables map at @va. 0 with size 0 where nothing
- * is mapped. -EINVAL for a NULL argument or @va beyond the address space.
+ * is mapped. A page in swap: swapped, with the size that went out together
+ * (4096, or 2 MiB for a 2 MiB page written whole into a cluster), va, and
+ * prot PROT_NONE (not present); pa, mapcount and exclusive are 0.
+ * -EINVAL for a NULL argument or @va beyond the address space.
  * Context: any thread; a snapshot, which other threads may change at once.
  */
 HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
@@ -252,7 +268,15 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * hm_stat - read a counter by name (see README: /proc/vmstat names where
  * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free
  * frames, those on their way back from unmaps included), nr_free_pending
- * (frames and tables on their way back: 0 after hm_drain).
+ * (frames and tables on their way back: 0 after hm_drain). Reclaim and
+ * swap: pswpout / pswpin (4 KiB pages written to / read from swap),
+ * pswpout_clean (pages dropped without a write: in the swap cache and not
+ * written since), thp_swpout / thp_swpout_fallback (2 MiB pages written
+ * whole into a cluster / as single slots), thp_swpin (2 MiB pages read
+ * back whole), swapin_cache_hit, swap_free_pages, swap_total_pages,
+ * nr_swap_entries, pgscan / pgsteal (pages looked at / freed by reclaim),
+ * pgactivate / pgdeactivate, nr_active_anon / nr_inactive_anon (folios on
+ * the LRU lists), direct_reclaim, swap_io_error.
  * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);
