@@ -340,8 +340,57 @@ static void pageout_1g(void)
 	hm_system_destroy(sys);
 }
 
+int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
+
+/* The kernel's cow.c cases with swap: copy-on-write after the pages went
+ * out, the write in the parent or in the child, for 4 KiB pages and a
+ * PTE-mapped 2 MiB page. */
+static void cow_after_swapout(int pmd, bool parent_writes)
+{
+	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, pmd, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm, *child;
+	uint64_t a, len = 2 * MiB, freed;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 11), 0);
+	if (pmd != HM_THP_NEVER) {
+		CHECK_EQ(hm__split(mm, a, 0), 0);	/* PTE-mapped THP */
+		CHECK_EQ(stat_of(sys, "nr_anon_pmd"), 0);
+	}
+	REQUIRE(hm_fork(mm, &child) == 0);
+	CHECK_EQ(hm_reclaim(sys, 64 * MiB, &freed), 0);
+	CHECK(freed >= len);
+	CHECK(swapped(mm, a, 4096) && swapped(child, a, 4096));
+	STEP(sys);
+	struct hm_mm *w = parent_writes ? mm : child, *r = parent_writes ? child : mm;
+	t_poke(w, a + 4096, 0xabc);
+	t_poke(w, a + len - 8, 0xdef);
+	STEP(sys);
+	CHECK_EQ(wrong_at(r, a, 0, len, 11), 0);
+	CHECK_EQ(t_peek(w, a + 4096), 0xabc);
+	CHECK_EQ(t_peek(w, a + len - 8), 0xdef);
+	CHECK_EQ(wrong_at(w, a, 8192, len - 12288, 11), 0);
+	/* And the other one writes after: both stay private. */
+	t_poke(r, a + 4096, 0x123);
+	CHECK_EQ(t_peek(w, a + 4096), 0xabc);
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
+	hm_system_destroy(sys);
+}
+
+static void cow_after_swapout_parent(void) { cow_after_swapout(HM_THP_NEVER, true); }
+static void cow_after_swapout_child(void) { cow_after_swapout(HM_THP_NEVER, false); }
+static void cow_after_swapout_thp_parent(void) { cow_after_swapout(HM_THP_ALWAYS, true); }
+static void cow_after_swapout_thp_child(void) { cow_after_swapout(HM_THP_ALWAYS, false); }
+
 /* STEP() checks every step; HM_CHECK after every access would be slow. */
 static void no_auto_check(void) { t_flags = 0; }
 
 T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(overcommit),
-       T(swap_full), T(damaged_file), T(bad_swap_config), T(pageout_1g))
+       T(swap_full), T(damaged_file), T(bad_swap_config), T(pageout_1g),
+       T(cow_after_swapout_parent), T(cow_after_swapout_child), T(cow_after_swapout_thp_parent),
+       T(cow_after_swapout_thp_child))
