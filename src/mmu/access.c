@@ -64,8 +64,14 @@ static uint8_t *tlb_fill(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint6
 	for (;;) {
 		unsigned level;
 		hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
+		hm_race_point("tlb_fill_walked");
 		hm_pte_t e = pt_get(slot);
 
+		/* The walk stopped at an entry that a fault may have made a link
+		 * to a new table since (or a split, a link to the leaf's pieces):
+		 * that is no leaf, walk on. */
+		if (level > 0 && pt_present(e) && !pt_leaf(e, level))
+			continue;
 		if (!pt_present(e) || level > 2 || !(e & HM_PTE_US) || (write && !(e & HM_PTE_RW)))
 			return NULL;
 		hm_pte_t want = e | HM_PTE_A | (write ? HM_PTE_D : 0);

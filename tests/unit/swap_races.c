@@ -127,4 +127,39 @@ static void pageout_skips_pinned_write(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(swapin_waits_for_writeback), T(pageout_skips_pinned_write))
+/*
+ * (Issue 7's TLB, found with issue 8.) The TLB refill walks without locks
+ * and stops at an empty PMD entry; a fault in another thread then links a
+ * new PTE table there. The refill must see a link, not a 2 MiB leaf, and
+ * walk on. Reverted (the entry taken as a leaf), the read returns bytes
+ * of the page table instead of the page's zeros.
+ */
+static void refill_sees_new_table(void)
+{
+	struct hm_system *sys;
+	struct hm_mm *mm;
+	uint64_t a, got = 0xdead;
+
+	t_flags = 0;
+	sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 4 * MiB, RW, PA, &a) == 0);
+	a = (a + 2 * MiB - 1) & ~(2 * MiB - 1);
+	t_poke(mm, a + 2 * MiB, 1);	/* the PUD and PMD tables exist; this PMD entry is empty */
+	REQUIRE(hm__race_arm("tlb_fill_walked", 0) == 0);
+	/* Bytes 8..15 of the 2 MiB range: as a "leaf", the table's entry 1. */
+	struct op rd = { .mm = mm, .va = a + 8, .len = 8, .buf = &got };
+	pthread_t tr = t_spawn(do_read, &rd);
+	REQUIRE(hm__race_wait("tlb_fill_walked", STOP_MS) == 0);
+	t_poke(mm, a + 4096, 7);	/* links a PTE table there, entry 1 set */
+	hm__race_release("tlb_fill_walked");
+	CHECK(t_join_within(tr, STOP_MS));
+	CHECK_EQ(rd.r, 0);
+	CHECK_EQ(got, 0);
+	hm__race_reset();
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(swapin_waits_for_writeback), T(pageout_skips_pinned_write), T(refill_sees_new_table))
