@@ -46,6 +46,7 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	if (!sys)
 		return -ENOMEM;
 	sys->cfg = *cfg;
+	sys->huge_zero_pfn = HM_PFN_NONE;	/* pfn 0 is a frame like any other */
 	sys->cfg.phys_bytes = HM_ALIGN_DOWN(cfg->phys_bytes, HM_PAGE_SIZE);
 	sys->top = cfg->levels - 1;
 	/* The lower half of the canonical space, less its last page. */
@@ -76,6 +77,7 @@ void hm_system_destroy(struct hm_system *sys)
 	while (sys->mms)
 		hm_mm_destroy(sys->mms);
 	hm_rcu_barrier();
+	hm_huge_zero_fini(sys);
 	hm_ptcache_fini(&sys->pc);
 	pthread_mutex_destroy(&sys->mms_lock);
 	pthread_mutex_destroy(&sys->av_lock);
@@ -252,6 +254,8 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_free_pending:
 		return hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
+	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
+	case HM_STAT_nr_huge_zero_pmd:	return hm_load_relaxed(&sys->nr_zero_leaf[1]);
 	}
 	return 0;
 }
