@@ -141,7 +141,7 @@ static void check_zero_leaf(struct chk *c, hm_pte_t e, unsigned level, uint64_t 
 	if (level > 1 || (e & HM_PTE_RW))
 		report(c, "leaf at %#llx = %#llx maps the huge zero page %s", (unsigned long long)va,
 		       (unsigned long long)e, level > 1 ? "at level 2" : "writable");
-	else
+	if (level <= 1)
 		c->zero_leaves[level]++;
 }
 
@@ -334,6 +334,7 @@ static void check_zero_block(struct chk *c, uint32_t head)
 		report(c, "frame %#x (order %u) is marked the huge zero page, which is %#x", head, h->order, z);
 		return;
 	}
+	c->zero_found = true;
 	for (uint32_t i = 0; i < HM_PTRS; i++) {
 		struct hm_page *pg = &h[i];
 
@@ -354,7 +355,6 @@ static void check_zero_block(struct chk *c, uint32_t head)
 			break;
 		}
 	}
-	c->zero_found = true;
 }
 
 static void scan_frames(struct chk *c, struct totals *t)

@@ -144,56 +144,28 @@ int hm_huge_zero_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot)
 	return pt_mapped(e) && pt_leaf(e, 1) ? 0 : 1;
 }
 
-/* Split a zero PMD leaf into 512 zero PTEs; the access faults again a
- * level down. */
-static int split_zero(struct hm_mm *mm, hm_pte_t *slot)
+/* Is the entry still the zero leaf @e that the fault saw? A walker may
+ * have set A (or D) meanwhile. */
+static bool same(hm_pte_t now, hm_pte_t e)
 {
-	struct hm_split_tables st = { .n = 0 };
-
-	if (mm->sys->cfg.deposit == HM_DEPOSIT_LAZY) {
-		st.pfn[0] = hm_mm_pt_alloc(mm, 0);
-		if (st.pfn[0] == HM_PFN_NONE)
-			return -ENOMEM;
-		st.n = 1;
-	}
-	hm_split_leaf(mm, slot, 1, &st);
-	hm_split_done(mm, &st);
-	return 0;
+	return (now & ~AD) == (e & ~AD);
 }
 
-int hm_huge_zero_wp(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
-		    uint64_t va, hm_pte_t e)
+/*
+ * Put the fresh zeroed @folio in place of the zero leaf @e at *slot, if it
+ * is still there. A PMD leaf keeps its deposit for the new page.
+ */
+static int install(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
+		   uint64_t va, hm_pte_t e, uint32_t folio)
 {
-	hm_assert_rwsem_held(&mm->mmap_lock);
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
-	/* MADV_NOHUGEPAGE after the read: later faults map no huge page. */
-	bool huge = level == 1 && hm_thp_allowed(v, sys->cfg.thp_pmd);
-	uint32_t folio = HM_PFN_NONE;
-
-	hm_assert(level <= 1 && hm_is_huge_zero(sys, pt_pfn(e, level)));
-	if (level == 0 || huge)
-		folio = hm_folio_alloc(mm, level * HM_PMD_ORDER, true);
-	if (folio == HM_PFN_NONE) {
-		if (hm_drain_was_wanted())
-			return -EAGAIN;	/* memory is on its way back: wait for it */
-		if (level == 0)
-			return -ENOMEM;
-		if (huge) {
-			hm_count(sys, HM_STAT_thp_fault_fallback);
-			hm_count(sys, HM_STAT_pmd_fault_fallback);
-		}
-		return split_zero(mm, slot);
-	}
-	hm_folio_set_rmap(ph, folio, v, HM_ALIGN_DOWN(va, hm_level_size(level)));
-
 	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
 	bool won = false;
 
+	hm_folio_set_rmap(ph, folio, v, HM_ALIGN_DOWN(va, hm_level_size(level)));
 	hm_spin_lock(lock);
-	/* Still the zero leaf we saw (a walker may have set A meanwhile)?
-	 * A PMD leaf keeps its deposit for the new page. */
-	if ((pt_get(slot) & ~AD) == (e & ~AD)) {
+	if (same(pt_get(slot), e)) {
 		hm_huge_zero_unmap(mm, level);
 		hm_folio_add_map(mm, folio, level);
 		pt_set(slot, pt_mk_leaf(folio, level, pt_prot_bits(v->prot) | AD));
@@ -202,7 +174,7 @@ int hm_huge_zero_wp(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	hm_spin_unlock(lock);
 	if (!won) {
 		hm_folio_free_unmapped(mm, folio);
-		return 0;	/* someone else changed it: retry */
+		return 0;	/* another fault changed it: retry */
 	}
 	/* Other threads may hold read-only translations of the zero page
 	 * here: from now on they must find the new page, or they would read
@@ -214,4 +186,73 @@ int hm_huge_zero_wp(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 		hm_count(sys, HM_STAT_pmd_fault_alloc);
 	}
 	return 0;
+}
+
+/*
+ * Split the zero PMD leaf @*e at *slot into 512 zero PTEs (unless another
+ * fault did already) and point *slot and *e at the PTE for @va and the zero
+ * PTE it should hold. Lazy mode takes the new table from @table. false: the
+ * PMD entry is no longer the zero leaf nor a table (retry).
+ */
+static bool split_to_pte(struct hm_mm *mm, hm_pte_t **slot, hm_pte_t *e, uint64_t va, uint32_t *table)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	struct hm_split_tables st = { .n = 0 };
+	uint32_t piece = pt_pfn(*e, 1) + hm_level_index(va, 0);
+
+	if (*table != HM_PFN_NONE) {
+		st.pfn[0] = *table;
+		st.n = 1;
+	}
+	/* Unlocked look first, so as not to split a 2 MiB page that a racing
+	 * write just put there (splitting it would still be correct). */
+	if (same(pt_get(*slot), *e))
+		hm_split_leaf(mm, *slot, 1, &st);
+	*table = st.n ? st.pfn[0] : HM_PFN_NONE;	/* not used: the caller frees it */
+	hm_pte_t pmd = pt_get(*slot);
+	if (!pt_present(pmd) || pt_leaf(pmd, 1))
+		return false;
+	*slot = hm_pt_entries(ph, pt_pfn(pmd, 1)) + hm_level_index(va, 0);
+	*e = (*e & ~(HM_PTE_ADDR | HM_PTE_PS)) | ((uint64_t)piece << HM_PAGE_SHIFT);
+	return true;
+}
+
+int hm_huge_zero_wp(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
+		    uint64_t va, hm_pte_t e)
+{
+	hm_assert_rwsem_held(&mm->mmap_lock);
+	struct hm_system *sys = mm->sys;
+	/* MADV_NOHUGEPAGE after the read: later faults map no huge page. */
+	bool huge = level == 1 && hm_thp_allowed(v, sys->cfg.thp_pmd);
+	uint32_t folio = HM_PFN_NONE, table = HM_PFN_NONE;
+
+	hm_assert(level <= 1 && hm_is_huge_zero(sys, pt_pfn(e, level)));
+	if (huge) {
+		folio = hm_folio_alloc(mm, HM_PMD_ORDER, true);
+		if (folio != HM_PFN_NONE)
+			return install(mm, v, slot, 1, va, e, folio);
+		if (hm_drain_was_wanted())
+			return -EAGAIN;	/* memory is on its way back: wait for it */
+		hm_count(sys, HM_STAT_thp_fault_fallback);
+		hm_count(sys, HM_STAT_pmd_fault_fallback);
+	}
+	/* 4 KiB, splitting a PMD leaf first. Everything is allocated before
+	 * anything changes, so that -ENOMEM leaves the zero leaf whole. */
+	folio = hm_folio_alloc(mm, 0, true);
+	if (folio == HM_PFN_NONE)
+		return -ENOMEM;
+	if (level == 1 && sys->cfg.deposit == HM_DEPOSIT_LAZY &&
+	    (table = hm_mm_pt_alloc(mm, 0)) == HM_PFN_NONE) {
+		hm_folio_free_unmapped(mm, folio);
+		return -ENOMEM;
+	}
+	bool ok = level == 0 || split_to_pte(mm, &slot, &e, va, &table);
+
+	if (table != HM_PFN_NONE)
+		hm_mm_pt_free_unused(mm, table);
+	if (!ok) {
+		hm_folio_free_unmapped(mm, folio);
+		return 0;
+	}
+	return install(mm, v, slot, 0, va, e, folio);
 }
