@@ -285,9 +285,10 @@ static inline bool hm_is_huge_zero(struct hm_system *sys, uint32_t pfn)
 int hm_huge_zero_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot);
 /* A write fault on the zero leaf @e (level 1 or 0) at *slot in a writable
  * VMA: a fresh zeroed page of its own, 2 MiB where the policy allows and
- * one can be had, else the PMD leaf is split and the access faults again.
- * 0 (retry), -ENOMEM, or -EAGAIN (see hm_fault). Context: mmap_lock held
- * for reading, no spinlock. */
+ * one can be had, else 4 KiB in the written PTE (a PMD leaf is split once
+ * the page is had: -ENOMEM leaves it whole). 0 (retry the access),
+ * -ENOMEM, or -EAGAIN (see hm_fault). Context: mmap_lock held for
+ * reading, no spinlock. */
 int hm_huge_zero_wp(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
 		    uint64_t va, hm_pte_t e);
 /* A zero leaf of @level was mapped / taken away / split into 512 zero
