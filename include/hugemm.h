@@ -50,7 +50,10 @@ extern "C" {
 struct hm_system;
 struct hm_mm;
 
-/* Per-size transparent huge page policy, as in sysfs. */
+/* Per-size transparent huge page policy, as in sysfs. Where the 2 MiB
+ * policy allows a huge page, a read of memory never written maps the huge
+ * zero page instead of taking one (see hm_read); that holds in ranges where
+ * 1 GiB pages are allowed too: a read never takes a 1 GiB page there. */
 #define HM_THP_NEVER	0
 #define HM_THP_MADVISE	1	/* only in ranges given MADV_HUGEPAGE */
 #define HM_THP_ALWAYS	2	/* everywhere but MADV_NOHUGEPAGE ranges */
@@ -129,7 +132,8 @@ HM_API int hm_mm_create(struct hm_system *sys, struct hm_mm **out);
 
 /*
  * hm_mm_destroy - unmap everything in @mm and free it; every frame and
- * page table it used is free when this returns.
+ * page table it used is free when this returns (but the huge zero page,
+ * which stays until hm_system_destroy: see hm_read).
  * Must not: be called while another thread uses @mm.
  */
 HM_API void hm_mm_destroy(struct hm_mm *mm);
@@ -175,7 +179,8 @@ HM_API int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len);
  * bits, -ENOMEM for a range with a hole (nothing is changed then).  Like
  * hm_munmap, it applies to accesses started after it returns and does not
  * wait for those under way.  Pages still shared after fork stay read-only
- * under PROT_WRITE: the first write copies (or reuses) them.
+ * under PROT_WRITE: the first write copies (or reuses) them; so does the
+ * huge zero page (see hm_read), which the first write replaces.
  * Context: any thread; serialises with other calls that change @mm.
  */
 HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
@@ -214,6 +219,12 @@ HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
  * before it copies, and map changes wait until it has copied. (Pages it
  * faulted in before running out of memory stay, reading as before.)
  * A failed hm_read may have filled part of @buf.
+ * Reading memory never written costs no frame where a 2 MiB page may go
+ * (HM_THP_*): the fault maps the huge zero page, one read-only 2 MiB block
+ * of zeros that every such mapping shares (created at the first one, kept
+ * until hm_system_destroy). The first write there gets a 2 MiB page of its
+ * own, or 4 KiB when no 2 MiB page can be had (or MADV_NOHUGEPAGE came
+ * since); the rest still reads zeros. Elsewhere a read takes a zeroed page.
  * Context: any thread, concurrently with each other and with calls that
  * change @mm. hm_fork waits for accesses under way; map changes wait only
  * for multi-page writes (they copy under the map lock), and a read or
@@ -253,6 +264,10 @@ struct hm_mapping {
 	bool exclusive;		/* mapped by this address space alone: exact,
 				 * whatever the number of address spaces */
 };
+/* The huge zero page (see hm_read) shows as: size 2 MiB (4096 once split),
+ * prot without PROT_WRITE whatever the mapping allows, mapcount 0 (its
+ * mappings are not counted), exclusive false, and the same pa (its 2 MiB
+ * block) in every address space that maps it. */
 
 /*
  * hm_query - what the page tables map at @va. 0 with size 0 where nothing
@@ -268,12 +283,16 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * hm_stat - read a counter by name (see README: /proc/vmstat names where
  * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free
  * frames, those on their way back from unmaps included), nr_free_pending
- * (frames and tables on their way back: 0 after hm_drain). Reclaim and
- * swap: pswpout / pswpin (4 KiB pages written to / read from swap),
- * pswpout_clean (pages dropped without a write: in the swap cache and not
- * written since), thp_swpout / thp_swpout_fallback (2 MiB pages written
- * whole into a cluster / as single slots), thp_swpin (2 MiB pages read
- * back whole), swapin_cache_hit, swap_free_pages, swap_total_pages,
+ * (frames and tables on their way back: 0 after hm_drain).
+ * The huge zero page: thp_zero_page_alloc (it was created: 0 or 1; it holds
+ * 512 frames from then on, in neither nr_free_pages nor nr_anon_pages),
+ * nr_huge_zero_pmd and nr_huge_zero_pte (leaves of all address spaces that
+ * map it, 2 MiB and 4 KiB; not in nr_anon_pmd / nr_anon_pte).
+ * Reclaim and swap: pswpout / pswpin (4 KiB pages written to / read from
+ * swap), pswpout_clean (pages dropped without a write: in the swap cache
+ * and not written since), thp_swpout / thp_swpout_fallback (2 MiB pages
+ * written whole into a cluster / as single slots), thp_swpin (2 MiB pages
+ * read back whole), swapin_cache_hit, swap_free_pages, swap_total_pages,
  * nr_swap_entries, pgscan / pgsteal (pages looked at / freed by reclaim),
  * pgactivate / pgdeactivate, nr_active_anon / nr_inactive_anon (folios on
  * the LRU lists), direct_reclaim, swap_io_error.

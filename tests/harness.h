@@ -76,6 +76,14 @@ static inline uint64_t t_stat(struct hm_system *sys, const char *name)
 	return v;
 }
 
+/* Frames the huge zero page holds: it is created by the first read fault
+ * that maps it and kept until the system is destroyed, so "every frame is
+ * back" after the address spaces are gone means nr_free_pages plus these. */
+static inline uint64_t t_zero_frames(struct hm_system *sys)
+{
+	return t_stat(sys, "thp_zero_page_alloc") ? 512 : 0;
+}
+
 /* Flags for t_system(): HM_CHECK unless a test that faults in hundreds of
  * thousands of pages turns it off (its STEP()s still check every step). */
 static unsigned t_flags = HM_CHECK;

@@ -6,7 +6,9 @@
  * deposit, recount from scratch what the descriptors and counters claim,
  * then scan the frame descriptors: each frame must belong to exactly one
  * owner (a free block, a folio, a table in use, a table waiting for a grace
- * period, a free slot of the page-table cache), and the totals must balance.
+ * period, a free slot of the page-table cache, the huge zero page), and the
+ * totals must balance. Leaves of the huge zero page are counted apart: they
+ * are in no folio's map counts (zero.c).
  * The scan steps over a free block at its head, without reading the rest,
  * and the scratch array is a fresh anonymous mapping, so the parts for
  * frames that nothing uses cost nothing: checking a huge, mostly empty
@@ -34,9 +36,11 @@ struct chk {
 	struct hm_system *sys;
 	struct hm_phys *ph;
 	struct shadow *sh;
+	bool zero_found;		/* scan_frames met the huge zero page */
 	int errors;
 	uint64_t tables, deposited;	/* all mms */
 	uint64_t leaves[3];		/* all mms */
+	uint64_t zero_leaves[2];	/* all mms: leaves of the huge zero page */
 	uint64_t mm_tables, mm_leaves[3];
 	uint32_t *swc;			/* per slot: swap entries found, and
 					 * SWC_CACHED if a folio caches it */
@@ -135,6 +139,17 @@ static void shadow_slots(struct shadow *s, uint32_t id)
 	s->overflow = 1;
 }
 
+/* A leaf of the huge zero page (zero.c): a PMD leaf of the whole block or a
+ * PTE of one of its pages, never writable, in no map count. */
+static void check_zero_leaf(struct chk *c, hm_pte_t e, unsigned level, uint64_t va)
+{
+	if (level > 1 || (e & HM_PTE_RW))
+		report(c, "leaf at %#llx = %#llx maps the huge zero page %s", (unsigned long long)va,
+		       (unsigned long long)e, level > 1 ? "at level 2" : "writable");
+	if (level <= 1)
+		c->zero_leaves[level]++;
+}
+
 static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned level, uint64_t va)
 {
 	struct hm_phys *ph = c->ph;
@@ -152,6 +167,10 @@ static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned lev
 		       (unsigned long long)mm->id, (unsigned long long)va, (unsigned long long)e, v->prot);
 	if ((pfn & ((size >> HM_PAGE_SHIFT) - 1)) || pfn + (size >> HM_PAGE_SHIFT) > ph->nr_frames) {
 		report(c, "leaf at %#llx: frame %#x misaligned or out of range", (unsigned long long)va, pfn);
+		return;
+	}
+	if (hm_is_huge_zero(c->sys, pfn)) {
+		check_zero_leaf(c, e, level, va);
 		return;
 	}
 	struct hm_page *pg = hm_pfn_page(ph, pfn);
@@ -335,7 +354,7 @@ static void check_folio(struct chk *c, uint32_t head)
 }
 
 struct totals {
-	uint64_t free, folio, tables, pending, slots, freeing;
+	uint64_t free, folio, tables, pending, slots, freeing, zero;
 };
 
 static int count_free(void *arg, uint32_t pfn, unsigned order)
@@ -343,6 +362,40 @@ static int count_free(void *arg, uint32_t pfn, unsigned order)
 	(void)pfn;
 	((struct totals *)arg)->free += 1ull << order;
 	return 0;
+}
+
+/* The huge zero page: the one the system published, laid out like an
+ * order-9 folio whose counts nothing ever touches. */
+static void check_zero_block(struct chk *c, uint32_t head)
+{
+	struct hm_page *h = hm_pfn_page(c->ph, head);
+	uint32_t z = hm_load(&c->sys->huge_zero_pfn);
+
+	if (head != z || h->order != HM_PMD_ORDER) {
+		report(c, "frame %#x (order %u) is marked the huge zero page, which is %#x", head, h->order, z);
+		return;
+	}
+	c->zero_found = true;
+	for (uint32_t i = 0; i < HM_PTRS; i++) {
+		struct hm_page *pg = &h[i];
+
+		if ((i && (pg->flags != PG_TAIL || pg->order != h->order)) || pg->mapcount ||
+		    pg->pmd_mapcount || pg->entire_mapcount || pg->large_mapcount || pg->pte_all ||
+		    pg->mm_count[0] || pg->mm_count[1]) {
+			report(c, "huge zero page %#x: frame %#x is not its tail, or has map counts", head,
+			       head + i);
+			return;
+		}
+	}
+	/* A write through a zero leaf would show in every read of untouched
+	 * memory from then on: 2 MiB to compare, a small part of a check. */
+	const uint64_t *w = hm_pfn_ptr(c->ph, head);
+	for (size_t i = 0; i < (HM_PMD_SIZE >> 3); i++) {
+		if (w[i]) {
+			report(c, "huge zero page %#x: byte %#zx is not zero", head, i * 8);
+			break;
+		}
+	}
 }
 
 static void scan_frames(struct chk *c, struct totals *t)
@@ -356,6 +409,10 @@ static void scan_frames(struct chk *c, struct totals *t)
 		if (pg->buddy) {
 			buddy += 1ull << (pg->buddy - 1);
 			pfn += 1u << (pg->buddy - 1);
+		} else if ((pg->flags & PG_HEAD) && (pg->flags & PG_HUGE_ZERO)) {
+			check_zero_block(c, pfn);
+			t->zero += 1ull << pg->order;
+			pfn += 1u << pg->order;
 		} else if ((pg->flags & PG_HEAD) && (pg->flags & PG_FREEING)) {
 			t->freeing += 1ull << pg->order;	/* after a grace period */
 			pfn += 1u << pg->order;
@@ -391,14 +448,17 @@ static void check_balances(struct chk *c, const struct totals *t)
 {
 	struct hm_system *sys = c->sys;
 	struct hm_ptcache *pc = &sys->pc;
-	uint64_t sum = t->free + t->folio + t->tables + t->pending + t->slots + t->freeing;
+	uint64_t sum = t->free + t->folio + t->tables + t->pending + t->slots + t->freeing + t->zero;
 
 	if (sum != sys->phys.nr_frames)
-		report(c, "frames: %llu free + %llu folio + %llu table + %llu pending + %llu cached + %llu freeing = %llu, not %u",
+		report(c, "frames: %llu free + %llu folio + %llu table + %llu pending + %llu cached + %llu freeing + %llu zero = %llu, not %u",
 		       (unsigned long long)t->free, (unsigned long long)t->folio,
 		       (unsigned long long)t->tables, (unsigned long long)t->pending,
-		       (unsigned long long)t->slots, (unsigned long long)t->freeing,
+		       (unsigned long long)t->slots, (unsigned long long)t->freeing, (unsigned long long)t->zero,
 		       (unsigned long long)sum, sys->phys.nr_frames);
+	uint32_t z = hm_load(&sys->huge_zero_pfn);
+	if ((z != HM_PFN_NONE) != c->zero_found)
+		report(c, "the huge zero page %#x was %sfound", z, c->zero_found ? "" : "not ");
 	if (pc->nr_pending_frames != t->freeing)
 		report(c, "frames waiting for a grace period: %llu counted, %llu marked",
 		       (unsigned long long)pc->nr_pending_frames, (unsigned long long)t->freeing);
@@ -423,6 +483,11 @@ static void check_balances(struct chk *c, const struct totals *t)
 		if (sys->nr_leaf[l] != c->leaves[l])
 			report(c, "system level-%d leaves %llu, found %llu", l,
 			       (unsigned long long)sys->nr_leaf[l], (unsigned long long)c->leaves[l]);
+	for (int l = 0; l < 2; l++)
+		if (sys->nr_zero_leaf[l] != c->zero_leaves[l])
+			report(c, "huge zero page: %llu level-%d leaves counted, found %llu",
+			       (unsigned long long)sys->nr_zero_leaf[l], l,
+			       (unsigned long long)c->zero_leaves[l]);
 }
 
 struct swap_scan {

@@ -11,6 +11,8 @@
  *    that only the 4 KiB written is copied (cow_copy) instead of 1 GiB.
  *  - With HM_COW_2M, a shared 2 MiB leaf (or a 2 MiB piece of a split
  *    1 GiB one) is copied whole into a new 2 MiB page when one can be had.
+ *  - The huge zero page is neither reused nor copied: the write gets a
+ *    fresh zeroed page (zero.c).
  *
  * All of it runs under mmap_lock for reading, like any fault: every change
  * is made under the leaf's table lock after checking that the leaf is still
@@ -140,6 +142,10 @@ int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsign
 	if (!pt_present(e) || pt_writable(e) || !pt_leaf(e, level)) {
 		hm_spin_unlock(lock);
 		return 0;	/* someone else resolved it */
+	}
+	if (hm_is_huge_zero(sys, pt_pfn(e, level))) {
+		hm_spin_unlock(lock);
+		return hm_huge_zero_wp(mm, v, slot, level, va, e);	/* never reused */
 	}
 	enum hm_reuse r = hm_leaf_reuse(mm, pt_pfn(e, level), level);
 	if (r == HM_REUSE) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Page faults. The largest page that the VMA, the alignment, the per-size
- * policy and the allocator allow: 1 GiB, then 2 MiB, then 4 KiB.
+ * policy and the allocator allow: 1 GiB, then 2 MiB, then 4 KiB. A read
+ * where a 2 MiB page may go maps the huge zero page instead (zero.c).
  *
  * Everything a fault needs (the folio, zeroed, and in eager mode its
  * deposit) is allocated before the entry's lock is taken; under the lock
@@ -21,7 +22,7 @@ int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out)
 	return 0;
 }
 
-static bool thp_allowed(const struct hm_vma *v, int policy)
+bool hm_thp_allowed(const struct hm_vma *v, int policy)
 {
 	if (policy == HM_THP_NEVER || (v->flags & VM_NOHUGEPAGE))
 		return false;
@@ -37,7 +38,7 @@ static bool huge_fits(const struct hm_vma *v, uint64_t va, uint64_t size)
 
 bool hm_huge_allowed(struct hm_system *sys, const struct hm_vma *v, uint64_t va, unsigned level)
 {
-	return thp_allowed(v, level == 2 ? sys->cfg.thp_pud : sys->cfg.thp_pmd) &&
+	return hm_thp_allowed(v, level == 2 ? sys->cfg.thp_pud : sys->cfg.thp_pmd) &&
 	       huge_fits(v, va, hm_level_size(level));
 }
 
@@ -123,9 +124,19 @@ static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 	unsigned order = level * HM_PMD_ORDER;
 	uint32_t deposit = HM_PFN_NONE;
 
-	if (!pt_none(pt_get(slot)) || !thp_allowed(v, policy) ||
+	if (!pt_none(pt_get(slot)) || !hm_thp_allowed(v, policy) ||
 	    !huge_fits(v, va, hm_level_size(level)))
 		return 1;
+	/* A read maps the huge zero page (zero.c), a 2 MiB leaf at a time,
+	 * also in a range where a 1 GiB page may go: it costs no frame. */
+	if (!write && level == 2 && hm_thp_allowed(v, sys->cfg.thp_pmd))
+		return 1;
+	if (!write && level == 1) {
+		int z = hm_huge_zero_fault(mm, v, slot);
+
+		if (z <= 0)
+			return z;
+	}
 
 	uint32_t folio = hm_folio_alloc(mm, order, false);
 	if (folio != HM_PFN_NONE && sys->cfg.deposit == HM_DEPOSIT_EAGER) {

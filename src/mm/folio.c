@@ -189,6 +189,7 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	struct hm_page *h = hm_pfn_page(ph, head);
 	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 
+	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));	/* uncounted: zero.c */
 	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	/* The first mapping puts it on the LRU: before that, reclaim could
@@ -248,6 +249,7 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 	enum hm_unmapped r = HM_FOLIO_MAPPED;
 
+	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
 	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
@@ -288,7 +290,7 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	struct hm_page *h = hm_pfn_page(ph, head);
 	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 
-	hm_assert(level == 1 || level == 2);
+	hm_assert((level == 1 || level == 2) && !(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
 	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	if (level == 2)
@@ -324,6 +326,9 @@ static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t 
 unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn)
 {
 	struct hm_phys *ph = &sys->phys;
+
+	if (hm_is_huge_zero(sys, pfn))
+		return 0;	/* its mappings are not counted (zero.c) */
 	uint32_t head = hm_folio_head(ph, pfn);
 	hm_spin_t *lock = hm_folio_lock(sys, head);
 
@@ -376,6 +381,11 @@ static bool swap_shared_locked(struct hm_system *sys, struct hm_page *h, uint32_
 enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
+
+	/* Shared by everyone, whatever the counts say: never written in place,
+	 * so never exclusive, and mprotect leaves it read-only. */
+	if (hm_is_huge_zero(mm->sys, pfn))
+		return HM_COPY;
 	uint32_t head = hm_folio_head(ph, pfn);
 	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 	enum hm_reuse r = HM_COPY;

@@ -80,7 +80,10 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 	f->copied = true;
 	if (level > 0 && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
 		child_deposit(f, ctable, level);
-	hm_folio_add_map(f->child, pt_pfn(e, level), level);
+	if (hm_is_huge_zero(f->child->sys, pt_pfn(e, level)))
+		hm_huge_zero_map(f->child, level);	/* read-only already, no counts */
+	else
+		hm_folio_add_map(f->child, pt_pfn(e, level), level);
 	pt_set(cs, e & ~HM_PTE_A);	/* young in the parent, old in the child */
 }
 

@@ -62,6 +62,7 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	if (!sys)
 		return -ENOMEM;
 	sys->cfg = *cfg;
+	sys->huge_zero_pfn = HM_PFN_NONE;	/* pfn 0 is a frame like any other */
 	sys->cfg.phys_bytes = HM_ALIGN_DOWN(cfg->phys_bytes, HM_PAGE_SIZE);
 	sys->top = cfg->levels - 1;
 	/* The lower half of the canonical space, less its last page. */
@@ -107,6 +108,7 @@ void hm_system_destroy(struct hm_system *sys)
 	hm_swap_fini(&sys->swap);
 	munmap(sys->lru, sys->lru_bytes);
 	pthread_mutex_destroy(&sys->reclaim_lock);
+	hm_huge_zero_fini(sys);
 	hm_ptcache_fini(&sys->pc);
 	pthread_mutex_destroy(&sys->mms_lock);
 	pthread_mutex_destroy(&sys->av_lock);
@@ -288,6 +290,8 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]);
 	case HM_STAT_nr_active_anon:	return hm_load_relaxed(&sys->nr_lru[1]);
 	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
+	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
+	case HM_STAT_nr_huge_zero_pmd:	return hm_load_relaxed(&sys->nr_zero_leaf[1]);
 	}
 	return 0;
 }

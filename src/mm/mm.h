@@ -9,7 +9,8 @@
  *  - Every mapped leaf lies inside a VMA and agrees with its protection
  *    (PROT_NONE VMAs have PROTNONE leaves; writable leaves only in writable
  *    VMAs).
- *  - nr_leaf[l] = leaves of level l in this mm's tables;
+ *  - nr_leaf[l] = leaves of level l in this mm's tables that map folios
+ *    (leaves of the huge zero page are counted apart: see zero.c);
  *    nr_tables = tables reachable from root, plus their deposits, plus root.
  *  - Eager mode: each PMD table's nr_deposited = its PMD leaves; each PUD
  *    table's nr_deposited = its PUD leaves, and every PMD table on that list
@@ -78,13 +79,14 @@ struct hm_anon_vma {
 	X(cow_split_pud) X(cow_split_pmd)				\
 	X(thp_swpout_fallback) X(thp_swpin) X(pgscan) X(pgsteal)	\
 	X(pgactivate) X(pgdeactivate) X(pswpout_clean) X(swap_io_error)	\
-	X(direct_reclaim) X(swapin_cache_hit)
+	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
 	X(nr_mms) X(phys_bytes) X(nr_free_pending)			\
 	X(swap_free_pages) X(swap_total_pages) X(nr_inactive_anon)	\
-	X(nr_active_anon) X(nr_swap_entries)
+	X(nr_active_anon) X(nr_swap_entries)			\
+	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
@@ -132,6 +134,11 @@ struct hm_system {
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
+	uint32_t huge_zero_pfn;	/* the huge zero page (zero.c): HM_PFN_NONE
+				 * until a read fault creates it; set once,
+				 * by compare-and-swap, kept until destroy */
+	uint64_t nr_zero_leaf[2]; /* leaves that map it, PTE and PMD, all mms;
+				 * in no folio count and no nr_leaf; atomic */
 };
 
 /* LRU links: the lists run from first (most recently added) to last. */
@@ -202,7 +209,8 @@ bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_
 bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
-/* Mappings of the page @pfn in all mms (hm_query's mapcount). */
+/* Mappings of the page @pfn in all mms (hm_query's mapcount); 0 for the
+ * huge zero page, whose mappings are not counted. */
 unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn);
 /* The copy-on-write decision for the leaf of @level at @pfn: reuse in place,
  * copy, or reuse once the pins of unmaps in flight are gone (wait for the
@@ -210,6 +218,7 @@ unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn);
  * the only mapping of what it maps: read under the folio lock, so exact for
  * any number of mms. Context: the leaf's table lock, or mmap_lock (query). */
 enum hm_reuse { HM_REUSE, HM_COPY, HM_REUSE_LATER };
+/* HM_COPY for the huge zero page: it is never anyone's alone. */
 enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level);
 
 /* pgtable wrappers that keep mm->nr_tables (table.c) */
@@ -372,6 +381,41 @@ int hm_fault(struct hm_mm *mm, uint64_t va, bool write);
 int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out);
 /* May a huge page of @level go at @va in @v (policy, VMA flags, fit)? */
 bool hm_huge_allowed(struct hm_system *sys, const struct hm_vma *v, uint64_t va, unsigned level);
+/* May a fault map a huge page in @v under the per-size @policy? */
+bool hm_thp_allowed(const struct hm_vma *v, int policy);
+
+/* zero.c — the huge zero page (see there). */
+/* The block, created at the first call; HM_PFN_NONE when no 2 MiB block
+ * can be had. Context: may allocate (no spinlock). */
+uint32_t hm_huge_zero_get(struct hm_system *sys);
+/* Does @pfn lie in the huge zero page? Context: any; exact for a pfn read
+ * from a leaf (the leaf was set after the block was published). */
+static inline bool hm_is_huge_zero(struct hm_system *sys, uint32_t pfn)
+{
+	uint32_t z = hm_load_relaxed(&sys->huge_zero_pfn);
+
+	return z != HM_PFN_NONE && pfn - z < HM_PTRS;
+}
+/* A read fault at the empty PMD entry *slot where a 2 MiB page may go: map
+ * the zero page read-only. 0: a leaf is there now; 1: go on without it.
+ * Context: mmap_lock held for reading. */
+int hm_huge_zero_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot);
+/* A write fault on the zero leaf @e (level 1 or 0) at *slot in a writable
+ * VMA: a fresh zeroed page of its own, 2 MiB where the policy allows and
+ * one can be had, else 4 KiB in the written PTE (a PMD leaf is split once
+ * the page is had: -ENOMEM leaves it whole). 0 (retry the access),
+ * -ENOMEM, or -EAGAIN (see hm_fault). Context: mmap_lock held for
+ * reading, no spinlock. */
+int hm_huge_zero_wp(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigned level,
+		    uint64_t va, hm_pte_t e);
+/* A zero leaf of @level was mapped / taken away / split into 512 zero
+ * PTEs: what hm_folio_add_map, hm_folio_remove_map, hm_folio_split_map do
+ * for folios. Context: the leaf's table lock. */
+void hm_huge_zero_map(struct hm_mm *mm, unsigned level);
+void hm_huge_zero_unmap(struct hm_mm *mm, unsigned level);
+void hm_huge_zero_split_map(struct hm_mm *mm);
+/* Free the block. Context: hm_system_destroy, no mm left. */
+void hm_huge_zero_fini(struct hm_system *sys);
 
 /* split.c — Context: mmap_lock held for writing. */
 struct hm_split_tables {

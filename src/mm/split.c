@@ -52,7 +52,10 @@ static void split_leaf_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 	cd->owner = mm->id;
 	for (unsigned i = 0; i < HM_PTRS; i++)
 		t[i] = bits | ((uint64_t)(pfn + i * step) << HM_PAGE_SHIFT);
-	hm_folio_split_map(mm, pfn, level);
+	if (hm_is_huge_zero(mm->sys, pfn))
+		hm_huge_zero_split_map(mm);	/* 512 zero PTEs, still read-only */
+	else
+		hm_folio_split_map(mm, pfn, level);
 	pt_set(slot, pt_mk_table(child));
 	hm_count(mm->sys, level == 2 ? HM_STAT_thp_split_pud : HM_STAT_thp_split_pmd);
 }

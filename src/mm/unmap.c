@@ -31,7 +31,7 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 			hm_mm_pt_unlink(mm, g, t);
 		return true;
 	}
-	uint32_t pfn = pt_pfn(old, level), head = hm_folio_head(ph, pfn);
+	uint32_t pfn = pt_pfn(old, level), head;
 
 	hm_gather_tlb(g);
 
@@ -42,6 +42,12 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 			hm_mm_pt_unlink(mm, g, pte);
 		hm_mm_pt_unlink(mm, g, t);
 	}
+	/* The huge zero page outlives every mapping: nothing to free or pin. */
+	if (hm_is_huge_zero(mm->sys, pfn)) {
+		hm_huge_zero_unmap(mm, level);
+		return true;
+	}
+	head = hm_folio_head(ph, pfn);
 	/* A folio mapped elsewhere stays pinned until our TLB shootdown is
 	 * complete: until then a thread of ours may still reach it. */
 	switch (hm_folio_remove_map(mm, pfn, level, true)) {

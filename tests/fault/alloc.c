@@ -146,6 +146,54 @@ static void after_data_kept(struct ctx *c)
 	CHECK_EQ(v, t_pattern(5, 4));
 }
 
+/* The huge zero page: a read of untouched memory maps it (creating it),
+ * and a write to it gets a page of its own (2 MiB, else 4 KiB). */
+static int op_read(struct ctx *c)
+{
+	uint64_t v = 1;
+	int r = hm_read(c->mm, c->a + MiB + 8, &v, 8);
+
+	CHECK(r || v == 0);
+	return r;
+}
+static void after_read(struct ctx *c)
+{
+	struct hm_mapping m;
+	uint64_t v = 1;
+
+	CHECK_EQ(hm_read(c->mm, c->a + 2 * MiB - 8, &v, 8), 0);
+	CHECK_EQ(v, 0);
+	/* The zero page, or (when it could not be had) a page of its own. */
+	CHECK_EQ(hm_query(c->mm, c->a + MiB, &m), 0);
+	CHECK(m.size != 0 && (m.mapcount == 0) == (t_stat(c->sys, "nr_huge_zero_pmd") == 1));
+}
+static void setup_zero_read(struct ctx *c)
+{
+	uint64_t v = 1;
+
+	setup_vma(c);
+	if (hm_read(c->mm, c->a + MiB + 8, &v, 8) || v || t_stat(c->sys, "nr_huge_zero_pmd") != 1)
+		exit(3);
+}
+/* ... and where no 2 MiB page may go any more: the write splits the zero
+ * leaf (in lazy mode allocating its table) and takes 4 KiB. */
+static void setup_zero_read_nohuge(struct ctx *c)
+{
+	setup_zero_read(c);
+	if (hm_madvise(c->mm, c->a, 4 * MiB, MADV_NOHUGEPAGE))
+		exit(3);
+}
+static void after_zero_write(struct ctx *c)
+{
+	uint64_t v = 1;
+
+	after_write(c);
+	CHECK_EQ(hm_read(c->mm, c->a + MiB, &v, 8), 0);
+	CHECK_EQ(v, 0);
+	CHECK_EQ(hm_read(c->mm, c->a + MiB + 16, &v, 8), 0);
+	CHECK_EQ(v, 0);
+}
+
 static struct hm_mm *forked;
 
 static void setup_forkable(struct ctx *c)
@@ -242,6 +290,12 @@ static const struct scenario scenarios[] = {
 	{ "mprotect_split_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_huge_written, op_mprotect_inside, after_mprotect_inside, true },
 	{ "dontneed_split_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_huge_written, op_dontneed_inside, after_data_kept, true },
 	{ "madvise_split_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, false, setup_huge_written, op_hugepage_advice, after_data_kept, true },
+	{ "zero_read_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, true, setup_vma, op_read, after_read, true },
+	{ "zero_read_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, true, setup_vma, op_read, after_read, true },
+	{ "zero_write_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, true, setup_zero_read, op_write, after_zero_write, true },
+	{ "zero_write_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, true, setup_zero_read, op_write, after_zero_write, true },
+	{ "zero_write_4k_eager", HM_THP_ALWAYS, HM_DEPOSIT_EAGER, true, true, setup_zero_read_nohuge, op_write, after_zero_write, true },
+	{ "zero_write_4k_lazy", HM_THP_ALWAYS, HM_DEPOSIT_LAZY, true, true, setup_zero_read_nohuge, op_write, after_zero_write, true },
 };
 
 /* One attempt: returns the number of allocations the failpoint failed. */
@@ -298,7 +352,7 @@ static long attempt(const struct scenario *s, long nth, bool persistent, unsigne
 	if (c.mm)
 		hm_mm_destroy(c.mm);
 	STEP(c.sys);
-	CHECK_EQ(t_stat(c.sys, "nr_free_pages"), free0);
+	CHECK_EQ(t_stat(c.sys, "nr_free_pages") + t_zero_frames(c.sys), free0);
 	CHECK_EQ(t_stat(c.sys, "swap_free_pages"), t_stat(c.sys, "swap_total_pages"));
 	hm_system_destroy(c.sys);
 	return hits;

@@ -119,6 +119,8 @@ struct fz_case {
 	int nmm;
 	uint64_t task_size;
 	uint64_t free0;		/* nr_free_pages with no address space */
+	bool zero_known;	/* zero_pa holds the huge zero page's address */
+	uint64_t zero_pa;
 	uint64_t step;
 	uint64_t free_before;	/* nr_free_pages before the current call */
 	int rc;			/* what the current call returned (for the trace) */
@@ -155,6 +157,7 @@ void fz_probe(struct fz_case *c, struct fz_mm *m, uint64_t va);
 void fz_verify_all(struct fz_case *c, struct fz_mm *m);
 void fz_verify_range(struct fz_case *c, struct fz_mm *m, uint64_t va, uint64_t len);
 uint64_t fz_stat(struct fz_case *c, const char *name);
+uint64_t fz_free_frames(struct fz_case *c);
 
 /* ---- threaded mode (threads.c) ---- */
 

@@ -81,7 +81,7 @@ void fz_op_destroy(struct fz_case *c)
 	remove_mm(c, m);
 	if (c->nmm)
 		return;
-	uint64_t f = fz_stat(c, "nr_free_pages");
+	uint64_t f = fz_free_frames(c);
 	FZ_CHECK(c, f == c->free0, "%" PRIu64 " frames free with no address space left, %" PRIu64 " at the start",
 		 f, c->free0);
 	FZ_CHECK(c, fz_stat(c, "nr_mms") == 0, "nr_mms is not 0 with no address space");

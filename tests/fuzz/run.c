@@ -155,7 +155,7 @@ void fz_case_fini(struct fz_case *c)
 	c->nmm = 0;
 	if (!c->failed) {
 		FZ_RC(c, hm_check(c->sys), 0);
-		uint64_t f = fz_stat(c, "nr_free_pages");
+		uint64_t f = fz_free_frames(c);
 		FZ_CHECK(c, f == c->free0, "%" PRIu64 " frames free after destroying every address space, %" PRIu64 " before",
 			 f, c->free0);
 	}

@@ -7,7 +7,8 @@
  * against the model and against every other address space: the size,
  * alignment and protection of the leaf, and that its map count is the
  * number of address spaces that map the same frame there (addresses never
- * move, so a shared frame is always at the same address).
+ * move, so a shared frame is always at the same address). The huge zero
+ * page is the exception: its mappings are not counted (mapcount 0).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -57,6 +58,24 @@ static bool chunk_shared(struct fz_case *c, struct fz_mm *m, const struct hm_map
 	return false;
 }
 
+/* A leaf of the huge zero page (hm_query: mapcount 0): 2 MiB, or 4 KiB
+ * after a split; read-only and nobody's alone, whatever the mapping
+ * allows; the one block of the system. (fz_probe reads its zeros.) */
+static void check_zero_leaf(struct fz_case *c, uint64_t va, const struct hm_mapping *q)
+{
+	uint64_t block = page_pa(q, va) & ~(FZ_2M - 1);
+
+	FZ_CHECK(c, (q->size == FZ_2M || q->size == FZ_PAGE) && !(q->prot & PROT_WRITE) && !q->exclusive,
+		 "query %#" PRIx64 ": unmapped-looking (mapcount 0) %#" PRIx64 "-byte leaf, prot %d, exclusive %d",
+		 va, q->size, q->prot, q->exclusive);
+	if (!c->zero_known) {
+		c->zero_known = true;
+		c->zero_pa = block;
+	}
+	FZ_CHECK(c, block == c->zero_pa, "query %#" PRIx64 ": a zero page at %#" PRIx64 ", another at %#" PRIx64,
+		 va, block, c->zero_pa);
+}
+
 static void check_leaf(struct fz_case *c, struct fz_mm *m, uint64_t va, const struct hm_mapping *q,
 		       const struct fz_vma *v)
 {
@@ -86,6 +105,10 @@ static void check_leaf(struct fz_case *c, struct fz_mm *m, uint64_t va, const st
 		 (v->prot == PROT_NONE || !(q->prot & PROT_EXEC) == !(v->prot & PROT_EXEC)),
 		 "query %#" PRIx64 ": leaf prot %d in a mapping of prot %d", va, q->prot, v->prot);
 
+	if (q->mapcount == 0) {
+		check_zero_leaf(c, va, q);
+		return;
+	}
 	unsigned n = sharers(c, q, va);
 	FZ_CHECK(c, q->mapcount == n, "query %#" PRIx64 ": mapcount %u, but %u address spaces map the frame",
 		 va, q->mapcount, n);
@@ -216,6 +239,13 @@ void fz_verify_all(struct fz_case *c, struct fz_mm *m)
 		if (v.start >= FZ_PAGE)
 			fz_probe(c, m, v.start - FZ_PAGE);
 	}
+}
+
+/* Free frames, and those the huge zero page holds: it stays from the first
+ * read fault that maps it until the system is destroyed. */
+uint64_t fz_free_frames(struct fz_case *c)
+{
+	return fz_stat(c, "nr_free_pages") + (fz_stat(c, "thp_zero_page_alloc") ? 512 : 0);
 }
 
 uint64_t fz_stat(struct fz_case *c, const char *name)

@@ -102,4 +102,43 @@ static void counters(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(mapcount), T(deposit_missing), T(leaked_folio_and_table), T(stray_leaf), T(counters))
+/* The huge zero page: its leaves never writable, its own counts, no map
+ * counts on the block, and zeros in it. */
+static void huge_zero(void)
+{
+	struct hm_config cfg;
+	uint64_t a = 0, v = 1;
+	unsigned level;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 64 * MiB;
+	if (hm_system_create(&cfg, &sys) || hm_mm_create(sys, &mm) ||
+	    hm_mmap(mm, 0, 2 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &a) ||
+	    hm_read(mm, a, &v, 8))
+		exit(2);
+	hm_pte_t *e = leaf(a, &level);
+	REQUIRE(level == 1 && hm_is_huge_zero(sys, pt_pfn(*e, 1)));
+	uint32_t z = pt_pfn(*e, 1);
+	struct hm_page *head = hm_pfn_page(&sys->phys, z);
+	uint8_t *bytes = hm_pfn_ptr(&sys->phys, z);
+	hm_pte_t ro = *e;
+
+	CHECK_EQ(hm_check(sys), 0);
+	*e = ro | HM_PTE_RW;			/* the VMA allows it; the zero page never */
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	*e = ro;
+	sys->nr_zero_leaf[1]++;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	sys->nr_zero_leaf[1]--;
+	head->large_mapcount++;			/* its mappings are not counted */
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	head->large_mapcount--;
+	bytes[12345] = 1;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	bytes[12345] = 0;
+	CHECK_EQ(hm_check(sys), 0);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(mapcount), T(deposit_missing), T(leaked_folio_and_table), T(stray_leaf), T(counters),
+       T(huge_zero))
