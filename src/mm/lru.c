@@ -167,6 +167,10 @@ void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active)
 		hm_lru_add(sys, head, active);
 	hm_spin_unlock(lock);
 	if (orphan) {
+		/* Its last unmap left the freeing to us, and a thread may
+		 * still be copying through a translation of it: wait for
+		 * them (rare: an unmap while reclaim held the folio). */
+		hm_rcu_synchronize();
 		hm_sub(&sys->nr_anon_frames, 1u << order);
 		hm_free_frames(&sys->pc, head, order);
 	}

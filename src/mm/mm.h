@@ -294,8 +294,8 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
  * that mm alone maps it. Context: inside an RCU read section. */
 bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in);
 /* Give an isolated folio back: to the head of a list if still mapped, else
- * free it (it lost its last mapping while isolated). Context: a grace
- * period has passed since its last mapping went, or it is still mapped. */
+ * free it after a grace period (it lost its last mapping while isolated).
+ * Context: no spinlock, not in an RCU read section. */
 void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active);
 bool hm_folio_try_pin(struct hm_system *sys, uint32_t head);
 void hm_folio_unpin(struct hm_system *sys, uint32_t head);

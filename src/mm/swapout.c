@@ -62,10 +62,17 @@ int hm_for_each_leaf_of(struct hm_mm *mm, uint32_t head, hm_leaf_visit fn, void 
 	return 0;
 }
 
-/* Do the 512 pages of the chunk at @first sit in one cluster, in order? */
+/* Do the 512 pages of the chunk at @first sit in one cluster, in order?
+ * Every slot is looked at: single slots taken one by one may happen to
+ * start and end a cluster with others' slots between. */
 static bool chunk_in_cluster(const uint64_t *slots, uint32_t first)
 {
-	return slots[first] % HM_SWP_CLUSTER == 0 && slots[first + HM_PTRS - 1] == slots[first] + HM_PTRS - 1;
+	if (slots[first] % HM_SWP_CLUSTER)
+		return false;
+	for (uint32_t i = 1; i < HM_PTRS; i++)
+		if (slots[first + i] != slots[first] + i)
+			return false;
+	return true;
 }
 
 static int unmap_one(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned level, uint64_t va, void *arg)
@@ -263,7 +270,7 @@ int hm_swapout_begin(struct hm_system *sys, struct hm_swapout *so, uint32_t head
 		hm_count(sys, chunk_in_cluster(so->slots, c) ? HM_STAT_thp_swpout : HM_STAT_thp_swpout_fallback);
 	for (unsigned i = 0; i < ls->n && !r; i++)
 		r = unmap_from(ls->mm[i], so);
-	if (!r && h->large_mapcount)
+	if (!r && hm_load(&h->large_mapcount))
 		r = -EBUSY;	/* a mapping in an mm we did not lock */
 	so->err = r;
 	return 0;

@@ -139,7 +139,9 @@ static void batch_mark_pending(struct hm_gather_batch *b)
 			pg->flags = (pg->flags & PG_PT_SLOT) | PG_PT_PENDING;
 			tables++;
 		} else if (E_KIND(b->e[i]) == E_FOLIO) {
-			pg->flags |= PG_FREEING;
+			/* Atomic: reclaim may look at a folio it popped off
+			 * the LRU as it goes. */
+			__atomic_or_fetch(&pg->flags, PG_FREEING, __ATOMIC_RELAXED);
 			hm_add(&pc->nr_pending_frames, 1u << pg->order);
 		}
 	}

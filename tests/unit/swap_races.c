@@ -15,6 +15,7 @@
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
 struct op {
+	struct hm_system *sys;
 	struct hm_mm *mm;
 	uint64_t va, len;
 	void *buf;
@@ -162,4 +163,75 @@ static void refill_sees_new_table(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(swapin_waits_for_writeback), T(pageout_skips_pinned_write), T(refill_sees_new_table))
+static void *do_reclaim(void *p)
+{
+	struct op *o = p;
+	uint64_t freed;
+
+	o->r = hm_reclaim(o->sys, o->len, &freed);
+	return NULL;
+}
+
+static void *do_munmap(void *p)
+{
+	struct op *o = p;
+
+	o->r = hm_munmap(o->mm, o->va, o->len);
+	return NULL;
+}
+
+/*
+ * A folio that reclaim holds (isolated) loses its last mapping to an
+ * munmap; reclaim then finds its mm busy and gives the folio back: it is
+ * freed, and must be only after a grace period, since a write of another
+ * thread may still be copying into it through a translation it cached.
+ * Reverted (freed at once), another mm gets the frame and the late write
+ * lands in its page. (Found by review.)
+ */
+static void orphan_freed_after_grace_period(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *a_mm, *b_mm;
+	uint64_t a, b, word = 0x5741544552555345ull;
+
+	REQUIRE(hm_mm_create(sys, &a_mm) == 0);
+	REQUIRE(hm_mmap(a_mm, 0, 2 * 4096, RW, PA, &a) == 0);
+	t_poke(a_mm, a, 1);		/* F: oldest on the inactive list */
+	t_poke(a_mm, a + 4096, 2);	/* G */
+	REQUIRE(hm__race_arm("access_copy", 0) == 0);
+	struct op w = { .mm = a_mm, .va = a + 8, .len = 8, .buf = &word };
+	pthread_t tw = t_spawn(do_write, &w);	/* W: inside its read section, into F */
+	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+	REQUIRE(hm__race_arm("lru_popped", 1) == 0);
+	struct op rc = { .sys = sys, .mm = a_mm, .len = 2 * 4096 };
+	pthread_t tr = t_spawn(do_reclaim, &rc);	/* F isolated; stops popping G */
+	REQUIRE(hm__race_wait("lru_popped", STOP_MS) == 0);
+	REQUIRE(hm__race_arm("unmap_before_flush", 0) == 0);
+	struct op um = { .mm = a_mm, .va = a, .len = 4096 };
+	pthread_t tu = t_spawn(do_munmap, &um);	/* F's last mapping; holds A's lock */
+	REQUIRE(hm__race_wait("unmap_before_flush", STOP_MS) == 0);
+	hm__race_release("lru_popped");
+	/* Reclaim cannot lock A and gives F back: it must wait for W. */
+	CHECK(!t_join_within(tr, HOLD_MS));
+	REQUIRE(hm_mm_create(sys, &b_mm) == 0);
+	REQUIRE(hm_mmap(b_mm, 0, 64 * 4096, RW, PA, &b) == 0);
+	for (unsigned i = 0; i < 64; i++)
+		t_poke(b_mm, b + i * 4096 + 8, 0x4242424242424242ull);
+	hm__race_release("access_copy");
+	CHECK(t_join_within(tw, STOP_MS));
+	hm__race_release("unmap_before_flush");
+	CHECK(t_join_within(tu, STOP_MS));
+	CHECK(t_join_within(tr, STOP_MS));
+	unsigned bad = 0;
+	for (unsigned i = 0; i < 64; i++)
+		bad += t_peek(b_mm, b + i * 4096 + 8) != 0x4242424242424242ull;
+	CHECK_EQ(bad, 0);
+	hm__race_reset();
+	STEP(sys);
+	hm_mm_destroy(b_mm);
+	hm_mm_destroy(a_mm);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(swapin_waits_for_writeback), T(pageout_skips_pinned_write), T(refill_sees_new_table),
+       T(orphan_freed_after_grace_period))
