@@ -122,6 +122,10 @@ void hm_rwsem_destroy(struct hm_rwsem *s);
 void hm_down_read(struct hm_rwsem *s);
 void hm_up_read(struct hm_rwsem *s);
 void hm_down_write(struct hm_rwsem *s);
+/* Never waits, so it may be taken out of the lock order (the underused THP
+ * shrinker locks the mms that map a folio this way). False if @s is busy,
+ * also when this thread holds it. */
+bool hm_down_write_trylock(struct hm_rwsem *s);
 void hm_up_write(struct hm_rwsem *s);
 
 static inline bool hm_rwsem_write_held(struct hm_rwsem *s)

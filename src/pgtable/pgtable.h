@@ -136,6 +136,11 @@ struct hm_gather {
 };
 
 void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_gen);
+/* A gather with no TLB of its own to flush, only a grace period to wait
+ * for: what it frees was unmapped earlier (a folio split frees parts that
+ * unmaps left), or its unmapper bumped each mm's TLB generation itself
+ * before the flush. */
+void hm_gather_init_rcu(struct hm_gather *g, struct hm_ptcache *pc);
 static inline bool hm_gather_room(const struct hm_gather *g, unsigned n)
 {
 	return g->b->n + n <= HM_GATHER_MAX;
