@@ -17,10 +17,36 @@ uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
 {
 	const struct hm_page *pg = hm_pfn_page(ph, pfn);
 
-	/* flags: a head's PG_MAYBE_SHARED changes under the folio lock, which
-	 * we do not hold; the bits tested here do not change while mapped. */
+	/* Without the folio lock: a head's PG_MAYBE_SHARED changes under it,
+	 * and a folio split (folio_split.c) rewrites flags and order under
+	 * every folio lock. A mapped frame is always a head or a tail; whoever
+	 * acts on the head looks it up again under its lock (lock_folio_of). */
 	hm_assert_int(hm_load_relaxed(&pg->flags) & (PG_HEAD | PG_TAIL));
-	return pfn & ~((1u << pg->order) - 1);
+	return pfn & ~((1u << hm_load_relaxed(&pg->order)) - 1);
+}
+
+/*
+ * Take the lock of the folio that @pfn belongs to; its head in *head. The
+ * head was looked up without the lock, and a folio split may have moved it
+ * by the time we hold it: look again under the lock, and go round if the
+ * frame has another head now. Every map count change goes through here.
+ */
+static hm_spin_t *lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
+{
+	struct hm_phys *ph = &sys->phys;
+
+	for (;;) {
+		uint32_t h = hm_folio_head(ph, pfn);
+		hm_spin_t *lock = hm_folio_lock(sys, h);
+
+		hm_race_point("folio_lock_of");
+		hm_spin_lock(lock);
+		if (hm_folio_head(ph, pfn) == h) {
+			*head = h;
+			return lock;
+		}
+		hm_spin_unlock(lock);
+	}
 }
 
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
@@ -128,11 +154,10 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
-	uint32_t head = hm_folio_head(ph, pfn);
+	uint32_t head;
+	hm_spin_t *lock = lock_folio_of(mm->sys, pfn, &head);
 	struct hm_page *h = hm_pfn_page(ph, head);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 
-	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	hm_add(&h->large_mapcount, 1);
 	slots_add(h, mm->slot_id, 1);
@@ -150,15 +175,16 @@ static bool alone_locked(const struct hm_page *h, uint32_t id)
 	return false;
 }
 
-enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin)
+enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin,
+				     uint32_t *headp)
 {
-	struct hm_phys *ph = mm_phys(mm);
-	uint32_t head = hm_folio_head(ph, pfn);
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head;
+	hm_spin_t *lock = lock_folio_of(sys, pfn, &head);
 	struct hm_page *h = hm_pfn_page(ph, head);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 	enum hm_unmapped r = HM_FOLIO_MAPPED;
 
-	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
 	slots_sub(h, mm->slot_id, 1);
@@ -169,12 +195,14 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 		hm_add(hm_pin_slot(ph, head), 1);
 		r = HM_FOLIO_PINNED;
 	}
+	unsigned order = h->order;
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
-	hm_sub(&mm->sys->nr_leaf[level], 1);
+	hm_sub(&sys->nr_leaf[level], 1);
+	*headp = head;
 	if (left)
 		return r;
-	hm_sub(&mm->sys->nr_anon_frames, 1u << h->order);
+	hm_sub(&sys->nr_anon_frames, 1u << order);
 	return HM_FOLIO_UNMAPPED;
 }
 
@@ -187,13 +215,14 @@ static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)
  * pmd_all (see phys.h), not page by page. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
-	struct hm_phys *ph = mm_phys(mm);
-	uint32_t head = hm_folio_head(ph, pfn);
-	struct hm_page *h = hm_pfn_page(ph, head);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head;
 
 	hm_assert(level == 1 || level == 2);
-	hm_spin_lock(lock);
+	hm_spin_t *lock = lock_folio_of(sys, pfn, &head);
+	struct hm_page *h = hm_pfn_page(ph, head);
+
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	if (level == 2)
 		hm_add(&h->pmd_all, 1);
@@ -228,10 +257,8 @@ static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t 
 unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn)
 {
 	struct hm_phys *ph = &sys->phys;
-	uint32_t head = hm_folio_head(ph, pfn);
-	hm_spin_t *lock = hm_folio_lock(sys, head);
-
-	hm_spin_lock(lock);
+	uint32_t head;
+	hm_spin_t *lock = lock_folio_of(sys, pfn, &head);
 	int32_t n = page_maps_locked(ph, hm_pfn_page(ph, head), pfn);
 	hm_spin_unlock(lock);
 	return (unsigned)n;
@@ -263,11 +290,10 @@ static int32_t leaf_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t 
 enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
-	uint32_t head = hm_folio_head(ph, pfn);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
+	uint32_t head;
+	hm_spin_t *lock = lock_folio_of(mm->sys, pfn, &head);
 	enum hm_reuse r = HM_COPY;
 
-	hm_spin_lock(lock);
 	if (leaf_maps_locked(ph, hm_pfn_page(ph, head), pfn, level) == 1)
 		r = hm_load(hm_pin_slot(ph, head)) ? HM_REUSE_LATER : HM_REUSE;
 	hm_spin_unlock(lock);

@@ -167,7 +167,11 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
  * another mm maps it the folio is pinned in the same step (hm_pin_slot; see
  * phys.h) and PINNED returned: the caller hands the pin to a gather. */
 enum hm_unmapped { HM_FOLIO_MAPPED, HM_FOLIO_PINNED, HM_FOLIO_UNMAPPED };
-enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin);
+/* *head: the head of the folio the count was taken from, looked up under
+ * its lock (a folio split may have changed it since the caller looked):
+ * what the caller gathers. */
+enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin,
+				     uint32_t *head);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Mappings of the page @pfn in all mms (hm_query's mapcount). */

@@ -22,7 +22,7 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 	if (!hm_gather_room(g, zap_room(level)))
 		return false;
 	hm_pte_t old = pt_get_and_clear(slot);
-	uint32_t pfn = pt_pfn(old, level), head = hm_folio_head(ph, pfn);
+	uint32_t pfn = pt_pfn(old, level), head;
 
 	hm_gather_tlb(g);
 
@@ -35,7 +35,7 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 	}
 	/* A folio mapped elsewhere stays pinned until our TLB shootdown is
 	 * complete: until then a thread of ours may still reach it. */
-	switch (hm_folio_remove_map(mm, pfn, level, true)) {
+	switch (hm_folio_remove_map(mm, pfn, level, true, &head)) {
 	case HM_FOLIO_UNMAPPED: hm_gather_folio(g, head); break;
 	case HM_FOLIO_PINNED:	hm_gather_pin(g, head); break;
 	case HM_FOLIO_MAPPED:	break;
