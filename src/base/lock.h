@@ -12,6 +12,10 @@
  *                                  never taken twice by one thread). Two
  *                                  mms (fork): the newer first, as
  *                                  hm_check walks the list.
+ *       sys->split_lock           (mutex: one folio splitter at a time, the
+ *                                  THP shrinkers; hm_check. The underused
+ *                                  shrinker takes the mmap_locks of a
+ *                                  folio's mappers under it with trylocks)
  *       mm->page_table_lock       (spin: entries of level >= 2 tables, PUD
  *                                  leaves, the PUD-level deposit lists,
  *                                  vma->av when first set)
@@ -19,7 +23,12 @@
  *                                  deposit list)
  *           PTE table ptl         (spin, in the ptdesc: its entries)
  *             folio lock          (spin, striped by head frame: map counts
- *                                  and mm slots)
+ *                                  and mm slots). A folio split takes all
+ *                                  of them, in index order, holding no
+ *                                  other spinlock: it moves heads, so
+ *                                  whoever locks the folio of a frame
+ *                                  looks its head up again under the lock.
+ *               sys->deferred_lock (spin: the deferred split queue)
  *             av->lock            (mutex: an anon_vma's members)
  *               sys->av_lock      (mutex: the table of anon_vmas)
  *             ptcache->lock       (mutex: page-table cache)

@@ -61,6 +61,11 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE && hm_ptcache_shrink(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
+	/* Then the unmapped parts of partly unmapped huge pages: they come
+	 * back after a grace period, which the drain waits for (or, in a
+	 * fault that must not wait under mmap_lock, asks it to). */
+	if (pfn == HM_PFN_NONE && hm_thp_shrink(sys, 1u << order) && hm_ptcache_drain(&sys->pc))
+		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE && order == 0)
 		pfn = hm_ptcache_lend(&sys->pc);
 	if (pfn == HM_PFN_NONE)
@@ -175,6 +180,33 @@ static bool alone_locked(const struct hm_page *h, uint32_t id)
 	return false;
 }
 
+static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn);
+
+/*
+ * Did taking a leaf of @level at @pfn away leave a page that it mapped
+ * mapped by nothing? Context: the folio lock, h->order > 0. A 1 GiB leaf
+ * looks at every page but skips the chunks still mapped whole.
+ */
+static bool left_unmapped_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn, unsigned level)
+{
+	if (h->entire_mapcount)
+		return false;
+	if (level == 0)
+		return page_maps_locked(ph, h, pfn) == 0;
+	uint32_t first = level * HM_PMD_ORDER == h->order ? hm_page_pfn(ph, h) : pfn;
+
+	for (uint32_t c = first; c < first + (1u << (level * HM_PMD_ORDER)); c += HM_PTRS) {
+		struct hm_page *cp = hm_pfn_page(ph, c);
+
+		if (h->order == HM_PUD_ORDER && h->pmd_all + cp->pmd_mapcount > 0)
+			continue;
+		for (uint32_t i = 0; i < HM_PTRS; i++)
+			if (cp->pte_all + cp[i].mapcount == 0)
+				return true;
+	}
+	return false;
+}
+
 enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin,
 				     uint32_t *headp)
 {
@@ -195,6 +227,14 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 		hm_add(hm_pin_slot(ph, head), 1);
 		r = HM_FOLIO_PINNED;
 	}
+	/* A huge page left partly mapped waits on the deferred split queue
+	 * until memory is short; one that is unmapped leaves the queue before
+	 * it is freed. */
+	if (left && h->order && !hm_deferred_partial_locked(sys, head) &&
+	    left_unmapped_locked(ph, h, pfn, level))
+		hm_deferred_add_locked(sys, head, true);
+	else if (!left && (h->flags & PG_DEFERRED))
+		hm_deferred_del_locked(sys, head);
 	unsigned order = h->order;
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
@@ -230,6 +270,11 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
 	hm_add(&h->large_mapcount, HM_PTRS - 1);
 	slots_add(h, mm->slot_id, HM_PTRS - 1);
+	/* Mapped by PTEs, its zero-filled pages can be dropped: a candidate
+	 * for the underused shrinker, when it is on. */
+	if (level == 1 && h->order == HM_PMD_ORDER && !(h->flags & PG_DEFERRED) &&
+	    sys->cfg.khugepaged_max_ptes_none < HM_PTRS - 1)
+		hm_deferred_add_locked(sys, head, false);
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_add(&mm->nr_leaf[level - 1], HM_PTRS);

@@ -74,7 +74,9 @@ struct hm_anon_vma {
 	X(thp_split_pud) X(thp_split_pmd) X(split_alloc)		\
 	X(thp_collapse_alloc) X(thp_migration_success) X(thp_swpout)	\
 	X(pswpin) X(pswpout) X(cow_reuse) X(cow_copy)			\
-	X(cow_split_pud) X(cow_split_pmd)
+	X(cow_split_pud) X(cow_split_pmd)				\
+	X(thp_deferred_split_page) X(thp_split_page)			\
+	X(thp_underused_split_page)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
@@ -112,6 +114,18 @@ struct hm_system {
 	uint32_t nr_avs, cap_avs;	/* av_lock */
 	hm_spin_t folio_locks[HM_FOLIO_LOCKS];	/* map counts and mm slots of
 						 * the folios hashed to each */
+	/* Folio split and the deferred split queue (folio_split.c,
+	 * deferred.c). The queue is linked through the first tail page of
+	 * each folio on it (hm_page.deferred). */
+	pthread_mutex_t split_lock;	/* one splitter at a time; hm_check */
+	hm_spin_t deferred_lock;	/* the queue */
+	uint32_t deferred_first, deferred_last;	/* heads; deferred_lock */
+	uint32_t deferred_claim;	/* the folio a shrinker took off the
+					 * queue's front and is about to work
+					 * on; reset when it leaves the queue
+					 * (deferred_lock) */
+	uint64_t nr_deferred;		/* written under deferred_lock,
+					 * atomically: read without */
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
@@ -240,6 +254,59 @@ static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 {
 	return &sys->folio_locks[(head * 0x9e3779b1u) >> 24];
 }
+
+/*
+ * folio_split.c — split a large folio into folios of the next order down
+ * (order 9 into 512 of order 0, 18 into 512 of order 9). Only descriptors
+ * change: entries name frames, not folios. A split moves the head of the
+ * frames it touches, so it holds every folio lock (in index order, nothing
+ * taken under them but sys->deferred_lock), and whoever takes a folio lock
+ * for a frame looks up its head again under it (lock_folio_of in folio.c).
+ */
+void hm_folio_lock_all(struct hm_system *sys);
+void hm_folio_unlock_all(struct hm_system *sys);
+struct hm_split_result {
+	uint64_t freed;		/* frames of new folios that nothing maps:
+				 * handed to the gather */
+	unsigned queued;	/* new order-9 folios put on the deferred queue */
+};
+/*
+ * Split the folio at @head if nothing prevents it: it is not mapped whole
+ * (entire_mapcount 0), it is mapped, not pinned, not isolated by reclaim,
+ * not in the swap cache, not the huge zero page. New folios that nothing
+ * maps go to @g (room for 512 entries). Returns false, changing nothing,
+ * if it cannot be split. Context: sys->split_lock, every folio lock.
+ */
+bool hm_folio_split_locked(struct hm_system *sys, uint32_t head, struct hm_gather *g,
+			   struct hm_split_result *res);
+
+/*
+ * deferred.c — the deferred split queue and the THP shrinkers.
+ *
+ * A large folio is queued when an unmap leaves it partly mapped (counted in
+ * thp_deferred_split_page, once per folio), and, while
+ * khugepaged_max_ptes_none < 511, when its PMD mapping is split to PTEs (a
+ * candidate for the underused shrinker). It leaves the queue when it is
+ * split or loses its last mapping. Context of add/del: the folio's lock
+ * (hm_folio_lock_all counts); they take sys->deferred_lock.
+ */
+void hm_deferred_add_locked(struct hm_system *sys, uint32_t head, bool partial);
+void hm_deferred_del_locked(struct hm_system *sys, uint32_t head);
+bool hm_deferred_partial_locked(struct hm_system *sys, uint32_t head);
+/*
+ * Memory pressure: split the queued partly mapped folios, freeing their
+ * unmapped parts, until @want frames are freed; then the underused
+ * shrinker: split PTE-mapped 2 MiB folios with more than
+ * khugepaged_max_ptes_none zero-filled pages, dropping those. Returns the
+ * frames freed (free after a grace period: nr_free_pages counts them at
+ * once). The underused shrinker takes the mmap_locks of a folio's mappers
+ * with trylocks, for writing, and skips the folio when one is busy, or held
+ * by the caller. Context: no spinlock; no RCU read section; may hold
+ * mmap_locks (a fault) but not sys->split_lock.
+ */
+uint64_t hm_thp_shrink(struct hm_system *sys, uint64_t want);
+/* For tests: hm_thp_shrink, then hm_check if the system asks for it. */
+uint64_t hm__thp_shrink(struct hm_system *sys, uint64_t want);
 
 /* Fault flags. */
 #define HM_FAULT_ALLOW_RETRY 0x1u	/* may return -EAGAIN: drop mmap_lock,

@@ -84,6 +84,14 @@ struct hm_page {
 			uint32_t anon_vma;	/* id of its anon_vma family */
 			uint64_t index;		/* virtual page number of its first page */
 		} folio;
+		struct {	/* first tail of a large folio on the deferred
+				 * split queue (mm/deferred.c): written under
+				 * the folio lock and sys->deferred_lock */
+			uint32_t next, prev;	/* heads; HM_PFN_NONE at the ends */
+			uint32_t partial;	/* partly mapped, not only a
+						 * candidate for the underused
+						 * shrinker */
+		} deferred;
 	};
 	union {			/* 24, 32 bytes */
 		struct {	/* folio map counts: the folio lock */
