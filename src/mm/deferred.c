@@ -491,7 +491,10 @@ uint64_t hm_thp_shrink(struct hm_system *sys, uint64_t want)
 	hm_mutex_lock(&sys->split_lock);
 	hm_gather_init_rcu(&g, &sys->pc);
 	freed = split_partial(sys, &g, want);
-	if (freed < want && sys->cfg.khugepaged_max_ptes_none < HM_PTRS - 1)
+	/* The underused shrinker waits for grace periods: not in a fault that
+	 * holds mmap_lock and may wait without it instead (hm_fault retries,
+	 * and comes back here). */
+	if (freed < want && sys->cfg.khugepaged_max_ptes_none < HM_PTRS - 1 && !hm_drain_defer_wait())
 		freed += split_underused(sys, &g, want - freed);
 	unclaim(sys);
 	/* Before hm_check can look (it takes split_lock): the new folios that

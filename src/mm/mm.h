@@ -301,8 +301,10 @@ bool hm_deferred_partial_locked(struct hm_system *sys, uint32_t head);
  * frames freed (free after a grace period: nr_free_pages counts them at
  * once). The underused shrinker takes the mmap_locks of a folio's mappers
  * with trylocks, for writing, and skips the folio when one is busy, or held
- * by the caller. Context: no spinlock; no RCU read section; may hold
- * mmap_locks (a fault) but not sys->split_lock.
+ * by the caller; it waits for grace periods, so inside hm_fault's first
+ * pass (hm_drain_defer_begin) it does not run but asks for the retry.
+ * Context: no spinlock; no RCU read section; may hold mmap_locks (a fault)
+ * but not sys->split_lock.
  */
 uint64_t hm_thp_shrink(struct hm_system *sys, uint64_t want);
 /* For tests: hm_thp_shrink, then hm_check if the system asks for it. */

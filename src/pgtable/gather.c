@@ -242,6 +242,14 @@ void hm_drain_defer_begin(void)
 	drain.wanted = false;
 }
 
+bool hm_drain_defer_wait(void)
+{
+	if (!drain.deferred)
+		return false;
+	drain.wanted = true;
+	return true;
+}
+
 bool hm_drain_was_wanted(void)
 {
 	return drain.deferred && drain.wanted;

@@ -163,5 +163,9 @@ bool hm_ptcache_drain(struct hm_ptcache *pc);
 void hm_drain_defer_begin(void);
 bool hm_drain_defer_end(void);
 bool hm_drain_was_wanted(void);	/* so far, inside begin/end */
+/* Inside begin/end: true, and the caller gives up on something that would
+ * wait for a grace period, asking for the same retry as a drain would.
+ * Outside: false, go on and wait. */
+bool hm_drain_defer_wait(void);
 
 #endif /* HM_PGTABLE_H */

@@ -461,6 +461,50 @@ static void underused_fork(void)
 	hm_system_destroy(sys);
 }
 
+/*
+ * The underused shrinker under real pressure: one address space's
+ * allocations fill memory, and the zero-filled pages of another's
+ * PTE-mapped 2 MiB page are what they get. (A fault's first pass does not
+ * wait for the grace periods the shrinker needs: it retries without its
+ * mmap_lock first, as for any memory on its way back.)
+ */
+static void underused_by_allocation(void)
+{
+	struct hm_system *sys = make_system(8 * MiB, HM_THP_NEVER, 0, 0);
+	struct hm_mm *x, *y;
+	struct hm_mapping m;
+	uint64_t a, b;
+
+	REQUIRE(hm_mm_create(sys, &x) == 0);
+	REQUIRE(hm_mm_create(sys, &y) == 0);
+	CHECK_EQ(hm_mmap(x, 0, 2 * MiB, RW, PA, &a), 0);
+	t_poke(x, a + 3 * PG, 0x33);
+	CHECK_EQ(hm__split(x, a, 0), 0);
+	STEP(sys);
+	CHECK_EQ(hm_mmap(y, 0, 8 * MiB, RW, PA, &b), 0);
+	CHECK_EQ(hm_madvise(y, b, 8 * MiB, MADV_NOHUGEPAGE), 0);
+	uint64_t n = 0;
+	int r = 0;
+
+	while (n < 2048 && !(r = hm_write(y, b + n * PG, &n, 8)))
+		n++;
+	CHECK_EQ(r, -ENOMEM);
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "thp_underused_split_page"), 1);
+	CHECK_EQ(t_peek(x, a + 3 * PG), 0x33);
+	CHECK_EQ(hm_query(x, a + 4 * PG, &m), 0);
+	CHECK_EQ(m.size, 0);
+	for (uint64_t i = 0; i < n; i += 97)
+		CHECK_EQ(t_peek(y, b + i * PG), i);
+	hm_mm_destroy(y);
+	CHECK(page_reads_zero(x, a + 4 * PG));
+	STEP(sys);
+	hm_mm_destroy(x);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 T_MAIN(T(munmap_4k), T(pressure_by_allocation), T(dontneed_half), T(partial_then_full_unmap),
        T(fork_shared), T(one_gib), T(underused_max_0), T(underused_max_255), T(underused_max_510),
-       T(underused_max_511), T(underused_not_enough), T(underused_some_written), T(underused_fork))
+       T(underused_max_511), T(underused_not_enough), T(underused_some_written), T(underused_fork),
+       T(underused_by_allocation))
