@@ -59,7 +59,7 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	hm_folio_add_map(mm, copy, level);
 	pt_set(slot, pt_mk_leaf(copy, level, pt_prot_bits(v->prot) | AD));
 	hm_gather_tlb(&g);
-	switch (hm_folio_remove_map(mm, old, level, true, &head)) {
+	switch (hm_folio_remove_map(mm, old, level, true, &head, NULL)) {
 	case HM_FOLIO_UNMAPPED: hm_gather_folio(&g, head); break;	/* the others went away */
 	case HM_FOLIO_PINNED:	hm_gather_pin(&g, head); break;
 	case HM_FOLIO_MAPPED:	break;

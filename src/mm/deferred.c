@@ -378,7 +378,7 @@ static uint64_t zap_zero(struct underused *u, struct hm_gather *g)
 		hm_pte_t old = pt_get_and_clear(slot);
 		hm_tlb_flush(l->mm);
 		/* No pin: every mapping of the page goes, nobody reuses it. */
-		if (hm_folio_remove_map(l->mm, pt_pfn(old, 0), 0, false, &head) == HM_FOLIO_UNMAPPED) {
+		if (hm_folio_remove_map(l->mm, pt_pfn(old, 0), 0, false, &head, NULL) == HM_FOLIO_UNMAPPED) {
 			hm_gather_folio(g, head);
 			freed++;
 		}

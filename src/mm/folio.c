@@ -208,7 +208,7 @@ static bool left_unmapped_locked(struct hm_phys *ph, struct hm_page *h, uint32_t
 }
 
 enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin,
-				     uint32_t *headp)
+				     uint32_t *headp, bool *run_left)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
@@ -228,13 +228,17 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 		r = HM_FOLIO_PINNED;
 	}
 	/* A huge page left partly mapped waits on the deferred split queue
-	 * until memory is short; one that is unmapped leaves the queue before
-	 * it is freed. */
+	 * until memory is short (or the caller queues it at the end of its
+	 * run); one that is unmapped leaves the queue before it is freed. */
 	if (left && h->order && !hm_deferred_partial_locked(sys, head) &&
-	    left_unmapped_locked(ph, h, pfn, level))
-		hm_deferred_add_locked(sys, head, true);
-	else if (!left && (h->flags & PG_DEFERRED))
+	    left_unmapped_locked(ph, h, pfn, level)) {
+		if (run_left)
+			*run_left = true;
+		else
+			hm_deferred_add_locked(sys, head, true);
+	} else if (!left && (hm_load_relaxed(&h->flags) & PG_DEFERRED)) {
 		hm_deferred_del_locked(sys, head);
+	}
 	unsigned order = h->order;
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
@@ -244,6 +248,18 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 		return r;
 	hm_sub(&sys->nr_anon_frames, 1u << order);
 	return HM_FOLIO_UNMAPPED;
+}
+
+void hm_folio_defer_partial(struct hm_system *sys, uint32_t pfn)
+{
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head;
+	hm_spin_t *lock = lock_folio_of(sys, pfn, &head);
+	struct hm_page *h = hm_pfn_page(ph, head);
+
+	if (h->order && h->large_mapcount > 0 && !hm_deferred_partial_locked(sys, head))
+		hm_deferred_add_locked(sys, head, true);
+	hm_spin_unlock(lock);
 }
 
 static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)

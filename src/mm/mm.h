@@ -183,9 +183,16 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 enum hm_unmapped { HM_FOLIO_MAPPED, HM_FOLIO_PINNED, HM_FOLIO_UNMAPPED };
 /* *head: the head of the folio the count was taken from, looked up under
  * its lock (a folio split may have changed it since the caller looked):
- * what the caller gathers. */
+ * what the caller gathers. A large folio left partly mapped is queued for
+ * the deferred split, unless @run_left: then the caller is taking a run of
+ * PTEs of the folio, *run_left is set, and the caller queues it at the end
+ * of the run with hm_folio_defer_partial (a run that unmaps a folio whole
+ * never queues it, as the kernel decides per batch of PTEs). */
 enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin,
-				     uint32_t *head);
+				     uint32_t *head, bool *run_left);
+/* Queue the folio of @pfn as partly mapped if it is still mapped. Context:
+ * the lock of a table that mapped @pfn, before the gather is flushed. */
+void hm_folio_defer_partial(struct hm_system *sys, uint32_t pfn);
 /* A leaf of @level at @pfn becomes 512 leaves of @level - 1. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Mappings of the page @pfn in all mms (hm_query's mapcount). */

@@ -307,6 +307,54 @@ static void fork_shared(void)
 }
 
 /*
+ * An unmap that takes a PTE-mapped huge page whole does not queue it, even
+ * though page by page it is partly mapped on the way (the kernel decides
+ * per batch of PTEs too). One that leaves it mapped elsewhere, with pages
+ * that nobody maps any more, does.
+ */
+static void whole_unmap_not_queued(void)
+{
+	struct hm_system *sys = make_system(64 * MiB, HM_THP_NEVER, 511, HM_CHECK);
+	struct hm_mm *parent, *child;
+	bool hole[512] = { false };
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	uint64_t a = map_2m(sys, parent, 10);
+	CHECK_EQ(hm__split(parent, a, 0), 0);
+	CHECK_EQ(hm_munmap(parent, a, 2 * MiB), 0);
+	STEP(sys);
+	a = map_2m(sys, parent, 11);
+	CHECK_EQ(hm__split(parent, a, 0), 0);
+	CHECK_EQ(hm_madvise(parent, a, 2 * MiB, MADV_DONTNEED), 0);
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "thp_deferred_split_page"), 0);
+
+	CHECK_EQ(hm_munmap(parent, a, 2 * MiB), 0);	/* its PTE table stays */
+	a = map_2m(sys, parent, 12);
+	CHECK_EQ(hm__split(parent, a, 0), 0);
+	REQUIRE(hm_fork(parent, &child) == 0);
+	CHECK_EQ(hm_munmap(child, a, 10 * PG), 0);	/* the parent maps them */
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "thp_deferred_split_page"), 0);
+	CHECK_EQ(hm_munmap(parent, a, 2 * MiB), 0);	/* now nobody does */
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "thp_deferred_split_page"), 1);
+	hm_drain(sys);		/* the unmaps' pins */
+	CHECK_EQ(hm__thp_shrink(sys, 1), 10);
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 502);
+	for (int i = 0; i < 10; i++)
+		hole[i] = true;
+	CHECK_EQ(wrong_pages(child, a, 2 * MiB, 12, hole), 0);
+	hm_mm_destroy(child);
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "thp_deferred_split_page"), 1);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 0);
+	hm_mm_destroy(parent);
+	hm_system_destroy(sys);
+}
+
+/*
  * A 1 GiB page with 4 KiB unmapped: the split makes 512 folios of 2 MiB,
  * the one with the hole is queued and split in turn; the other 511 stay
  * 2 MiB pages mapped by their PMD leaves.
@@ -505,6 +553,6 @@ static void underused_by_allocation(void)
 }
 
 T_MAIN(T(munmap_4k), T(pressure_by_allocation), T(dontneed_half), T(partial_then_full_unmap),
-       T(fork_shared), T(one_gib), T(underused_max_0), T(underused_max_255), T(underused_max_510),
+       T(fork_shared), T(whole_unmap_not_queued), T(one_gib), T(underused_max_0), T(underused_max_255), T(underused_max_510),
        T(underused_max_511), T(underused_not_enough), T(underused_some_written), T(underused_fork),
        T(underused_by_allocation))
