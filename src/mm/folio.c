@@ -288,7 +288,7 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	slots_add(h, mm->slot_id, HM_PTRS - 1);
 	/* Mapped by PTEs, its zero-filled pages can be dropped: a candidate
 	 * for the underused shrinker, when it is on. */
-	if (level == 1 && h->order == HM_PMD_ORDER && !(h->flags & PG_DEFERRED) &&
+	if (level == 1 && h->order == HM_PMD_ORDER && !(hm_load_relaxed(&h->flags) & PG_DEFERRED) &&
 	    sys->cfg.khugepaged_max_ptes_none < HM_PTRS - 1)
 		hm_deferred_add_locked(sys, head, false);
 	hm_spin_unlock(lock);

@@ -23,7 +23,9 @@
  *   mapcount of a page as hm_query reports it
  *                   = pte_maps(page) + pmd_maps(its chunk) + entire_mapcount
  *   mm_count[0] + mm_count[1] = large_mapcount, unless PG_MAYBE_SHARED
- *   a folio is freed when large_mapcount drops to 0.
+ *   a folio is freed when large_mapcount drops to 0, or split into 512
+ *   folios of the next order down (mm/folio_split.c), which these equations
+ *   give the counts of, freeing those left at 0.
  */
 #ifndef HM_PHYS_H
 #define HM_PHYS_H
