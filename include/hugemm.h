@@ -170,6 +170,9 @@ HM_API int hm_mmap(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot,
  * already under way on other threads (a read or write in flight may still
  * complete), and the frames it frees come back once they have: they count
  * in nr_free_pages at once, and an allocation waits for them if it must.
+ * A huge page left partly mapped (here or by MADV_DONTNEED) keeps all its
+ * frames until memory runs short: then it is split and its unmapped part
+ * freed (deferred split).
  * Context: any thread; serialises with other calls that change @mm.
  */
 HM_API int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len);
@@ -284,6 +287,12 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free
  * frames, those on their way back from unmaps included), nr_free_pending
  * (frames and tables on their way back: 0 after hm_drain).
+ * Deferred split: thp_deferred_split_page (huge pages queued when an unmap
+ * left them partly mapped, each counted once), thp_split_page (huge pages split under memory
+ * pressure to free their unmapped or zero-filled parts; a 1 GiB page counts
+ * once for its split into 2 MiB pages, and each of those split further
+ * once more), thp_underused_split_page (of those, split because more than
+ * khugepaged_max_ptes_none of their 4 KiB pages were zero-filled).
  * The huge zero page: thp_zero_page_alloc (it was created: 0 or 1; it holds
  * 512 frames from then on, in neither nr_free_pages nor nr_anon_pages),
  * nr_huge_zero_pmd and nr_huge_zero_pte (leaves of all address spaces that

@@ -16,6 +16,7 @@ void hm__race_release(const char *name);
 void hm__race_reset(void);
 
 int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
+uint64_t hm__thp_shrink(struct hm_system *sys, uint64_t want);
 
 /* Run @fn(@arg) on a new thread. */
 static inline pthread_t t_spawn(void *(*fn)(void *), void *arg)

@@ -143,6 +143,17 @@ void hm_down_write(struct hm_rwsem *s)
 	__atomic_store_n(&s->writer, hm_thread_token(), __ATOMIC_RELAXED);
 }
 
+bool hm_down_write_trylock(struct hm_rwsem *s)
+{
+	/* Fails, never waits, when this thread holds @s already: the held
+	 * list learns of it only once we have it. */
+	if (pthread_rwlock_trywrlock(&s->rw))
+		return false;
+	held_add(s);
+	__atomic_store_n(&s->writer, hm_thread_token(), __ATOMIC_RELAXED);
+	return true;
+}
+
 void hm_up_write(struct hm_rwsem *s)
 {
 	hm_assert_int(hm_rwsem_write_held(s));

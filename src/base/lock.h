@@ -15,6 +15,10 @@
  *       sys->reclaim_lock         (mutex: one reclaimer at a time; it takes
  *                                  the mmap_locks of the mms that map a
  *                                  page with a trylock, out of order)
+ *       sys->split_lock           (mutex: one folio splitter at a time, the
+ *                                  THP shrinkers; hm_check. The underused
+ *                                  shrinker takes the mmap_locks of a
+ *                                  folio's mappers under it with trylocks)
  *       mm->page_table_lock       (spin: entries of level >= 2 tables, PUD
  *                                  leaves, the PUD-level deposit lists,
  *                                  vma->av when first set)
@@ -22,7 +26,12 @@
  *                                  deposit list)
  *           PTE table ptl         (spin, in the ptdesc: its entries)
  *             folio lock          (spin, striped by head frame: map counts
- *                                  and mm slots)
+ *                                  and mm slots). A folio split takes all
+ *                                  of them, in index order, holding no
+ *                                  other spinlock: it moves heads, so
+ *                                  whoever locks the folio of a frame
+ *                                  looks its head up again under the lock.
+ *               sys->deferred_lock (spin: the deferred split queue)
  *               lru_lock          (spin: the LRU lists)
  *             swap->lock          (spin: the swap map; innermost, beside
  *                                  the folio locks)
@@ -132,6 +141,10 @@ void hm_down_read(struct hm_rwsem *s);
 bool hm_down_read_trylock(struct hm_rwsem *s);
 void hm_up_read(struct hm_rwsem *s);
 void hm_down_write(struct hm_rwsem *s);
+/* Never waits, so it may be taken out of the lock order (the underused THP
+ * shrinker locks the mms that map a folio this way). False if @s is busy,
+ * also when this thread holds it. */
+bool hm_down_write_trylock(struct hm_rwsem *s);
 void hm_up_write(struct hm_rwsem *s);
 
 static inline bool hm_rwsem_write_held(struct hm_rwsem *s)

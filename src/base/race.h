@@ -25,6 +25,9 @@
  *                        families, before it copies and adds the child
  *   access_copy          hm_read/hm_write have a translation and are about
  *                        to copy through it, inside their RCU read section
+ *   folio_lock_of        a map count change looked up a frame's head
+ *                        without a lock and is about to take that head's
+ *                        folio lock (a folio split may move the head first)
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

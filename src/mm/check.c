@@ -30,6 +30,7 @@ struct shadow {			/* per frame, recounted from the tables */
 					 * mapping it; 0 = none yet */
 	uint8_t table, overflow;
 	uint8_t shared, writable;	/* page: mapped by 2+ mms; mapped writable */
+	uint8_t queued;			/* folio head: met on the deferred queue */
 };
 
 struct chk {
@@ -290,6 +291,65 @@ static void check_mm(struct chk *c, struct hm_mm *mm)
 	c->tables += c->mm_tables;
 }
 
+/* Is some page of the folio at @head mapped by no leaf? From the tables. */
+static bool some_page_unmapped(struct chk *c, uint32_t head, unsigned order)
+{
+	for (uint32_t p = head; p < head + (1u << order); p++) {
+		uint32_t chunk = p & ~(HM_PTRS - 1);
+
+		if (!c->sh[p].pte && !c->sh[chunk].pmd && !c->sh[head].whole)
+			return true;
+	}
+	return false;
+}
+
+/* A queued folio: partly mapped if so marked, mapped at least otherwise
+ * (a candidate for the underused shrinker). */
+static void check_queued(struct chk *c, uint32_t head)
+{
+	struct hm_page *h = hm_pfn_page(c->ph, head);
+
+	if (!c->sh[head].queued)
+		report(c, "folio %#x is marked deferred but is not on the queue", head);
+	else if (h[1].deferred.partial && !some_page_unmapped(c, head, h->order))
+		report(c, "folio %#x is queued as partly mapped, but every page is mapped", head);
+}
+
+/* The deferred split queue, walked both ways' links at once: heads of
+ * large folios marked PG_DEFERRED, each once, as many as counted. Nobody
+ * changes it meanwhile: that takes a folio lock under a table lock (we hold
+ * every mmap_lock) or split_lock (ours too). */
+static void check_deferred(struct chk *c)
+{
+	struct hm_system *sys = c->sys;
+	uint32_t prev = HM_PFN_NONE;
+	uint64_t n = 0;
+
+	for (uint32_t f = sys->deferred_first; f != HM_PFN_NONE; f = hm_pfn_page(c->ph, f + 1)->deferred.next) {
+		struct hm_page *h = f + 1 < c->ph->nr_frames ? hm_pfn_page(c->ph, f) : NULL;
+
+		if (!h || !(h->flags & PG_HEAD) || !(h->flags & PG_DEFERRED) || (h->flags & PG_FREEING) ||
+		    (h->order != HM_PMD_ORDER && h->order != HM_PUD_ORDER)) {
+			report(c, "deferred queue: %#x is no queued large folio (flags %#x)", f, h ? h->flags : 0);
+			return;
+		}
+		if (c->sh[f].queued || ++n > sys->nr_deferred) {
+			report(c, "deferred queue: %#x met twice, or more than %llu folios", f,
+			       (unsigned long long)sys->nr_deferred);
+			return;
+		}
+		c->sh[f].queued = 1;
+		if (h[1].deferred.prev != prev)
+			report(c, "deferred queue: %#x links back to %#x, not %#x", f, h[1].deferred.prev, prev);
+		prev = f;
+	}
+	if (prev != sys->deferred_last || n != sys->nr_deferred)
+		report(c, "deferred queue: ends at %#x (last %#x), %llu folios (counted %llu)", prev,
+		       sys->deferred_last, (unsigned long long)n, (unsigned long long)sys->nr_deferred);
+	if (sys->deferred_claim != HM_PFN_NONE)
+		report(c, "deferred queue: %#x still claimed with no shrinker running", sys->deferred_claim);
+}
+
 static void check_folio(struct chk *c, uint32_t head)
 {
 	struct hm_phys *ph = c->ph;
@@ -332,6 +392,8 @@ static void check_folio(struct chk *c, uint32_t head)
 			report(c, "frame %#x: %d PTE maps, chunk %d PMD maps; tables say %u/%u", head + i,
 			       pte, pmd, c->sh[head + i].pte, c->sh[head + i].pmd);
 	}
+	if (h->flags & PG_DEFERRED)
+		check_queued(c, head);
 	if (s->total && hm_rmap_walk(c->sys, head, NULL, NULL) != s->total)
 		report(c, "folio %#x: the reverse map finds %llu of its %u mappings", head,
 		       (unsigned long long)hm_rmap_walk(c->sys, head, NULL, NULL), s->total);
@@ -592,11 +654,13 @@ int hm_check(struct hm_system *sys)
 	hm_mutex_lock(&sys->mms_lock);
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		hm_down_write(&mm->mmap_lock);
+	hm_mutex_lock(&sys->split_lock);
 	hm_mutex_lock(&sys->pc.lock);
 	hm_phys_lock_all(&sys->phys);
 
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		check_mm(&c, mm);
+	check_deferred(&c);
 	if (hm_phys_for_each_free(&sys->phys, count_free, &t))
 		report(&c, "a free list is corrupt (loop or wrong length)");
 	scan_frames(&c, &t);
@@ -606,6 +670,7 @@ int hm_check(struct hm_system *sys)
 
 	hm_phys_unlock_all(&sys->phys);
 	hm_mutex_unlock(&sys->pc.lock);
+	hm_mutex_unlock(&sys->split_lock);
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		hm_up_write(&mm->mmap_lock);
 	hm_mutex_unlock(&sys->mms_lock);

@@ -48,7 +48,7 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 {
 	struct hm_phys *ph = mm_phys(mm);
 	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
-	uint32_t old = pt_pfn(e, level), head = hm_folio_head(ph, old);
+	uint32_t old = pt_pfn(e, level), head;
 	struct hm_gather g;
 
 	hm_mm_gather_init(mm, &g);
@@ -61,7 +61,7 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 	hm_folio_add_map(mm, copy, level);
 	pt_set(slot, pt_mk_leaf(copy, level, pt_prot_bits(v->prot) | AD));
 	hm_gather_tlb(&g);
-	switch (hm_folio_remove_map(mm, old, level, true)) {
+	switch (hm_folio_remove_map(mm, old, level, true, &head, NULL)) {
 	case HM_FOLIO_UNMAPPED: hm_gather_folio(&g, head); break;	/* the others went away */
 	case HM_FOLIO_PINNED:	hm_gather_pin(&g, head); break;
 	case HM_FOLIO_MAPPED:	break;
@@ -87,7 +87,7 @@ static bool pin_source(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned le
 	hm_spin_lock(lock);
 	if (!changed(pt_get(slot), e)) {
 		*head = hm_folio_head(ph, pt_pfn(e, level));
-		ok = hm_folio_try_pin(mm->sys, *head);
+		ok = hm_folio_try_pin(mm->sys, head);
 	}
 	hm_spin_unlock(lock);
 	return ok;

@@ -17,10 +17,36 @@ uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
 {
 	const struct hm_page *pg = hm_pfn_page(ph, pfn);
 
-	/* flags: a head's PG_MAYBE_SHARED changes under the folio lock, which
-	 * we do not hold; the bits tested here do not change while mapped. */
+	/* Without the folio lock: a head's PG_MAYBE_SHARED changes under it,
+	 * and a folio split (folio_split.c) rewrites flags and order under
+	 * every folio lock. A mapped frame is always a head or a tail; whoever
+	 * acts on the head looks it up again under its lock (lock_folio_of). */
 	hm_assert_int(hm_load_relaxed(&pg->flags) & (PG_HEAD | PG_TAIL));
-	return pfn & ~((1u << pg->order) - 1);
+	return pfn & ~((1u << hm_load_relaxed(&pg->order)) - 1);
+}
+
+/*
+ * Take the lock of the folio that @pfn belongs to; its head in *head. The
+ * head was looked up without the lock, and a folio split may have moved it
+ * by the time we hold it: look again under the lock, and go round if the
+ * frame has another head now. Every map count change goes through here.
+ */
+hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
+{
+	struct hm_phys *ph = &sys->phys;
+
+	for (;;) {
+		uint32_t h = hm_folio_head(ph, pfn);
+		hm_spin_t *lock = hm_folio_lock(sys, h);
+
+		hm_race_point("folio_lock_of");
+		hm_spin_lock(lock);
+		if (hm_folio_head(ph, pfn) == h) {
+			*head = h;
+			return lock;
+		}
+		hm_spin_unlock(lock);
+	}
 }
 
 /*
@@ -73,6 +99,9 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	unsigned stalls = 0;
 
 	while (!reserve && below_reserve(sys, order)) {
+		/* Partly unmapped huge pages give memory back first, as below. */
+		if (hm_thp_shrink(sys, HM_SWAPIN_RESERVE) && hm_ptcache_drain(&sys->pc))
+			continue;
 		if (order || !reclaim_again(sys, &stalls)) {
 			if (hm_ptcache_drain(&sys->pc) && !below_reserve(sys, order))
 				break;
@@ -86,6 +115,11 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	if (pfn == HM_PFN_NONE && hm_ptcache_drain(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE && hm_ptcache_shrink(&sys->pc))
+		pfn = hm_alloc_pages(ph, 0, order, 0);
+	/* Then the unmapped parts of partly unmapped huge pages: they come
+	 * back after a grace period, which the drain waits for (or, in a
+	 * fault that must not wait under mmap_lock, asks it to). */
+	if (pfn == HM_PFN_NONE && hm_thp_shrink(sys, 1u << order) && hm_ptcache_drain(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE && order == 0)
 		pfn = hm_ptcache_lend(&sys->pc);
@@ -185,12 +219,11 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
-	uint32_t head = hm_folio_head(ph, pfn);
+	uint32_t head;
+	hm_spin_t *lock = hm_lock_folio_of(mm->sys, pfn, &head);
 	struct hm_page *h = hm_pfn_page(ph, head);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 
 	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));	/* uncounted: zero.c */
-	hm_spin_lock(lock);
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	/* The first mapping puts it on the LRU: before that, reclaim could
 	 * not tell a new folio from one on its way out. */
@@ -241,16 +274,44 @@ bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id)
 	return false;
 }
 
-enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin)
+static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn);
+
+/*
+ * Did taking a leaf of @level at @pfn away leave a page that it mapped
+ * mapped by nothing? Context: the folio lock, h->order > 0. A 1 GiB leaf
+ * looks at every page but skips the chunks still mapped whole.
+ */
+static bool left_unmapped_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn, unsigned level)
 {
-	struct hm_phys *ph = mm_phys(mm);
-	uint32_t head = hm_folio_head(ph, pfn);
+	if (h->entire_mapcount)
+		return false;
+	if (level == 0)
+		return page_maps_locked(ph, h, pfn) == 0;
+	uint32_t first = level * HM_PMD_ORDER == h->order ? hm_page_pfn(ph, h) : pfn;
+
+	for (uint32_t c = first; c < first + (1u << (level * HM_PMD_ORDER)); c += HM_PTRS) {
+		struct hm_page *cp = hm_pfn_page(ph, c);
+
+		if (h->order == HM_PUD_ORDER && h->pmd_all + cp->pmd_mapcount > 0)
+			continue;
+		for (uint32_t i = 0; i < HM_PTRS; i++)
+			if (cp->pte_all + cp[i].mapcount == 0)
+				return true;
+	}
+	return false;
+}
+
+enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin,
+				     uint32_t *headp, bool *run_left)
+{
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head;
+	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &head);
 	struct hm_page *h = hm_pfn_page(ph, head);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
 	enum hm_unmapped r = HM_FOLIO_MAPPED;
 
 	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
-	hm_spin_lock(lock);
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	int left = hm_sub(&h->large_mapcount, 1);
 	slots_sub(h, mm->slot_id, 1);
@@ -261,19 +322,45 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 		hm_add(hm_pin_slot(ph, head), 1);
 		r = HM_FOLIO_PINNED;
 	}
+	/* A huge page left partly mapped waits on the deferred split queue
+	 * until memory is short (or the caller queues it at the end of its
+	 * run); one that is unmapped leaves the queue before it is freed. */
+	if (left && h->order && !hm_deferred_partial_locked(sys, head) &&
+	    left_unmapped_locked(ph, h, pfn, level)) {
+		if (run_left)
+			*run_left = true;
+		else
+			hm_deferred_add_locked(sys, head, true);
+	} else if (!left && (hm_load_relaxed(&h->flags) & PG_DEFERRED)) {
+		hm_deferred_del_locked(sys, head);
+	}
 	/* The last mapping: the folio goes, unless reclaim holds it, which
 	 * then frees it itself. */
 	if (!left && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
-		hm_lru_del_locked(mm->sys, head);
-		hm_folio_drop_swapcache_locked(mm->sys, h);
+		hm_lru_del_locked(sys, head);
+		hm_folio_drop_swapcache_locked(sys, h);
 		r = HM_FOLIO_UNMAPPED;
 	}
+	unsigned order = h->order;
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
-	hm_sub(&mm->sys->nr_leaf[level], 1);
+	hm_sub(&sys->nr_leaf[level], 1);
+	*headp = head;
 	if (r == HM_FOLIO_UNMAPPED)
-		hm_sub(&mm->sys->nr_anon_frames, 1u << h->order);
+		hm_sub(&sys->nr_anon_frames, 1u << order);
 	return r;
+}
+
+void hm_folio_defer_partial(struct hm_system *sys, uint32_t pfn)
+{
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head;
+	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &head);
+	struct hm_page *h = hm_pfn_page(ph, head);
+
+	if (h->order && h->large_mapcount > 0 && !hm_deferred_partial_locked(sys, head))
+		hm_deferred_add_locked(sys, head, true);
+	hm_spin_unlock(lock);
 }
 
 static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)
@@ -285,13 +372,15 @@ static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)
  * pmd_all (see phys.h), not page by page. */
 void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
-	struct hm_phys *ph = mm_phys(mm);
-	uint32_t head = hm_folio_head(ph, pfn);
-	struct hm_page *h = hm_pfn_page(ph, head);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head;
 
-	hm_assert((level == 1 || level == 2) && !(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
-	hm_spin_lock(lock);
+	hm_assert(level == 1 || level == 2);
+	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &head);
+	struct hm_page *h = hm_pfn_page(ph, head);
+
+	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
 	hm_sub(leaf_counter(ph, h, pfn, level), 1);
 	if (level == 2)
 		hm_add(&h->pmd_all, 1);
@@ -299,6 +388,11 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
 	hm_add(&h->large_mapcount, HM_PTRS - 1);
 	slots_add(h, mm->slot_id, HM_PTRS - 1);
+	/* Mapped by PTEs, its zero-filled pages can be dropped: a candidate
+	 * for the underused shrinker, when it is on. */
+	if (level == 1 && h->order == HM_PMD_ORDER && !(hm_load_relaxed(&h->flags) & PG_DEFERRED) &&
+	    sys->cfg.khugepaged_max_ptes_none < HM_PTRS - 1)
+		hm_deferred_add_locked(sys, head, false);
 	hm_spin_unlock(lock);
 	hm_sub(&mm->nr_leaf[level], 1);
 	hm_add(&mm->nr_leaf[level - 1], HM_PTRS);
@@ -329,10 +423,8 @@ unsigned hm_page_mapcount(struct hm_system *sys, uint32_t pfn)
 
 	if (hm_is_huge_zero(sys, pfn))
 		return 0;	/* its mappings are not counted (zero.c) */
-	uint32_t head = hm_folio_head(ph, pfn);
-	hm_spin_t *lock = hm_folio_lock(sys, head);
-
-	hm_spin_lock(lock);
+	uint32_t head;
+	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &head);
 	int32_t n = page_maps_locked(ph, hm_pfn_page(ph, head), pfn);
 	hm_spin_unlock(lock);
 	return (unsigned)n;
@@ -386,11 +478,10 @@ enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	 * so never exclusive, and mprotect leaves it read-only. */
 	if (hm_is_huge_zero(mm->sys, pfn))
 		return HM_COPY;
-	uint32_t head = hm_folio_head(ph, pfn);
-	hm_spin_t *lock = hm_folio_lock(mm->sys, head);
+	uint32_t head;
+	hm_spin_t *lock = hm_lock_folio_of(mm->sys, pfn, &head);
 	enum hm_reuse r = HM_COPY;
 
-	hm_spin_lock(lock);
 	if (leaf_maps_locked(ph, hm_pfn_page(ph, head), pfn, level) == 1 &&
 	    !swap_shared_locked(mm->sys, hm_pfn_page(ph, head), head, pfn, level))
 		r = hm_load(hm_pin_slot(ph, head)) ? HM_REUSE_LATER : HM_REUSE;

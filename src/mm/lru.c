@@ -82,6 +82,20 @@ void hm_lru_del_locked(struct hm_system *sys, uint32_t head)
 	hm_spin_unlock(&sys->lru_lock);
 }
 
+bool hm_lru_del_any(struct hm_system *sys, uint32_t head, bool *active)
+{
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	bool listed;
+
+	hm_spin_lock(&sys->lru_lock);
+	listed = hm_load_relaxed(&h->flags) & PG_LRU;
+	*active = hm_load_relaxed(&h->flags) & PG_ACTIVE;
+	if (listed)
+		del_locked(sys, head);
+	hm_spin_unlock(&sys->lru_lock);
+	return listed;
+}
+
 /* Can reclaim take this folio now? Context: its folio lock. */
 static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t head)
 {
@@ -99,10 +113,16 @@ static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t
 static bool isolate_popped(struct hm_system *sys, uint32_t head)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
-	hm_spin_t *lock = hm_folio_lock(sys, head);
+	uint32_t now;
+	hm_spin_t *lock = hm_lock_folio_of(sys, head, &now);
 	bool got = false;
 
-	hm_spin_lock(lock);
+	/* A folio split since we took it off the list put its pieces back on
+	 * it, this head included: leave them there. */
+	if (now != head || (hm_load_relaxed(&h->flags) & PG_LRU)) {
+		hm_spin_unlock(lock);
+		return false;
+	}
 	if (isolatable_locked(sys, h, head)) {
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
 		got = true;
@@ -136,12 +156,12 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 
 bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in)
 {
+	uint32_t now;
+	hm_spin_t *lock = hm_lock_folio_of(sys, head, &now);
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
-	hm_spin_t *lock = hm_folio_lock(sys, head);
 	bool got = false;
 
-	hm_spin_lock(lock);
-	if (isolatable_locked(sys, h, head) && (!alone_in || hm_folio_alone_locked(h, alone_in->slot_id))) {
+	if (now == head && isolatable_locked(sys, h, head) && (!alone_in || hm_folio_alone_locked(h, alone_in->slot_id))) {
 		hm_lru_del_locked(sys, head);
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
 		got = true;
@@ -176,16 +196,13 @@ void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active)
 	}
 }
 
-bool hm_folio_try_pin(struct hm_system *sys, uint32_t head)
+bool hm_folio_try_pin(struct hm_system *sys, uint32_t *head)
 {
-	struct hm_page *h = hm_pfn_page(&sys->phys, head);
-	hm_spin_t *lock = hm_folio_lock(sys, head);
-	bool ok;
+	hm_spin_t *lock = hm_lock_folio_of(sys, *head, head);
+	bool ok = !(hm_load_relaxed(&hm_pfn_page(&sys->phys, *head)->flags) & PG_ISOLATED);
 
-	hm_spin_lock(lock);
-	ok = !(hm_load_relaxed(&h->flags) & PG_ISOLATED);
 	if (ok)
-		hm_add(hm_pin_slot(&sys->phys, head), 1);
+		hm_add(hm_pin_slot(&sys->phys, *head), 1);
 	hm_spin_unlock(lock);
 	return ok;
 }

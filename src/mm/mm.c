@@ -93,6 +93,8 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	pthread_mutex_init(&sys->av_lock, NULL);
 	pthread_mutex_init(&sys->reclaim_lock, NULL);
 	hm_spin_init(&sys->lru_lock);
+	pthread_mutex_init(&sys->split_lock, NULL);
+	sys->deferred_first = sys->deferred_last = sys->deferred_claim = HM_PFN_NONE;
 	sys->cow_policy = cfg->cow;
 	*out = sys;
 	return 0;
@@ -112,6 +114,8 @@ void hm_system_destroy(struct hm_system *sys)
 	hm_ptcache_fini(&sys->pc);
 	pthread_mutex_destroy(&sys->mms_lock);
 	pthread_mutex_destroy(&sys->av_lock);
+	hm_assert(sys->deferred_first == HM_PFN_NONE && !sys->nr_deferred);
+	pthread_mutex_destroy(&sys->split_lock);
 	free(sys->avs);
 	free(sys->free_slot_ids);
 	hm_phys_fini(&sys->phys);

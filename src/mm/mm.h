@@ -79,7 +79,9 @@ struct hm_anon_vma {
 	X(cow_split_pud) X(cow_split_pmd)				\
 	X(thp_swpout_fallback) X(thp_swpin) X(pgscan) X(pgsteal)	\
 	X(pgactivate) X(pgdeactivate) X(pswpout_clean) X(swap_io_error)	\
-	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)
+	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)	\
+	X(thp_deferred_split_page) X(thp_split_page)			\
+	X(thp_underused_split_page)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
@@ -131,6 +133,18 @@ struct hm_system {
 	uint64_t nr_lru[2];		/* lru_lock; atomic for statistics */
 	uint64_t nr_swap_entries;	/* swap entries in all tables (PMD
 					 * ones count 512); atomic */
+	/* Folio split and the deferred split queue (folio_split.c,
+	 * deferred.c). The queue is linked through the first tail page of
+	 * each folio on it (hm_page.deferred). */
+	pthread_mutex_t split_lock;	/* one splitter at a time; hm_check */
+	hm_spin_t deferred_lock;	/* the queue */
+	uint32_t deferred_first, deferred_last;	/* heads; deferred_lock */
+	uint32_t deferred_claim;	/* the folio a shrinker took off the
+					 * queue's front and is about to work
+					 * on; reset when it leaves the queue
+					 * (deferred_lock) */
+	uint64_t nr_deferred;		/* written under deferred_lock,
+					 * atomically: read without */
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
@@ -198,7 +212,18 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
  * another mm maps it the folio is pinned in the same step (hm_pin_slot; see
  * phys.h) and PINNED returned: the caller hands the pin to a gather. */
 enum hm_unmapped { HM_FOLIO_MAPPED, HM_FOLIO_PINNED, HM_FOLIO_UNMAPPED };
-enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin);
+/* *head: the head of the folio the count was taken from, looked up under
+ * its lock (a folio split may have changed it since the caller looked):
+ * what the caller gathers. A large folio left partly mapped is queued for
+ * the deferred split, unless @run_left: then the caller is taking a run of
+ * PTEs of the folio, *run_left is set, and the caller queues it at the end
+ * of the run with hm_folio_defer_partial (a run that unmaps a folio whole
+ * never queues it, as the kernel decides per batch of PTEs). */
+enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned level, bool pin,
+				     uint32_t *head, bool *run_left);
+/* Queue the folio of @pfn as partly mapped if it is still mapped. Context:
+ * the lock of a table that mapped @pfn, before the gather is flushed. */
+void hm_folio_defer_partial(struct hm_system *sys, uint32_t pfn);
 /* Map, for @mm, the page @pfn of a swap-cache folio that holds @slot, as a
  * leaf of @level (0, or 1 for a whole 2 MiB folio): count the mapping if
  * the folio still holds the slot, is mapped and is not isolated. Context:
@@ -297,7 +322,12 @@ bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_
  * free it after a grace period (it lost its last mapping while isolated).
  * Context: no spinlock, not in an RCU read section. */
 void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active);
-bool hm_folio_try_pin(struct hm_system *sys, uint32_t head);
+/* Pin the folio of the frame *head (a head when called; updated to the
+ * folio's head now, which a split may have changed): false if isolated. */
+bool hm_folio_try_pin(struct hm_system *sys, uint32_t *head);
+/* Take a folio off whichever LRU list it is on: false if on none.
+ * Context: its folio lock (a folio split). */
+bool hm_lru_del_any(struct hm_system *sys, uint32_t head, bool *active);
 void hm_folio_unpin(struct hm_system *sys, uint32_t head);
 
 /* vmscan.c — reclaim. The mms whose mmap_lock the caller holds (read or
@@ -355,11 +385,70 @@ void hm_folio_drop_swapcache_locked(struct hm_system *sys, struct hm_page *h);
 /* Entries on this many slots dropped from the tables. */
 void hm_swap_entry_free(struct hm_system *sys, hm_pte_t e, unsigned level);
 
+/* Lock the folio that holds @pfn: its head (*head) is looked up again
+ * under the lock, as a folio split may move it. Returns the lock held. */
+hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head);
+
 /* folio locks (innermost after the ptls) */
 static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 {
 	return &sys->folio_locks[(head * 0x9e3779b1u) >> 24];
 }
+
+/*
+ * folio_split.c — split a large folio into folios of the next order down
+ * (order 9 into 512 of order 0, 18 into 512 of order 9). Only descriptors
+ * change: entries name frames, not folios. A split moves the head of the
+ * frames it touches, so it holds every folio lock (in index order, nothing
+ * taken under them but sys->deferred_lock), and whoever takes a folio lock
+ * for a frame looks up its head again under it (hm_lock_folio_of in folio.c).
+ */
+void hm_folio_lock_all(struct hm_system *sys);
+void hm_folio_unlock_all(struct hm_system *sys);
+struct hm_split_result {
+	uint64_t freed;		/* frames of new folios that nothing maps:
+				 * handed to the gather */
+	unsigned queued;	/* new order-9 folios put on the deferred queue */
+};
+/*
+ * Split the folio at @head if nothing prevents it: it is not mapped whole
+ * (entire_mapcount 0), it is mapped, not pinned, not isolated by reclaim,
+ * not in the swap cache, not the huge zero page. New folios that nothing
+ * maps go to @g (room for 512 entries). Returns false, changing nothing,
+ * if it cannot be split. Context: sys->split_lock, every folio lock.
+ */
+bool hm_folio_split_locked(struct hm_system *sys, uint32_t head, struct hm_gather *g,
+			   struct hm_split_result *res);
+
+/*
+ * deferred.c — the deferred split queue and the THP shrinkers.
+ *
+ * A large folio is queued when an unmap leaves it partly mapped (counted in
+ * thp_deferred_split_page, once per folio), and, while
+ * khugepaged_max_ptes_none < 511, when its PMD mapping is split to PTEs (a
+ * candidate for the underused shrinker). It leaves the queue when it is
+ * split or loses its last mapping. Context of add/del: the folio's lock
+ * (hm_folio_lock_all counts); they take sys->deferred_lock.
+ */
+void hm_deferred_add_locked(struct hm_system *sys, uint32_t head, bool partial);
+void hm_deferred_del_locked(struct hm_system *sys, uint32_t head);
+bool hm_deferred_partial_locked(struct hm_system *sys, uint32_t head);
+/*
+ * Memory pressure: split the queued partly mapped folios, freeing their
+ * unmapped parts, until @want frames are freed; then the underused
+ * shrinker: split PTE-mapped 2 MiB folios with more than
+ * khugepaged_max_ptes_none zero-filled pages, dropping those. Returns the
+ * frames freed (free after a grace period: nr_free_pages counts them at
+ * once). The underused shrinker takes the mmap_locks of a folio's mappers
+ * with trylocks, for writing, and skips the folio when one is busy, or held
+ * by the caller; it waits for grace periods, so inside hm_fault's first
+ * pass (hm_drain_defer_begin) it does not run but asks for the retry.
+ * Context: no spinlock; no RCU read section; may hold mmap_locks (a fault)
+ * but not sys->split_lock.
+ */
+uint64_t hm_thp_shrink(struct hm_system *sys, uint64_t want);
+/* For tests: hm_thp_shrink, then hm_check if the system asks for it. */
+uint64_t hm__thp_shrink(struct hm_system *sys, uint64_t want);
 
 /* Fault flags. */
 #define HM_FAULT_ALLOW_RETRY 0x1u	/* may return -EAGAIN: drop mmap_lock,

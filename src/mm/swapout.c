@@ -92,7 +92,11 @@ static int unmap_one(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned leve
 	so->dirty |= (old & HM_PTE_D) != 0;
 	hm_swap_dup(&sys->swap, so->slots[i], n);
 	hm_add(&sys->nr_swap_entries, n);
-	hm_folio_remove_map(mm, pfn, level, false);
+	uint32_t head;
+
+	bool partial;	/* all of it goes: never queue it for the deferred split */
+
+	hm_folio_remove_map(mm, pfn, level, false, &head, &partial);
 	return 0;
 }
 

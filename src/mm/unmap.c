@@ -11,14 +11,36 @@ static unsigned zap_room(unsigned level)
 	return level == 2 ? 2 + HM_PTRS : level + 1;
 }
 
+struct zap {
+	struct hm_gather *g;
+	uint64_t end;
+	bool run_left;		/* the run of PTEs of one folio taken so far left
+				 * a page of it mapped by nothing */
+};
+
+/* Does the run of PTEs mapping consecutive pages of one folio go on past
+ * @va (the next one is ours to zap too)? Then whether the folio is left
+ * partly mapped is decided after it. A hint: a folio split may end a run
+ * early; it cannot make one span two folios that count (a run stays in
+ * one PTE table, one 2 MiB chunk). */
+static bool run_goes_on(struct hm_phys *ph, const hm_pte_t *slot, uint64_t va, uint64_t end,
+			uint32_t pfn, uint32_t head)
+{
+	if (va + HM_PAGE_SIZE >= end || hm_level_index(va + HM_PAGE_SIZE, 0) == 0)
+		return false;
+	hm_pte_t next = pt_get(slot + 1);
+
+	return pt_mapped(next) && pt_pfn(next, 0) == pfn + 1 && hm_folio_head(ph, pfn + 1) == head;
+}
+
 static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
 {
-	struct hm_gather *g = arg;
+	struct zap *z = arg;
+	struct hm_gather *g = z->g;
 	struct hm_phys *ph = mm_phys(mm);
 	struct hm_ptcache *pc = &mm->sys->pc;
 	uint32_t holder = hm_slot_table(ph, slot), t;
 
-	(void)va;
 	if (!hm_gather_room(g, zap_room(level)))
 		return false;
 	hm_pte_t old = pt_get_and_clear(slot);
@@ -50,10 +72,14 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 	head = hm_folio_head(ph, pfn);
 	/* A folio mapped elsewhere stays pinned until our TLB shootdown is
 	 * complete: until then a thread of ours may still reach it. */
-	switch (hm_folio_remove_map(mm, pfn, level, true)) {
+	switch (hm_folio_remove_map(mm, pfn, level, true, &head, level ? NULL : &z->run_left)) {
 	case HM_FOLIO_UNMAPPED: hm_gather_folio(g, head); break;
 	case HM_FOLIO_PINNED:	hm_gather_pin(g, head); break;
 	case HM_FOLIO_MAPPED:	break;
+	}
+	if (z->run_left && !run_goes_on(ph, slot, va, z->end, pfn, head)) {
+		hm_folio_defer_partial(mm->sys, pfn);
+		z->run_left = false;
 	}
 	return true;
 }
@@ -61,8 +87,11 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 void hm_zap_range(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end)
 {
 	hm_assert_write_locked(&mm->mmap_lock);
-	while ((start = hm_walk_leaves(mm, start, end, zap_leaf, g)) < end)
+	struct zap z = { .g = g, .end = end };
+
+	while ((start = hm_walk_leaves(mm, start, end, zap_leaf, &z)) < end)
 		hm_gather_next(g);
+	hm_assert(!z.run_left);
 }
 
 /* Unlink and free everything below @table (level @level), which nobody can

@@ -293,9 +293,18 @@ int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed)
 {
 	if (!sys || !freed)
 		return -EINVAL;
-	uint64_t want = HM_ALIGN_UP(bytes, HM_PAGE_SIZE) >> HM_PAGE_SHIFT;
+	uint64_t want = HM_ALIGN_UP(bytes, HM_PAGE_SIZE) >> HM_PAGE_SHIFT, got = 0;
 
-	*freed = want ? shrink_lists(sys, want) << HM_PAGE_SHIFT : 0;
+	/* Deferred-split leftovers and underused huge pages first: they cost
+	 * no write. Their frames come back after a grace period. */
+	if (want) {
+		got = hm_thp_shrink(sys, want);
+		if (got)
+			hm_drain(sys);
+	}
+	if (got < want)
+		got += shrink_lists(sys, want - got);
+	*freed = got << HM_PAGE_SHIFT;
 	return hm_check_enabled(sys, 0);
 }
 

@@ -189,7 +189,7 @@ static bool pin_writable(struct hm_mm *mm, uint64_t va, struct pins *p, uint64_t
 	if (pt_writable(e) && p->n < p->cap) {
 		uint32_t head = hm_folio_head(ph, pt_pfn(e, level));
 
-		if (hm_folio_try_pin(mm->sys, head)) {
+		if (hm_folio_try_pin(mm->sys, &head)) {
 			if (pt_writable(pt_get(slot)) && pt_pfn(pt_get(slot), level) == pt_pfn(e, level)) {
 				p->head[p->n++] = head;
 				*next = HM_ALIGN_DOWN(va, hm_level_size(level)) + hm_level_size(level);

@@ -42,6 +42,11 @@ void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_ge
 	batch_get(g);
 }
 
+void hm_gather_init_rcu(struct hm_gather *g, struct hm_ptcache *pc)
+{
+	hm_gather_init(g, pc, NULL);
+}
+
 static void add(struct hm_gather *g, uint32_t pfn, unsigned kind)
 {
 	hm_assert(hm_gather_room(g, 1));
@@ -166,7 +171,8 @@ static void batch_flush(struct hm_gather *g)
 	hm_race_point("unmap_before_flush");
 	/* Every TLB entry filled before this point is stale from now on; the
 	 * grace period below starts after it. */
-	__atomic_add_fetch(g->tlb_gen, 1, __ATOMIC_RELEASE);
+	if (g->tlb_gen)
+		__atomic_add_fetch(g->tlb_gen, 1, __ATOMIC_RELEASE);
 	g->tlb = false;
 	if (!b->n)
 		return;
@@ -236,6 +242,14 @@ void hm_drain_defer_begin(void)
 {
 	drain.deferred++;
 	drain.wanted = false;
+}
+
+bool hm_drain_defer_wait(void)
+{
+	if (!drain.deferred)
+		return false;
+	drain.wanted = true;
+	return true;
 }
 
 bool hm_drain_was_wanted(void)

@@ -136,6 +136,11 @@ struct hm_gather {
 };
 
 void hm_gather_init(struct hm_gather *g, struct hm_ptcache *pc, uint64_t *tlb_gen);
+/* A gather with no TLB of its own to flush, only a grace period to wait
+ * for: what it frees was unmapped earlier (a folio split frees parts that
+ * unmaps left), or its unmapper bumped each mm's TLB generation itself
+ * before the flush. */
+void hm_gather_init_rcu(struct hm_gather *g, struct hm_ptcache *pc);
 static inline bool hm_gather_room(const struct hm_gather *g, unsigned n)
 {
 	return g->b->n + n <= HM_GATHER_MAX;
@@ -158,5 +163,9 @@ bool hm_ptcache_drain(struct hm_ptcache *pc);
 void hm_drain_defer_begin(void);
 bool hm_drain_defer_end(void);
 bool hm_drain_was_wanted(void);	/* so far, inside begin/end */
+/* Inside begin/end: true, and the caller gives up on something that would
+ * wait for a grace period, asking for the same retry as a drain would.
+ * Outside: false, go on and wait. */
+bool hm_drain_defer_wait(void);
 
 #endif /* HM_PGTABLE_H */

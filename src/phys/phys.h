@@ -23,7 +23,9 @@
  *   mapcount of a page as hm_query reports it
  *                   = pte_maps(page) + pmd_maps(its chunk) + entire_mapcount
  *   mm_count[0] + mm_count[1] = large_mapcount, unless PG_MAYBE_SHARED
- *   a folio is freed when large_mapcount drops to 0.
+ *   a folio is freed when large_mapcount drops to 0, or split into 512
+ *   folios of the next order down (mm/folio_split.c), which these equations
+ *   give the counts of, freeing those left at 0.
  */
 #ifndef HM_PHYS_H
 #define HM_PHYS_H
@@ -86,6 +88,14 @@ struct hm_page {
 			uint32_t anon_vma;	/* id of its anon_vma family */
 			uint64_t index;		/* virtual page number of its first page */
 		} folio;
+		struct {	/* first tail of a large folio on the deferred
+				 * split queue (mm/deferred.c): written under
+				 * the folio lock and sys->deferred_lock */
+			uint32_t next, prev;	/* heads; HM_PFN_NONE at the ends */
+			uint32_t partial;	/* partly mapped, not only a
+						 * candidate for the underused
+						 * shrinker */
+		} deferred;
 	};
 	union {			/* 24, 32 bytes */
 		struct {	/* folio map counts: the folio lock */

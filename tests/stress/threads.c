@@ -4,7 +4,9 @@
  * owns a region and keeps a byte-for-byte model of it, and mixes reads,
  * writes, DONTNEED, mprotect, munmap+mmap of its own region while the
  * others do the same next door. Another thread works a second address
- * space. The main thread runs hm_check concurrently the whole time.
+ * space. The main thread runs hm_check concurrently the whole time, and
+ * another thread the THP shrinkers (deferred split, underused pages),
+ * which split the folios the workers are mapping, unmapping and copying.
  *
  * HM_SEED=n picks the seed (printed; fixed by default so that CI repeats
  * itself); HM_STRESS_OPS=n the operations per thread.
@@ -108,6 +110,22 @@ static void *work(void *arg)
 	return NULL;
 }
 
+uint64_t hm__thp_shrink(struct hm_system *sys, uint64_t want);
+
+static unsigned long shrinks;
+static uint64_t shrunk;
+
+static void *shrinker(void *arg)
+{
+	(void)arg;
+	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) < NWORKERS + 1) {
+		shrunk += hm__thp_shrink(sys, UINT64_MAX);
+		shrinks++;
+		usleep(500);
+	}
+	return NULL;
+}
+
 /* Fork the shared mm while the workers write to it; a child's memory must
  * not change afterwards, whatever the parent does. */
 static unsigned long forks, fork_errors;
@@ -153,6 +171,7 @@ static void stress(void)
 	/* No HM_CHECK: the main thread checks concurrently instead. */
 	hm_config_default(&cfg);
 	cfg.phys_bytes = 512 * MiB;
+	cfg.khugepaged_max_ptes_none = 256;	/* the underused shrinker on */
 	REQUIRE(hm_system_create(&cfg, &sys) == 0);
 	REQUIRE(hm_mm_create(sys, &shared_mm) == 0);
 	REQUIRE(hm_mm_create(sys, &other) == 0);
@@ -165,11 +184,12 @@ static void stress(void)
 		REQUIRE(w[i].model);
 		REQUIRE(hm_mmap(w[i].mm, 0, REGION, RW, PA, &w[i].base) == 0);
 	}
-	pthread_t fth;
+	pthread_t fth, sth;
 
 	for (int i = 0; i <= NWORKERS; i++)
 		pthread_create(&w[i].th, NULL, work, &w[i]);
 	pthread_create(&fth, NULL, forker, &w[0].base);
+	pthread_create(&sth, NULL, shrinker, NULL);
 	/* hm_check while they run (each check waits for every mm's lock). */
 	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) <= NWORKERS || checks_run < 3) {
 		check_fail += hm_check(sys) != 0;
@@ -184,6 +204,11 @@ static void stress(void)
 		free(w[i].model);
 	}
 	pthread_join(fth, NULL);
+	pthread_join(sth, NULL);
+	fprintf(stderr, "stress: %lu shrinker passes freed %llu frames, %llu folio splits (%llu underused)\n",
+		shrinks, (unsigned long long)shrunk, (unsigned long long)t_stat(sys, "thp_split_page"),
+		(unsigned long long)t_stat(sys, "thp_underused_split_page"));
+	CHECK(t_stat(sys, "thp_split_page") > 0);
 	CHECK_EQ(fork_errors, 0);
 	CHECK(forks > 0);
 	fprintf(stderr, "stress: %lu forks while writing\n", forks);

@@ -591,8 +591,152 @@ static void unmap_does_not_wait_for_readers(void)
 	hm_system_destroy(sys);
 }
 
+static void *do_shrink(void *p)
+{
+	struct op *o = p;
+
+	o->val = hm__thp_shrink((struct hm_system *)o->mm, o->len);
+	return NULL;
+}
+
+/* A 2 MiB page of @mm mapped by PTEs, every page holding 1000 + i, and
+ * page 0 unmapped: queued for the deferred split. */
+static uint64_t queued_2m(struct hm_system *sys, struct hm_mm *mm)
+{
+	uint64_t a = 0;
+
+	CHECK_EQ(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a), 0);
+	for (unsigned i = 0; i < 512; i++)
+		t_poke(mm, a + i * 4096, 1000 + i);
+	CHECK_EQ(hm__split(mm, a, 0), 0);
+	CHECK_EQ(hm_munmap(mm, a, 4096), 0);
+	CHECK_EQ(t_stat(sys, "thp_deferred_split_page"), 1);
+	return a;
+}
+
+/*
+ * Folio split against an unmap of a page of the same folio. The zap has
+ * cleared the PTE and looked up the page's head (the 2 MiB folio's), but
+ * not locked it yet, when the split makes the page a folio of its own and
+ * frees page 0. Fixed by looking the head up again under the lock: the
+ * zap takes its count from the page's new folio, which it frees. Reverted,
+ * it takes it from page 0's (freed) folio: the page stays counted as
+ * mapped, leaks, and hm_check fails.
+ */
+static void split_vs_zap(void)
+{
+	struct hm_system *sys = race_system(HM_THP_ALWAYS);
+	struct hm_mm *mm;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	uint64_t a = queued_2m(sys, mm);
+
+	struct op u = { .mm = mm, .va = a + 4096, .len = 4096 };
+	REQUIRE(hm__race_arm("folio_lock_of", 0) == 0);
+	pthread_t tu = t_spawn(do_munmap, &u);
+	REQUIRE(hm__race_wait("folio_lock_of", STOP_MS) == 0);
+	CHECK_EQ(hm__thp_shrink(sys, 1), 1);	/* page 0 */
+	hm__race_release("folio_lock_of");
+	pthread_join(tu, NULL);
+	hm__race_reset();
+	CHECK_EQ(u.r, 0);
+	CHECK_EQ(t_stat(sys, "thp_split_page"), 1);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 510);
+	CHECK_EQ(hm_read(mm, a + 4096, &u.val, 8), -EFAULT);
+	CHECK_EQ(t_peek(mm, a + 2 * 4096), 1002);
+	CHECK_EQ(t_peek(mm, a + 511 * 4096), 1511);
+	hm_drain(sys);
+	finish(sys, mm, NULL);
+}
+
+/*
+ * The same against a copy-on-write: the child's write to a page shared
+ * with the parent copies it, and is about to take the old page's count
+ * (its third folio lock: reuse decision, the copy's map, the old page's
+ * unmap) when the split runs. Reverted, the count and the pin go to page
+ * 0's freed folio; the page keeps a count nothing maps.
+ */
+static void split_vs_cow(void)
+{
+	struct hm_system *sys = race_system(HM_THP_ALWAYS);
+	struct hm_mm *parent, *child;
+
+	REQUIRE(hm_mm_create(sys, &parent) == 0);
+	uint64_t a = queued_2m(sys, parent);
+	REQUIRE(hm_fork(parent, &child) == 0);
+	hm_drain(sys);	/* no pin left from the unmaps */
+
+	struct op w = { .mm = child, .va = a + 4096, .val = 0xc1 };
+	REQUIRE(hm__race_arm("folio_lock_of", 2) == 0);
+	pthread_t tw = t_spawn(do_write, &w);
+	REQUIRE(hm__race_wait("folio_lock_of", STOP_MS) == 0);
+	CHECK_EQ(hm__thp_shrink(sys, 1), 1);
+	hm__race_release("folio_lock_of");
+	pthread_join(tw, NULL);
+	hm__race_reset();
+	CHECK_EQ(w.r, 0);
+	CHECK_EQ(t_stat(sys, "thp_split_page"), 1);
+	CHECK_EQ(t_stat(sys, "cow_copy"), 1);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 512);	/* 511 + the copy */
+	CHECK_EQ(t_peek(child, a + 4096), 0xc1);
+	CHECK_EQ(t_peek(parent, a + 4096), 1001);
+	struct hm_mapping m;
+	CHECK_EQ(hm_query(parent, a + 4096, &m), 0);
+	CHECK_EQ(m.mapcount, 1);
+	hm_drain(sys);
+	finish(sys, parent, child);
+}
+
+/*
+ * The underused shrinker against a write in flight to a zero-filled page
+ * (through a translation the writer cached before). It write-protects the
+ * folio and waits a grace period before it decides which pages are zero,
+ * so the write lands first and its page is kept. Reverted (the pages read
+ * at once), the page is dropped and the write lost.
+ */
+static void underused_vs_inflight_write(void)
+{
+	struct hm_config cfg;
+	struct hm_system *sys;
+	struct hm_mm *mm;
+	uint64_t a;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 64 * MiB;
+	cfg.thp_pud = HM_THP_NEVER;
+	cfg.khugepaged_max_ptes_none = 0;
+	REQUIRE(hm_system_create(&cfg, &sys) == 0);
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	t_poke(mm, a + 3 * 4096, 33);
+	CHECK_EQ(hm__split(mm, a, 0), 0);
+
+	struct op w = { .mm = mm, .va = a + 7 * 4096, .val = 77 };
+	REQUIRE(hm__race_arm("access_copy", 0) == 0);
+	pthread_t tw = t_spawn(do_write, &w);
+	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+	struct op s = { .mm = (struct hm_mm *)sys, .len = 512 };
+	pthread_t ts = t_spawn(do_shrink, &s);
+	bool s_done = t_join_within(ts, HOLD_MS);	/* waits for the writer */
+	hm__race_release("access_copy");
+	pthread_join(tw, NULL);
+	if (!s_done)
+		pthread_join(ts, NULL);
+	hm__race_reset();
+	CHECK(!s_done);
+	CHECK_EQ(w.r, 0);
+	CHECK_EQ(s.val, 510);
+	CHECK_EQ(t_stat(sys, "thp_underused_split_page"), 1);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 2);
+	CHECK_EQ(t_peek(mm, a + 7 * 4096), 77);
+	CHECK_EQ(t_peek(mm, a + 3 * 4096), 33);
+	hm_drain(sys);
+	finish(sys, mm, NULL);
+}
+
 T_MAIN(T(cow_counts_vs_split_pmd), T(cow_counts_vs_split_pud), T(unmap_pin_vs_reuse),
        T(split_vs_fault), T(fork_vs_inflight_write), T(fork_after_mprotect),
        T(reuse_waits_for_pin), T(pin_wait_without_mmap_lock),
        T(fault_waits_for_memory_without_mmap_lock), T(concurrent_forks_one_family),
-       T(unmap_does_not_wait_for_readers))
+       T(unmap_does_not_wait_for_readers), T(split_vs_zap), T(split_vs_cow),
+       T(underused_vs_inflight_write))
