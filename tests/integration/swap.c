@@ -387,10 +387,62 @@ static void cow_after_swapout_child(void) { cow_after_swapout(HM_THP_NEVER, fals
 static void cow_after_swapout_thp_parent(void) { cow_after_swapout(HM_THP_ALWAYS, true); }
 static void cow_after_swapout_thp_child(void) { cow_after_swapout(HM_THP_ALWAYS, false); }
 
+/* Without swap, hm_reclaim frees what costs no write: the unmapped parts
+ * of partly unmapped huge pages (the deferred split queue) first. */
+static void reclaim_without_swap(void)
+{
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, freed = 1;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 4 * MiB, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, 4 * MiB, 12), 0);
+	CHECK_EQ(hm_reclaim(sys, 8 * MiB, &freed), 0);
+	CHECK_EQ(freed, 0);			/* nothing to free without swap */
+	CHECK_EQ(hm_munmap(mm, a + 4096, 511 * 4096), 0);	/* one 4 KiB page left */
+	CHECK_EQ(stat_of(sys, "thp_deferred_split_page"), 1);
+	CHECK_EQ(stat_of(sys, "nr_anon_pages"), 1024);
+	CHECK_EQ(hm_reclaim(sys, 8 * MiB, &freed), 0);
+	STEP(sys);
+	CHECK_EQ(freed, 511 * 4096);
+	CHECK_EQ(stat_of(sys, "thp_split_page"), 1);
+	CHECK_EQ(stat_of(sys, "nr_anon_pages"), 513);
+	CHECK_EQ(t_peek(mm, a), t_pattern(12, 0));
+	CHECK_EQ(wrong_at(mm, a, 2 * MiB, 2 * MiB, 12), 0);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/* With swap, a partly unmapped huge page is split before anything goes
+ * out, and its 4 KiB pieces can then be swapped like any other. */
+static void reclaim_splits_then_swaps(void)
+{
+	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, freed;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, 2 * MiB, 13), 0);
+	CHECK_EQ(hm_munmap(mm, a + MiB, MiB), 0);
+	CHECK_EQ(hm_reclaim(sys, 64 * MiB, &freed), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "thp_split_page"), 1);
+	CHECK(freed >= MiB);
+	CHECK_EQ(hm_madvise(mm, a, MiB, MADV_PAGEOUT), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "nr_anon_pages"), 0);
+	CHECK_EQ(wrong_at(mm, a, 0, MiB, 13), 0);
+	hm_mm_destroy(mm);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
+	hm_system_destroy(sys);
+}
+
 /* STEP() checks every step; HM_CHECK after every access would be slow. */
 static void no_auto_check(void) { t_flags = 0; }
 
 T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(overcommit),
        T(swap_full), T(damaged_file), T(bad_swap_config), T(pageout_1g),
        T(cow_after_swapout_parent), T(cow_after_swapout_child), T(cow_after_swapout_thp_parent),
-       T(cow_after_swapout_thp_child))
+       T(cow_after_swapout_thp_child), T(reclaim_without_swap), T(reclaim_splits_then_swaps))
