@@ -88,23 +88,34 @@ static inline uint64_t t_zero_frames(struct hm_system *sys)
  * thousands of pages turns it off (its STEP()s still check every step). */
 static unsigned t_flags = HM_CHECK;
 
-/* A system for tests: @phys bytes, t_flags, defaults otherwise. */
-static inline struct hm_system *t_system(uint64_t phys, int thp_pud, int thp_pmd, int deposit)
+/* A config for tests: @phys bytes, t_flags, defaults otherwise. */
+static inline void t_config(struct hm_config *cfg, uint64_t phys, int thp_pud, int thp_pmd, int deposit)
 {
-	struct hm_config cfg;
+	hm_config_default(cfg);
+	cfg->phys_bytes = phys;
+	cfg->thp_pud = thp_pud;
+	cfg->thp_pmd = thp_pmd;
+	cfg->deposit = deposit;
+	cfg->flags = t_flags;
+}
+
+static inline struct hm_system *t_system_cfg(const struct hm_config *cfg)
+{
 	struct hm_system *sys = NULL;
 
-	hm_config_default(&cfg);
-	cfg.phys_bytes = phys;
-	cfg.thp_pud = thp_pud;
-	cfg.thp_pmd = thp_pmd;
-	cfg.deposit = deposit;
-	cfg.flags = t_flags;
-	if (hm_system_create(&cfg, &sys)) {
+	if (hm_system_create(cfg, &sys)) {
 		fprintf(stderr, "hm_system_create failed\n");
 		exit(2);
 	}
 	return sys;
+}
+
+static inline struct hm_system *t_system(uint64_t phys, int thp_pud, int thp_pmd, int deposit)
+{
+	struct hm_config cfg;
+
+	t_config(&cfg, phys, thp_pud, thp_pmd, deposit);
+	return t_system_cfg(&cfg);
 }
 
 /* A swap file for tests: a fresh path under /tmp, removed at exit. */
@@ -130,21 +141,11 @@ static inline struct hm_system *t_system_swap(uint64_t phys, uint64_t swap, int 
 					      int deposit)
 {
 	struct hm_config cfg;
-	struct hm_system *sys = NULL;
 
-	hm_config_default(&cfg);
-	cfg.phys_bytes = phys;
-	cfg.thp_pud = thp_pud;
-	cfg.thp_pmd = thp_pmd;
-	cfg.deposit = deposit;
-	cfg.flags = t_flags;
+	t_config(&cfg, phys, thp_pud, thp_pmd, deposit);
 	cfg.swap_path = t_swap_path();
 	cfg.swap_bytes = swap;
-	if (hm_system_create(&cfg, &sys)) {
-		fprintf(stderr, "hm_system_create with swap failed\n");
-		exit(2);
-	}
-	return sys;
+	return t_system_cfg(&cfg);
 }
 
 /* A deterministic 8-byte pattern for page @i of a test. */

@@ -116,14 +116,10 @@ static int copy_page(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
 
 static int split_for_cow(struct hm_mm *mm, hm_pte_t *slot, unsigned level)
 {
-	struct hm_split_tables st = { .n = 0 };
+	struct hm_split_tables st;
 
-	if (mm->sys->cfg.deposit == HM_DEPOSIT_LAZY) {
-		st.pfn[0] = hm_mm_pt_alloc(mm, 0);
-		if (st.pfn[0] == HM_PFN_NONE)
-			return -ENOMEM;
-		st.n = 1;
-	}
+	if (hm_split_table_lazy(mm, &st))
+		return -ENOMEM;
 	if (hm_split_leaf(mm, slot, level, &st))
 		hm_count(mm->sys, level == 2 ? HM_STAT_cow_split_pud : HM_STAT_cow_split_pmd);
 	hm_split_done(mm, &st);

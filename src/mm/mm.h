@@ -517,6 +517,9 @@ struct hm_split_tables {
  * tables first: -ENOMEM then, having changed nothing.
  */
 int hm_split_edges(struct hm_mm *mm, uint64_t start, uint64_t end);
+/* The one table a split of one leaf (or PMD swap entry) needs in lazy
+ * mode, into @st (none in eager mode): 0 or -ENOMEM. */
+int hm_split_table_lazy(struct hm_mm *mm, struct hm_split_tables *st);
 /* Free the tables of @st that a split did not use. */
 void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st);
 /* Split the leaf at *slot (level 1 or 2) under its table's lock; works

@@ -172,6 +172,18 @@ static int split_prepare(struct hm_mm *mm, uint64_t a, uint64_t b, struct hm_spl
 	return 0;
 }
 
+int hm_split_table_lazy(struct hm_mm *mm, struct hm_split_tables *st)
+{
+	st->n = 0;
+	if (mm->sys->cfg.deposit != HM_DEPOSIT_LAZY)
+		return 0;
+	st->pfn[0] = hm_mm_pt_alloc(mm, 0);
+	if (st->pfn[0] == HM_PFN_NONE)
+		return -ENOMEM;
+	st->n = 1;
+	return 0;
+}
+
 void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st)
 {
 	while (st->n)

@@ -362,16 +362,17 @@ int hm_swap_for_each_used(struct hm_swap *sw, int (*fn)(void *arg, uint64_t s, u
 	return ret;
 }
 
-int hm_swap_write(struct hm_swap *sw, uint64_t s, const void *buf, unsigned n)
+/* @n slots from @s, to or from @buf, looping over short transfers. A
+ * read of 0 bytes means the file ends before the slot (truncated
+ * underneath). */
+static int transfer(struct hm_swap *sw, uint64_t s, void *buf, unsigned n, bool write)
 {
-	const char *p = buf;
+	char *p = buf;
 	size_t left = (size_t)n * SLOT_SIZE;
 	off_t off = (off_t)(s * SLOT_SIZE);
 
-	hm_might_sleep();
-	check_range(sw, s, n);
 	while (left) {
-		ssize_t r = pwrite(sw->fd, p, left, off);
+		ssize_t r = write ? pwrite(sw->fd, p, left, off) : pread(sw->fd, p, left, off);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -382,6 +383,13 @@ int hm_swap_write(struct hm_swap *sw, uint64_t s, const void *buf, unsigned n)
 		left -= (size_t)r;
 	}
 	return 0;
+}
+
+int hm_swap_write(struct hm_swap *sw, uint64_t s, const void *buf, unsigned n)
+{
+	hm_might_sleep();
+	check_range(sw, s, n);
+	return transfer(sw, s, (void *)(uintptr_t)buf, n, true);
 }
 
 /* Whether any of [s, s + n) is still being written. */
@@ -400,10 +408,6 @@ static bool under_writeback(struct hm_swap *sw, uint64_t s, unsigned n)
 
 int hm_swap_read(struct hm_swap *sw, uint64_t s, void *buf, unsigned n)
 {
-	char *p = buf;
-	size_t left = (size_t)n * SLOT_SIZE;
-	off_t off = (off_t)(s * SLOT_SIZE);
-
 	hm_might_sleep();
 	check_range(sw, s, n);
 	/* Writeback is one pwrite: yield first, then sleep briefly so that a
@@ -417,17 +421,5 @@ int hm_swap_read(struct hm_swap *sw, uint64_t s, void *buf, unsigned n)
 			nanosleep(&ts, NULL);
 		}
 	}
-	while (left) {
-		ssize_t r = pread(sw->fd, p, left, off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		/* 0: the file ends before the slot (truncated underneath). */
-		if (r <= 0)
-			return -EIO;
-		p += r;
-		off += r;
-		left -= (size_t)r;
-	}
-	return 0;
+	return transfer(sw, s, buf, n, false);
 }

@@ -22,19 +22,11 @@
 static struct hm_system *make_system(uint64_t phys, int pud, unsigned max_ptes_none, unsigned flags)
 {
 	struct hm_config cfg;
-	struct hm_system *sys = NULL;
 
-	hm_config_default(&cfg);
-	cfg.phys_bytes = phys;
-	cfg.thp_pud = pud;
-	cfg.thp_pmd = HM_THP_ALWAYS;
+	t_config(&cfg, phys, pud, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
 	cfg.flags = flags;
 	cfg.khugepaged_max_ptes_none = max_ptes_none;
-	if (hm_system_create(&cfg, &sys)) {
-		fprintf(stderr, "hm_system_create failed\n");
-		exit(2);
-	}
-	return sys;
+	return t_system_cfg(&cfg);
 }
 
 /* A 2 MiB page, faulted in whole, every 4 KiB page holding its pattern. */
