@@ -265,7 +265,11 @@ struct hm_mapping {
 	bool swapped;		/* not present: in swap */
 	unsigned mapcount;	/* mappings of this page across all address spaces */
 	bool exclusive;		/* mapped by this address space alone: exact,
-				 * whatever the number of address spaces */
+				 * whatever the number of address spaces; and
+				 * in swap for no other one (a page swapped in
+				 * while another address space still has it in
+				 * swap is shared through the swap cache: a
+				 * write copies it) */
 };
 /* The huge zero page (see hm_read) shows as: size 2 MiB (4096 once split),
  * prot without PROT_WRITE whatever the mapping allows, mapcount 0 (its

@@ -126,8 +126,13 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had
 	 * falls back to smaller ones, as the kernel's THP allocations do not
 	 * reclaim hard either. */
-	while (pfn == HM_PFN_NONE && order == 0 && reclaim_again(sys, &stalls))
+	while (pfn == HM_PFN_NONE && order == 0 && reclaim_again(sys, &stalls)) {
 		pfn = hm_alloc_pages(ph, 0, order, 0);
+		/* A reclaimed frame that was a lent table slot went back to
+		 * the page-table cache. */
+		if (pfn == HM_PFN_NONE)
+			pfn = hm_ptcache_lend(&sys->pc);
+	}
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
 	struct hm_page *head = hm_pfn_page(ph, pfn);

@@ -258,20 +258,22 @@ static int prefault_write(struct hm_mm *mm, uint64_t start, uint64_t end, bool *
 static int write_span(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, const uint8_t *buf,
 		      uint64_t len, bool *faulted)
 {
-	struct pins p = { .n = 0, .cap = ((len + 2 * HM_PAGE_SIZE) >> HM_PAGE_SHIFT) + 1 };
+	struct pins p = { .head = NULL, .n = 0, .cap = ((len + 2 * HM_PAGE_SIZE) >> HM_PAGE_SHIFT) + 1 };
 	int r;
 
-	p.head = hm_malloc(&mm->sys->phys.fail, p.cap * sizeof(*p.head));
-	if (!p.head)
-		return -ENOMEM;
 	hm_down_read(&mm->mmap_lock);
+	/* -EFAULT before anything is allocated: a bad write fails the same
+	 * way whatever memory there is. */
 	if (!hm_vma_covers(mm, va, va + len, PROT_WRITE))
 		r = -EFAULT;
+	else if (!(p.head = hm_malloc(&mm->sys->phys.fail, p.cap * sizeof(*p.head))))
+		r = -ENOMEM;
 	else if (!(r = prefault_write(mm, va, va + len, faulted, &p))) {
 		hm_race_point("write_span_prefaulted");
 		r = copy(mm, c, va, (uint8_t *)(uintptr_t)buf, len, true, true, false, faulted);
 	}
-	unpin_all(mm, &p);
+	if (p.head)
+		unpin_all(mm, &p);
 	hm_up_read(&mm->mmap_lock);
 	return r;
 }

@@ -129,6 +129,7 @@ struct fz_case {
 	unsigned long tolerated;	/* known partial writes seen (FZ_TOLERATE) */
 	unsigned long tolerated_excl;	/* known inexact 2 MiB "exclusive" seen */
 	unsigned long ops, enomem, efault, forks;
+	char swap_path[64];	/* the case's swap file, when it has one */
 	char desc[200];		/* the current operation, for messages */
 	char why[600];		/* the first failure */
 };

@@ -162,7 +162,9 @@ void fz_op_split(struct fz_case *c)
 	if (!FZ_RC(c, hm_query(m->mm, va, &q), 0))
 		return;
 	c->free_before = fz_stat(c, "nr_free_pages");
-	if (q.size == FZ_1G)
+	if (q.swapped)
+		;	/* a 2 MiB page in swap: no leaf to split */
+	else if (q.size == FZ_1G)
 		want = alt = c->cfg.deposit == HM_DEPOSIT_LAZY ? -EOPNOTSUPP : 0;
 	else if (q.size == FZ_2M && level == 0)
 		want = alt = 0;

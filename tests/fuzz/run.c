@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 #include "internal.h"
@@ -58,6 +59,10 @@ bool fz_enomem_ok(struct fz_case *c, uint64_t need)
 {
 	if (c->fail_armed && hm__fail_hits(c->sys) > 0)
 		return true;
+	/* With swap, the last 32 frames are kept for swap-ins (folio.c): a
+	 * new page gets -ENOMEM when reclaim cannot make room above them. */
+	if (c->swap_path[0])
+		need += 33;
 	return c->free_before < need;
 }
 
@@ -108,6 +113,14 @@ static void decode_config(struct fz_case *c)
 	/* hm_check costs in proportion to physical memory: after every
 	 * change only on the small systems */
 	c->cfg.flags = b & 16 && c->cfg.phys_bytes <= (256ull << 20) ? HM_CHECK : 0;
+	/* A swap file half the time: reclaim runs every few steps (step.c),
+	 * and direct reclaim where memory runs out. Sized so that it may
+	 * fill up too. */
+	if (b & 64) {
+		snprintf(c->swap_path, sizeof(c->swap_path), "/tmp/hmfuzz-swap.%d.%p", (int)getpid(), (void *)c);
+		c->cfg.swap_path = c->swap_path;
+		c->cfg.swap_bytes = (c->cfg.phys_bytes < (256ull << 20) ? c->cfg.phys_bytes : 256ull << 20) / 2;
+	}
 	if (b & 32)
 		bad_configs(c);
 }
@@ -158,6 +171,8 @@ void fz_case_fini(struct fz_case *c)
 		uint64_t f = fz_free_frames(c);
 		FZ_CHECK(c, f == c->free0, "%" PRIu64 " frames free after destroying every address space, %" PRIu64 " before",
 			 f, c->free0);
+		FZ_CHECK(c, fz_stat(c, "swap_free_pages") == fz_stat(c, "swap_total_pages"),
+			 "swap slots in use after destroying every address space");
 	}
 	if (c->opts & FZ_VERBOSE) {
 		static const char *const names[] = { "pud_fault_alloc", "pmd_fault_alloc", "thp_fault_fallback",
@@ -170,5 +185,7 @@ void fz_case_fini(struct fz_case *c)
 				fprintf(stderr, "%s %" PRIu64 "%s", names[i], v, i + 1 < sizeof(names) / sizeof(names[0]) ? ", " : "\n");
 	}
 	hm_system_destroy(c->sys);
+	if (c->swap_path[0])
+		unlink(c->swap_path);
 	c->sys = NULL;
 }

@@ -42,6 +42,26 @@ static void dispatch(struct fz_case *c, unsigned op)
 		fz_op_migrate(c);
 }
 
+/* With swap, every eighth step: reclaim some memory, and page out a VMA
+ * of one address space. Decided by the step number, like the probes, so
+ * that a case decodes the same whatever the config. What was written must
+ * read back the same; the probes and the next verify see to it. */
+static void pressure(struct fz_case *c)
+{
+	struct fz_mm *m = &c->mm[(c->step / 8) % (uint64_t)c->nmm];
+	uint64_t freed;
+
+	snprintf(c->desc, sizeof(c->desc), "hm_reclaim after step %" PRIu64, c->step);
+	FZ_RC(c, hm_reclaim(c->sys, (c->step % 5 + 1) << 20, &freed), 0);
+	if (m->m.nv) {
+		const struct fz_vma *v = &m->m.v[(c->step * 7) % m->m.nv];
+
+		snprintf(c->desc, sizeof(c->desc), "MADV_PAGEOUT of [%#" PRIx64 ", %#" PRIx64 ") after step %" PRIu64,
+			 v->start, v->end, c->step);
+		FZ_RC(c, hm_madvise(m->mm, v->start, v->end - v->start, MADV_PAGEOUT), 0);
+	}
+}
+
 static void spot_checks(struct fz_case *c)
 {
 	struct fz_mm *m = &c->mm[c->step % (uint64_t)c->nmm];
@@ -87,6 +107,8 @@ void fz_step(struct fz_case *c)
 			c->failed != failed ? "  <- FAILED" : "");
 	if (c->failed)
 		return;
+	if (c->swap_path[0] && c->nmm && c->step % 8 == 5)
+		pressure(c);
 	/* HM_CHECK checked after every change already; otherwise every step,
 	 * or every 16th on a system big enough for 1 GiB pages */
 	if (!(c->cfg.flags & HM_CHECK) && (c->cfg.phys_bytes <= (256ull << 20) || c->step % 16 == 15)) {
