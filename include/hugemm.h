@@ -113,7 +113,9 @@ HM_API void hm_config_default(struct hm_config *cfg);
  * swap_bytes 0 or not a multiple of 4 KiB), -ENOMEM if the host refuses
  * the memory; for a swap file that cannot be made, the error of the
  * system call that failed (-ENOENT, -EACCES, -EISDIR, -ENOSPC when the
- * disk cannot hold swap_bytes, ...), and no system.
+ * disk cannot hold swap_bytes, ...), and no system: a swap file it created
+ * is removed again (one that existed was truncated: give a path of its
+ * own).
  * Context: any thread.
  */
 HM_API int hm_system_create(const struct hm_config *cfg, struct hm_system **out);
@@ -237,12 +239,14 @@ HM_API int hm_read(struct hm_mm *mm, uint64_t va, void *buf, uint64_t len);
 HM_API int hm_write(struct hm_mm *mm, uint64_t va, const void *buf, uint64_t len);
 
 /*
- * hm_reclaim - free up to @bytes of physical memory now, as the kernel's
+ * hm_reclaim - free about @bytes of physical memory now, as the kernel's
  * reclaim does: least recently used pages first (their accessed bits are
  * looked at through the reverse map, and a page used since the last look
  * gets a second chance), written to the swap file for every address space
- * that maps them, pages shared after fork included. *freed = bytes freed:
- * less than asked (0 too) is not an error; without a swap file, or with it
+ * that maps them, pages shared after fork included; the unmapped parts of
+ * partly unmapped huge pages go first. *freed = bytes freed: it works in
+ * batches (32 pages or huge pages), so it may free up to a batch more than
+ * asked; less (0 too) is not an error; without a swap file, or with it
  * full, nothing can be freed this way. A read or write of a page in swap
  * brings it back (4 KiB, or 2 MiB where a 2 MiB page may go and its
  * cluster is whole).
@@ -292,7 +296,7 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * frames, those on their way back from unmaps included), nr_free_pending
  * (frames and tables on their way back: 0 after hm_drain).
  * Deferred split: thp_deferred_split_page (huge pages queued when an unmap
- * left them partly mapped, each counted once), thp_split_page (huge pages split under memory
+ * or a copy-on-write left them partly mapped, each counted once), thp_split_page (huge pages split under memory
  * pressure to free their unmapped or zero-filled parts; a 1 GiB page counts
  * once for its split into 2 MiB pages, and each of those split further
  * once more), thp_underused_split_page (of those, split because more than

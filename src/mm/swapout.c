@@ -268,10 +268,6 @@ int hm_swapout_begin(struct hm_system *sys, struct hm_swapout *so, uint32_t head
 		so->slots = NULL;
 		return r;
 	}
-	/* Per 2 MiB page: whole into a cluster or not (a 1 GiB one goes out
-	 * as 512 of them). */
-	for (uint32_t c = 0; order && c < nr; c += HM_PTRS)
-		hm_count(sys, chunk_in_cluster(so->slots, c) ? HM_STAT_thp_swpout : HM_STAT_thp_swpout_fallback);
 	for (unsigned i = 0; i < ls->n && !r; i++)
 		r = unmap_from(ls->mm[i], so);
 	if (!r && hm_load(&h->large_mapcount))
@@ -319,12 +315,16 @@ int hm_swapout_end(struct hm_swapout *so, const struct hm_lockset *ls)
 	hm_assert(h->large_mapcount == 0);
 	__atomic_and_fetch(&h->flags, ~(PG_SWAPCACHE | PG_ISOLATED), __ATOMIC_RELAXED);
 	hm_spin_unlock(lock);
+	/* Per 2 MiB page written: whole into a cluster or not (a 1 GiB one
+	 * goes out as 512 of them). */
+	for (uint32_t c = 0; write && order && c < nr; c += HM_PTRS)
+		hm_count(sys, chunk_in_cluster(so->slots, c) ? HM_STAT_thp_swpout : HM_STAT_thp_swpout_fallback);
+	if (write)
+		hm_add(&sys->events[HM_STAT_pswpout], nr);
 	/* The entries' counts keep the slots now. */
 	release_slots(so, nr, HM_SWP_CACHE | HM_SWP_WRITEBACK);
 	free(so->slots);
 	hm_sub(&sys->nr_anon_frames, nr);
 	hm_free_frames(&sys->pc, so->head, order);
-	if (write)
-		hm_add(&sys->events[HM_STAT_pswpout], nr);
 	return 0;
 }

@@ -67,7 +67,15 @@ int hm_swap_init(struct hm_swap *sw, const char *path, uint64_t bytes, struct hm
 		goto out_free;
 	}
 
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* A file we create we also remove if we fail, so that a failed
+	 * hm_system_create leaves no file behind. */
+	bool created = true;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		created = false;
+		fd = open(path, O_RDWR | O_TRUNC | O_CLOEXEC);
+	}
 	if (fd < 0) {
 		err = -errno;
 		goto out_free;
@@ -98,6 +106,8 @@ int hm_swap_init(struct hm_swap *sw, const char *path, uint64_t bytes, struct hm
 
 out_close:
 	close(fd);
+	if (created)
+		unlink(path);
 out_free:
 	free(sw->map);
 	free(sw->cl_used);
