@@ -172,6 +172,7 @@ static uint64_t pressure(uint64_t phys, const char *swap_path)
 	cfg.swap_path = swap_path;
 	cfg.swap_bytes = 3 * phys;
 	if ((r = hm_system_create(&cfg, &sys))) {
+		fflush(stdout);
 		fprintf(stderr, "hugemm demo: cannot make the swap file %s: %s\n", swap_path, strerror(-r));
 		return 1;
 	}
