@@ -204,8 +204,9 @@ HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
  *                     nothing (madvise(2) may act on them; we need not).
  *   MADV_PAGEOUT      write the range's pages that this address space alone
  *                     maps to swap and free them (as Linux: pages shared
- *                     after fork are left to hm_reclaim; huge pages only
- *                     when the range holds them whole); without swap, or
+ *                     after fork are left to hm_reclaim; a 2 MiB page
+ *                     the range holds in part is split first, a 1 GiB
+ *                     page goes only whole); without swap, or
  *                     with it full, it does what it can and returns 0.
  * Any other advice is -EINVAL, MADV_COLLAPSE included until it is
  * implemented.  Unaligned @addr is -EINVAL, len 0 is 0, and

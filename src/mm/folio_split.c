@@ -219,3 +219,38 @@ bool hm_folio_split_locked(struct hm_system *sys, uint32_t head, struct hm_gathe
 	hm_count(sys, HM_STAT_thp_split_page);
 	return true;
 }
+
+bool hm_folio_split_at(struct hm_mm *mm, uint64_t va)
+{
+	hm_assert_rwsem_held(&mm->mmap_lock);
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	struct hm_split_result res = { 0 };
+	struct hm_gather g;
+	unsigned level;
+	bool done = false;
+
+	hm_mutex_lock(&sys->split_lock);
+	hm_gather_init_rcu(&g, &sys->pc);
+	hm_pte_t *slot = hm_pt_walk(ph, mm->root, sys->top, va, &level);
+	if (level == 0) {
+		/* Under the PTE's lock the frame stays mapped, so its folio is
+		 * alive and its head stable once we hold every folio lock. */
+		hm_spin_t *ptl = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
+
+		hm_spin_lock(ptl);
+		hm_pte_t e = pt_get(slot);
+		if (pt_present(e) && !hm_is_huge_zero(sys, pt_pfn(e, 0))) {
+			hm_folio_lock_all(sys);
+			uint32_t head = hm_folio_head(ph, pt_pfn(e, 0));
+
+			if (hm_pfn_page(ph, head)->order == HM_PMD_ORDER)
+				done = hm_folio_split_locked(sys, head, &g, &res);
+			hm_folio_unlock_all(sys);
+		}
+		hm_spin_unlock(ptl);
+	}
+	hm_gather_finish(&g);
+	hm_mutex_unlock(&sys->split_lock);
+	return done;
+}

@@ -419,6 +419,10 @@ struct hm_split_result {
  */
 bool hm_folio_split_locked(struct hm_system *sys, uint32_t head, struct hm_gather *g,
 			   struct hm_split_result *res);
+/* Split the 2 MiB folio that the PTE at @va maps into 4 KiB folios, if it
+ * can be (MADV_PAGEOUT of part of it). Context: mmap_lock held, no
+ * spinlock; takes split_lock. */
+bool hm_folio_split_at(struct hm_mm *mm, uint64_t va);
 
 /*
  * deferred.c — the deferred split queue and the THP shrinkers.

@@ -310,6 +310,39 @@ int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed)
 
 /* ---- MADV_PAGEOUT ------------------------------------------------------ */
 
+/*
+ * A 2 MiB page that the range covers only in part is split first, as the
+ * kernel's pageout splits a large folio it was given part of: its mapping
+ * (from the deposit) if a PMD maps it, then the folio. Only at the range's
+ * two ends; a 1 GiB page is left whole.
+ */
+static void split_edge(struct hm_mm *mm, uint64_t va, uint64_t start, uint64_t end)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	unsigned level;
+	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
+	hm_pte_t e = pt_get(slot);
+
+	if (level > 1 || !pt_present(e) || hm_is_huge_zero(mm->sys, pt_pfn(e, level)))
+		return;
+	uint64_t base = HM_ALIGN_DOWN(va, HM_PMD_SIZE);
+	if (base >= start && base + HM_PMD_SIZE <= end)
+		return;
+	if (level == 1) {
+		struct hm_split_tables st;
+
+		/* In a read section: a copy-on-write may free the folio. */
+		hm_rcu_read_lock();
+		bool piece = hm_folio_head(ph, pt_pfn(e, 1)) != pt_pfn(e, 1);
+		hm_rcu_read_unlock();
+		if (piece || hm_split_table_lazy(mm, &st))
+			return;	/* a piece of a 1 GiB page, or no table */
+		hm_split_leaf(mm, slot, 1, &st);
+		hm_split_done(mm, &st);
+	}
+	hm_folio_split_at(mm, va);
+}
+
 int hm_pageout_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 {
 	hm_assert_rwsem_held(&mm->mmap_lock);
@@ -322,6 +355,8 @@ int hm_pageout_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 	if (!hm_swap_enabled(&sys->swap))
 		return 0;
 	hm_reclaim_enter(mm, NULL);
+	split_edge(mm, start, start, end);
+	split_edge(mm, end - HM_PAGE_SIZE, start, end);
 	hm_mutex_lock(&sys->reclaim_lock);
 	ctx.in_reclaim = true;
 	for (uint64_t va = start; va < end || n;) {
@@ -341,8 +376,7 @@ int hm_pageout_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 			struct hm_page *h = hm_pfn_page(ph, head);
 			uint64_t fstart = h->folio.index << HM_PAGE_SHIFT;
 
-			/* Whole folios inside the range only: the kernel's pageout
-			 * does not split a huge page it was given part of either. */
+			/* Whole folios inside the range (the ends were split). */
 			if (head != last && fstart >= start && fstart + (HM_PAGE_SIZE << h->order) <= end &&
 			    hm_folio_isolate(sys, head, mm)) {
 				batch[n++] = last = head;

@@ -445,10 +445,46 @@ static void reclaim_splits_then_swaps(void)
 	hm_system_destroy(sys);
 }
 
+/* The kernel's cow.c case "a THP with one PTE swapped": MADV_PAGEOUT of
+ * 4 KiB of a 2 MiB page splits it (mapping and folio) and swaps out that
+ * page alone; then copy-on-write after fork on it and around it. */
+static void thp_one_pte_swapped(void)
+{
+	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm, *child;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, 2 * MiB, 14), 0);
+	CHECK_EQ(stat_of(sys, "nr_anon_pmd"), 1);
+	CHECK_EQ(hm_madvise(mm, a + 5 * 4096, 4096, MADV_PAGEOUT), 0);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "thp_split_page"), 1);
+	CHECK_EQ(stat_of(sys, "pswpout"), 1);
+	CHECK(swapped(mm, a + 5 * 4096, 4096));
+	CHECK(!swapped(mm, a + 4 * 4096, 4096));
+	CHECK_EQ(stat_of(sys, "nr_anon_pages"), 511);
+	REQUIRE(hm_fork(mm, &child) == 0);
+	t_poke(child, a + 5 * 4096, 0x55);	/* swapped page */
+	t_poke(mm, a + 6 * 4096, 0x66);		/* its neighbour */
+	STEP(sys);
+	CHECK_EQ(t_peek(mm, a + 5 * 4096), t_pattern(14, 5));
+	CHECK_EQ(t_peek(child, a + 6 * 4096), t_pattern(14, 6));
+	CHECK_EQ(wrong_at(mm, a, 7 * 4096, 2 * MiB - 7 * 4096, 14), 0);
+	CHECK_EQ(wrong_at(child, a, 7 * 4096, 2 * MiB - 7 * 4096, 14), 0);
+	hm_mm_destroy(child);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
+	hm_system_destroy(sys);
+}
+
 /* STEP() checks every step; HM_CHECK after every access would be slow. */
 static void no_auto_check(void) { t_flags = 0; }
 
 T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(overcommit),
        T(swap_full), T(swap_full_16), T(damaged_file), T(bad_swap_config), T(pageout_1g),
        T(cow_after_swapout_parent), T(cow_after_swapout_child), T(cow_after_swapout_thp_parent),
-       T(cow_after_swapout_thp_child), T(reclaim_without_swap), T(reclaim_splits_then_swaps))
+       T(cow_after_swapout_thp_child), T(reclaim_without_swap), T(reclaim_splits_then_swaps),
+       T(thp_one_pte_swapped))
