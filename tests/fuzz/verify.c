@@ -30,7 +30,7 @@ static unsigned sharers(struct fz_case *c, const struct hm_mapping *q, uint64_t 
 	for (int i = 0; i < c->nmm; i++) {
 		struct hm_mapping o;
 
-		if (!hm_query(c->mm[i].mm, va, &o) && o.size && page_pa(&o, va) == page_pa(q, va))
+		if (!hm_query(c->mm[i].mm, va, &o) && o.size && !o.swapped && page_pa(&o, va) == page_pa(q, va))
 			n++;
 	}
 	return n;
@@ -46,7 +46,7 @@ static bool chunk_shared(struct fz_case *c, struct fz_mm *m, const struct hm_map
 		for (uint64_t off = 0; off < FZ_2M;) {
 			struct hm_mapping o;
 
-			if (hm_query(c->mm[i].mm, q->va + off, &o) || !o.size) {
+			if (hm_query(c->mm[i].mm, q->va + off, &o) || !o.size || o.swapped) {
 				off += FZ_PAGE;
 				continue;
 			}
