@@ -240,6 +240,20 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_add(&mm->sys->nr_leaf[level], 1);
 }
 
+static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn);
+
+/* Is a page of the large folio at @head mapped by nothing? Context: the
+ * folio lock. */
+static bool any_unmapped_locked(struct hm_phys *ph, struct hm_page *h, uint32_t head)
+{
+	if (h->entire_mapcount)
+		return false;
+	for (uint32_t i = 0; i < (1u << h->order); i++)
+		if (page_maps_locked(ph, h, head + i) == 0)
+			return true;
+	return false;
+}
+
 bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_t slot)
 {
 	struct hm_phys *ph = mm_phys(mm);
@@ -261,6 +275,10 @@ bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_
 		hm_add(leaf_counter(ph, h, pfn, level), 1);
 		hm_add(&h->large_mapcount, 1);
 		slots_add(h, mm->slot_id, 1);
+		/* Mapped again from the swap cache, a huge page queued as partly
+		 * mapped may be whole again: then it leaves the queue. */
+		if (hm_deferred_partial_locked(mm->sys, head) && !any_unmapped_locked(ph, h, head))
+			hm_deferred_del_locked(mm->sys, head);
 		ok = true;
 	}
 	hm_spin_unlock(lock);

@@ -480,6 +480,39 @@ static void thp_one_pte_swapped(void)
 	hm_system_destroy(sys);
 }
 
+/* A 2 MiB page shared after fork goes out whole for both; the parent
+ * reads it back (into the swap cache) and unmaps 4 KiB of it, which queues
+ * it as partly mapped; the child then maps it whole from the swap cache:
+ * it must leave the queue (the fuzzer found hm_check failing). */
+static void cache_hit_maps_whole_again(void)
+{
+	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm, *child;
+	uint64_t a, freed;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, 2 * MiB, 15), 0);
+	REQUIRE(hm_fork(mm, &child) == 0);
+	CHECK_EQ(hm_reclaim(sys, 64 * MiB, &freed), 0);
+	CHECK(swapped(mm, a, 2 * MiB) && swapped(child, a, 2 * MiB));
+	CHECK_EQ(t_peek(mm, a), t_pattern(15, 0));	/* whole, into the cache */
+	CHECK_EQ(stat_of(sys, "thp_swpin"), 1);
+	CHECK_EQ(hm_munmap(mm, a + 4096, 4096), 0);
+	CHECK_EQ(stat_of(sys, "thp_deferred_split_page"), 1);
+	STEP(sys);
+	CHECK_EQ(t_peek(child, a + 4096), t_pattern(15, 1));	/* whole, from the cache */
+	CHECK_EQ(stat_of(sys, "swapin_cache_hit"), 1);
+	STEP(sys);
+	CHECK_EQ(wrong_at(child, a, 0, 2 * MiB, 15), 0);
+	CHECK_EQ(wrong_at(mm, a, 8192, 2 * MiB - 8192, 15), 0);
+	hm_mm_destroy(child);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
+	hm_system_destroy(sys);
+}
+
 /* STEP() checks every step; HM_CHECK after every access would be slow. */
 static void no_auto_check(void) { t_flags = 0; }
 
@@ -487,4 +520,4 @@ T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(ov
        T(swap_full), T(swap_full_16), T(damaged_file), T(bad_swap_config), T(pageout_1g),
        T(cow_after_swapout_parent), T(cow_after_swapout_child), T(cow_after_swapout_thp_parent),
        T(cow_after_swapout_thp_child), T(reclaim_without_swap), T(reclaim_splits_then_swaps),
-       T(thp_one_pte_swapped))
+       T(thp_one_pte_swapped), T(cache_hit_maps_whole_again))
