@@ -57,7 +57,7 @@ hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
  */
 #define HM_SWAPIN_RESERVE 32u
 
-static bool below_reserve(struct hm_system *sys, unsigned order)
+bool hm_below_reserve(struct hm_system *sys, unsigned order)
 {
 	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&sys->pc.nr_free_slots);
 
@@ -81,6 +81,21 @@ static bool reclaim_again(struct hm_system *sys, unsigned *stalls)
 	return hm_swap_enabled(&sys->swap) && hm_swap_free(&sys->swap) && ++*stalls < 8;
 }
 
+/* Reclaim until the frames kept for swap-ins are free again, or fail. */
+bool hm_reserve_refill(struct hm_system *sys, unsigned order)
+{
+	unsigned stalls = 0;
+
+	while (hm_below_reserve(sys, order)) {
+		/* Partly unmapped huge pages give memory back first. */
+		if (hm_thp_shrink(sys, HM_SWAPIN_RESERVE) && hm_ptcache_drain(&sys->pc))
+			continue;
+		if (order || !reclaim_again(sys, &stalls))
+			return hm_ptcache_drain(&sys->pc) && !hm_below_reserve(sys, order);
+	}
+	return true;
+}
+
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 {
 	return folio_alloc(mm, order, zero, false);
@@ -98,16 +113,8 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 
 	unsigned stalls = 0;
 
-	while (!reserve && below_reserve(sys, order)) {
-		/* Partly unmapped huge pages give memory back first, as below. */
-		if (hm_thp_shrink(sys, HM_SWAPIN_RESERVE) && hm_ptcache_drain(&sys->pc))
-			continue;
-		if (order || !reclaim_again(sys, &stalls)) {
-			if (hm_ptcache_drain(&sys->pc) && !below_reserve(sys, order))
-				break;
-			return HM_PFN_NONE;
-		}
-	}
+	if (!reserve && !hm_reserve_refill(sys, order))
+		return HM_PFN_NONE;
 	uint32_t pfn = hm_alloc_pages(ph, 0, order, 0);
 
 	/* Frames on their way back from unmaps, then empty page-table blocks,

@@ -192,7 +192,11 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 		free(mm);
 		return -ENOMEM;
 	}
+	/* May reclaim: the new mm maps nothing yet, and reclaim takes no
+	 * lock that mms_lock could be waiting for. */
+	hm_reclaim_enter(NULL, NULL);
 	mm->root = hm_mm_pt_alloc(mm, sys->top);
+	hm_reclaim_exit();
 	if (mm->root == HM_PFN_NONE) {
 		slot_id_put_locked(sys, mm->slot_id);
 		hm_mutex_unlock(&sys->mms_lock);

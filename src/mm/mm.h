@@ -204,6 +204,11 @@ int hm_vma_find_gap(struct hm_mm *mm, uint64_t hint, uint64_t len, uint64_t *out
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero);
 /* For a swap-in: may take the frames kept back for it (see folio.c). */
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
+/* With swap, the last free frames are kept for swap-ins (folio.c): is
+ * memory below that, for an allocation of @order? And reclaim until it is
+ * not (false if it cannot). Every allocation but a swap-in's asks. */
+bool hm_below_reserve(struct hm_system *sys, unsigned order);
+bool hm_reserve_refill(struct hm_system *sys, unsigned order);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
@@ -248,6 +253,9 @@ enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level);
 
 /* pgtable wrappers that keep mm->nr_tables (table.c) */
 uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level);
+/* For a swap-in (a PMD swap entry's split in lazy mode): may take the
+ * frames kept back for swap-ins. */
+uint32_t hm_mm_pt_alloc_swapin(struct hm_mm *mm, unsigned level);
 void hm_mm_pt_free_unused(struct hm_mm *mm, uint32_t pfn);
 void hm_mm_pt_unlink(struct hm_mm *mm, struct hm_gather *g, uint32_t pfn);
 hm_spin_t *hm_mm_table_lock(struct hm_mm *mm, uint32_t table);

@@ -193,8 +193,11 @@ void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st)
 int hm_split_edges(struct hm_mm *mm, uint64_t start, uint64_t end)
 {
 	struct hm_split_tables st;
+
+	hm_reclaim_enter(mm, NULL);	/* lazy mode's tables may reclaim */
 	int r = split_prepare(mm, start, end, &st);
 
+	hm_reclaim_exit();
 	if (r)
 		return r;
 	split_at(mm, start, &st);

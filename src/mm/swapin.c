@@ -76,10 +76,14 @@ static bool map_cached_locked(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t
  * it 512 PTE swap entries, and let the access fault again. */
 static int split_swap_entry(struct hm_mm *mm, hm_pte_t *slot)
 {
-	struct hm_split_tables st;
+	struct hm_split_tables st = { .n = 0 };
 
-	if (hm_split_table_lazy(mm, &st))
-		return -ENOMEM;
+	if (mm->sys->cfg.deposit == HM_DEPOSIT_LAZY) {
+		/* From the swap-in reserve: what is in swap stays readable. */
+		if ((st.pfn[0] = hm_mm_pt_alloc_swapin(mm, 0)) == HM_PFN_NONE)
+			return -ENOMEM;
+		st.n = 1;
+	}
 	hm_split_swap_pmd(mm, slot, &st);
 	hm_split_done(mm, &st);
 	return 0;

@@ -5,8 +5,12 @@
  */
 #include "mm.h"
 
-uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level)
+static uint32_t pt_alloc(struct hm_mm *mm, unsigned level, bool swapin)
 {
+	/* Tables for new memory must not eat the frames kept for swap-ins
+	 * either, or what is in swap could not always be read back. */
+	if (!swapin && !hm_reserve_refill(mm->sys, 0))
+		return HM_PFN_NONE;
 	uint32_t pfn = hm_pt_alloc(&mm->sys->pc, level, mm->id);
 
 	while (pfn == HM_PFN_NONE && hm_reclaim_direct(mm->sys, 1))
@@ -15,6 +19,16 @@ uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level)
 	if (pfn != HM_PFN_NONE)
 		hm_add(&mm->nr_tables, 1);
 	return pfn;
+}
+
+uint32_t hm_mm_pt_alloc(struct hm_mm *mm, unsigned level)
+{
+	return pt_alloc(mm, level, false);
+}
+
+uint32_t hm_mm_pt_alloc_swapin(struct hm_mm *mm, unsigned level)
+{
+	return pt_alloc(mm, level, true);
 }
 
 /* A table that was never published. */
