@@ -170,6 +170,27 @@ bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_
 	return got;
 }
 
+bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)
+{
+	struct hm_page *pg = hm_pfn_page(&sys->phys, pfn);
+
+	/* Heads only (a 2 MiB folio's first slot names its head), and only
+	 * folios still in the swap cache. */
+	if (!(hm_load_relaxed(&pg->flags) & PG_HEAD) || !(hm_load_relaxed(&pg->flags) & PG_SWAPCACHE))
+		return false;
+	uint32_t now;
+	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &now);
+	bool got = false;
+
+	if (now == pfn && (hm_load_relaxed(&pg->flags) & PG_SWAPCACHE) && isolatable_locked(sys, pg, pfn)) {
+		hm_lru_del_locked(sys, pfn);
+		__atomic_or_fetch(&pg->flags, PG_ISOLATED, __ATOMIC_RELAXED);
+		got = true;
+	}
+	hm_spin_unlock(lock);
+	return got;
+}
+
 void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);

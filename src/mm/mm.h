@@ -133,6 +133,8 @@ struct hm_system {
 	uint64_t nr_lru[2];		/* lru_lock; atomic for statistics */
 	uint64_t nr_swap_entries;	/* swap entries in all tables (PMD
 					 * ones count 512); atomic */
+	uint64_t cache_cursor;		/* where reclaim looks in the swap cache
+					 * next when swap is full; reclaim_lock */
 	/* Folio split and the deferred split queue (folio_split.c,
 	 * deferred.c). The queue is linked through the first tail page of
 	 * each folio on it (hm_page.deferred). */
@@ -326,6 +328,9 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 /* Isolate a folio found mapped in a table; @alone_in non-NULL: only if
  * that mm alone maps it. Context: inside an RCU read section. */
 bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in);
+/* Isolate the swap-cache folio whose head is @pfn, if it still is one.
+ * Context: inside an RCU read section (the frame came from the cache). */
+bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn);
 /* Give an isolated folio back: to the head of a list if still mapped, else
  * free it after a grace period (it lost its last mapping while isolated).
  * Context: no spinlock, not in an RCU read section. */

@@ -118,7 +118,9 @@ int hm_swap_in(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigne
 	hm_swap_dup(&sys->swap, s, n);
 	hm_spin_unlock(lock);
 
-	uint32_t folio = hm_folio_alloc_swapin(mm, level * HM_PMD_ORDER);
+	/* Only a 4 KiB swap-in may take the frames kept for swap-ins: a 2 MiB
+	 * one would take them all, and falls back to 4 KiB instead. */
+	uint32_t folio = level ? hm_folio_alloc(mm, HM_PMD_ORDER, false) : hm_folio_alloc_swapin(mm, 0);
 	if (folio == HM_PFN_NONE) {
 		hm_swap_put(&sys->swap, s, n);
 		return level ? split_swap_entry(mm, slot) : -ENOMEM;

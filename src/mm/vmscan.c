@@ -244,6 +244,39 @@ static uint64_t shrink_inactive(struct hm_system *sys, bool *full, unsigned *loo
 	return swap_out_batch(sys, batch, n, true, full);
 }
 
+/*
+ * Swap full: only folios in the swap cache can go (their slots are
+ * theirs). Found through the swap cache rather than the lists, which may
+ * hold far more folios that cannot go, and taken without a second chance:
+ * this is what keeps every page in swap readable (a swap-in needs a frame).
+ */
+static uint64_t shrink_swapcache(struct hm_system *sys, uint64_t want)
+{
+	uint32_t pfns[BATCH], batch[BATCH];
+	unsigned max = (unsigned)HM_MIN(want, BATCH);
+	uint64_t freed = 0;
+	bool full = true;
+
+	/* Once round the device at most, a window at a time. */
+	for (uint64_t looked = 0; !freed && looked < sys->swap.nr_slots; looked += 64ull * max) {
+		unsigned n = hm_swap_cache_collect(&sys->swap, pfns, max, &sys->cache_cursor), got = 0;
+
+		hm_rcu_read_lock();	/* a frame the cache named may be on its way out */
+		for (unsigned i = 0; i < n; i++) {
+			bool dup = false;
+
+			for (unsigned j = 0; j < got && !dup; j++)
+				dup = batch[j] == pfns[i];
+			if (!dup && hm_folio_isolate_cached(sys, pfns[i]))
+				batch[got++] = pfns[i];
+		}
+		hm_rcu_read_unlock();
+		if (got)
+			freed += swap_out_batch(sys, batch, got, false, &full);
+	}
+	return freed;
+}
+
 static uint64_t shrink_lists(struct hm_system *sys, uint64_t want)
 {
 	uint64_t freed = 0, scanned = 0;
@@ -254,8 +287,19 @@ static uint64_t shrink_lists(struct hm_system *sys, uint64_t want)
 	ctx.in_reclaim = true;
 	hm_mutex_lock(&sys->reclaim_lock);
 	/* Each folio may need three looks: inactive -> active (accessed),
-	 * active -> inactive (idle since), then out. */
-	uint64_t budget = 3 * (hm_load_relaxed(&sys->nr_lru[0]) + hm_load_relaxed(&sys->nr_lru[1])) + BATCH;
+	 * active -> inactive (idle since), then out. But no more than 64
+	 * looks a frame wanted: a fault that reclaims when nothing can go
+	 * (swap full of dirty pages) must fail fast, not scan every list over
+	 * for every page it asks for (the fuzzer found writes that took
+	 * minutes). */
+	if (!hm_swap_free(&sys->swap)) {
+		freed = shrink_swapcache(sys, want);
+		hm_mutex_unlock(&sys->reclaim_lock);
+		ctx.in_reclaim = false;
+		return freed;
+	}
+	uint64_t all = hm_load_relaxed(&sys->nr_lru[0]) + hm_load_relaxed(&sys->nr_lru[1]);
+	uint64_t budget = HM_MIN(3 * all + BATCH, HM_MAX(64 * want, 4 * BATCH));
 
 	bool stuck = false;
 

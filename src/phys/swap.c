@@ -433,3 +433,25 @@ int hm_swap_read(struct hm_swap *sw, uint64_t s, void *buf, unsigned n)
 	}
 	return transfer(sw, s, buf, n, false);
 }
+
+unsigned hm_swap_cache_collect(struct hm_swap *sw, uint32_t *out, unsigned max, uint64_t *cursor)
+{
+	unsigned n = 0;
+
+	if (!sw->nr_slots)
+		return 0;
+	hm_spin_lock(&sw->lock);
+	uint64_t s = *cursor % sw->nr_slots;
+
+	/* A bounded look: at most 64 slots per page wanted. */
+	for (uint64_t looked = 0; looked < sw->nr_slots && looked < 64ull * max && n < max; looked++) {
+		if ((sw->map[s] & (HM_SWP_CACHE | HM_SWP_WRITEBACK)) == HM_SWP_CACHE &&
+		    sw->cache[s] != HM_PFN_NONE)
+			out[n++] = sw->cache[s];
+		if (++s == sw->nr_slots)
+			s = 0;
+	}
+	*cursor = s;
+	hm_spin_unlock(&sw->lock);
+	return n;
+}

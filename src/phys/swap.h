@@ -98,6 +98,10 @@ bool hm_swap_cache_add(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t pfn)
  * then the reader waits for the write and reads the file). The page may
  * be on its way out: the caller checks it under the page's own lock. */
 uint32_t hm_swap_cache_lookup(struct hm_swap *sw, uint64_t s);
+/* Up to @max frames that hold cached slots, looking from *cursor on
+ * (advanced): the pages reclaim can drop without a new slot when swap is
+ * full. A snapshot: the caller checks each under its folio lock. */
+unsigned hm_swap_cache_collect(struct hm_swap *sw, uint32_t *out, unsigned max, uint64_t *cursor);
 /* hm_check, inside hm_swap_for_each_used: the cache entry of slot @s. */
 uint32_t hm_swap_cache_pfn(struct hm_swap *sw, uint64_t s);
 /* The word of slot @s (hm_check, decisions under the caller's own locks
