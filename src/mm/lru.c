@@ -101,6 +101,12 @@ static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t
 {
 	uint32_t f = hm_load_relaxed(&h->flags);
 
+	/* Lazy mode: a huge page mapped whole would go out as a PMD swap
+	 * entry, which has no deposit, so reading it back when memory is full
+	 * would need a table (or 512 frames) that may not be had: it stays
+	 * until its mapping is split. */
+	if (sys->cfg.deposit == HM_DEPOSIT_LAZY && h->order && h->entire_mapcount)
+		return false;
 	return (f & PG_HEAD) && !(f & (PG_ISOLATED | PG_HUGE_ZERO | PG_FREEING)) &&
 	       h->large_mapcount > 0 && !hm_load(hm_pin_slot(&sys->phys, head));
 }

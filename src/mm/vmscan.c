@@ -320,6 +320,10 @@ static uint64_t shrink_lists(struct hm_system *sys, uint64_t want)
 			break;
 		scanned += looked + aged;
 	}
+	/* Swap ran full on the way (or the lists gave too little within the
+	 * budget): what is in the swap cache can still go. */
+	if (freed < want && (full || !hm_swap_free(&sys->swap) || scanned >= budget))
+		freed += shrink_swapcache(sys, want - freed);
 	hm_mutex_unlock(&sys->reclaim_lock);
 	ctx.in_reclaim = false;
 	return freed;
