@@ -160,14 +160,17 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 	return n;
 }
 
-bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in)
+/* Isolate the folio headed by @head if it still is one, is isolatable,
+ * has every flag of @need, and (with @alone_in) that mm alone maps it. */
+static bool isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in, uint32_t need)
 {
 	uint32_t now;
 	hm_spin_t *lock = hm_lock_folio_of(sys, head, &now);
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	bool got = false;
 
-	if (now == head && isolatable_locked(sys, h, head) && (!alone_in || hm_folio_alone_locked(h, alone_in->slot_id))) {
+	if (now == head && (hm_load_relaxed(&h->flags) & need) == need && isolatable_locked(sys, h, head) &&
+	    (!alone_in || hm_folio_alone_locked(h, alone_in->slot_id))) {
 		hm_lru_del_locked(sys, head);
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
 		got = true;
@@ -176,25 +179,20 @@ bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_
 	return got;
 }
 
+bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in)
+{
+	return isolate(sys, head, alone_in, 0);
+}
+
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)
 {
-	struct hm_page *pg = hm_pfn_page(&sys->phys, pfn);
+	uint32_t f = hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags);
 
 	/* Heads only (a 2 MiB folio's first slot names its head), and only
 	 * folios still in the swap cache. */
-	if (!(hm_load_relaxed(&pg->flags) & PG_HEAD) || !(hm_load_relaxed(&pg->flags) & PG_SWAPCACHE))
+	if (!(f & PG_HEAD) || !(f & PG_SWAPCACHE))
 		return false;
-	uint32_t now;
-	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &now);
-	bool got = false;
-
-	if (now == pfn && (hm_load_relaxed(&pg->flags) & PG_SWAPCACHE) && isolatable_locked(sys, pg, pfn)) {
-		hm_lru_del_locked(sys, pfn);
-		__atomic_or_fetch(&pg->flags, PG_ISOLATED, __ATOMIC_RELAXED);
-		got = true;
-	}
-	hm_spin_unlock(lock);
-	return got;
+	return isolate(sys, pfn, NULL, PG_SWAPCACHE);
 }
 
 void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active)
