@@ -293,13 +293,15 @@ static void take(struct batch *b, struct work *w, uint32_t head)
 		for (uint32_t i = 0; i < HM_PTRS && room; i++)
 			room = !work_push(sys, w, head + i * (1u << (order - HM_PMD_ORDER)));
 		w->n = before;
-		if (room && split_folio(sys, head, &b->ls)) {
+		if (!room)
+			hm_folio_putback(sys, head, false);
+		else if (split_folio(sys, head, &b->ls)) {
 			hm_count(sys, HM_STAT_thp_migration_split);
 			for (uint32_t i = 0; i < HM_PTRS; i++)
 				work_push(sys, w, head + i * (1u << (order - HM_PMD_ORDER)));
 			return;
 		}
-		/* Given back by split_folio. */
+		/* (split_folio gives it back, split or not) */
 		fail_folio(sys, order);
 		b->nomem = true;
 		return;
