@@ -119,7 +119,8 @@ clean:
 # ---- Fuzzing and soak (issue 7); see tests/fuzz/fuzz.h --------------------
 #   make fuzz         libFuzzer (clang, ASan+UBSan) for FUZZ_SECONDS, corpus in build/libfuzzer/corpus
 #   make fuzz-smoke   the seeded driver under ASan+UBSan for FUZZ_SMOKE_SECONDS (CI runs it)
-#   make soak         threads fork, split and write on 2 MiB and 1 GiB pages for SOAK_SECONDS
+#   make soak         threads fork, split and write on 2 MiB and 1 GiB pages for SOAK_SECONDS;
+#                     then 20 s per page size of migration under readers and writers
 # A failure prints its seed and the command that replays it; failing inputs
 # become regression cases in tests/fuzz/regress/ (tests/stress/fuzz_replay).
 FUZZ_SECONDS ?= 600
@@ -187,5 +188,6 @@ fuzz-smoke-run: $(BUILD)/hmfuzz
 		$(BUILD)/hmfuzz -t $$(( $(FUZZ_SMOKE_SECONDS) * 3 / 4 )) -T $$(( $(FUZZ_SMOKE_SECONDS) / 4 )) \
 		-o $(BUILD)/fuzz-crashes $(FUZZ_K) $(FUZZ_ARGS)
 
-soak: deps $(BUILD)/hmfuzz
+soak: deps $(BUILD)/hmfuzz $(BUILD)/tests/stress/migrate_threads
 	$(BUILD)/hmfuzz -B -T $(SOAK_SECONDS) -K $(FUZZ_K) $(FUZZ_ARGS)
+	HM_MIGRATE_SECONDS=20 $(BUILD)/tests/stress/migrate_threads
