@@ -4,6 +4,7 @@
 #   make check           build and run the test suite (DEBUG=2)
 #   make check SAN=address,undefined   or   SAN=thread
 #   make bench           benchmarks against the host kernel and memset
+#   make bench-migrate   hm_migrate against memcpy (issue 9)
 #   make install PREFIX=/usr/local
 #
 # DEBUG=0..3 selects the run-time checking (see src/base/base.h).
@@ -42,7 +43,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-all bench bench-swap install clean deps
+.PHONY: all lib tests demo check check-all bench bench-swap bench-migrate install clean deps
 
 all: lib $(BUILD)/hugemm tests
 
@@ -75,6 +76,9 @@ $(BUILD)/hmbench: bench/bench.c $(BUILD)/libhugemm.a
 $(BUILD)/hmbench-swap: bench/swap.c $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
 
+$(BUILD)/hmbench-migrate: bench/migrate.c $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
+
 tests: $(TEST_BINS)
 
 demo: deps
@@ -96,9 +100,16 @@ check-all:
 	$(MAKE) check SAN=thread
 
 bench: deps
-	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap \
+		build/plain-d0/hmbench-migrate
 	build/plain-d0/hmbench $(BENCH_ARGS)
 	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
+	build/plain-d0/hmbench-migrate $(BENCH_MIGRATE_ARGS)
+
+# Only the migration benchmark (issue 9).
+bench-migrate: deps
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench-migrate
+	build/plain-d0/hmbench-migrate $(BENCH_MIGRATE_ARGS)
 
 # Only the swap benchmark (issue 8).
 bench-swap: deps
