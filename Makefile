@@ -70,13 +70,13 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
-$(BUILD)/hmbench: bench/bench.c $(BUILD)/libhugemm.a
+$(BUILD)/hmbench: bench/bench.c bench/util.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
 
-$(BUILD)/hmbench-swap: bench/swap.c $(BUILD)/libhugemm.a
+$(BUILD)/hmbench-swap: bench/swap.c bench/util.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
 
-$(BUILD)/hmbench-migrate: bench/migrate.c $(BUILD)/libhugemm.a
+$(BUILD)/hmbench-migrate: bench/migrate.c bench/util.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
 
 tests: $(TEST_BINS)

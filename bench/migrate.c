@@ -26,6 +26,8 @@
 
 #include <hugemm.h>
 
+#include "util.h"
+
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
 #define RW (PROT_READ | PROT_WRITE)
@@ -34,13 +36,6 @@
 static int rounds = 5;
 static uint64_t data_mib = 1024;
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *what, int err)
 {
@@ -48,12 +43,6 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* Median of t[1..n) (the first round warms up), as GB/s for @bytes. */
 static double rate(double *t, int n, uint64_t bytes)
@@ -64,25 +53,6 @@ static double rate(double *t, int n, uint64_t bytes)
 	}
 	qsort(t, (size_t)n, sizeof(*t), cmp);
 	return bytes / t[n / 2] / 1e9;
-}
-
-static void machine(void)
-{
-	char line[256], model[256] = "unknown";
-	struct utsname u;
-	FILE *f = fopen("/proc/cpuinfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "model name", 10)) {
-			snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
-			model[strcspn(model, "\n")] = 0;
-			break;
-		}
-	if (f)
-		fclose(f);
-	uname(&u);
-	printf("machine: %s, %ld cores, %.1f GiB, Linux %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
-	       sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / GiB, u.release);
 }
 
 static char *buf_a, *buf_b;
@@ -149,24 +119,25 @@ static double migrate_rate(uint64_t bytes, uint64_t size, double *mc)
 
 int main(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
-			rounds = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--mib") && i + 1 < argc)
-			data_mib = strtoull(argv[++i], NULL, 0);
-		else {
-			fprintf(stderr, "usage: hmbench-migrate [--rounds N] [--mib N]\n");
-			return 2;
-		}
-	}
-	if (rounds < 1 || rounds > 16)
-		rounds = 5;
-	uint64_t bytes = (data_mib ? data_mib : 1024) * MiB;
+	/* Options come in pairs: --rounds N, --mib N. */
+	bool bad = argc % 2 == 0;
 
-	if (bytes < GiB)
-		bytes = GiB;	/* a 1 GiB page at least */
-	bytes = bytes / GiB * GiB;
-	machine();
+	for (int i = 1; !bad && i < argc; i += 2) {
+		if (!strcmp(argv[i], "--rounds"))
+			rounds = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--mib"))
+			data_mib = strtoull(argv[i + 1], NULL, 0);
+		else
+			bad = true;
+	}
+	if (bad) {
+		fputs("usage: hmbench-migrate [--rounds N] [--mib N]\n", stderr);
+		return 2;
+	}
+	rounds = rounds < 1 || rounds > 16 ? 5 : rounds;
+	/* Whole 1 GiB pages, one at least. */
+	uint64_t bytes = (data_mib * MiB >= GiB ? data_mib * MiB / GiB : 1) * GiB;
+	print_machine();
 	printf("migrate: %llu MiB between two nodes, %d rounds each way, median of the later ones\n\n",
 	       (unsigned long long)(bytes >> 20), rounds);
 	buf_a = mmap(NULL, bytes, RW, PA, -1, 0);

@@ -92,19 +92,20 @@ static long attempt(const struct scenario *s, long nth, bool persistent, unsigne
 	return hits;
 }
 
+/* Every scenario, failing its 1st, 2nd... allocation until none is left
+ * to fail: each reaches at least one, and some attempts end in -ENOMEM. */
 static void run_all(bool persistent)
 {
-	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
-		const struct scenario *s = &scenarios[i];
+	for (const struct scenario *s = scenarios; s < scenarios + sizeof(scenarios) / sizeof(*s); s++) {
 		unsigned enomem = 0;
-		long n = 1;
+		long nth;
 
-		while (attempt(s, n, persistent, &enomem) && n < 100000)
-			n++;
-		fprintf(stderr, "    %-16s %s: %ld allocations, %u attempts returned -ENOMEM\n", s->name,
-			persistent ? "persistent" : "transient ", n - 1, enomem);
-		CHECK(n > 1);
-		CHECK(enomem > 0);
+		for (nth = 1; nth < 100000; nth++)
+			if (!attempt(s, nth, persistent, &enomem))
+				break;
+		fprintf(stderr, "    %s (%s): %u of %ld failed allocations gave -ENOMEM\n", s->name,
+			persistent ? "for good" : "once", enomem, nth - 1);
+		CHECK(nth > 1 && enomem > 0);
 	}
 }
 

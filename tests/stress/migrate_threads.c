@@ -151,12 +151,8 @@ static void round_run(struct shared *sh, struct hm_mm *mm, bool fork, double sec
 
 static void run(const char *what, uint64_t phys, int pud, int pmd, uint64_t len, uint64_t stride, double seconds)
 {
-	struct hm_config cfg;
-
-	t_config(&cfg, phys, pud, pmd, HM_DEPOSIT_EAGER);
-	cfg.nr_nodes = 2;
-	cfg.flags = 0;
-	struct hm_system *sys = t_system_cfg(&cfg);
+	t_flags = 0;
+	struct hm_system *sys = t_system_nodes(phys, 2, pud, pmd, HM_DEPOSIT_EAGER);
 	struct hm_mm *mm;
 	struct shared sh = { .sys = sys, .len = len, .stride = stride };
 

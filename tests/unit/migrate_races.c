@@ -16,57 +16,6 @@
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-struct op {
-	struct hm_system *sys;
-	struct hm_mm *mm;
-	uint64_t va, len;
-	unsigned node;
-	void *buf;
-	struct hm_mapping m;
-	int r;
-};
-
-static void *do_migrate(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_migrate(o->mm, o->va, o->len, o->node);
-	return NULL;
-}
-
-static void *do_write(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_write(o->mm, o->va, o->buf, o->len);
-	return NULL;
-}
-
-static void *do_munmap(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_munmap(o->mm, o->va, o->len);
-	return NULL;
-}
-
-static void *do_query(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_query(o->mm, o->va, &o->m);
-	return NULL;
-}
-
-static void *do_reclaim(void *p)
-{
-	struct op *o = p;
-	uint64_t freed;
-
-	o->r = hm_reclaim(o->sys, o->len, &freed);
-	return NULL;
-}
-
 static struct hm_system *race_system(int pmd, bool swap)
 {
 	struct hm_config cfg;
@@ -81,13 +30,13 @@ static struct hm_system *race_system(int pmd, bool swap)
 	return t_system_cfg(&cfg);
 }
 
-static pthread_t start_migration(struct op *mo, const char *point)
+static pthread_t start_migration(struct t_op *mo, const char *point)
 {
 	if (hm__race_arm(point, 0)) {
 		fprintf(stderr, "cannot arm %s\n", point);
 		exit(2);
 	}
-	pthread_t t = t_spawn(do_migrate, mo);
+	pthread_t t = t_spawn(t_do_migrate, mo);
 	if (hm__race_wait(point, STOP_MS)) {
 		fprintf(stderr, "migration never reached %s\n", point);
 		exit(2);
@@ -112,12 +61,12 @@ static void fault_waits_for_migration(void)
 		REQUIRE(hm_mm_create(sys, &mm) == 0);
 		REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
 		t_poke(mm, a + len - 8, 0x5eed);
-		struct op mo = { .mm = mm, .va = a, .len = len, .node = 1 };
+		struct t_op mo = { .mm = mm, .va = a, .len = len, .node = 1 };
 		pthread_t tm = start_migration(&mo, "migrate_unmapped");
 
 		REQUIRE(hm__race_arm("fault_migration_entry", 0) == 0);
-		struct op w = { .mm = mm, .va = a + 8, .len = 8, .buf = &v };
-		pthread_t tw = t_spawn(do_write, &w);
+		struct t_op w = { .mm = mm, .va = a + 8, .len = 8, .buf = &v };
+		pthread_t tw = t_spawn(t_do_write, &w);
 		CHECK_EQ(hm__race_wait("fault_migration_entry", STOP_MS), 0);
 		hm__race_release("fault_migration_entry");
 		CHECK(!t_join_within(tw, HOLD_MS));	/* waiting */
@@ -155,10 +104,10 @@ static void cow_during_migration(void)
 	REQUIRE(hm_mmap(mm, 0, 4096, RW, PA, &a) == 0);
 	t_poke(mm, a, 0xaaaa);
 	REQUIRE(hm_fork(mm, &child) == 0);
-	struct op mo = { .mm = mm, .va = a, .len = 4096, .node = 1 };
+	struct t_op mo = { .mm = mm, .va = a, .len = 4096, .node = 1 };
 	pthread_t tm = start_migration(&mo, "migrate_unmapped");
-	struct op w = { .mm = child, .va = a, .len = 8, .buf = &v };
-	pthread_t tw = t_spawn(do_write, &w);
+	struct t_op w = { .mm = child, .va = a, .len = 8, .buf = &v };
+	pthread_t tw = t_spawn(t_do_write, &w);
 
 	CHECK(!t_join_within(tw, HOLD_MS));
 	hm__race_release("migrate_unmapped");
@@ -195,10 +144,10 @@ static void munmap_during_copy(void)
 	uint64_t base = t_stat(sys, "nr_free_pages");
 	REQUIRE(hm_mmap(mm, 0, 4 * MiB, RW, PA, &a) == 0);
 	CHECK_EQ(t_fill(mm, a, 4 * MiB, 8), 0);
-	struct op mo = { .mm = mm, .va = a, .len = 4 * MiB, .node = 1 };
+	struct t_op mo = { .mm = mm, .va = a, .len = 4 * MiB, .node = 1 };
 	pthread_t tm = start_migration(&mo, "migrate_copy");
-	struct op u = { .mm = mm, .va = a, .len = 4 * MiB };
-	pthread_t tu = t_spawn(do_munmap, &u);
+	struct t_op u = { .mm = mm, .va = a, .len = 4 * MiB };
+	pthread_t tu = t_spawn(t_do_munmap, &u);
 
 	CHECK(!t_join_within(tu, HOLD_MS));	/* waits for mmap_lock */
 	hm__race_release("migrate_copy");
@@ -232,10 +181,10 @@ static void query_during_migration(void)
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	REQUIRE(hm_mmap(mm, 0, 4096, RW, PA, &a) == 0);
 	t_poke(mm, a, 1);
-	struct op mo = { .mm = mm, .va = a, .len = 4096, .node = 1 };
+	struct t_op mo = { .mm = mm, .va = a, .len = 4096, .node = 1 };
 	pthread_t tm = start_migration(&mo, "migrate_unmapped");
-	struct op q = { .mm = mm, .va = a };
-	pthread_t tq = t_spawn(do_query, &q);
+	struct t_op q = { .mm = mm, .va = a };
+	pthread_t tq = t_spawn(t_do_query, &q);
 
 	CHECK(!t_join_within(tq, HOLD_MS));
 	hm__race_release("migrate_unmapped");
@@ -274,10 +223,10 @@ static void reclaim_during_migration(void)
 	REQUIRE(hm_fork(mm, &child) == 0);
 	t_poke(child, a, 0x2222);	/* the child's own copy */
 	hm_drain(sys);
-	struct op mo = { .mm = child, .va = a, .len = 4096, .node = 1 };
+	struct t_op mo = { .mm = child, .va = a, .len = 4096, .node = 1 };
 	pthread_t tm = start_migration(&mo, "migrate_unmapped");
-	struct op rc = { .sys = sys, .len = 64 * MiB };
-	pthread_t tr = t_spawn(do_reclaim, &rc);
+	struct t_op rc = { .sys = sys, .len = 64 * MiB };
+	pthread_t tr = t_spawn(t_do_reclaim, &rc);
 	bool done = t_join_within(tr, STOP_MS);
 
 	CHECK(done);
@@ -314,7 +263,7 @@ static void pageout_during_migration(void)
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	REQUIRE(hm_mmap(mm, 0, 4096, RW, PA, &a) == 0);
 	t_poke(mm, a, 0x3333);
-	struct op mo = { .mm = mm, .va = a, .len = 4096, .node = 1 };
+	struct t_op mo = { .mm = mm, .va = a, .len = 4096, .node = 1 };
 	pthread_t tm = start_migration(&mo, "migrate_unmapped");
 
 	CHECK_EQ(hm_madvise(mm, a, 4096, MADV_PAGEOUT), 0);

@@ -15,12 +15,8 @@
 
 static struct hm_system *sys_nodes(uint64_t phys, int pud, int pmd, int deposit)
 {
-	struct hm_config cfg;
-
-	t_config(&cfg, phys, pud, pmd, deposit);
-	cfg.nr_nodes = 2;
-	cfg.flags = 0;
-	return t_system_cfg(&cfg);
+	t_flags = 0;	/* (each test checks where it can: see there) */
+	return t_system_nodes(phys, 2, pud, pmd, deposit);
 }
 
 /* Free blocks of @order that node @node could hand out. */
