@@ -189,6 +189,68 @@ bool hm_folio_isolate_migrate(struct hm_system *sys, uint32_t head)
 	return isolate(sys, head, NULL, 0, false);
 }
 
+/*
+ * Is @pfn a folio head on a list? Decided by the links alone, so that no
+ * descriptor of a frame that may be free (reset by the buddy allocator
+ * without a lock) is read: a listed folio is first, or its prev names a
+ * folio whose next names it. Stale links of a frame that left never look
+ * so: when it left, its neighbours were linked to each other, a folio's
+ * next is written only while it is listed, and only a folio added at the
+ * front, in front of it, writes its prev again.
+ * Context: lru_lock.
+ */
+static bool listed_locked(struct hm_system *sys, uint32_t pfn, bool *active)
+{
+	hm_assert_locked(&sys->lru_lock);
+	uint32_t prev = link_of(sys, pfn)->prev;
+
+	for (unsigned i = 0; i < 2; i++) {
+		if (sys->lru_first[i] == pfn) {
+			*active = i;
+			return true;
+		}
+	}
+	/* (Links never written read as zero: frame 0 would name itself.) */
+	if (prev >= sys->phys.nr_frames || prev == pfn || link_of(sys, prev)->next != pfn)
+		return false;
+	*active = hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags) & PG_ACTIVE;
+	return true;
+}
+
+bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn)
+{
+	bool active = false, got = false, listed;
+
+	if (pfn >= sys->phys.nr_frames)
+		return false;
+	/* Off its list first, inside a read section: then it is freed, if at
+	 * all, after a grace period (see the top of the file). */
+	hm_rcu_read_lock();
+	hm_spin_lock(&sys->lru_lock);
+	listed = listed_locked(sys, pfn, &active);
+	if (listed)
+		del_locked(sys, pfn);
+	hm_spin_unlock(&sys->lru_lock);
+	if (listed) {
+		struct hm_page *h = hm_pfn_page(&sys->phys, pfn);
+		uint32_t now;
+		hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &now);
+
+		/* Split meanwhile: its pieces are back on the list. */
+		if (now == pfn && !(hm_load_relaxed(&h->flags) & PG_LRU)) {
+			if (isolatable_locked(sys, h, pfn, false)) {
+				__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
+				got = true;
+			} else if (h->large_mapcount > 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
+				hm_lru_add(sys, pfn, active);
+			}
+		}
+		hm_spin_unlock(lock);
+	}
+	hm_rcu_read_unlock();
+	return got;
+}
+
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)
 {
 	uint32_t f = hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags);
