@@ -112,11 +112,12 @@ static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t
 }
 
 /*
- * A folio just taken off a list: isolate it, or put it back at the head of
- * the active list if it is busy (pinned), or let it go if it is on its way
- * to being freed. Context: inside an RCU read section (see above).
+ * A folio just taken off a list: isolate it (for reclaim, or for
+ * migration), or put it back at the head of list @back if it is busy
+ * (pinned), or let it go if it is on its way to being freed. Context:
+ * inside an RCU read section (see above).
  */
-static bool isolate_popped(struct hm_system *sys, uint32_t head)
+static bool isolate_popped(struct hm_system *sys, uint32_t head, bool reclaim, bool back)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	uint32_t now;
@@ -129,11 +130,11 @@ static bool isolate_popped(struct hm_system *sys, uint32_t head)
 		hm_spin_unlock(lock);
 		return false;
 	}
-	if (isolatable_locked(sys, h, head, true)) {
+	if (isolatable_locked(sys, h, head, reclaim)) {
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
 		got = true;
 	} else if (h->large_mapcount > 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
-		hm_lru_add(sys, head, true);
+		hm_lru_add(sys, head, back);
 	}
 	hm_spin_unlock(lock);
 	return got;
@@ -153,7 +154,7 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 		if (head == HM_PFN_NONE)
 			break;
 		hm_race_point("lru_popped");
-		if (isolate_popped(sys, head))
+		if (isolate_popped(sys, head, true, true))
 			out[n++] = head;
 	}
 	hm_rcu_read_unlock();
@@ -231,22 +232,8 @@ bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn)
 	if (listed)
 		del_locked(sys, pfn);
 	hm_spin_unlock(&sys->lru_lock);
-	if (listed) {
-		struct hm_page *h = hm_pfn_page(&sys->phys, pfn);
-		uint32_t now;
-		hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &now);
-
-		/* Split meanwhile: its pieces are back on the list. */
-		if (now == pfn && !(hm_load_relaxed(&h->flags) & PG_LRU)) {
-			if (isolatable_locked(sys, h, pfn, false)) {
-				__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
-				got = true;
-			} else if (h->large_mapcount > 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
-				hm_lru_add(sys, pfn, active);
-			}
-		}
-		hm_spin_unlock(lock);
-	}
+	if (listed)
+		got = isolate_popped(sys, pfn, false, active);
 	hm_rcu_read_unlock();
 	return got;
 }
