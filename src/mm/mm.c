@@ -94,6 +94,7 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	pthread_mutex_init(&sys->reclaim_lock, NULL);
 	hm_spin_init(&sys->lru_lock);
 	pthread_mutex_init(&sys->split_lock, NULL);
+	pthread_mutex_init(&sys->compact_lock, NULL);
 	sys->deferred_first = sys->deferred_last = sys->deferred_claim = HM_PFN_NONE;
 	sys->cow_policy = cfg->cow;
 	*out = sys;
@@ -116,6 +117,7 @@ void hm_system_destroy(struct hm_system *sys)
 	pthread_mutex_destroy(&sys->av_lock);
 	hm_assert(sys->deferred_first == HM_PFN_NONE && !sys->nr_deferred);
 	pthread_mutex_destroy(&sys->split_lock);
+	pthread_mutex_destroy(&sys->compact_lock);
 	free(sys->avs);
 	free(sys->free_slot_ids);
 	hm_phys_fini(&sys->phys);
@@ -300,6 +302,8 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
 	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
 	case HM_STAT_nr_huge_zero_pmd:	return hm_load_relaxed(&sys->nr_zero_leaf[1]);
+	case HM_STAT_nr_free_1g_possible:
+		return hm_phys_movable_blocks(&sys->phys, HM_PUD_ORDER);
 	}
 	return 0;
 }

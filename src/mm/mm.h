@@ -81,14 +81,16 @@ struct hm_anon_vma {
 	X(pgactivate) X(pgdeactivate) X(pswpout_clean) X(swap_io_error)	\
 	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)	\
 	X(thp_deferred_split_page) X(thp_split_page)			\
-	X(thp_underused_split_page)
+	X(thp_underused_split_page)					\
+	X(compact_stall) X(compact_success) X(compact_fail) X(compact_migrate_scanned)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
 	X(nr_mms) X(phys_bytes) X(nr_free_pending)			\
 	X(swap_free_pages) X(swap_total_pages) X(nr_inactive_anon)	\
 	X(nr_active_anon) X(nr_swap_entries)			\
-	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)
+	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)			\
+	X(nr_free_1g_possible)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
@@ -155,6 +157,10 @@ struct hm_system {
 				 * by compare-and-swap, kept until destroy */
 	uint64_t nr_zero_leaf[2]; /* leaves that map it, PTE and PMD, all mms;
 				 * in no folio count and no nr_leaf; atomic */
+	pthread_mutex_t compact_lock;	/* one compaction at a time, taken by
+					 * trylock only (compact.c) */
+	uint32_t compact_cursor[64];	/* per node: where the next 2 MiB
+					 * compaction looks; compact_lock */
 };
 
 /* LRU links: the lists run from first (most recently added) to last. */
@@ -212,6 +218,10 @@ uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
 bool hm_below_reserve(struct hm_system *sys, unsigned order);
 bool hm_reserve_refill(struct hm_system *sys, unsigned order);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
+/* Make the block of 2^order frames at @pfn, fresh from the buddy allocator
+ * (or a lent table slot), an unmapped folio counted in nr_anon_pages: what
+ * hm_folio_alloc returns. */
+void hm_folio_init(struct hm_system *sys, uint32_t pfn, unsigned order);
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Take one leaf's mapping away. UNMAPPED: the folio has no mapping left
@@ -557,6 +567,32 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 /* Take everything out of [start, end) and free the tables no VMA needs. */
 void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables);
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
+
+/* migrate.c (the migration helper's; declared here as CONTEXT fixes it) */
+enum { HM_MR_SYSCALL, HM_MR_COMPACTION };
+/* Where a migrating folio's new frames come from. */
+struct hm_migrate_ctl {
+	unsigned node;	/* target node */
+	/* NULL: the normal folio allocation on `node` (HM_ALLOC_THISNODE).
+	 * Compaction passes one that keeps out of the block it empties. */
+	uint32_t (*alloc)(struct hm_system *sys, unsigned order, void *arg);
+	void *arg;
+	unsigned reason;	/* HM_MR_SYSCALL, HM_MR_COMPACTION (stats) */
+};
+int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
+		      const struct hm_migrate_ctl *ctl, unsigned *moved);
+
+/*
+ * compact.c — direct compaction (see there and docs/internals.md). Make a
+ * free block of @order (9 or 18) on @node by migrating the movable folios
+ * out of the best candidate block, then allocate it (HM_PFN_NONE if it
+ * cannot). Counts compact_stall, compact_success, compact_fail,
+ * compact_migrate_scanned. Context: as hm_migrate_folios: no spinlock, no
+ * RCU read section, the caller's own mmap_locks named with
+ * hm_reclaim_enter. Inside hm_fault's first pass it does not run (it waits
+ * for grace periods) but asks for the retry, as hm_ptcache_drain does.
+ */
+uint32_t hm_compact_alloc(struct hm_system *sys, unsigned node, unsigned order);
 
 /* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);
