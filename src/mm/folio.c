@@ -128,6 +128,10 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	 * fault that must not wait under mmap_lock, asks it to). */
 	if (pfn == HM_PFN_NONE && hm_thp_shrink(sys, 1u << order) && hm_ptcache_drain(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
+	/* Then move folios out of the way (compaction): for huge pages only,
+	 * whose fallback to smaller ones costs more than a few copies. */
+	for (unsigned n = 0; pfn == HM_PFN_NONE && order >= HM_PMD_ORDER && n < ph->nr_nodes; n++)
+		pfn = hm_compact_alloc(sys, n, order);
 	if (pfn == HM_PFN_NONE && order == 0)
 		pfn = hm_ptcache_lend(&sys->pc);
 	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had
@@ -142,17 +146,23 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	}
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
-	struct hm_page *head = hm_pfn_page(ph, pfn);
+	hm_folio_init(sys, pfn, order);
+	if (zero)
+		hm_zero_pages(ph, pfn, order);
+	return pfn;
+}
+
+void hm_folio_init(struct hm_system *sys, uint32_t pfn, unsigned order)
+{
+	struct hm_page *head = hm_pfn_page(&sys->phys, pfn);
+
 	head->flags = PG_HEAD | (head->flags & PG_PT_SLOT);
 	head->order = (uint8_t)order;
 	for (uint32_t i = 1; i < (1u << order); i++) {
 		head[i].flags = PG_TAIL;
 		head[i].order = (uint8_t)order;
 	}
-	if (zero)
-		hm_zero_pages(ph, pfn, order);
 	hm_add(&sys->nr_anon_frames, 1u << order);
-	return pfn;
 }
 
 /* A folio that was never mapped (a fault lost a race, or gave up). */
