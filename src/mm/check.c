@@ -250,6 +250,12 @@ static void walk(struct chk *c, struct hm_mm *mm, uint32_t table, unsigned level
 		} else if (pt_swp_entry(e) && level <= 1) {
 			check_swap_entry(c, mm, e, level, va);	/* keeps its deposit */
 			huge += level > 0;
+		} else if (pt_is_migration(e)) {
+			/* Migration holds the mmap_locks it works under until its
+			 * entries are gone: hm_check, holding them all, never sees
+			 * one. */
+			report(c, "migration entry %#llx left at level %u, va %#llx",
+			       (unsigned long long)e, level, (unsigned long long)va);
 		} else {
 			report(c, "unexpected entry %#llx at level %u, va %#llx",
 			       (unsigned long long)e, level, (unsigned long long)va);

@@ -141,17 +141,15 @@ struct target {
 };
 
 /* New frames for the folios that leave the block: on the node, outside the
- * window (which allocation does not see). */
+ * window (which allocation does not see), not from the frames kept for
+ * swap-ins. Migration makes them the folio. */
 static uint32_t target_alloc(struct hm_system *sys, unsigned order, void *arg)
 {
 	const struct target *t = arg;
-	uint32_t pfn = hm_alloc_pages(&sys->phys, t->node, order, HM_ALLOC_THISNODE);
 
-	if (pfn == HM_PFN_NONE && hm_ptcache_drain(&sys->pc))
-		pfn = hm_alloc_pages(&sys->phys, t->node, order, HM_ALLOC_THISNODE);
-	if (pfn != HM_PFN_NONE)
-		hm_folio_init(sys, pfn, order);
-	return pfn;
+	if (hm_below_reserve(sys, order))
+		return HM_PFN_NONE;
+	return hm_alloc_pages(&sys->phys, t->node, order, HM_ALLOC_THISNODE);
 }
 
 static uint32_t compact_block(struct hm_system *sys, unsigned node, unsigned order)
@@ -172,7 +170,7 @@ static uint32_t compact_block(struct hm_system *sys, unsigned node, unsigned ord
 		goto out;
 	/* Nothing new comes into the block from here on: what is in it now
 	 * is all that has to go. */
-	uint32_t *heads = malloc(sizeof(*heads) << order);
+	uint32_t *heads = hm_malloc(&ph->fail, sizeof(*heads) << order);
 	unsigned nr = 0, moved = 0;
 	bool ok = heads && scan_block(sys, pfn, order, heads, &nr, &scanned) >= 0;
 

@@ -146,23 +146,17 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	}
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
-	hm_folio_init(sys, pfn, order);
-	if (zero)
-		hm_zero_pages(ph, pfn, order);
-	return pfn;
-}
-
-void hm_folio_init(struct hm_system *sys, uint32_t pfn, unsigned order)
-{
-	struct hm_page *head = hm_pfn_page(&sys->phys, pfn);
-
+	struct hm_page *head = hm_pfn_page(ph, pfn);
 	head->flags = PG_HEAD | (head->flags & PG_PT_SLOT);
 	head->order = (uint8_t)order;
 	for (uint32_t i = 1; i < (1u << order); i++) {
 		head[i].flags = PG_TAIL;
 		head[i].order = (uint8_t)order;
 	}
+	if (zero)
+		hm_zero_pages(ph, pfn, order);
 	hm_add(&sys->nr_anon_frames, 1u << order);
+	return pfn;
 }
 
 /* A folio that was never mapped (a fault lost a race, or gave up). */

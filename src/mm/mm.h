@@ -82,6 +82,7 @@ struct hm_anon_vma {
 	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)	\
 	X(thp_deferred_split_page) X(thp_split_page)			\
 	X(thp_underused_split_page)					\
+	X(pgmigrate_success) X(pgmigrate_fail) X(thp_migration_fail) X(thp_migration_split) \
 	X(compact_stall) X(compact_success) X(compact_fail) X(compact_migrate_scanned)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
@@ -218,10 +219,6 @@ uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
 bool hm_below_reserve(struct hm_system *sys, unsigned order);
 bool hm_reserve_refill(struct hm_system *sys, unsigned order);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
-/* Make the block of 2^order frames at @pfn, fresh from the buddy allocator
- * (or a lent table slot), an unmapped folio counted in nr_anon_pages: what
- * hm_folio_alloc returns. */
-void hm_folio_init(struct hm_system *sys, uint32_t pfn, unsigned order);
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Take one leaf's mapping away. UNMAPPED: the folio has no mapping left
@@ -338,6 +335,10 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 /* Isolate a folio found mapped in a table; @alone_in non-NULL: only if
  * that mm alone maps it. Context: inside an RCU read section. */
 bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in);
+/* Isolate a folio for migration (any mapped folio that is not pinned,
+ * huge ones mapped whole in lazy mode too). Context: inside an RCU read
+ * section, @head a folio's head when looked at. */
+bool hm_folio_isolate_migrate(struct hm_system *sys, uint32_t head);
 /* Isolate the swap-cache folio whose head is @pfn, if it still is one.
  * Context: inside an RCU read section (the frame came from the cache). */
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn);
@@ -459,6 +460,7 @@ bool hm_folio_split_at(struct hm_mm *mm, uint64_t va);
  */
 void hm_deferred_add_locked(struct hm_system *sys, uint32_t head, bool partial);
 void hm_deferred_del_locked(struct hm_system *sys, uint32_t head);
+void hm_deferred_readd_locked(struct hm_system *sys, uint32_t head, bool partial);
 bool hm_deferred_partial_locked(struct hm_system *sys, uint32_t head);
 /*
  * Memory pressure: split the queued partly mapped folios, freeing their
@@ -568,20 +570,6 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables);
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
 
-/* migrate.c (the migration helper's; declared here as CONTEXT fixes it) */
-enum { HM_MR_SYSCALL, HM_MR_COMPACTION };
-/* Where a migrating folio's new frames come from. */
-struct hm_migrate_ctl {
-	unsigned node;	/* target node */
-	/* NULL: the normal folio allocation on `node` (HM_ALLOC_THISNODE).
-	 * Compaction passes one that keeps out of the block it empties. */
-	uint32_t (*alloc)(struct hm_system *sys, unsigned order, void *arg);
-	void *arg;
-	unsigned reason;	/* HM_MR_SYSCALL, HM_MR_COMPACTION (stats) */
-};
-int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
-		      const struct hm_migrate_ctl *ctl, unsigned *moved);
-
 /*
  * compact.c — direct compaction (see there and docs/internals.md). Make a
  * free block of @order (9 or 18) on @node by migrating the movable folios
@@ -596,6 +584,36 @@ uint32_t hm_compact_alloc(struct hm_system *sys, unsigned node, unsigned order);
 
 /* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);
+
+/*
+ * migrate.c — moving folios to other frames (see there).
+ */
+enum { HM_MR_SYSCALL, HM_MR_COMPACTION };
+/* Where a migrating folio's new frames come from. */
+struct hm_migrate_ctl {
+	unsigned node;	/* target node */
+	/* NULL: the normal folio allocation on `node` (HM_ALLOC_THISNODE).
+	 * Compaction passes one that keeps out of the block it empties. It
+	 * returns a block of 2^order frames from hm_alloc_pages (descriptors
+	 * reset), or HM_PFN_NONE; migration makes it the folio. */
+	uint32_t (*alloc)(struct hm_system *sys, unsigned order, void *arg);
+	void *arg;
+	unsigned reason;	/* HM_MR_SYSCALL, HM_MR_COMPACTION (stats) */
+};
+/* Move the folios whose heads are heads[0..n) (candidates: each is
+ * isolated here first, skipped if it cannot be: pinned, isolated by
+ * someone else, no longer a folio head, huge zero page). Counts
+ * pgmigrate_success/fail. *moved = folios moved. 0, or -ENOMEM when a
+ * target could not be allocated (what moved stays moved).
+ * Context: no spinlock, no RCU read section; the caller's own
+ * mmap_locks named with hm_reclaim_enter (other mappers are trylocked).
+ * Returns -EAGAIN if a mapper was busy and nothing else failed (caller
+ * drops its locks and retries). */
+int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
+		      const struct hm_migrate_ctl *ctl, unsigned *moved);
+/* Wait until the entry at @va in @mm is no longer the migration entry @e.
+ * Context: no spinlock, no RCU read section; mmap_lock held or not. */
+void hm_migration_wait(struct hm_mm *mm, uint64_t va, hm_pte_t e);
 
 /* For tests: the next mm gets id @next (or a later one: ids only grow, so
  * none is ever reused), to show that nothing narrows ids past 2^32. */
