@@ -28,6 +28,9 @@
  *   folio_lock_of        a map count change looked up a frame's head
  *                        without a lock and is about to take that head's
  *                        folio lock (a folio split may move the head first)
+ *   compact_isolate      compaction has opened its window on a block (frames
+ *                        freed into it stay there) and listed the folios to
+ *                        move out, before it migrates them
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

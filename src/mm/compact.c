@@ -180,10 +180,13 @@ static uint32_t compact_block(struct hm_system *sys, unsigned node, unsigned ord
 		struct hm_migrate_ctl ctl = {
 			.node = node, .alloc = target_alloc, .arg = &t, .reason = HM_MR_COMPACTION,
 		};
-		ok = hm_migrate_folios(sys, heads, nr, &ctl, &moved) == 0 && moved == nr;
+		/* Folios it skipped (gone meanwhile, or pinned) show in
+		 * whether the block is free at the end. */
+		ok = hm_migrate_folios(sys, heads, nr, &ctl, &moved) == 0;
 	}
 	free(heads);
-	/* The old frames come back after a grace period. */
+	/* The old frames come back after a grace period; those freed by
+	 * unmaps meanwhile too, into the window. */
 	if (ok)
 		hm_ptcache_drain(&sys->pc);
 	got = hm_window_close(ph, node, ok);

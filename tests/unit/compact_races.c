@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Races of compaction (issue 9), made deterministic with the race point
+ * compact_isolate: the compacting fault is stopped after it opened its
+ * window on a block and listed the folios to move, while the test unmaps a
+ * page of that block in another address space and faults a new one. Each
+ * test fails with its fix reverted (said per test).
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+#include "race.h"
+
+#define STOP_MS 20000
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+struct op {
+	struct hm_mm *mm;
+	uint64_t va;
+	int r;
+};
+
+static void *do_write(void *p)
+{
+	struct op *o = p;
+	uint64_t v = 0x600d;
+
+	o->r = hm_write(o->mm, o->va, &v, sizeof(v));
+	return NULL;
+}
+
+static uint64_t pa_of(struct hm_mm *mm, uint64_t va)
+{
+	struct hm_mapping m;
+
+	return hm_query(mm, va, &m) || !m.size ? ~0ull : m.pa + (va - m.va);
+}
+
+/*
+ * A frame freed into the block being emptied stays in it: an unmap of one
+ * of its pages meanwhile, then a new fault, gets a frame elsewhere, and the
+ * block is still taken whole. Reverted (free_block_locked puts every freed
+ * block on the main lists, lists_of() -> n->free_head), the new page takes
+ * the freed frame inside the block, which then is not free at the end:
+ * compaction fails and the 1 GiB fault falls back.
+ */
+static void freed_into_window_stays(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(2 * GiB, HM_THP_MADVISE, HM_THP_MADVISE, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm, *other;
+	uint64_t a, h, n;
+	const uint64_t pages = 400000;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mm_create(sys, &other) == 0);
+	/* The other address space's 4 KiB pages, every other one dropped. */
+	REQUIRE(hm_mmap(other, 0, pages * 4096, RW, PA, &a) == 0);
+	CHECK_EQ(hm_madvise(other, a, pages * 4096, MADV_NOHUGEPAGE), 0);
+	for (uint64_t i = 0; i < pages; i++)
+		t_poke(other, a + i * 4096, t_pattern(9, i));
+	for (uint64_t i = 0; i < pages; i += 2)
+		CHECK_EQ(hm_madvise(other, a + i * 4096, 4096, MADV_DONTNEED), 0);
+	hm_drain(sys);
+	STEP(sys);
+	/* The block compaction will empty is the one without the tables. */
+	CHECK_EQ(t_stat(sys, "nr_free_1g_possible"), 1);
+	uint64_t victim = 0, block = ~0ull;
+	for (uint64_t i = 1; i < pages && !victim; i += 2) {
+		uint64_t pa = pa_of(other, a + i * 4096);
+
+		if (pa != ~0ull && pa >= GiB) {
+			victim = a + i * 4096;
+			block = pa & ~(GiB - 1);
+		}
+	}
+	REQUIRE(victim);
+	REQUIRE(hm_mmap(mm, 0, 2 * GiB, RW, PA, &h) == 0);
+	h = (h + GiB - 1) & ~(GiB - 1);
+	CHECK_EQ(hm_madvise(mm, h, GiB, MADV_HUGEPAGE), 0);
+	REQUIRE(hm_mmap(other, 0, 4096, RW, PA, &n) == 0);
+
+	REQUIRE(hm__race_arm("compact_isolate", 0) == 0);
+	struct op w = { .mm = mm, .va = h };
+	pthread_t t = t_spawn(do_write, &w);
+	REQUIRE(hm__race_wait("compact_isolate", STOP_MS) == 0);
+	/* Compaction listed the victim to move; it goes away first, its frame
+	 * comes back (into the window), and a new page is faulted. */
+	CHECK_EQ(hm_munmap(other, victim, 4096), 0);
+	hm_drain(sys);
+	t_poke(other, n, 0xbeef);
+	uint64_t pn = pa_of(other, n);
+	CHECK(pn - block >= GiB);	/* not in the block being emptied */
+	hm__race_release("compact_isolate");
+	pthread_join(t, NULL);
+	CHECK_EQ(w.r, 0);
+	STEP(sys);
+
+	struct hm_mapping m;
+	CHECK_EQ(hm_query(mm, h, &m), 0);
+	CHECK_EQ(m.size, GiB);
+	CHECK_EQ(m.pa, block);
+	CHECK_EQ(t_stat(sys, "compact_success"), 1);
+	CHECK_EQ(t_peek(other, n), 0xbeef);
+	unsigned long bad = 0;
+	for (uint64_t i = 1; i < pages; i += 2) {
+		uint64_t v = 0;
+
+		if (a + i * 4096 != victim)
+			bad += hm_read(other, a + i * 4096, &v, sizeof(v)) || v != t_pattern(9, i);
+	}
+	CHECK_EQ(bad, 0);
+	hm__race_reset();
+	hm_mm_destroy(other);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(freed_into_window_stays))
