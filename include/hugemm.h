@@ -334,6 +334,11 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * nr_swap_entries, pgscan / pgsteal (pages looked at / freed by reclaim),
  * pgactivate / pgdeactivate, nr_active_anon / nr_inactive_anon (folios on
  * the LRU lists), direct_reclaim, swap_io_error.
+ * Compaction: compact_stall (a 2 MiB or 1 GiB allocation found no free
+ * block and compacted), compact_success / compact_fail (it got its block
+ * / fell back), compact_migrate_scanned (frame descriptors looked at to
+ * pick a block), nr_free_1g_possible (1 GiB blocks holding no page table
+ * or other unmovable frame: those compaction could free).
  * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);
