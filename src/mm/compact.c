@@ -40,9 +40,12 @@
 /*
  * Frames allocated in the block [pfn, pfn + 2^order), or -1 if it holds
  * anything that cannot be moved out. With @heads, the heads of its folios
- * that are to move go there (at most 2^order). Context: none; racy reads
- * (see above), so the answer is a guess that migration checks.
+ * that are to move go there (at most 2^order). Context: none. The reads
+ * race with the frames' owners by design (see above: the answer is a guess
+ * that migration checks under the folio locks), so ThreadSanitizer is told
+ * not to watch them, as count_zero_racy in deferred.c.
  */
+__attribute__((noinline, no_sanitize("thread")))
 static int64_t scan_block(struct hm_system *sys, uint32_t pfn, unsigned order, uint32_t *heads,
 			  unsigned *nr_heads, uint64_t *scanned)
 {
