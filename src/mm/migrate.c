@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <emmintrin.h>
 
 #include "../base/race.h"
 #include "mm.h"
@@ -166,7 +167,8 @@ static void free_target(struct hm_system *sys, uint32_t pfn, unsigned order)
  * folio split leaves isolated ones alone). True if it was split.
  * Context: the mappers' mmap_locks (@ls), no spinlock.
  */
-static bool split_folio(struct hm_system *sys, uint32_t head, const struct hm_lockset *ls)
+static bool split_folio(struct hm_system *sys, uint32_t head, const struct hm_lockset *ls, uint32_t *pieces,
+			unsigned *npieces)
 {
 	struct hm_phys *ph = &sys->phys;
 	struct hm_page *h = hm_pfn_page(ph, head);
@@ -199,7 +201,20 @@ static bool split_folio(struct hm_system *sys, uint32_t head, const struct hm_lo
 	 * meanwhile, or it lost its last mapping. */
 	if ((hm_load_relaxed(&h->flags) & PG_HEAD) && h->order == order)
 		done = hm_folio_split_locked(sys, head, &g, &res);
+	/* The pieces still mapped now are isolated inside a read section
+	 * begun before any of them can lose its last mapping: a copy-on-write
+	 * frees one only after a grace period. */
+	hm_rcu_read_lock();
+	uint32_t step = 1u << (order - HM_PMD_ORDER);
+	bool mapped[HM_PTRS];
+	for (uint32_t i = 0; done && i < HM_PTRS; i++)
+		mapped[i] = hm_pfn_page(ph, head + i * step)->large_mapcount > 0;
 	hm_folio_unlock_all(sys);
+	*npieces = 0;
+	for (uint32_t i = 0; done && i < HM_PTRS; i++)
+		if (mapped[i] && hm_folio_isolate_migrate(sys, head + i * step))
+			pieces[(*npieces)++] = head + i * step;
+	hm_rcu_read_unlock();
 	hm_gather_finish(&g);
 	hm_mutex_unlock(&sys->split_lock);
 	return done;
@@ -208,8 +223,10 @@ static bool split_folio(struct hm_system *sys, uint32_t head, const struct hm_lo
 /* ---- batches ------------------------------------------------------------ */
 
 struct work {
-	uint32_t *heads;	/* to do: the caller's, then split pieces */
+	uint32_t *heads;	/* isolated folios to do: the caller's, then
+				 * split pieces */
 	size_t n, cap;
+	uint32_t pieces[HM_PTRS];	/* of a split */
 };
 
 static int work_push(struct hm_system *sys, struct work *w, uint32_t head)
@@ -227,14 +244,14 @@ static int work_push(struct hm_system *sys, struct work *w, uint32_t head)
 	return 0;
 }
 
-/* Isolate @pfn's folio if @pfn heads one we may move. */
+/* Isolate @pfn's folio if @pfn heads one we may move. Context: see
+ * hm_migrate_folios. */
 static bool isolate_head(struct hm_system *sys, uint32_t pfn)
 {
 	bool got = false;
 
 	if (pfn >= sys->phys.nr_frames)
 		return false;
-	/* The frame may be freed meanwhile: not before a grace period. */
 	hm_rcu_read_lock();
 	uint32_t f = hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags);
 	if ((f & PG_HEAD) && !(f & (PG_HUGE_ZERO | PG_TABLE)))
@@ -260,15 +277,13 @@ static void fail_folio(struct hm_system *sys, unsigned order)
 		hm_count(sys, HM_STAT_thp_migration_fail);
 }
 
-/* Take @head into the batch: isolated, its mappers locked, a target
- * allocated; or split (pieces pushed on @w), or left. */
+/* Take the isolated @head into the batch: its mappers locked, a target
+ * allocated; or split (pieces pushed on @w), or given back. */
 static void take(struct batch *b, struct work *w, uint32_t head)
 {
 	struct hm_system *sys = b->sys;
 	int r;
 
-	if (!isolate_head(sys, head))
-		return;
 	unsigned order = hm_pfn_page(&sys->phys, head)->order;
 
 	if ((r = hm_lockset_add_mappers(sys, head, &b->ls))) {
@@ -293,13 +308,17 @@ static void take(struct batch *b, struct work *w, uint32_t head)
 		for (uint32_t i = 0; i < HM_PTRS && room; i++)
 			room = !work_push(sys, w, head + i * (1u << (order - HM_PMD_ORDER)));
 		w->n = before;
-		if (room && split_folio(sys, head, &b->ls)) {
+		unsigned np;
+
+		if (!room)
+			hm_folio_putback(sys, head, false);
+		else if (split_folio(sys, head, &b->ls, w->pieces, &np)) {
 			hm_count(sys, HM_STAT_thp_migration_split);
-			for (uint32_t i = 0; i < HM_PTRS; i++)
-				work_push(sys, w, head + i * (1u << (order - HM_PMD_ORDER)));
+			for (uint32_t i = 0; i < np; i++)
+				work_push(sys, w, w->pieces[i]);
 			return;
 		}
-		/* Given back by split_folio. */
+		/* (split_folio gives it back, split or not) */
 		fail_folio(sys, order);
 		b->nomem = true;
 		return;
@@ -332,9 +351,32 @@ static void unmap_batch(struct batch *b)
 		hm_tlb_flush(b->ls.mm[k]);
 }
 
+/* A huge folio is copied with non-temporal stores: its new frames are not
+ * read soon, and a cached copy would first read every target line (what
+ * glibc's memcpy does below its non-temporal threshold, which a 2 MiB copy
+ * is under). */
 static void copy_folio(struct hm_phys *ph, const struct mig *m)
 {
-	memcpy(hm_pfn_ptr(ph, m->new), hm_pfn_ptr(ph, m->old), HM_PAGE_SIZE << m->order);
+	const uint8_t *src = hm_pfn_ptr(ph, m->old);
+	uint8_t *dst = hm_pfn_ptr(ph, m->new);
+	size_t len = HM_PAGE_SIZE << m->order;
+
+	if (!m->order) {
+		memcpy(dst, src, len);
+		return;
+	}
+	for (size_t off = 0; off < len; off += 64) {
+		__m128i a = _mm_load_si128((const __m128i *)(src + off));
+		__m128i b = _mm_load_si128((const __m128i *)(src + off + 16));
+		__m128i c = _mm_load_si128((const __m128i *)(src + off + 32));
+		__m128i d = _mm_load_si128((const __m128i *)(src + off + 48));
+
+		_mm_stream_si128((__m128i *)(dst + off), a);
+		_mm_stream_si128((__m128i *)(dst + off + 16), b);
+		_mm_stream_si128((__m128i *)(dst + off + 32), c);
+		_mm_stream_si128((__m128i *)(dst + off + 48), d);
+	}
+	_mm_sfence();
 }
 
 static void finish_batch(struct batch *b)
@@ -366,23 +408,24 @@ static void finish_batch(struct batch *b)
 	}
 }
 
-int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
-		      const struct hm_migrate_ctl *ctl, unsigned *moved)
+/* Move the isolated folios of @w (each is moved or given back). */
+static int migrate_work(struct hm_system *sys, struct work *w, const struct hm_migrate_ctl *ctl, unsigned *moved)
 {
-	struct work w = { 0 };
 	struct batch *b = hm_malloc(&sys->phys.fail, sizeof(*b));
 	bool busy = false, nomem = false;
 	size_t next = 0;
 
 	*moved = 0;
-	if (!b)
+	if (!b) {
+		for (size_t i = 0; i < w->n; i++)
+			hm_folio_putback(sys, w->heads[i], false);
 		return -ENOMEM;
-	for (unsigned i = 0; i < n && !nomem; i++)
-		nomem = work_push(sys, &w, heads[i]) != 0;
-	while (!nomem && next < w.n) {
+	}
+	while (next < w->n) {
 		*b = (struct batch){ .sys = sys, .ctl = ctl };
-		while (next < w.n && b->n < BATCH)
-			take(b, &w, w.heads[next++]);
+		/* After a failure, the rest is given back. */
+		while (next < w->n && b->n < BATCH && !nomem)
+			take(b, w, w->heads[next++]);
 		if (b->n) {
 			unmap_batch(b);
 			hm_race_point("migrate_unmapped");
@@ -396,12 +439,62 @@ int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
 		*moved += b->moved;
 		busy |= b->busy;
 		nomem |= b->nomem;
+		while (nomem && next < w->n)
+			hm_folio_putback(sys, w->heads[next++], false);
 	}
-	free(w.heads);
 	free(b);
 	if (nomem)
 		return -ENOMEM;
 	return busy ? -EAGAIN : 0;
+}
+
+static int work_init(struct hm_system *sys, struct work *w, unsigned n)
+{
+	*w = (struct work){ .cap = HM_MAX(n, 64u) };
+	w->heads = hm_malloc(&sys->phys.fail, w->cap * sizeof(*w->heads));
+	return w->heads ? 0 : -ENOMEM;
+}
+
+/*
+ * Candidates given by pfn: each frame's descriptor is looked at inside an
+ * RCU read section, but a frame freed before (a pfn the caller found
+ * earlier) may be reset or reused while we look. hm_migrate isolates
+ * inside the section where it found the leaf (hm_migrate_isolated).
+ */
+int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
+		      const struct hm_migrate_ctl *ctl, unsigned *moved)
+{
+	struct work w;
+	int r;
+
+	*moved = 0;
+	if (work_init(sys, &w, n))
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		if (isolate_head(sys, heads[i]))
+			w.heads[w.n++] = heads[i];
+	r = migrate_work(sys, &w, ctl, moved);
+	free(w.heads);
+	return r;
+}
+
+int hm_migrate_isolated(struct hm_system *sys, const uint32_t *heads, unsigned n,
+			const struct hm_migrate_ctl *ctl, unsigned *moved)
+{
+	struct work w;
+	int r;
+
+	*moved = 0;
+	if (work_init(sys, &w, n)) {
+		for (unsigned i = 0; i < n; i++)
+			hm_folio_putback(sys, heads[i], false);
+		return -ENOMEM;
+	}
+	memcpy(w.heads, heads, n * sizeof(*heads));
+	w.n = n;
+	r = migrate_work(sys, &w, ctl, moved);
+	free(w.heads);
+	return r;
 }
 
 void hm_migration_wait(struct hm_mm *mm, uint64_t va, hm_pte_t e)

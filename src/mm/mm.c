@@ -258,10 +258,10 @@ void hm_drain(struct hm_system *sys)
 		hm_rcu_barrier();
 }
 
-/* The heads of the folios mapped in [*va, end) that are not on @node, up
- * to @max of them; *va is where to go on. Context: mmap_lock held. */
+/* The folios mapped in [*va, end) that are not on @node, up to @max of
+ * them, isolated; *va is where to go on. Context: mmap_lock held. */
 static unsigned collect(struct hm_mm *mm, uint64_t *va, uint64_t end, unsigned node, uint32_t *heads,
-			unsigned max)
+			unsigned max, bool *left)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
@@ -271,8 +271,8 @@ static unsigned collect(struct hm_mm *mm, uint64_t *va, uint64_t end, unsigned n
 	while (*va < end && n < max) {
 		unsigned level;
 
-		/* A copy-on-write may free what we find: look inside a read
-		 * section; hm_migrate_folios checks each again. */
+		/* A copy-on-write may free what we find: look, and isolate,
+		 * inside a read section. */
 		hm_rcu_read_lock();
 		hm_pte_t e = pt_get(hm_pt_walk(ph, mm->root, sys->top, *va, &level));
 		uint64_t size = hm_level_size(level);
@@ -280,8 +280,13 @@ static unsigned collect(struct hm_mm *mm, uint64_t *va, uint64_t end, unsigned n
 		if (level <= 2 && pt_mapped(e) && !hm_is_huge_zero(sys, pt_pfn(e, level))) {
 			uint32_t head = hm_folio_head(ph, pt_pfn(e, level));
 
-			if (head != last && hm_pfn_node(ph, head) != node)
-				heads[n++] = last = head;
+			if (head != last && hm_pfn_node(ph, head) != node) {
+				if (hm_folio_isolate_migrate(sys, head))
+					heads[n++] = head;
+				else
+					*left = true;	/* pinned, or busy */
+			}
+			last = head;
 		}
 		hm_rcu_read_unlock();
 		*va = HM_ALIGN_DOWN(*va, size) + size;
@@ -304,12 +309,12 @@ static int migrate_pass(struct hm_mm *mm, uint64_t addr, uint64_t end, const str
 	*left = false;
 	for (uint64_t va = addr; !r && va < end;) {
 		uint64_t from = va;
-		unsigned moved, n = collect(mm, &va, end, ctl->node, heads, MIGRATE_CHUNK);
+		unsigned moved, n = collect(mm, &va, end, ctl->node, heads, MIGRATE_CHUNK, left);
 
 		if (!n)
 			continue;
 		hm_reclaim_enter(mm, NULL);
-		r = hm_migrate_folios(mm->sys, heads, n, ctl, &moved);
+		r = hm_migrate_isolated(mm->sys, heads, n, ctl, &moved);
 		hm_reclaim_exit();
 		*left |= moved < n;
 		if (r != -EAGAIN)

@@ -611,6 +611,11 @@ struct hm_migrate_ctl {
  * drops its locks and retries). */
 int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
 		      const struct hm_migrate_ctl *ctl, unsigned *moved);
+/* hm_migrate_folios for folios the caller isolated already
+ * (hm_folio_isolate_migrate, inside the RCU read section in which it found
+ * them mapped): each is moved or given back, whatever the result. */
+int hm_migrate_isolated(struct hm_system *sys, const uint32_t *heads, unsigned n,
+			const struct hm_migrate_ctl *ctl, unsigned *moved);
 /* Wait until the entry at @va in @mm is no longer the migration entry @e.
  * Context: no spinlock, no RCU read section; mmap_lock held or not. */
 void hm_migration_wait(struct hm_mm *mm, uint64_t va, hm_pte_t e);

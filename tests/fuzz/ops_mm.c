@@ -219,7 +219,7 @@ void fz_op_migrate(struct fz_case *c)
 	snprintf(c->desc, sizeof(c->desc), "hm_migrate(%s, %#" PRIx64 ", %#" PRIx64 ", %u)", fz_name(c, m, false), addr,
 		 len, node);
 	int r = c->rc = hm_migrate(m->mm, addr, len, node);
-	bool args = !(addr & (FZ_PAGE - 1)) && l && node < c->cfg.nr_nodes;
+	bool args = !(addr & (FZ_PAGE - 1)) && l && l >= len && addr + l > addr && node < c->cfg.nr_nodes;
 
 	if (!args)
 		FZ_RC(c, r, -EINVAL);

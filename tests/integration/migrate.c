@@ -12,11 +12,7 @@
 
 static struct hm_system *sys_nodes(uint64_t phys, unsigned nodes, int pud, int pmd)
 {
-	struct hm_config cfg;
-
-	t_config(&cfg, phys, pud, pmd, HM_DEPOSIT_EAGER);
-	cfg.nr_nodes = nodes;
-	return t_system_cfg(&cfg);
+	return t_system_nodes(phys, nodes, pud, pmd, HM_DEPOSIT_EAGER);
 }
 
 /* Every 4 KiB page of [a, a + len) is mapped by a page of @size on @node. */
