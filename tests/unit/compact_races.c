@@ -37,9 +37,48 @@ static uint64_t pa_of(struct hm_mm *mm, uint64_t va)
 	return hm_query(mm, va, &m) || !m.size ? ~0ull : m.pa + (va - m.va);
 }
 
+#define PAGES 400000ull
+
+/* A 2 GiB system; in @other, PAGES 4 KiB PAGES with cookies, every other
+ * one dropped (no 1 GiB and no 2 MiB block free); in @mm, a 1 GiB-aligned
+ * MADV_HUGEPAGE range at *h. */
+static void setup(struct hm_system **sysp, struct hm_mm **mm, struct hm_mm **other, uint64_t *a, uint64_t *h)
+{
+	t_flags = 0;
+	struct hm_system *sys = *sysp = t_system(2 * GiB, HM_THP_MADVISE, HM_THP_MADVISE, HM_DEPOSIT_EAGER);
+
+	REQUIRE(hm_mm_create(sys, mm) == 0);
+	REQUIRE(hm_mm_create(sys, other) == 0);
+	REQUIRE(hm_mmap(*other, 0, PAGES * 4096, RW, PA, a) == 0);
+	CHECK_EQ(hm_madvise(*other, *a, PAGES * 4096, MADV_NOHUGEPAGE), 0);
+	for (uint64_t i = 0; i < PAGES; i++)
+		t_poke(*other, *a + i * 4096, t_pattern(9, i));
+	for (uint64_t i = 0; i < PAGES; i += 2)
+		CHECK_EQ(hm_madvise(*other, *a + i * 4096, 4096, MADV_DONTNEED), 0);
+	hm_drain(sys);
+	STEP(sys);
+	REQUIRE(hm_mmap(*mm, 0, 2 * GiB, RW, PA, h) == 0);
+	*h = (*h + GiB - 1) & ~(GiB - 1);
+	CHECK_EQ(hm_madvise(*mm, *h, GiB, MADV_HUGEPAGE), 0);
+}
+
+/* Kept PAGES of @other that do not hold their cookies, but @skip. */
+static unsigned long kept_wrong(struct hm_mm *other, uint64_t a, uint64_t skip)
+{
+	unsigned long bad = 0;
+
+	for (uint64_t i = 1; i < PAGES; i += 2) {
+		uint64_t v = 0;
+
+		if (a + i * 4096 != skip)
+			bad += hm_read(other, a + i * 4096, &v, sizeof(v)) || v != t_pattern(9, i);
+	}
+	return bad;
+}
+
 /*
  * A frame freed into the block being emptied stays in it: an unmap of one
- * of its pages meanwhile, then a new fault, gets a frame elsewhere, and the
+ * of its PAGES meanwhile, then a new fault, gets a frame elsewhere, and the
  * block is still taken whole. Reverted (free_block_locked puts every freed
  * block on the main lists, lists_of() -> n->free_head), the new page takes
  * the freed frame inside the block, which then is not free at the end:
@@ -47,27 +86,15 @@ static uint64_t pa_of(struct hm_mm *mm, uint64_t va)
  */
 static void freed_into_window_stays(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(2 * GiB, HM_THP_MADVISE, HM_THP_MADVISE, HM_DEPOSIT_EAGER);
+	struct hm_system *sys;
 	struct hm_mm *mm, *other;
 	uint64_t a, h, n;
-	const uint64_t pages = 400000;
 
-	REQUIRE(hm_mm_create(sys, &mm) == 0);
-	REQUIRE(hm_mm_create(sys, &other) == 0);
-	/* The other address space's 4 KiB pages, every other one dropped. */
-	REQUIRE(hm_mmap(other, 0, pages * 4096, RW, PA, &a) == 0);
-	CHECK_EQ(hm_madvise(other, a, pages * 4096, MADV_NOHUGEPAGE), 0);
-	for (uint64_t i = 0; i < pages; i++)
-		t_poke(other, a + i * 4096, t_pattern(9, i));
-	for (uint64_t i = 0; i < pages; i += 2)
-		CHECK_EQ(hm_madvise(other, a + i * 4096, 4096, MADV_DONTNEED), 0);
-	hm_drain(sys);
-	STEP(sys);
+	setup(&sys, &mm, &other, &a, &h);
 	/* The block compaction will empty is the one without the tables. */
 	CHECK_EQ(t_stat(sys, "nr_free_1g_possible"), 1);
 	uint64_t victim = 0, block = ~0ull;
-	for (uint64_t i = 1; i < pages && !victim; i += 2) {
+	for (uint64_t i = 1; i < PAGES && !victim; i += 2) {
 		uint64_t pa = pa_of(other, a + i * 4096);
 
 		if (pa != ~0ull && pa >= GiB) {
@@ -76,9 +103,6 @@ static void freed_into_window_stays(void)
 		}
 	}
 	REQUIRE(victim);
-	REQUIRE(hm_mmap(mm, 0, 2 * GiB, RW, PA, &h) == 0);
-	h = (h + GiB - 1) & ~(GiB - 1);
-	CHECK_EQ(hm_madvise(mm, h, GiB, MADV_HUGEPAGE), 0);
 	REQUIRE(hm_mmap(other, 0, 4096, RW, PA, &n) == 0);
 
 	REQUIRE(hm__race_arm("compact_isolate", 0) == 0);
@@ -103,14 +127,7 @@ static void freed_into_window_stays(void)
 	CHECK_EQ(m.pa, block);
 	CHECK_EQ(t_stat(sys, "compact_success"), 1);
 	CHECK_EQ(t_peek(other, n), 0xbeef);
-	unsigned long bad = 0;
-	for (uint64_t i = 1; i < pages; i += 2) {
-		uint64_t v = 0;
-
-		if (a + i * 4096 != victim)
-			bad += hm_read(other, a + i * 4096, &v, sizeof(v)) || v != t_pattern(9, i);
-	}
-	CHECK_EQ(bad, 0);
+	CHECK_EQ(kept_wrong(other, a, victim), 0);
 	hm__race_reset();
 	hm_mm_destroy(other);
 	hm_mm_destroy(mm);
@@ -126,7 +143,7 @@ static void *do_munmap(void *p)
 }
 
 /*
- * A mapper of the block's pages is busy (a munmap in it holds its mmap_lock
+ * A mapper of the block's PAGES is busy (a munmap in it holds its mmap_lock
  * for writing, stopped before its flush) when compaction migrates: the
  * migration cannot take it (trylock, -EAGAIN), the compaction fails,
  * counted, and the fault falls back to a smaller page without waiting for
@@ -136,25 +153,11 @@ static void *do_munmap(void *p)
  */
 static void busy_mapper_fails_compaction(void)
 {
-	t_flags = 0;
-	struct hm_system *sys = t_system(2 * GiB, HM_THP_MADVISE, HM_THP_MADVISE, HM_DEPOSIT_EAGER);
+	struct hm_system *sys;
 	struct hm_mm *mm, *other;
 	uint64_t a, h;
-	const uint64_t pages = 400000;
 
-	REQUIRE(hm_mm_create(sys, &mm) == 0);
-	REQUIRE(hm_mm_create(sys, &other) == 0);
-	REQUIRE(hm_mmap(other, 0, pages * 4096, RW, PA, &a) == 0);
-	CHECK_EQ(hm_madvise(other, a, pages * 4096, MADV_NOHUGEPAGE), 0);
-	for (uint64_t i = 0; i < pages; i++)
-		t_poke(other, a + i * 4096, t_pattern(9, i));
-	for (uint64_t i = 0; i < pages; i += 2)
-		CHECK_EQ(hm_madvise(other, a + i * 4096, 4096, MADV_DONTNEED), 0);
-	hm_drain(sys);
-	STEP(sys);
-	REQUIRE(hm_mmap(mm, 0, 2 * GiB, RW, PA, &h) == 0);
-	h = (h + GiB - 1) & ~(GiB - 1);
-	CHECK_EQ(hm_madvise(mm, h, GiB, MADV_HUGEPAGE), 0);
+	setup(&sys, &mm, &other, &a, &h);
 
 	REQUIRE(hm__race_arm("compact_isolate", 0) == 0);
 	struct op w = { .mm = mm, .va = h };
@@ -179,13 +182,7 @@ static void busy_mapper_fails_compaction(void)
 	CHECK(t_stat(sys, "compact_fail") >= 1);
 	CHECK_EQ(t_stat(sys, "pud_fault_fallback"), 1);
 	CHECK_EQ(t_peek(mm, h), 0x600d);
-	unsigned long bad = 0;
-	for (uint64_t i = 3; i < pages; i += 2) {
-		uint64_t v = 0;
-
-		bad += hm_read(other, a + i * 4096, &v, sizeof(v)) || v != t_pattern(9, i);
-	}
-	CHECK_EQ(bad, 0);
+	CHECK_EQ(kept_wrong(other, a, a + 4096), 0);	/* but the one unmapped */
 	hm__race_reset();
 	hm_mm_destroy(other);
 	hm_mm_destroy(mm);
