@@ -334,6 +334,12 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * nr_swap_entries, pgscan / pgsteal (pages looked at / freed by reclaim),
  * pgactivate / pgdeactivate, nr_active_anon / nr_inactive_anon (folios on
  * the LRU lists), direct_reclaim, swap_io_error.
+ * Migration: pgmigrate_success / pgmigrate_fail (4 KiB pages moved / not
+ * moved for want of a target frame or a mapping it could not see),
+ * thp_migration_success / thp_migration_fail (huge pages moved whole / not
+ * at all), thp_migration_split (huge pages split to move in pieces);
+ * "node<N>/nr_free_pages" for N below nr_nodes (free frames of node N; not
+ * listed by hm_stat_name).
  * Compaction: compact_stall (a 2 MiB or 1 GiB allocation found no free
  * block and compacted), compact_success / compact_fail (it got its block
  * / fell back), compact_migrate_scanned (frame descriptors looked at to

@@ -351,20 +351,16 @@ static void unmap_batch(struct batch *b)
 		hm_tlb_flush(b->ls.mm[k]);
 }
 
-/* A huge folio is copied with non-temporal stores: its new frames are not
- * read soon, and a cached copy would first read every target line (what
- * glibc's memcpy does below its non-temporal threshold, which a 2 MiB copy
- * is under). */
+/* Copied with non-temporal stores: the new frames are not read soon, and
+ * a cached copy would first read every target line (what glibc's memcpy
+ * does below its non-temporal threshold, which a 2 MiB copy is under, and
+ * a batch of 4 KiB copies too). */
 static void copy_folio(struct hm_phys *ph, const struct mig *m)
 {
 	const uint8_t *src = hm_pfn_ptr(ph, m->old);
 	uint8_t *dst = hm_pfn_ptr(ph, m->new);
 	size_t len = HM_PAGE_SIZE << m->order;
 
-	if (!m->order) {
-		memcpy(dst, src, len);
-		return;
-	}
 	for (size_t off = 0; off < len; off += 64) {
 		__m128i a = _mm_load_si128((const __m128i *)(src + off));
 		__m128i b = _mm_load_si128((const __m128i *)(src + off + 16));
