@@ -4,6 +4,7 @@
 #   make check           build and run the test suite (DEBUG=2)
 #   make check SAN=address,undefined   or   SAN=thread
 #   make bench           benchmarks against the host kernel and memset
+#   make bench-migrate   hm_migrate against memcpy (issue 9)
 #   make install PREFIX=/usr/local
 #
 # DEBUG=0..3 selects the run-time checking (see src/base/base.h).
@@ -42,7 +43,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-all bench bench-swap install clean deps
+.PHONY: all lib tests demo check check-all bench bench-swap bench-migrate install clean deps
 
 all: lib $(BUILD)/hugemm tests
 
@@ -69,10 +70,13 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
-$(BUILD)/hmbench: bench/bench.c $(BUILD)/libhugemm.a
+$(BUILD)/hmbench: bench/bench.c bench/util.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
 
-$(BUILD)/hmbench-swap: bench/swap.c $(BUILD)/libhugemm.a
+$(BUILD)/hmbench-swap: bench/swap.c bench/util.h $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
+
+$(BUILD)/hmbench-migrate: bench/migrate.c bench/util.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
 
 tests: $(TEST_BINS)
@@ -96,9 +100,16 @@ check-all:
 	$(MAKE) check SAN=thread
 
 bench: deps
-	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap \
+		build/plain-d0/hmbench-migrate
 	build/plain-d0/hmbench $(BENCH_ARGS)
 	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
+	build/plain-d0/hmbench-migrate $(BENCH_MIGRATE_ARGS)
+
+# Only the migration benchmark (issue 9).
+bench-migrate: deps
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench-migrate
+	build/plain-d0/hmbench-migrate $(BENCH_MIGRATE_ARGS)
 
 # Only the swap benchmark (issue 8).
 bench-swap: deps
@@ -119,7 +130,8 @@ clean:
 # ---- Fuzzing and soak (issue 7); see tests/fuzz/fuzz.h --------------------
 #   make fuzz         libFuzzer (clang, ASan+UBSan) for FUZZ_SECONDS, corpus in build/libfuzzer/corpus
 #   make fuzz-smoke   the seeded driver under ASan+UBSan for FUZZ_SMOKE_SECONDS (CI runs it)
-#   make soak         threads fork, split and write on 2 MiB and 1 GiB pages for SOAK_SECONDS
+#   make soak         threads fork, split and write on 2 MiB and 1 GiB pages for SOAK_SECONDS;
+#                     then 20 s per page size of migration under readers and writers
 # A failure prints its seed and the command that replays it; failing inputs
 # become regression cases in tests/fuzz/regress/ (tests/stress/fuzz_replay).
 FUZZ_SECONDS ?= 600
@@ -187,5 +199,6 @@ fuzz-smoke-run: $(BUILD)/hmfuzz
 		$(BUILD)/hmfuzz -t $$(( $(FUZZ_SMOKE_SECONDS) * 3 / 4 )) -T $$(( $(FUZZ_SMOKE_SECONDS) / 4 )) \
 		-o $(BUILD)/fuzz-crashes $(FUZZ_K) $(FUZZ_ARGS)
 
-soak: deps $(BUILD)/hmfuzz
+soak: deps $(BUILD)/hmfuzz $(BUILD)/tests/stress/migrate_threads
 	$(BUILD)/hmfuzz -B -T $(SOAK_SECONDS) -K $(FUZZ_K) $(FUZZ_ARGS)
+	HM_MIGRATE_SECONDS=20 $(BUILD)/tests/stress/migrate_threads

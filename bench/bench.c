@@ -41,6 +41,8 @@
 
 #include <hugemm.h>
 
+#include "util.h"
+
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
 #define RW (PROT_READ | PROT_WRITE)
@@ -55,20 +57,6 @@ int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
 static int rounds = 5;
 static uint64_t fork_gib = 8;
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* Median of the rounds after the first (the first warms the host). */
 static double warm_median(double *v, int n)
@@ -89,21 +77,7 @@ static void die(const char *what, int err)
 
 static void machine(void)
 {
-	char line[256], model[256] = "unknown";
-	struct utsname u;
-	FILE *f = fopen("/proc/cpuinfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "model name", 10)) {
-			snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
-			model[strcspn(model, "\n")] = 0;
-			break;
-		}
-	if (f)
-		fclose(f);
-	uname(&u);
-	printf("machine: %s, %ld cores, %.1f GiB, Linux %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
-	       sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / GiB, u.release);
+	print_machine();
 	printf("rounds: %d (median of rounds 2..%d reported)\n\n", rounds, rounds);
 }
 

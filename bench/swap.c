@@ -31,6 +31,8 @@
 
 #include <hugemm.h>
 
+#include "util.h"
+
 #define MiB (1ull << 20)
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
@@ -39,13 +41,6 @@ static int rounds = 5;
 static uint64_t data_mib = 512;
 static const char *path = "/tmp/hmbench.swap";
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *what, int err)
 {
@@ -61,12 +56,6 @@ static uint64_t stat(struct hm_system *sys, const char *n)
 	return v;
 }
 
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* The file's sequential speed, GB/s, best of the rounds. */
 static void device_limit(uint64_t bytes, double *wr, double *rd)

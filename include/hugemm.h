@@ -257,8 +257,28 @@ HM_API int hm_write(struct hm_mm *mm, uint64_t va, const void *buf, uint64_t len
  */
 HM_API int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed);
 
-/* hm_migrate - move pages to another node. Returns -ENOSYS until migration
- * is implemented. Context: any thread. */
+/*
+ * hm_migrate - move every present page of [addr, addr + len) to memory node
+ * @node, for every address space that maps it (pages shared after fork
+ * move for the child too). A huge page that the range touches moves whole,
+ * as mbind(2) moves whole folios: 2 MiB and 1 GiB pages stay huge; a 1 GiB
+ * page for which @node has no free 1 GiB block is split into 2 MiB pages
+ * that move one by one (thp_migration_split), a 2 MiB page without a
+ * 2 MiB block into 4 KiB ones. Pages already on @node, pages in swap (they
+ * stay there), the huge zero page and pages pinned by an access under way
+ * are left. Other threads' accesses to a page being moved wait for it and
+ * see its content whole; nothing written is lost.
+ * Returns 0; -EINVAL for a NULL @mm, a @node that does not exist, an @addr
+ * not page-aligned, a @len of 0 or a range past the address space
+ * (nothing changed); -EFAULT if part of the range is not mapped (nothing
+ * changed); -ENOMEM if @node cannot take everything (the pages moved stay
+ * moved, the others where they were, all of them intact); -EAGAIN if
+ * another address space sharing the pages kept changing its maps.
+ * Counters pgmigrate_success (4 KiB pages moved), pgmigrate_fail,
+ * thp_migration_success, thp_migration_fail, thp_migration_split; free
+ * frames per node in "node<N>/nr_free_pages". Context: any thread; takes
+ * mmap_lock for reading, waits for a grace period per batch of pages.
+ */
 HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node);
 
 struct hm_mapping {
@@ -314,6 +334,17 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * nr_swap_entries, pgscan / pgsteal (pages looked at / freed by reclaim),
  * pgactivate / pgdeactivate, nr_active_anon / nr_inactive_anon (folios on
  * the LRU lists), direct_reclaim, swap_io_error.
+ * Migration: pgmigrate_success / pgmigrate_fail (4 KiB pages moved / not
+ * moved for want of a target frame or a mapping it could not see),
+ * thp_migration_success / thp_migration_fail (huge pages moved whole / not
+ * at all), thp_migration_split (huge pages split to move in pieces);
+ * "node<N>/nr_free_pages" for N below nr_nodes (free frames of node N; not
+ * listed by hm_stat_name).
+ * Compaction: compact_stall (a 2 MiB or 1 GiB allocation found no free
+ * block and compacted), compact_success / compact_fail (it got its block
+ * / fell back), compact_migrate_scanned (frame descriptors looked at to
+ * pick a block), nr_free_1g_possible (1 GiB blocks holding no page table
+ * or other unmovable frame: those compaction could free).
  * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);

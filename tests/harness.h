@@ -148,6 +148,17 @@ static inline struct hm_system *t_system_swap(uint64_t phys, uint64_t swap, int 
 	return t_system_cfg(&cfg);
 }
 
+/* t_system with @nodes memory nodes. */
+static inline struct hm_system *t_system_nodes(uint64_t phys, unsigned nodes, int thp_pud, int thp_pmd,
+					       int deposit)
+{
+	struct hm_config cfg;
+
+	t_config(&cfg, phys, thp_pud, thp_pmd, deposit);
+	cfg.nr_nodes = nodes;
+	return t_system_cfg(&cfg);
+}
+
 /* A deterministic 8-byte pattern for page @i of a test. */
 static inline uint64_t t_pattern(uint64_t seed, uint64_t i)
 {

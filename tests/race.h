@@ -45,4 +45,73 @@ static inline bool t_join_within(pthread_t t, int ms)
 	return pthread_timedjoin_np(t, NULL, &ts) == 0;
 }
 
+/* An operation run on another thread (t_spawn(t_do_write, &op)): its
+ * arguments, and its result in r. */
+struct t_op {
+	struct hm_system *sys;
+	struct hm_mm *mm;
+	uint64_t va, len;
+	unsigned node;
+	void *buf;
+	struct hm_mapping m;
+	int r;
+};
+
+static inline void *t_do_read(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = hm_read(o->mm, o->va, o->buf, o->len);
+	return NULL;
+}
+
+static inline void *t_do_write(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = hm_write(o->mm, o->va, o->buf, o->len);
+	return NULL;
+}
+
+static inline void *t_do_pageout(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = hm_madvise(o->mm, o->va, o->len, MADV_PAGEOUT);
+	return NULL;
+}
+
+static inline void *t_do_munmap(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = hm_munmap(o->mm, o->va, o->len);
+	return NULL;
+}
+
+static inline void *t_do_reclaim(void *p)
+{
+	struct t_op *o = p;
+	uint64_t freed;
+
+	o->r = hm_reclaim(o->sys, o->len, &freed);
+	return NULL;
+}
+
+static inline void *t_do_migrate(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = hm_migrate(o->mm, o->va, o->len, o->node);
+	return NULL;
+}
+
+static inline void *t_do_query(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = hm_query(o->mm, o->va, &o->m);
+	return NULL;
+}
+
 #endif /* HM_TEST_RACE_H */

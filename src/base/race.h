@@ -28,6 +28,16 @@
  *   folio_lock_of        a map count change looked up a frame's head
  *                        without a lock and is about to take that head's
  *                        folio lock (a folio split may move the head first)
+ *   migrate_unmapped     migration has made every leaf of its batch a
+ *                        migration entry (and bumped the TLB generations),
+ *                        before its grace period and the copy
+ *   migrate_copy         migration's grace period is over, the data is
+ *                        about to be copied and the entries replaced
+ *   fault_migration_entry  a fault met a migration entry and is about to
+ *                        wait for it (hm_fault: after dropping mmap_lock)
+ *   compact_isolate      compaction has opened its window on a block (frames
+ *                        freed into it stay there) and listed the folios to
+ *                        move out, before it migrates them
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

@@ -41,7 +41,21 @@ static struct hm_page *link_of(struct hm_system *sys, uint32_t head)
 	return hm_pfn_page(&sys->phys, head + 1);
 }
 
+static void add_locked(struct hm_system *sys, uint32_t head, bool partial, bool count);
+
 void hm_deferred_add_locked(struct hm_system *sys, uint32_t head, bool partial)
+{
+	add_locked(sys, head, partial, true);
+}
+
+/* A migrated folio takes its old frames' place on the queue; it was
+ * counted when it first joined. */
+void hm_deferred_readd_locked(struct hm_system *sys, uint32_t head, bool partial)
+{
+	add_locked(sys, head, partial, false);
+}
+
+static void add_locked(struct hm_system *sys, uint32_t head, bool partial, bool count)
 {
 	hm_assert_locked(hm_folio_lock(sys, head));
 	struct hm_page *h = hm_pfn_page(&sys->phys, head), *l = h + 1;
@@ -66,7 +80,7 @@ void hm_deferred_add_locked(struct hm_system *sys, uint32_t head, bool partial)
 		counted = true;
 	}
 	hm_spin_unlock(&sys->deferred_lock);
-	if (counted)
+	if (counted && count)
 		hm_count(sys, HM_STAT_thp_deferred_split_page);
 }
 

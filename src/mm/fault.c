@@ -210,6 +210,24 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
 	return 0;
 }
 
+/* The page is being moved (migrate.c) and will be mapped again once it is
+ * copied: wait for that. With HM_FAULT_ALLOW_RETRY, hm_fault waits without
+ * mmap_lock (a writer waiting for it would hold up every other fault
+ * meanwhile); else here: migration never waits for an mmap_lock while its
+ * entries are in place, so this cannot deadlock. */
+static __thread hm_pte_t migration_seen;
+
+static int migration_wait(struct hm_mm *mm, uint64_t va, hm_pte_t e, unsigned flags)
+{
+	hm_race_point("fault_migration_entry");
+	if (flags & HM_FAULT_ALLOW_RETRY) {
+		migration_seen = e;
+		return -EAGAIN;
+	}
+	hm_migration_wait(mm, va, e);
+	return 0;
+}
+
 /*
  * A leaf is already mapped at @va: another thread faulted it in (spurious:
  * retry), or it is read-only in a writable VMA (copy-on-write), or the
@@ -223,6 +241,8 @@ static int fault_mapped(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot
 
 	if (pt_swp_entry(e))
 		return hm_swap_in(mm, v, slot, level, va, write);
+	if (pt_is_migration(e))
+		return migration_wait(mm, va, e, flags);
 	if (!pt_present(e) && !pt_none(e)) {
 		/* The VMA allows the access, so a non-present entry is a split
 		 * (or another change) under way under the table's lock: wait for
@@ -302,11 +322,20 @@ int hm_fault_locked(struct hm_mm *mm, uint64_t va, bool write)
  */
 int hm_fault(struct hm_mm *mm, uint64_t va, bool write)
 {
-	hm_down_read(&mm->mmap_lock);
-	hm_drain_defer_begin();
-	int r = fault_locked_reclaim(mm, va, write, HM_FAULT_ALLOW_RETRY);
-	bool drain = hm_drain_defer_end();
-	hm_up_read(&mm->mmap_lock);
+	int r;
+	bool drain;
+
+	for (;;) {
+		migration_seen = 0;
+		hm_down_read(&mm->mmap_lock);
+		hm_drain_defer_begin();
+		r = fault_locked_reclaim(mm, va, write, HM_FAULT_ALLOW_RETRY);
+		drain = hm_drain_defer_end();
+		hm_up_read(&mm->mmap_lock);
+		if (r != -EAGAIN || !migration_seen)
+			break;
+		hm_migration_wait(mm, va, migration_seen);
+	}
 	if (r != -EAGAIN && !(r == -ENOMEM && drain))
 		return r;
 	hm_rcu_barrier();	/* pins dropped, pending frames free */

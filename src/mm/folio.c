@@ -128,6 +128,10 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	 * fault that must not wait under mmap_lock, asks it to). */
 	if (pfn == HM_PFN_NONE && hm_thp_shrink(sys, 1u << order) && hm_ptcache_drain(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
+	/* Then move folios out of the way (compaction): for huge pages only,
+	 * whose fallback to smaller ones costs more than a few copies. */
+	for (unsigned n = 0; pfn == HM_PFN_NONE && order >= HM_PMD_ORDER && n < ph->nr_nodes; n++)
+		pfn = hm_compact_alloc(sys, n, order);
 	if (pfn == HM_PFN_NONE && order == 0)
 		pfn = hm_ptcache_lend(&sys->pc);
 	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had

@@ -97,15 +97,15 @@ bool hm_lru_del_any(struct hm_system *sys, uint32_t head, bool *active)
 }
 
 /* Can reclaim take this folio now? Context: its folio lock. */
-static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t head)
+static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t head, bool reclaim)
 {
 	uint32_t f = hm_load_relaxed(&h->flags);
 
 	/* Lazy mode: a huge page mapped whole would go out as a PMD swap
 	 * entry, which has no deposit, so reading it back when memory is full
 	 * would need a table (or 512 frames) that may not be had: it stays
-	 * until its mapping is split. */
-	if (sys->cfg.deposit == HM_DEPOSIT_LAZY && h->order && h->entire_mapcount)
+	 * until its mapping is split. Migration keeps it mapped whole. */
+	if (reclaim && sys->cfg.deposit == HM_DEPOSIT_LAZY && h->order && h->entire_mapcount)
 		return false;
 	return (f & PG_HEAD) && !(f & (PG_ISOLATED | PG_HUGE_ZERO | PG_FREEING)) &&
 	       h->large_mapcount > 0 && !hm_load(hm_pin_slot(&sys->phys, head));
@@ -129,7 +129,7 @@ static bool isolate_popped(struct hm_system *sys, uint32_t head)
 		hm_spin_unlock(lock);
 		return false;
 	}
-	if (isolatable_locked(sys, h, head)) {
+	if (isolatable_locked(sys, h, head, true)) {
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
 		got = true;
 	} else if (h->large_mapcount > 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
@@ -162,14 +162,14 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 
 /* Isolate the folio headed by @head if it still is one, is isolatable,
  * has every flag of @need, and (with @alone_in) that mm alone maps it. */
-static bool isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in, uint32_t need)
+static bool isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in, uint32_t need, bool reclaim)
 {
 	uint32_t now;
 	hm_spin_t *lock = hm_lock_folio_of(sys, head, &now);
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	bool got = false;
 
-	if (now == head && (hm_load_relaxed(&h->flags) & need) == need && isolatable_locked(sys, h, head) &&
+	if (now == head && (hm_load_relaxed(&h->flags) & need) == need && isolatable_locked(sys, h, head, reclaim) &&
 	    (!alone_in || hm_folio_alone_locked(h, alone_in->slot_id))) {
 		hm_lru_del_locked(sys, head);
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
@@ -181,7 +181,12 @@ static bool isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in
 
 bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in)
 {
-	return isolate(sys, head, alone_in, 0);
+	return isolate(sys, head, alone_in, 0, true);
+}
+
+bool hm_folio_isolate_migrate(struct hm_system *sys, uint32_t head)
+{
+	return isolate(sys, head, NULL, 0, false);
 }
 
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)
@@ -192,7 +197,7 @@ bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)
 	 * folios still in the swap cache. */
 	if (!(f & PG_HEAD) || !(f & PG_SWAPCACHE))
 		return false;
-	return isolate(sys, pfn, NULL, PG_SWAPCACHE);
+	return isolate(sys, pfn, NULL, PG_SWAPCACHE, true);
 }
 
 void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active)

@@ -2,6 +2,7 @@
 /*
  * Systems and address spaces: creation, teardown, statistics.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,7 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	pthread_mutex_init(&sys->reclaim_lock, NULL);
 	hm_spin_init(&sys->lru_lock);
 	pthread_mutex_init(&sys->split_lock, NULL);
+	pthread_mutex_init(&sys->compact_lock, NULL);
 	sys->deferred_first = sys->deferred_last = sys->deferred_claim = HM_PFN_NONE;
 	sys->cow_policy = cfg->cow;
 	*out = sys;
@@ -116,6 +118,7 @@ void hm_system_destroy(struct hm_system *sys)
 	pthread_mutex_destroy(&sys->av_lock);
 	hm_assert(sys->deferred_first == HM_PFN_NONE && !sys->nr_deferred);
 	pthread_mutex_destroy(&sys->split_lock);
+	pthread_mutex_destroy(&sys->compact_lock);
 	free(sys->avs);
 	free(sys->free_slot_ids);
 	hm_phys_fini(&sys->phys);
@@ -255,10 +258,114 @@ void hm_drain(struct hm_system *sys)
 		hm_rcu_barrier();
 }
 
+/* The folios mapped in [*va, end) that are not on @node, up to @max of
+ * them, isolated; *va is where to go on. Context: mmap_lock held. */
+static unsigned collect(struct hm_mm *mm, uint64_t *va, uint64_t end, unsigned node, uint32_t *heads,
+			unsigned max, bool *left)
+{
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	uint32_t last = HM_PFN_NONE;
+	unsigned n = 0;
+
+	while (*va < end && n < max) {
+		unsigned level;
+
+		/* A copy-on-write may free what we find: look, and isolate,
+		 * inside a read section. */
+		hm_rcu_read_lock();
+		hm_pte_t e = pt_get(hm_pt_walk(ph, mm->root, sys->top, *va, &level));
+		uint64_t size = hm_level_size(level);
+
+		if (level <= 2 && pt_mapped(e) && !hm_is_huge_zero(sys, pt_pfn(e, level))) {
+			uint32_t head = hm_folio_head(ph, pt_pfn(e, level));
+
+			if (head != last && hm_pfn_node(ph, head) != node) {
+				if (hm_folio_isolate_migrate(sys, head))
+					heads[n++] = head;
+				else
+					*left = true;	/* pinned, or busy */
+			}
+			last = head;
+		}
+		hm_rcu_read_unlock();
+		*va = HM_ALIGN_DOWN(*va, size) + size;
+	}
+	return n;
+}
+
+#define MIGRATE_CHUNK 512u
+#define MIGRATE_RETRIES 1000u
+
+/* One pass of hm_migrate over [addr, end). *left: folios that were not
+ * moved and may be on a second look. Context: mmap_lock held for reading
+ * (dropped and taken again when a mapper is busy). */
+static int migrate_pass(struct hm_mm *mm, uint64_t addr, uint64_t end, const struct hm_migrate_ctl *ctl,
+			uint32_t *heads, bool *left)
+{
+	unsigned retries = 0;
+	int r = 0;
+
+	*left = false;
+	for (uint64_t va = addr; !r && va < end;) {
+		uint64_t from = va;
+		unsigned moved, n = collect(mm, &va, end, ctl->node, heads, MIGRATE_CHUNK, left);
+
+		if (!n)
+			continue;
+		hm_reclaim_enter(mm, NULL);
+		r = hm_migrate_isolated(mm->sys, heads, n, ctl, &moved);
+		hm_reclaim_exit();
+		*left |= moved < n;
+		if (r != -EAGAIN)
+			continue;
+		/* A mapper was busy (changing its maps): let it, and do this
+		 * chunk again. */
+		if (++retries > MIGRATE_RETRIES)
+			break;
+		hm_up_read(&mm->mmap_lock);
+		sched_yield();
+		hm_down_read(&mm->mmap_lock);
+		va = from;
+		r = hm_vma_covers(mm, addr, end, 0) ? 0 : -EFAULT;
+	}
+	return r;
+}
+
 int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)
 {
-	(void)mm, (void)addr, (void)len, (void)node;
-	return -ENOSYS;
+	if (!mm)
+		return -EINVAL;
+	struct hm_system *sys = mm->sys;
+	uint64_t end = addr + HM_ALIGN_UP(len, HM_PAGE_SIZE);
+
+	if (node >= sys->phys.nr_nodes || (addr & (HM_PAGE_SIZE - 1)) || !len || len > sys->task_size ||
+	    end < addr || end > sys->task_size)
+		return -EINVAL;
+	uint32_t *heads = hm_malloc(&sys->phys.fail, MIGRATE_CHUNK * sizeof(*heads));
+	if (!heads)
+		return -ENOMEM;
+	const struct hm_migrate_ctl ctl = { .node = node, .reason = HM_MR_SYSCALL };
+	bool left = false;
+	int r = 0;
+
+	hm_down_read(&mm->mmap_lock);
+	if (!hm_vma_covers(mm, addr, end, 0))
+		r = -EFAULT;
+	if (!r)
+		r = migrate_pass(mm, addr, end, &ctl, heads, &left);
+	if (!r && left) {
+		/* Folios pinned by a copy-on-write or an unmap in flight were
+		 * left: their pins go after a grace period. Wait for them
+		 * (without the lock, as hm_fault does) and look once more. */
+		hm_up_read(&mm->mmap_lock);
+		hm_rcu_barrier();
+		hm_down_read(&mm->mmap_lock);
+		r = hm_vma_covers(mm, addr, end, 0) ? migrate_pass(mm, addr, end, &ctl, heads, &left) : -EFAULT;
+	}
+	hm_up_read(&mm->mmap_lock);
+	free(heads);
+	return hm_check_enabled(sys, r);
 }
 
 static const char *const stat_names[HM_NR_STATS] = {
@@ -300,7 +407,24 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
 	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
 	case HM_STAT_nr_huge_zero_pmd:	return hm_load_relaxed(&sys->nr_zero_leaf[1]);
+	case HM_STAT_nr_free_1g_possible:
+		return hm_phys_movable_blocks(&sys->phys, HM_PUD_ORDER);
 	}
+	return 0;
+}
+
+/* "node<N>/nr_free_pages": free frames of node N (its buddy lists). */
+static int node_stat(struct hm_system *sys, const char *name, uint64_t *value)
+{
+	char *rest;
+	unsigned long n;
+
+	if (strncmp(name, "node", 4) || name[4] < '0' || name[4] > '9')
+		return -ENOENT;
+	n = strtoul(name + 4, &rest, 10);
+	if (strcmp(rest, "/nr_free_pages") || n >= sys->phys.nr_nodes)
+		return -ENOENT;
+	*value = hm_load_relaxed(&sys->phys.nodes[n].nr_free);
 	return 0;
 }
 
@@ -308,6 +432,8 @@ int hm_stat(struct hm_system *sys, const char *name, uint64_t *value)
 {
 	if (!sys || !name || !value)
 		return -EINVAL;
+	if (!strncmp(name, "node", 4))
+		return node_stat(sys, name, value);
 	for (unsigned i = 0; i < HM_NR_STATS; i++) {
 		if (!stat_names[i] || strcmp(stat_names[i], name))
 			continue;

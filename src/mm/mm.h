@@ -81,14 +81,17 @@ struct hm_anon_vma {
 	X(pgactivate) X(pgdeactivate) X(pswpout_clean) X(swap_io_error)	\
 	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)	\
 	X(thp_deferred_split_page) X(thp_split_page)			\
-	X(thp_underused_split_page)
+	X(thp_underused_split_page)					\
+	X(pgmigrate_success) X(pgmigrate_fail) X(thp_migration_fail) X(thp_migration_split) \
+	X(compact_stall) X(compact_success) X(compact_fail) X(compact_migrate_scanned)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
 	X(nr_mms) X(phys_bytes) X(nr_free_pending)			\
 	X(swap_free_pages) X(swap_total_pages) X(nr_inactive_anon)	\
 	X(nr_active_anon) X(nr_swap_entries)			\
-	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)
+	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)			\
+	X(nr_free_1g_possible)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
@@ -155,6 +158,10 @@ struct hm_system {
 				 * by compare-and-swap, kept until destroy */
 	uint64_t nr_zero_leaf[2]; /* leaves that map it, PTE and PMD, all mms;
 				 * in no folio count and no nr_leaf; atomic */
+	pthread_mutex_t compact_lock;	/* one compaction at a time, taken by
+					 * trylock only (compact.c) */
+	uint32_t compact_cursor[64];	/* per node: where the next 2 MiB
+					 * compaction looks; compact_lock */
 };
 
 /* LRU links: the lists run from first (most recently added) to last. */
@@ -328,6 +335,10 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 /* Isolate a folio found mapped in a table; @alone_in non-NULL: only if
  * that mm alone maps it. Context: inside an RCU read section. */
 bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_in);
+/* Isolate a folio for migration (any mapped folio that is not pinned,
+ * huge ones mapped whole in lazy mode too). Context: inside an RCU read
+ * section, @head a folio's head when looked at. */
+bool hm_folio_isolate_migrate(struct hm_system *sys, uint32_t head);
 /* Isolate the swap-cache folio whose head is @pfn, if it still is one.
  * Context: inside an RCU read section (the frame came from the cache). */
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn);
@@ -449,6 +460,7 @@ bool hm_folio_split_at(struct hm_mm *mm, uint64_t va);
  */
 void hm_deferred_add_locked(struct hm_system *sys, uint32_t head, bool partial);
 void hm_deferred_del_locked(struct hm_system *sys, uint32_t head);
+void hm_deferred_readd_locked(struct hm_system *sys, uint32_t head, bool partial);
 bool hm_deferred_partial_locked(struct hm_system *sys, uint32_t head);
 /*
  * Memory pressure: split the queued partly mapped folios, freeing their
@@ -558,8 +570,55 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables);
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
 
+/*
+ * compact.c — direct compaction (see there and docs/internals.md). Make a
+ * free block of @order (9 or 18) on @node by migrating the movable folios
+ * out of the best candidate block, then allocate it (HM_PFN_NONE if it
+ * cannot). Counts compact_stall, compact_success, compact_fail,
+ * compact_migrate_scanned. Context: as hm_migrate_folios: no spinlock, no
+ * RCU read section, the caller's own mmap_locks named with
+ * hm_reclaim_enter. Inside hm_fault's first pass it does not run (it waits
+ * for grace periods) but asks for the retry, as hm_ptcache_drain does.
+ */
+uint32_t hm_compact_alloc(struct hm_system *sys, unsigned node, unsigned order);
+
 /* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);
+
+/*
+ * migrate.c — moving folios to other frames (see there).
+ */
+enum { HM_MR_SYSCALL, HM_MR_COMPACTION };
+/* Where a migrating folio's new frames come from. */
+struct hm_migrate_ctl {
+	unsigned node;	/* target node */
+	/* NULL: the normal folio allocation on `node` (HM_ALLOC_THISNODE).
+	 * Compaction passes one that keeps out of the block it empties. It
+	 * returns a block of 2^order frames from hm_alloc_pages (descriptors
+	 * reset), or HM_PFN_NONE; migration makes it the folio. */
+	uint32_t (*alloc)(struct hm_system *sys, unsigned order, void *arg);
+	void *arg;
+	unsigned reason;	/* HM_MR_SYSCALL, HM_MR_COMPACTION (stats) */
+};
+/* Move the folios whose heads are heads[0..n) (candidates: each is
+ * isolated here first, skipped if it cannot be: pinned, isolated by
+ * someone else, no longer a folio head, huge zero page). Counts
+ * pgmigrate_success/fail. *moved = folios moved. 0, or -ENOMEM when a
+ * target could not be allocated (what moved stays moved).
+ * Context: no spinlock, no RCU read section; the caller's own
+ * mmap_locks named with hm_reclaim_enter (other mappers are trylocked).
+ * Returns -EAGAIN if a mapper was busy and nothing else failed (caller
+ * drops its locks and retries). */
+int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
+		      const struct hm_migrate_ctl *ctl, unsigned *moved);
+/* hm_migrate_folios for folios the caller isolated already
+ * (hm_folio_isolate_migrate, inside the RCU read section in which it found
+ * them mapped): each is moved or given back, whatever the result. */
+int hm_migrate_isolated(struct hm_system *sys, const uint32_t *heads, unsigned n,
+			const struct hm_migrate_ctl *ctl, unsigned *moved);
+/* Wait until the entry at @va in @mm is no longer the migration entry @e.
+ * Context: no spinlock, no RCU read section; mmap_lock held or not. */
+void hm_migration_wait(struct hm_mm *mm, uint64_t va, hm_pte_t e);
 
 /* For tests: the next mm gets id @next (or a later one: ids only grow, so
  * none is ever reused), to show that nothing narrows ids past 2^32. */

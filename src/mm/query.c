@@ -18,11 +18,20 @@ int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
 	hm_pte_t e = pt_get(slot);
 	while (!pt_none(e) && !pt_mapped(e) && !pt_swp_entry(e)) {
-		/* A split holds the entry invalid under its table's lock. */
-		hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
+		if (pt_is_migration(e)) {
+			/* Being moved: the grace period it waits for must not
+			 * wait for us. */
+			hm_rcu_read_unlock();
+			hm_migration_wait(mm, va, e);
+			hm_rcu_read_lock();
+		} else {
+			/* A split holds the entry invalid under its table's
+			 * lock. */
+			hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
 
-		hm_spin_lock(lock);
-		hm_spin_unlock(lock);
+			hm_spin_lock(lock);
+			hm_spin_unlock(lock);
+		}
 		slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
 		e = pt_get(slot);
 	}

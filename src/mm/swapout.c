@@ -36,7 +36,9 @@ int hm_for_each_leaf_of(struct hm_mm *mm, uint32_t head, hm_leaf_visit fn, void 
 		hm_pte_t e = pt_get(slot);
 		uint64_t next = HM_ALIGN_DOWN(va, hm_level_size(level)) + hm_level_size(level);
 
-		if (level > 2 || pt_none(e) || pt_swp_entry(e)) {
+		/* A migration entry maps another folio (ours is mapped, or
+		 * isolated by its mover, not the caller): nothing to wait for. */
+		if (level > 2 || pt_none(e) || pt_swp_entry(e) || pt_is_migration(e)) {
 			va = next;
 			continue;
 		}
@@ -50,7 +52,7 @@ int hm_for_each_leaf_of(struct hm_mm *mm, uint32_t head, hm_leaf_visit fn, void 
 
 			if (pfn >= head && pfn < head + nr)
 				r = fn(mm, slot, e, level, va, arg);
-		} else if (!pt_none(e) && !pt_swp_entry(e)) {
+		} else if (!pt_none(e) && !pt_swp_entry(e) && !pt_is_migration(e)) {
 			r = 1;	/* a table now, or a split under way: again */
 		}
 		hm_spin_unlock(lock);

@@ -172,7 +172,46 @@ static inline bool pt_swp_entry(hm_pte_t e)
 static inline hm_pte_t pt_mk_swp_entry(uint64_t slot) { return pt_mk_swp(0, slot); }
 static inline bool pt_is_migration(hm_pte_t e)
 {
-	return pt_is_swp(e) && pt_swp_type(e) >= HM_SWP_MIGRATION_READ;
+	return e && !(e & (HM_PTE_P | HM_PTE_PROTNONE | HM_PTE_INVALID)) &&
+	       pt_swp_type(e) >= HM_SWP_MIGRATION_READ;
+}
+
+/*
+ * Migration entries (mm/migrate.c): a leaf of a folio on its way to other
+ * frames. It keeps all the leaf was, so that the leaf can be rebuilt on the
+ * new frames (or the old ones, if the move is given up): the frame in
+ * offset bits 0-31, the level in 32-33, the leaf's bits 0-9 (P, RW, US, A,
+ * D, PROTNONE...) in 34-43 and NX in 44. Type 31 when the leaf was
+ * writable, 30 otherwise, as the kernel's.
+ */
+#define HM_MIG_LEVEL_SHIFT	32
+#define HM_MIG_BITS_SHIFT	34
+#define HM_MIG_BITS_MASK	0x3ffull
+#define HM_MIG_NX		(1ull << 44)
+
+static inline hm_pte_t pt_mk_migration(hm_pte_t leaf, unsigned level)
+{
+	uint64_t off = (uint64_t)pt_pfn(leaf, level) | ((uint64_t)level << HM_MIG_LEVEL_SHIFT) |
+		       ((leaf & HM_MIG_BITS_MASK) << HM_MIG_BITS_SHIFT) | ((leaf & HM_PTE_NX) ? HM_MIG_NX : 0);
+
+	return pt_mk_swp(pt_writable(leaf) ? HM_SWP_MIGRATION_WRITE : HM_SWP_MIGRATION_READ, off);
+}
+static inline uint32_t pt_migration_pfn(hm_pte_t e) { return (uint32_t)pt_swp_offset(e); }
+static inline unsigned pt_migration_level(hm_pte_t e)
+{
+	return (unsigned)(pt_swp_offset(e) >> HM_MIG_LEVEL_SHIFT) & 3;
+}
+static inline bool pt_migration_write(hm_pte_t e) { return pt_swp_type(e) == HM_SWP_MIGRATION_WRITE; }
+/* The leaf the entry stands for, on frame @pfn (the folio's new frames, or
+ * its old ones). */
+static inline hm_pte_t pt_migration_leaf(hm_pte_t e, uint32_t pfn)
+{
+	uint64_t off = pt_swp_offset(e);
+	hm_pte_t bits = (off >> HM_MIG_BITS_SHIFT) & HM_MIG_BITS_MASK;
+
+	if (off & HM_MIG_NX)
+		bits |= HM_PTE_NX;
+	return pt_mk_leaf(pfn, pt_migration_level(e), bits & ~HM_PTE_PS);
 }
 
 /* Entries are read by lock-free walkers, so every access is atomic. */

@@ -322,6 +322,16 @@ bool hm_swap_cache_add(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t pfn)
 	return ok;
 }
 
+void hm_swap_cache_move(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t from, uint32_t to)
+{
+	check_range(sw, s, n);
+	hm_spin_lock(&sw->lock);
+	for (unsigned i = 0; i < n; i++)
+		if ((sw->map[s + i] & HM_SWP_CACHE) && sw->cache[s + i] == from + i)
+			sw->cache[s + i] = to + i;
+	hm_spin_unlock(&sw->lock);
+}
+
 uint32_t hm_swap_cache_lookup(struct hm_swap *sw, uint64_t s)
 {
 	uint32_t pfn = HM_PFN_NONE;

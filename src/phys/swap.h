@@ -94,6 +94,9 @@ void hm_swap_clear_flags(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t fl
  * (sets HM_SWP_CACHE; clearing it forgets the page). False, and nothing
  * done, if a page holds one of them already. */
 bool hm_swap_cache_add(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t pfn);
+/* The pages from @from on moved to @to (migration): the slots of
+ * [s, s + n) that they hold are held by the new ones. */
+void hm_swap_cache_move(struct hm_swap *sw, uint64_t s, unsigned n, uint32_t from, uint32_t to);
 /* The page that holds slot @s, or HM_PFN_NONE (none, or under writeback:
  * then the reader waits for the write and reads the file). The page may
  * be on its way out: the caller checks it under the page's own lock. */

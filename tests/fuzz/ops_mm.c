@@ -206,8 +206,7 @@ void fz_op_stat(struct fz_case *c)
 	FZ_RC(c, hm_check(c->sys), 0);
 }
 
-/* Not implemented yet (-ENOSYS); when it is, a migration must leave every
- * byte as it was. */
+/* A migration must leave every byte as it was. */
 void fz_op_migrate(struct fz_case *c)
 {
 	struct fz_mm *m = fz_pick(c);
@@ -220,9 +219,13 @@ void fz_op_migrate(struct fz_case *c)
 	snprintf(c->desc, sizeof(c->desc), "hm_migrate(%s, %#" PRIx64 ", %#" PRIx64 ", %u)", fz_name(c, m, false), addr,
 		 len, node);
 	int r = c->rc = hm_migrate(m->mm, addr, len, node);
-	bool valid = !(addr & (FZ_PAGE - 1)) && l && node < c->cfg.nr_nodes &&
-		     fz_model_covers(&m->m, addr, addr + l, 0);
+	bool args = !(addr & (FZ_PAGE - 1)) && l && l >= len && addr + l > addr && node < c->cfg.nr_nodes;
 
-	FZ_RC(c, r, -ENOSYS, -EINVAL, -ENOMEM, valid ? 0 : -ENOSYS);
+	if (!args)
+		FZ_RC(c, r, -EINVAL);
+	else if (!fz_model_covers(&m->m, addr, addr + l, 0))
+		FZ_RC(c, r, -EFAULT, -EINVAL);	/* -EINVAL: past the address space */
+	else
+		FZ_RC(c, r, 0, -ENOMEM, -EAGAIN);
 	fz_verify_range(c, m, addr & ~(FZ_PAGE - 1), l);
 }

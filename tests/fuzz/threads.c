@@ -250,8 +250,8 @@ void fz_threads_run(const struct fz_threads_opts *o, unsigned long *passed, unsi
 		reads += x.w[i].reads;
 	}
 	fprintf(stderr, "threaded: %lu cookie writes, %lu checked reads, %lu forks (%lu child checks), "
-		"%lu disruptor ops, %lu region moves, %lu hm__splits, %lu hm_checks\n", writes, reads, x.forks,
-		x.child_checks, x.dis.ops, x.rotations, x.splits, checks);
+		"%lu disruptor ops, %lu region moves, %lu hm__splits, %lu hm_migrates, %lu hm_checks\n", writes, reads,
+		x.forks, x.child_checks, x.dis.ops, x.rotations, x.splits, x.migrations, checks);
 	if (o->tolerate)
 		fprintf(stderr, "threaded: tolerated: %lu children saw half of a two-page write\n", x.torn_tolerated);
 	fprintf(stderr, "threaded: splits pud %" PRIu64 " pmd %" PRIu64 ", cow split pud %" PRIu64 " pmd %" PRIu64

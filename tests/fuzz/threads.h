@@ -65,7 +65,7 @@ struct th_ctx {
 	int stop;			/* atomic */
 	unsigned long printed;		/* failure messages printed; atomic */
 	struct th_thread w[TH_NW], dis, fork;
-	unsigned long forks, child_checks, rotations, splits;
+	unsigned long forks, child_checks, rotations, splits, migrations;
 	unsigned long torn_tolerated;	/* known: children seeing half a write */
 };
 

@@ -124,6 +124,10 @@ void *th_disruptor(void *arg)
 			rc = op == 13 ? hm_madvise(x->mm, r->base, r->len, th_rnd(t) % 4 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE)
 				      : hm_mprotect(x->mm, r->base, r->len, RW);
 			TH_CHECK(t, rc == 0, "disruptor: whole-region op %u: %d", op, rc);
+		} else if (x->o->nodes > 1) {	/* the whole region to a node: no byte may change */
+			rc = hm_migrate(x->mm, r->base, r->len, (unsigned)(th_rnd(t) % (unsigned)x->o->nodes));
+			TH_CHECK(t, rc == 0 || rc == -ENOMEM || rc == -EAGAIN, "disruptor: hm_migrate: %d", rc);
+			x->migrations += rc == 0;
 		} else {
 			own_slot_op(t, r, 0);
 		}

@@ -69,6 +69,40 @@ static void modify_keeps_frame_and_ad(void)
 	CHECK_EQ(pt_prot(pt_modify_prot(none, pt_prot_bits(PROT_READ | PROT_WRITE))), PROT_READ | PROT_WRITE);
 }
 
+/* A migration entry rebuilds the leaf it stands for, at every level, on
+ * the old frame or a new one. */
+static void migration_entries(void)
+{
+	static const int prots[] = { PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC,
+				     PROT_READ | PROT_WRITE | PROT_EXEC };
+
+	for (unsigned level = 0; level <= 2; level++) {
+		for (unsigned p = 0; p < sizeof(prots) / sizeof(prots[0]); p++) {
+			for (hm_pte_t ad = 0; ad <= (HM_PTE_A | HM_PTE_D); ad += HM_PTE_A) {
+				uint32_t pfn = 0xfff80000u >> (9 * level) << (9 * level);
+				hm_pte_t leaf = pt_mk_leaf(pfn, level, pt_prot_bits(prots[p])) | ad;
+				hm_pte_t m = pt_mk_migration(leaf, level);
+
+				CHECK(pt_is_migration(m));
+				CHECK(!pt_swp_entry(m) && !pt_mapped(m) && !pt_none(m));
+				CHECK_EQ(pt_migration_pfn(m), pfn);
+				CHECK_EQ(pt_migration_level(m), level);
+				CHECK_EQ(pt_migration_write(m), (prots[p] & PROT_WRITE) != 0);
+				CHECK_EQ(pt_migration_leaf(m, pfn), leaf);
+				hm_pte_t moved = pt_migration_leaf(m, 0x40000);
+				CHECK_EQ(pt_pfn(moved, level), 0x40000);
+				CHECK_EQ(moved & ~HM_PTE_ADDR, leaf & ~HM_PTE_ADDR);
+			}
+		}
+	}
+	/* Neither a swap entry, nor a PROT_NONE leaf, nor an invalid one. */
+	CHECK(!pt_is_migration(pt_mk_swp_entry(5)));
+	CHECK(!pt_is_migration(pt_mk_leaf(1, 0, pt_prot_bits(PROT_NONE))));
+	hm_pte_t inv = (pt_mk_leaf(1, 1, pt_prot_bits(PROT_READ | PROT_WRITE)) | HM_PTE_A | HM_PTE_D | HM_PTE_PCD |
+			HM_PTE_PWT) & ~HM_PTE_P;
+	CHECK(!pt_is_migration(inv | HM_PTE_INVALID));
+}
+
 static void indexes(void)
 {
 	uint64_t va = 0x00007f12345ff000ull;
@@ -80,4 +114,5 @@ static void indexes(void)
 	CHECK_EQ(hm_level_size(2), 1ull << 30);
 }
 
-T_MAIN(T(table_links), T(leaves), T(protnone_and_swap), T(modify_keeps_frame_and_ad), T(indexes))
+T_MAIN(T(table_links), T(leaves), T(protnone_and_swap), T(modify_keeps_frame_and_ad), T(migration_entries),
+       T(indexes))

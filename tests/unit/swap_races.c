@@ -14,38 +14,6 @@
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-struct op {
-	struct hm_system *sys;
-	struct hm_mm *mm;
-	uint64_t va, len;
-	void *buf;
-	int r;
-};
-
-static void *do_pageout(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_madvise(o->mm, o->va, o->len, MADV_PAGEOUT);
-	return NULL;
-}
-
-static void *do_read(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_read(o->mm, o->va, o->buf, o->len);
-	return NULL;
-}
-
-static void *do_write(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_write(o->mm, o->va, o->buf, o->len);
-	return NULL;
-}
-
 static struct hm_system *race_system(void)
 {
 	t_flags = 0;
@@ -68,13 +36,13 @@ static void swapin_waits_for_writeback(void)
 	REQUIRE(hm_mmap(mm, 0, 4096, RW, PA, &a) == 0);
 	t_poke(mm, a, 0x5eed);
 	REQUIRE(hm__race_arm("swapout_unmapped", 0) == 0);
-	struct op po = { .mm = mm, .va = a, .len = 4096 };
-	pthread_t tp = t_spawn(do_pageout, &po);
+	struct t_op po = { .mm = mm, .va = a, .len = 4096 };
+	pthread_t tp = t_spawn(t_do_pageout, &po);
 	REQUIRE(hm__race_wait("swapout_unmapped", STOP_MS) == 0);
 
 	REQUIRE(hm__race_arm("swapin_before_read", 0) == 0);
-	struct op rd = { .mm = mm, .va = a, .len = 8, .buf = &got };
-	pthread_t tr = t_spawn(do_read, &rd);
+	struct t_op rd = { .mm = mm, .va = a, .len = 8, .buf = &got };
+	pthread_t tr = t_spawn(t_do_read, &rd);
 	REQUIRE(hm__race_wait("swapin_before_read", STOP_MS) == 0);
 	hm__race_release("swapin_before_read");
 	CHECK(!t_join_within(tr, HOLD_MS));	/* waiting for the write */
@@ -109,8 +77,8 @@ static void pageout_skips_pinned_write(void)
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	REQUIRE(hm_mmap(mm, 0, sizeof(src), RW, PA, &a) == 0);
 	REQUIRE(hm__race_arm("write_span_prefaulted", 0) == 0);
-	struct op w = { .mm = mm, .va = a, .len = sizeof(src), .buf = src };
-	pthread_t tw = t_spawn(do_write, &w);
+	struct t_op w = { .mm = mm, .va = a, .len = sizeof(src), .buf = src };
+	pthread_t tw = t_spawn(t_do_write, &w);
 	REQUIRE(hm__race_wait("write_span_prefaulted", STOP_MS) == 0);
 	CHECK_EQ(hm_madvise(mm, a, sizeof(src), MADV_PAGEOUT), 0);
 	CHECK_EQ(t_stat(sys, "pswpout"), 0);
@@ -149,8 +117,8 @@ static void refill_sees_new_table(void)
 	t_poke(mm, a + 2 * MiB, 1);	/* the PUD and PMD tables exist; this PMD entry is empty */
 	REQUIRE(hm__race_arm("tlb_fill_walked", 0) == 0);
 	/* Bytes 8..15 of the 2 MiB range: as a "leaf", the table's entry 1. */
-	struct op rd = { .mm = mm, .va = a + 8, .len = 8, .buf = &got };
-	pthread_t tr = t_spawn(do_read, &rd);
+	struct t_op rd = { .mm = mm, .va = a + 8, .len = 8, .buf = &got };
+	pthread_t tr = t_spawn(t_do_read, &rd);
 	REQUIRE(hm__race_wait("tlb_fill_walked", STOP_MS) == 0);
 	t_poke(mm, a + 4096, 7);	/* links a PTE table there, entry 1 set */
 	hm__race_release("tlb_fill_walked");
@@ -161,23 +129,6 @@ static void refill_sees_new_table(void)
 	STEP(sys);
 	hm_mm_destroy(mm);
 	hm_system_destroy(sys);
-}
-
-static void *do_reclaim(void *p)
-{
-	struct op *o = p;
-	uint64_t freed;
-
-	o->r = hm_reclaim(o->sys, o->len, &freed);
-	return NULL;
-}
-
-static void *do_munmap(void *p)
-{
-	struct op *o = p;
-
-	o->r = hm_munmap(o->mm, o->va, o->len);
-	return NULL;
 }
 
 /*
@@ -199,16 +150,16 @@ static void orphan_freed_after_grace_period(void)
 	t_poke(a_mm, a, 1);		/* F: oldest on the inactive list */
 	t_poke(a_mm, a + 4096, 2);	/* G */
 	REQUIRE(hm__race_arm("access_copy", 0) == 0);
-	struct op w = { .mm = a_mm, .va = a + 8, .len = 8, .buf = &word };
-	pthread_t tw = t_spawn(do_write, &w);	/* W: inside its read section, into F */
+	struct t_op w = { .mm = a_mm, .va = a + 8, .len = 8, .buf = &word };
+	pthread_t tw = t_spawn(t_do_write, &w);	/* W: inside its read section, into F */
 	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
 	REQUIRE(hm__race_arm("lru_popped", 1) == 0);
-	struct op rc = { .sys = sys, .mm = a_mm, .len = 2 * 4096 };
-	pthread_t tr = t_spawn(do_reclaim, &rc);	/* F isolated; stops popping G */
+	struct t_op rc = { .sys = sys, .mm = a_mm, .len = 2 * 4096 };
+	pthread_t tr = t_spawn(t_do_reclaim, &rc);	/* F isolated; stops popping G */
 	REQUIRE(hm__race_wait("lru_popped", STOP_MS) == 0);
 	REQUIRE(hm__race_arm("unmap_before_flush", 0) == 0);
-	struct op um = { .mm = a_mm, .va = a, .len = 4096 };
-	pthread_t tu = t_spawn(do_munmap, &um);	/* F's last mapping; holds A's lock */
+	struct t_op um = { .mm = a_mm, .va = a, .len = 4096 };
+	pthread_t tu = t_spawn(t_do_munmap, &um);	/* F's last mapping; holds A's lock */
 	REQUIRE(hm__race_wait("unmap_before_flush", STOP_MS) == 0);
 	hm__race_release("lru_popped");
 	/* Reclaim cannot lock A and gives F back: it must wait for W. */

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Migration's split fallback (issue 9), white-box: the target node is
+ * fragmented through the buddy allocator so that it has no free block of
+ * the folio's order but room enough in smaller ones. A 1 GiB page then
+ * moves as 512 2 MiB pages, a 2 MiB page as 512 4 KiB pages, both counted
+ * in thp_migration_split, with their data.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+#include "../../src/mm/mm.h"
+
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+static struct hm_system *sys_nodes(uint64_t phys, int pud, int pmd, int deposit)
+{
+	t_flags = 0;	/* (each test checks where it can: see there) */
+	return t_system_nodes(phys, 2, pud, pmd, deposit);
+}
+
+/* Free blocks of @order that node @node could hand out. */
+static uint64_t blocks(struct hm_system *sys, unsigned node, unsigned order)
+{
+	struct hm_node *n = &sys->phys.nodes[node];
+	uint64_t b = 0;
+
+	hm_mutex_lock(&n->lock);
+	for (unsigned o = order; o <= HM_MAX_ORDER; o++)
+		b += n->nr_blocks[o] << (o - order);
+	hm_mutex_unlock(&n->lock);
+	return b;
+}
+
+/* Node 1 keeps no 1 GiB block but 1 GiB in 512 MiB ones. */
+static void pud_split_fallback(int deposit)
+{
+	struct hm_system *sys = sys_nodes(4 * GiB, HM_THP_ALWAYS, HM_THP_ALWAYS, deposit);
+	struct hm_phys *ph = &sys->phys;
+	struct hm_mm *mm;
+	uint32_t held[8];
+	unsigned nheld = 0;
+	uint64_t a;
+
+	while (blocks(sys, 1, 18) && nheld < 8)
+		held[nheld++] = hm_alloc_pages(ph, 1, 17, HM_ALLOC_THISNODE);
+	REQUIRE(nheld >= 2 && held[0] != HM_PFN_NONE);
+	hm_free_pages(ph, held[0], 17);
+	REQUIRE(blocks(sys, 1, 18) == 0);
+	REQUIRE(blocks(sys, 1, 9) >= 512);
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, GiB, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, GiB, 11), 0);
+	struct hm_mapping m;
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	CHECK_EQ(m.size, GiB);
+	/* (hm_check would find the frames held here owned by nobody: it
+	 * runs once they are back) */
+	CHECK_EQ(hm_migrate(mm, a, GiB, 1), 0);
+	CHECK_EQ(t_stat(sys, "thp_migration_split"), 1);
+	CHECK_EQ(t_stat(sys, "thp_migration_success"), 512);
+	CHECK_EQ(t_stat(sys, "pgmigrate_success"), 512 * 512);
+	for (uint64_t off = 0; off < GiB; off += 2 * MiB) {
+		CHECK_EQ(hm_query(mm, a + off, &m), 0);
+		CHECK_EQ(m.size, 2 * MiB);
+		CHECK_EQ(m.node, 1);
+	}
+	CHECK_EQ(t_pages_wrong(mm, a, GiB, 11, 0, 0), 0);
+	for (unsigned i = 1; i < nheld; i++)
+		hm_free_pages(ph, held[i], 17);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+static void pud_split_fallback_eager(void)
+{
+	pud_split_fallback(HM_DEPOSIT_EAGER);
+}
+
+static void pud_split_fallback_lazy(void)
+{
+	pud_split_fallback(HM_DEPOSIT_LAZY);
+}
+
+/* Node 1 keeps only single frames, every other one: a 2 MiB page moves as
+ * 512 4 KiB pages. */
+static void pmd_split_fallback(void)
+{
+	struct hm_system *sys = sys_nodes(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_phys *ph = &sys->phys;
+	struct hm_node *n = &ph->nodes[1];
+	uint32_t nr = n->end_pfn - n->start_pfn, got = 0;
+	uint32_t *all = calloc(nr, sizeof(*all));
+	struct hm_mm *mm;
+	uint64_t a;
+
+	REQUIRE(all);
+	while (got < nr && (all[got] = hm_alloc_pages(ph, 1, 0, HM_ALLOC_THISNODE)) != HM_PFN_NONE)
+		got++;
+	for (uint32_t i = 0; i < got; i++) {
+		if (all[i] % 2 == 0 && all[i] / 2 % 2 == 0) {	/* 1 in 4, never buddies */
+			hm_free_pages(ph, all[i], 0);
+			all[i] = HM_PFN_NONE;
+		}
+	}
+	REQUIRE(blocks(sys, 1, 1) == 0);
+	REQUIRE(blocks(sys, 1, 0) >= 600);
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, 2 * MiB, 12), 0);
+	CHECK_EQ(hm_migrate(mm, a, 2 * MiB, 1), 0);
+	CHECK_EQ(t_stat(sys, "thp_migration_split"), 1);
+	CHECK_EQ(t_stat(sys, "thp_migration_success"), 0);
+	CHECK_EQ(t_stat(sys, "pgmigrate_success"), 512);
+	for (uint64_t off = 0; off < 2 * MiB; off += 4096) {
+		struct hm_mapping m;
+
+		CHECK_EQ(hm_query(mm, a + off, &m), 0);
+		CHECK_EQ(m.size, 4096);
+		CHECK_EQ(m.node, 1);
+	}
+	CHECK_EQ(t_pages_wrong(mm, a, 2 * MiB, 12, 0, 0), 0);
+	for (uint32_t i = 0; i < got; i++)
+		if (all[i] != HM_PFN_NONE)
+			hm_free_pages(ph, all[i], 0);
+	free(all);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+/* hm_check never meets a migration entry (it write-locks every mm, which
+ * migration holds for reading while its entries exist); one planted by
+ * hand is reported. */
+static void check_reports_migration_entry(void)
+{
+	struct hm_system *sys = sys_nodes(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a;
+	unsigned level;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	t_poke(mm, a, 1);
+	STEP(sys);
+	hm_pte_t *slot = hm_pt_walk(&sys->phys, mm->root, sys->top, a, &level);
+	hm_pte_t leaf = pt_get(slot);
+	REQUIRE(level == 1 && pt_present(leaf));
+	pt_set(slot, pt_mk_migration(leaf, level));
+	CHECK(hm_check(sys) != 0);
+	pt_set(slot, leaf);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(pud_split_fallback_eager), T(pud_split_fallback_lazy), T(pmd_split_fallback),
+       T(check_reports_migration_entry))
