@@ -518,3 +518,40 @@ enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_spin_unlock(lock);
 	return r;
 }
+
+/*
+ * The inverse of hm_folio_split_map: the 512 leaves of @level - 1 that map,
+ * in this mm, the chunk at @pfn (level 1: the 512 pages of a 2 MiB chunk;
+ * level 2: the 512 chunks of a 1 GiB folio) become one leaf of @level.
+ * O(1) in descriptors like the split: taking one from pte_all (pmd_all)
+ * takes one map from every page (chunk), and each of them had ours.
+ */
+void hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
+{
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+	uint32_t head;
+
+	hm_assert(level == 1 || level == 2);
+	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &head);
+	struct hm_page *h = hm_pfn_page(ph, head);
+
+	hm_assert(h->order >= level * HM_PMD_ORDER && !(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
+	if (level == 2)
+		hm_sub(&h->pmd_all, 1);
+	else
+		hm_sub(&chunk_of(ph, pfn)->pte_all, 1);
+	hm_add(leaf_counter(ph, h, pfn, level), 1);
+	hm_sub(&h->large_mapcount, HM_PTRS - 1);
+	slots_sub(h, mm->slot_id, HM_PTRS - 1);
+	/* Whole again: off the deferred queue, whether it was there as partly
+	 * mapped or as a candidate of the underused shrinker (which splits
+	 * only folios mapped by PTEs). */
+	if ((hm_load_relaxed(&h->flags) & PG_DEFERRED) && !any_unmapped_locked(ph, h, head))
+		hm_deferred_del_locked(sys, head);
+	hm_spin_unlock(lock);
+	hm_add(&mm->nr_leaf[level], 1);
+	hm_sub(&mm->nr_leaf[level - 1], HM_PTRS);
+	hm_add(&sys->nr_leaf[level], 1);
+	hm_sub(&sys->nr_leaf[level - 1], HM_PTRS);
+}

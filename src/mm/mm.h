@@ -81,7 +81,8 @@ struct hm_anon_vma {
 	X(pgactivate) X(pgdeactivate) X(pswpout_clean) X(swap_io_error)	\
 	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)	\
 	X(thp_deferred_split_page) X(thp_split_page)			\
-	X(thp_underused_split_page)
+	X(thp_underused_split_page)					\
+	X(thp_collapse_alloc_failed) X(collapse_refold) X(thp_collapse_pud) X(khugepaged_pages_scanned) X(khugepaged_pages_collapsed) X(khugepaged_full_scans)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
@@ -155,6 +156,16 @@ struct hm_system {
 				 * by compare-and-swap, kept until destroy */
 	uint64_t nr_zero_leaf[2]; /* leaves that map it, PTE and PMD, all mms;
 				 * in no folio count and no nr_leaf; atomic */
+	/* khugepaged (khugepaged.c). The scan's cursor: the next mm by id
+	 * and the next address in it. */
+	pthread_mutex_t khugepaged_lock;	/* one scan at a time; the cursor */
+	uint64_t khugepaged_mm_id, khugepaged_va; /* khugepaged_lock */
+	pthread_mutex_t khugepaged_thread_lock;	/* the fields below */
+	pthread_cond_t khugepaged_wake;		/* stop asked */
+	pthread_t khugepaged_thread;
+	bool khugepaged_running;		/* thread_lock */
+	bool khugepaged_stop;			/* thread_lock; read atomically
+						 * by the scan between pieces */
 };
 
 /* LRU links: the lists run from first (most recently added) to last. */
@@ -557,6 +568,27 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 /* Take everything out of [start, end) and free the tables no VMA needs. */
 void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables);
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
+
+/* collapse.c — MADV_COLLAPSE and khugepaged's work (see there). */
+struct hm_collapse_ctl {
+	bool khugepaged;	/* honour khugepaged_max_ptes_{none,swap,shared} */
+	uint64_t collapsed;	/* huge leaves made */
+	const bool *stop;	/* if set and true: stop between pieces */
+};
+#define HM_COLLAPSE_DONE 1	/* a huge leaf is there already */
+/* Collapse every 2 MiB piece in [start, end), and each 1 GiB piece where a
+ * PUD leaf may go. 0, or the error of the last piece that failed: -EINVAL
+ * (no huge page fits, no table there, not allowed), -EAGAIN (a page busy;
+ * khugepaged's limits), -ENOMEM (no huge frame: stops there).
+ * Context: no lock held; takes mmap_lock. */
+int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_collapse_ctl *cc);
+/* folio.c: 512 leaves of @level - 1 over the chunk at @pfn become one
+ * leaf of @level (the inverse of hm_folio_split_map). */
+void hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
+
+/* khugepaged.c */
+int hm_khugepaged_start(struct hm_system *sys);
+void hm_khugepaged_stop(struct hm_system *sys);
 
 /* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);
