@@ -28,6 +28,14 @@
  *   folio_lock_of        a map count change looked up a frame's head
  *                        without a lock and is about to take that head's
  *                        folio lock (a folio split may move the head first)
+ *   collapse_unlocked    a collapse looked at its range under mmap_lock for
+ *                        reading (and allocated its huge folio) and is
+ *                        about to take mmap_lock for writing: anything may
+ *                        have changed (unmap, fork, mprotect)
+ *   collapse_cleared     a collapse cleared the upper entry over the table
+ *                        it collapses and bumped the TLB generation; the
+ *                        grace period that lets accesses through the old
+ *                        entries finish is still to come
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H
