@@ -42,7 +42,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-all bench bench-swap install clean deps
+.PHONY: all lib tests demo check check-all bench bench-swap bench-collapse install clean deps
 
 all: lib $(BUILD)/hugemm tests
 
@@ -69,10 +69,13 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
-$(BUILD)/hmbench: bench/bench.c $(BUILD)/libhugemm.a
+$(BUILD)/hmbench: bench/bench.c bench/machine.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
 
 $(BUILD)/hmbench-swap: bench/swap.c $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
+
+$(BUILD)/hmbench-collapse: bench/collapse.c bench/machine.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
 
 tests: $(TEST_BINS)
@@ -96,9 +99,16 @@ check-all:
 	$(MAKE) check SAN=thread
 
 bench: deps
-	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap \
+		build/plain-d0/hmbench-collapse
 	build/plain-d0/hmbench $(BENCH_ARGS)
 	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
+	build/plain-d0/hmbench-collapse $(BENCH_COLLAPSE_ARGS)
+
+# Only the collapse benchmark (issue 9).
+bench-collapse: deps
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench-collapse
+	build/plain-d0/hmbench-collapse $(BENCH_COLLAPSE_ARGS)
 
 # Only the swap benchmark (issue 8).
 bench-swap: deps

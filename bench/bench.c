@@ -41,6 +41,8 @@
 
 #include <hugemm.h>
 
+#include "machine.h"
+
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
 #define RW (PROT_READ | PROT_WRITE)
@@ -89,21 +91,7 @@ static void die(const char *what, int err)
 
 static void machine(void)
 {
-	char line[256], model[256] = "unknown";
-	struct utsname u;
-	FILE *f = fopen("/proc/cpuinfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "model name", 10)) {
-			snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
-			model[strcspn(model, "\n")] = 0;
-			break;
-		}
-	if (f)
-		fclose(f);
-	uname(&u);
-	printf("machine: %s, %ld cores, %.1f GiB, Linux %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
-	       sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / GiB, u.release);
+	bench_machine();
 	printf("rounds: %d (median of rounds 2..%d reported)\n\n", rounds, rounds);
 }
 
