@@ -279,7 +279,13 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 		 * after fork, for copy-on-write. */
 		leaf = pt_mk_leaf(s.base, up, pt_get(&t[0]) & PERM_BITS) | HM_PTE_A | dirty;
 		hm_spin_lock(lock);
-		hm_folio_refold_map(mm, s.base, up);
+		if (!hm_folio_refold_map(mm, s.base, up)) {
+			/* Split meanwhile: the old table goes back, as it was. */
+			pt_set(slot, e);
+			hm_spin_unlock(lock);
+			hm_gather_finish(&g);
+			return -EAGAIN;
+		}
 		/* Deposits of the PMD leaves stay with the PMD table: they
 		 * become the PUD leaf's (see mm.h). */
 		table_retire_locked(mm, holder, table);
@@ -369,6 +375,8 @@ static int collapse_one(struct hm_mm *mm, uint64_t va, unsigned level, struct hm
 	}
 	if (folio != HM_PFN_NONE)
 		hm_folio_free_unmapped(mm, folio);
+	if (r == -EFAULT)
+		r = -EINVAL;	/* a page in swap in a PROT_NONE range */
 	if (r == 0) {
 		cc->collapsed++;
 		if (level)

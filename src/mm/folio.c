@@ -525,8 +525,10 @@ enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
  * level 2: the 512 chunks of a 1 GiB folio) become one leaf of @level.
  * O(1) in descriptors like the split: taking one from pte_all (pmd_all)
  * takes one map from every page (chunk), and each of them had ours.
+ * False, changing nothing, if the folio was split (the deferred split
+ * needs no mmap_lock) and is too small now.
  */
-void hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
+bool hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
@@ -536,7 +538,11 @@ void hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_spin_t *lock = hm_lock_folio_of(sys, pfn, &head);
 	struct hm_page *h = hm_pfn_page(ph, head);
 
-	hm_assert(h->order >= level * HM_PMD_ORDER && !(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
+	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
+	if (h->order < level * HM_PMD_ORDER) {
+		hm_spin_unlock(lock);
+		return false;
+	}
 	if (level == 2)
 		hm_sub(&h->pmd_all, 1);
 	else
@@ -554,4 +560,5 @@ void hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_sub(&mm->nr_leaf[level - 1], HM_PTRS);
 	hm_add(&sys->nr_leaf[level], 1);
 	hm_sub(&sys->nr_leaf[level - 1], HM_PTRS);
+	return true;
 }

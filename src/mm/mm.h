@@ -583,8 +583,9 @@ struct hm_collapse_ctl {
  * Context: no lock held; takes mmap_lock. */
 int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_collapse_ctl *cc);
 /* folio.c: 512 leaves of @level - 1 over the chunk at @pfn become one
- * leaf of @level (the inverse of hm_folio_split_map). */
-void hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
+ * leaf of @level (the inverse of hm_folio_split_map); false if the folio
+ * is smaller than that now. Context: the leaf's table lock. */
+bool hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 
 /* khugepaged.c */
 int hm_khugepaged_start(struct hm_system *sys);
