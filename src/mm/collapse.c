@@ -14,8 +14,9 @@
  *           where none is), and the old pages lose this mapping.
  *
  * Like the kernel: the range is looked at under mmap_lock for reading
- * (pages in swap are brought in there), the huge folio is allocated with no
- * lock held, and the change is made under mmap_lock for writing, which
+ * (pages in swap are brought in there), and the change is made under
+ * mmap_lock for writing (the huge folio is allocated there, unlike the
+ * kernel, so that hm_check never meets a folio that nothing maps), which
  * keeps faults, copy-on-write, fork, unmaps, mprotect and reclaim (which
  * trylocks the mappers' mmap_locks) out of the range; everything seen in
  * the first pass is checked again there. The upper entry is cleared first,
@@ -255,8 +256,17 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 		return -EINVAL;
 	if (!within_limits(sys, cc, &s))
 		return -EBUSY;
-	if (!s.refold && *folio == HM_PFN_NONE)
-		return -EAGAIN;	/* it was a refold in the first pass */
+	/* The huge folio is allocated here, under mmap_lock, as a fault's
+	 * is: hm_check (which takes every mmap_lock) must not find a folio
+	 * that is neither mapped nor on its way to be. */
+	if (!s.refold) {
+		*folio = hm_folio_alloc(mm, (level + 1) * HM_PMD_ORDER, false);
+		if (*folio == HM_PFN_NONE) {
+			hm_count(sys, HM_STAT_thp_collapse_alloc_failed);
+			return -ENOMEM;
+		}
+		hm_count(sys, HM_STAT_thp_collapse_alloc);
+	}
 
 	/* Nobody may find the old table from now on. Under mmap_lock for
 	 * writing, only lock-free walkers (accesses) use it, and they fault
@@ -331,7 +341,6 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 static int collapse_one(struct hm_mm *mm, uint64_t va, unsigned level, struct hm_collapse_ctl *cc)
 {
 	struct hm_system *sys = mm->sys;
-	unsigned order = (level + 1) * HM_PMD_ORDER;
 	uint32_t folio = HM_PFN_NONE;
 	bool refolded = false;
 	int r = -EAGAIN;
@@ -357,24 +366,19 @@ static int collapse_one(struct hm_mm *mm, uint64_t va, unsigned level, struct hm
 		hm_up_read(&mm->mmap_lock);
 		if (r)
 			break;
-		if (!s.refold && folio == HM_PFN_NONE) {
-			folio = hm_folio_alloc(mm, order, false);
-			if (folio == HM_PFN_NONE) {
-				hm_count(sys, HM_STAT_thp_collapse_alloc_failed);
-				r = -ENOMEM;
-				break;
-			}
-			hm_count(sys, HM_STAT_thp_collapse_alloc);
-		}
 		hm_race_point("collapse_unlocked");
 		hm_down_write(&mm->mmap_lock);
+		hm_reclaim_enter(mm, NULL);	/* the allocation may reclaim */
 		r = commit(mm, va, level, &folio, cc, &refolded);
+		if (folio != HM_PFN_NONE) {	/* allocated, then not used */
+			hm_folio_free_unmapped(mm, folio);
+			folio = HM_PFN_NONE;
+		}
+		hm_reclaim_exit();
 		hm_up_write(&mm->mmap_lock);
 		if (r == -EAGAIN && tries == 1)
 			hm_rcu_barrier();	/* pins and frees of unmaps in flight */
 	}
-	if (folio != HM_PFN_NONE)
-		hm_folio_free_unmapped(mm, folio);
 	if (r == -EFAULT)
 		r = -EINVAL;	/* a page in swap in a PROT_NONE range */
 	if (r == 0) {
