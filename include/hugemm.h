@@ -345,6 +345,11 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * nr_swap_entries, pgscan / pgsteal (pages looked at / freed by reclaim),
  * pgactivate / pgdeactivate, nr_active_anon / nr_inactive_anon (folios on
  * the LRU lists), direct_reclaim, swap_io_error.
+ * Collapse: thp_collapse_alloc / thp_collapse_alloc_failed (huge folios
+ * allocated for a collapse by copy / not to be had), collapse_refold
+ * (huge pages mapped whole again in place, no copy), thp_collapse_pud
+ * (1 GiB pages made), khugepaged_pages_scanned, khugepaged_pages_collapsed
+ * (huge pages the scan made), khugepaged_full_scans (passes over every mm).
  * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);
