@@ -8,42 +8,43 @@
 #include "harness.h"
 #include "race.h"
 
-#define HOLD_MS 200
-#define STOP_MS 10000
+#define HOLD_MS 200	/* long enough for a collapse that should wait to go on */
+#define STOP_MS 10000	/* how long to wait for a thread to reach its point */
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-struct op {
+/* One operation on a thread of its own: MADV_COLLAPSE of 2 MiB at @va, a
+ * khugepaged pass of 512 pages, or a write of @word at @va. */
+struct job {
 	struct hm_system *sys;
 	struct hm_mm *mm;
-	uint64_t va, len;
-	void *buf;
+	uint64_t va, word;
+	uint64_t collapsed;
 	int r;
-	uint64_t n;
 };
 
-static void *do_collapse(void *p)
+static void *collapse_job(void *p)
 {
-	struct op *o = p;
+	struct job *j = p;
 
-	o->r = hm_madvise(o->mm, o->va, o->len, MADV_COLLAPSE);
+	j->r = hm_madvise(j->mm, j->va, 2 * MiB, MADV_COLLAPSE);
 	return NULL;
 }
 
-static void *do_scan(void *p)
+static void *scan_job(void *p)
 {
-	struct op *o = p;
+	struct job *j = p;
 
-	o->r = hm_khugepaged_scan(o->sys, o->len, &o->n);
+	j->r = hm_khugepaged_scan(j->sys, 512, &j->collapsed);
 	return NULL;
 }
 
-static void *do_write(void *p)
+static void *write_job(void *p)
 {
-	struct op *o = p;
+	struct job *j = p;
 
-	o->r = hm_write(o->mm, o->va, o->buf, o->len);
+	j->r = hm_write(j->mm, j->va, &j->word, sizeof(j->word));
 	return NULL;
 }
 
@@ -81,12 +82,12 @@ static void write_during_collapse(void)
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = small_pages(mm);
 	REQUIRE(hm__race_arm("access_copy", 0) == 0);
-	struct op w = { .mm = mm, .va = a + 5 * 4096 + 16, .len = 8, .buf = &word };
-	pthread_t tw = t_spawn(do_write, &w);	/* inside its read section */
+	struct job w = { .mm = mm, .va = a + 5 * 4096 + 16, .word = word };
+	pthread_t tw = t_spawn(write_job, &w);	/* inside its read section */
 	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
 	REQUIRE(hm__race_arm("collapse_cleared", 0) == 0);
-	struct op c = { .mm = mm, .va = a, .len = 2 * MiB };
-	pthread_t tc = t_spawn(do_collapse, &c);
+	struct job c = { .mm = mm, .va = a };
+	pthread_t tc = t_spawn(collapse_job, &c);
 	REQUIRE(hm__race_wait("collapse_cleared", STOP_MS) == 0);
 	hm__race_release("collapse_cleared");
 	CHECK(!t_join_within(tc, HOLD_MS));	/* waits for the write */
@@ -122,8 +123,8 @@ static void unmap_during_scan(void)
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = small_pages(mm);
 	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
-	struct op s = { .sys = sys, .len = 512 };
-	pthread_t ts = t_spawn(do_scan, &s);
+	struct job s = { .sys = sys };
+	pthread_t ts = t_spawn(scan_job, &s);
 	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
 	CHECK_EQ(hm_munmap(mm, a, 2 * MiB), 0);
 	CHECK_EQ(hm_mmap(mm, a, 2 * MiB, RW, PA | MAP_FIXED, &b), 0);
@@ -132,7 +133,7 @@ static void unmap_during_scan(void)
 	hm__race_release("collapse_unlocked");
 	CHECK(t_join_within(ts, STOP_MS));
 	CHECK_EQ(s.r, 0);
-	CHECK_EQ(s.n, 0);
+	CHECK_EQ(s.collapsed, 0);
 	struct hm_mapping m;
 	CHECK_EQ(hm_query(mm, a, &m), 0);
 	CHECK_EQ(m.size, 4096);
@@ -167,8 +168,8 @@ static void fork_during_refold(void)
 	CHECK_EQ(hm_mprotect(mm, a + 4096, 4096, PROT_READ), 0);
 	CHECK_EQ(hm_mprotect(mm, a + 4096, 4096, RW), 0);
 	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
-	struct op c = { .mm = mm, .va = a, .len = 2 * MiB };
-	pthread_t tc = t_spawn(do_collapse, &c);
+	struct job c = { .mm = mm, .va = a };
+	pthread_t tc = t_spawn(collapse_job, &c);
 	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
 	REQUIRE(hm_fork(mm, &child) == 0);
 	hm__race_release("collapse_unlocked");
