@@ -472,6 +472,35 @@ static void no_memory(void)
 	hm_system_destroy(sys);
 }
 
+/* THP "always": khugepaged works on every VMA but MADV_NOHUGEPAGE ones. */
+static void always(void)
+{
+	struct hm_system *sys = t_system(256 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t n = 0;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	uint64_t a = map(mm, 2 * MiB), b = map(mm, 2 * MiB);
+	CHECK_EQ(fill(mm, a, 2 * MiB, 17), 0);
+	CHECK_EQ(fill(mm, b, 2 * MiB, 18), 0);
+	CHECK_EQ(hm_madvise(mm, a, 4096, MADV_DONTNEED), 0);	/* PTE-mapped now */
+	CHECK_EQ(hm_madvise(mm, b, 4096, MADV_DONTNEED), 0);
+	CHECK_EQ(hm_madvise(mm, b, 2 * MiB, MADV_NOHUGEPAGE), 0);
+	STEP(sys);
+	CHECK_EQ(hm_khugepaged_scan(sys, 4096, &n), 0);
+	STEP(sys);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(query(mm, a).size, 2 * MiB);
+	CHECK_EQ(query(mm, b + 4096).size, 4096);
+	CHECK_EQ(wrong(mm, a, 2 * MiB, 17, a, 4096), 0);
+	CHECK_EQ(wrong(mm, b, 2 * MiB, 18, b, 4096), 0);
+	/* Only at a, round and round until the pass had its 4096 pages. */
+	CHECK_EQ(t_stat(sys, "khugepaged_pages_scanned"), 4096);
+	CHECK_EQ(t_stat(sys, "khugepaged_full_scans"), 7);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
 /* HM_KHUGEPAGED: pieces collapse with no call; destroy stops the thread. */
 static void thread(void)
 {
@@ -507,4 +536,4 @@ static void thread(void)
 
 T_MAIN(T(pte_mapped_eager), T(pte_mapped_lazy), T(refold_eager), T(refold_lazy), T(partial_dontneed),
        T(max_ptes_none), T(swapped), T(shared), T(refold_shared), T(pud_eager), T(pud_lazy), T(bad_input),
-       T(no_memory), T(thread))
+       T(no_memory), T(always), T(thread))
