@@ -44,15 +44,20 @@ struct scan {
 
 /* Look at the 512 entries of a table of @level (0: PTEs, 1: PMD entries).
  * At level 1 only mapped PMD leaves count as present; anything else is
- * not collapsible to a PUD leaf and counts as busy. */
+ * not collapsible to a PUD leaf and counts as busy. Under the table's
+ * lock: with mmap_lock only for reading, reclaim may take a leaf away
+ * meanwhile and free its frame (after a grace period, which a ptl holder
+ * does not hold up, but it needs the ptl to take the leaf first). */
 static void scan_table(struct hm_mm *mm, const hm_pte_t *t, unsigned level, struct scan *s)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
 	unsigned step = level ? HM_PTRS : 1;
+	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, t));
 	hm_pte_t perm = 0;
 
 	*s = (struct scan){ .refold = true };
+	hm_spin_lock(lock);
 	for (unsigned i = 0; i < HM_PTRS; i++) {
 		hm_pte_t e = pt_get(&t[i]);
 
@@ -93,6 +98,7 @@ static void scan_table(struct hm_mm *mm, const hm_pte_t *t, unsigned level, stru
 			s->refold = false;
 		}
 	}
+	hm_spin_unlock(lock);
 }
 
 /* The limits khugepaged honours (MADV_COLLAPSE ignores them, and brings
