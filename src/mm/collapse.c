@@ -264,7 +264,10 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 		return -EBUSY;
 	/* The huge folio is allocated here, under mmap_lock, as a fault's
 	 * is: hm_check (which takes every mmap_lock) must not find a folio
-	 * that is neither mapped nor on its way to be. */
+	 * that is neither mapped nor on its way to be. This mm is not named
+	 * to reclaim (or compaction), which therefore trylock it, fail, and
+	 * leave its pages alone; the table is looked at once more all the
+	 * same, as the allocation may have waited for a while. */
 	if (!s.refold) {
 		*folio = hm_folio_alloc(mm, (level + 1) * HM_PMD_ORDER, false);
 		if (*folio == HM_PFN_NONE) {
@@ -272,6 +275,9 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 			return -ENOMEM;
 		}
 		hm_count(sys, HM_STAT_thp_collapse_alloc);
+		scan_table(mm, t, level, &s);
+		if (s.busy || s.swap || s.refold || !s.present || !within_limits(sys, cc, &s))
+			return -EAGAIN;
 	}
 
 	/* Nobody may find the old table from now on. Under mmap_lock for
@@ -374,13 +380,11 @@ static int collapse_one(struct hm_mm *mm, uint64_t va, unsigned level, struct hm
 			break;
 		hm_race_point("collapse_unlocked");
 		hm_down_write(&mm->mmap_lock);
-		hm_reclaim_enter(mm, NULL);	/* the allocation may reclaim */
 		r = commit(mm, va, level, &folio, cc, &refolded);
 		if (folio != HM_PFN_NONE) {	/* allocated, then not used */
 			hm_folio_free_unmapped(mm, folio);
 			folio = HM_PFN_NONE;
 		}
-		hm_reclaim_exit();
 		hm_up_write(&mm->mmap_lock);
 		if (r == -EAGAIN && tries == 1)
 			hm_rcu_barrier();	/* pins and frees of unmaps in flight */
