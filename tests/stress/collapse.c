@@ -14,9 +14,13 @@
  *
  * HM_SEED=n picks the seed; HM_STRESS_OPS=n the operations per writer.
  * HM_STRESS_RECLAIM=1 adds hm_reclaim to the disturber: off by default, as
- * hm_reclaim with writers and a concurrent hm_check fails the check ("folio
- * ... is mapped but on no LRU list and not isolated") with no collapse at
- * all (found here; issue 8's code, reported to the lead).
+ * hm_reclaim with writers and a concurrent hm_check fails the check with no
+ * collapse at all ("folio ... is mapped but on no LRU list and not
+ * isolated": hm_lru_isolate pops a folio off its list, then sets
+ * PG_ISOLATED under the folio lock, and hm_check can look in between;
+ * "mapped nowhere: leaked": hm_folio_putback clears PG_ISOLATED on an
+ * orphan, then waits a grace period before freeing it). Issue 8's code,
+ * found here and reported to the lead.
  */
 #include <pthread.h>
 
