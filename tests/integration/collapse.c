@@ -6,6 +6,7 @@
  * collapse by refold and by copy, bad input, -ENOMEM, and the HM_KHUGEPAGED
  * thread. Every byte is verified after each collapse.
  */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <time.h>
 
@@ -478,6 +479,38 @@ static void no_memory(void)
 	hm_system_destroy(sys);
 }
 
+/* khugepaged makes a 1 GiB page of 512 2 MiB ones where 1 GiB pages may go. */
+static void pud_khugepaged(void)
+{
+	t_flags = 0;	/* 512 faults: the STEP()s check */
+	struct hm_system *sys = t_system(3 * GiB, HM_THP_MADVISE, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t n = 0;
+
+	t_flags = HM_CHECK;
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	uint64_t a = map(mm, GiB);
+	for (uint64_t off = 0; off < GiB; off += 2 * MiB)	/* 2 MiB faults */
+		t_poke(mm, a + off + 8, off);
+	CHECK_EQ(hm_madvise(mm, a, GiB, MADV_HUGEPAGE), 0);	/* 1 GiB may go */
+	CHECK_EQ(query(mm, a).size, 2 * MiB);
+	STEP(sys);
+	CHECK_EQ(hm_khugepaged_scan(sys, GiB >> 12, &n), 0);
+	STEP(sys);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(query(mm, a).size, GiB);
+	CHECK_EQ(t_stat(sys, "thp_collapse_pud"), 1);
+	CHECK_EQ(t_stat(sys, "khugepaged_pages_collapsed"), 1);
+	unsigned long bad = 0;
+	for (uint64_t off = 0; off < GiB; off += 2 * MiB)
+		bad += t_peek(mm, a + off + 8) != off;
+	CHECK_EQ(bad, 0);
+	hm_mm_destroy(mm);
+	hm_drain(sys);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 0);
+	hm_system_destroy(sys);
+}
+
 /* THP "always": khugepaged works on every VMA but MADV_NOHUGEPAGE ones. */
 static void always(void)
 {
@@ -505,6 +538,12 @@ static void always(void)
 	CHECK_EQ(t_stat(sys, "khugepaged_full_scans"), 7);
 	hm_mm_destroy(mm);
 	hm_system_destroy(sys);
+}
+
+static void *destroy_thread(void *sys)
+{
+	hm_system_destroy(sys);
+	return NULL;
 }
 
 /* HM_KHUGEPAGED: pieces collapse with no call; destroy stops the thread. */
@@ -537,9 +576,16 @@ static void thread(void)
 	}
 	STEP(sys);
 	hm_mm_destroy(mm);
-	hm_system_destroy(sys);
+	/* Destroy stops the thread (and returns: a thread left running
+	 * would use the freed system). */
+	pthread_t d;
+	struct timespec ts;
+	pthread_create(&d, NULL, destroy_thread, sys);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 30;
+	CHECK_EQ(pthread_timedjoin_np(d, NULL, &ts), 0);
 }
 
 T_MAIN(T(pte_mapped_eager), T(pte_mapped_lazy), T(refold_eager), T(refold_lazy), T(partial_dontneed),
-       T(max_ptes_none), T(swapped), T(shared), T(refold_shared), T(pud_eager), T(pud_lazy), T(bad_input),
+       T(max_ptes_none), T(swapped), T(shared), T(refold_shared), T(pud_eager), T(pud_lazy), T(pud_khugepaged), T(bad_input),
        T(no_memory), T(always), T(thread))
