@@ -83,7 +83,8 @@ struct hm_anon_vma {
 	X(thp_deferred_split_page) X(thp_split_page)			\
 	X(thp_underused_split_page)					\
 	X(pgmigrate_success) X(pgmigrate_fail) X(thp_migration_fail) X(thp_migration_split) \
-	X(compact_stall) X(compact_success) X(compact_fail) X(compact_migrate_scanned)
+	X(compact_stall) X(compact_success) X(compact_fail) X(compact_migrate_scanned) \
+	X(thp_collapse_alloc_failed) X(collapse_refold) X(thp_collapse_pud) X(khugepaged_pages_scanned) X(khugepaged_pages_collapsed) X(khugepaged_full_scans)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
@@ -162,6 +163,16 @@ struct hm_system {
 					 * trylock only (compact.c) */
 	uint32_t compact_cursor[64];	/* per node: where the next 2 MiB
 					 * compaction looks; compact_lock */
+	/* khugepaged (khugepaged.c). The scan's cursor: the next mm by id
+	 * and the next address in it. */
+	pthread_mutex_t khugepaged_lock;	/* one scan at a time; the cursor */
+	uint64_t khugepaged_mm_id, khugepaged_va; /* khugepaged_lock */
+	pthread_mutex_t khugepaged_thread_lock;	/* the fields below */
+	pthread_cond_t khugepaged_wake;		/* stop asked */
+	pthread_t khugepaged_thread;
+	bool khugepaged_running;		/* thread_lock */
+	bool khugepaged_stop;			/* thread_lock; read atomically
+						 * by the scan between pieces */
 };
 
 /* LRU links: the lists run from first (most recently added) to last. */
@@ -581,6 +592,27 @@ int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
  * for grace periods) but asks for the retry, as hm_ptcache_drain does.
  */
 uint32_t hm_compact_alloc(struct hm_system *sys, unsigned node, unsigned order);
+/* collapse.c — MADV_COLLAPSE and khugepaged's work (see there). */
+struct hm_collapse_ctl {
+	bool khugepaged;	/* honour khugepaged_max_ptes_{none,swap,shared} */
+	uint64_t collapsed;	/* huge leaves made */
+	const bool *stop;	/* if set and true: stop between pieces */
+};
+#define HM_COLLAPSE_DONE 1	/* a huge leaf is there already */
+/* Collapse every 2 MiB piece in [start, end), and each 1 GiB piece where a
+ * PUD leaf may go. 0, or the error of the last piece that failed: -EINVAL
+ * (no huge page fits, no table there, not allowed), -EAGAIN (a page busy;
+ * khugepaged's limits), -ENOMEM (no huge frame: stops there).
+ * Context: no lock held; takes mmap_lock. */
+int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_collapse_ctl *cc);
+/* folio.c: 512 leaves of @level - 1 over the chunk at @pfn become one
+ * leaf of @level (the inverse of hm_folio_split_map); false if the folio
+ * is smaller than that now. Context: the leaf's table lock. */
+bool hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
+
+/* khugepaged.c */
+int hm_khugepaged_start(struct hm_system *sys);
+void hm_khugepaged_stop(struct hm_system *sys);
 
 /* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);
