@@ -43,7 +43,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-all bench bench-swap bench-migrate install clean deps
+.PHONY: all lib tests demo check check-all bench bench-swap bench-migrate bench-collapse install clean deps
 
 all: lib $(BUILD)/hugemm tests
 
@@ -79,6 +79,9 @@ $(BUILD)/hmbench-swap: bench/swap.c bench/util.h $(BUILD)/libhugemm.a
 $(BUILD)/hmbench-migrate: bench/migrate.c bench/util.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
 
+$(BUILD)/hmbench-collapse: bench/collapse.c bench/util.h $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
+
 tests: $(TEST_BINS)
 
 demo: deps
@@ -101,15 +104,21 @@ check-all:
 
 bench: deps
 	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap \
-		build/plain-d0/hmbench-migrate
+		build/plain-d0/hmbench-migrate build/plain-d0/hmbench-collapse
 	build/plain-d0/hmbench $(BENCH_ARGS)
 	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
 	build/plain-d0/hmbench-migrate $(BENCH_MIGRATE_ARGS)
+	build/plain-d0/hmbench-collapse $(BENCH_COLLAPSE_ARGS)
 
 # Only the migration benchmark (issue 9).
 bench-migrate: deps
 	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench-migrate
 	build/plain-d0/hmbench-migrate $(BENCH_MIGRATE_ARGS)
+
+# Only the collapse benchmark (issue 9).
+bench-collapse: deps
+	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench-collapse
+	build/plain-d0/hmbench-collapse $(BENCH_COLLAPSE_ARGS)
 
 # Only the swap benchmark (issue 8).
 bench-swap: deps

@@ -77,6 +77,10 @@ struct hm_mm;
 				 * changes state (map calls, faults) */
 #define HM_POPULATE_ARENA 0x2u	/* touch all of physical memory at creation, so
 				 * the host backs it before the first fault */
+#define HM_KHUGEPAGED	 0x4u	/* run the background collapser in a thread:
+				 * hm_khugepaged_scan of 4096 pages every
+				 * 10 ms, with no lock held while it sleeps;
+				 * hm_system_destroy stops it first */
 
 struct hm_config {
 	uint64_t phys_bytes;	/* size of physical memory; default 4 GiB;
@@ -96,7 +100,15 @@ struct hm_config {
 	unsigned khugepaged_max_ptes_none; /* 0..511, default 511, as in sysfs:
 				 * a huge page with more zero-filled 4 KiB
 				 * pages than this is split under pressure
-				 * (the underused-THP shrinker) */
+				 * (the underused-THP shrinker); and
+				 * khugepaged collapses no 2 MiB piece
+				 * with more empty 4 KiB pages than this */
+	unsigned khugepaged_max_ptes_swap; /* 0..511, default 64: khugepaged
+				 * collapses no piece with more pages in
+				 * swap (it brings those back first) */
+	unsigned khugepaged_max_ptes_shared; /* 0..511, default 256: nor one
+				 * with more pages shared with another
+				 * address space (after fork) */
 };
 
 /*
@@ -109,7 +121,7 @@ HM_API void hm_config_default(struct hm_config *cfg);
  * hm_system_create - create a machine: physical memory, allocator, policy.
  * Returns -EINVAL for a config out of range (phys_bytes < 4 MiB or > 4 TiB,
  * nr_nodes 0 or > 64 or leaving a node under 2 MiB, levels not 4 or 5,
- * unknown policy or flag, khugepaged_max_ptes_none > 511, a swap_path with
+ * unknown policy or flag, khugepaged_max_ptes_none, _swap or _shared > 511, a swap_path with
  * swap_bytes 0 or not a multiple of 4 KiB), -ENOMEM if the host refuses
  * the memory; for a swap file that cannot be made, the error of the
  * system call that failed (-ENOENT, -EACCES, -EISDIR, -ENOSPC when the
@@ -281,6 +293,25 @@ HM_API int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed);
  */
 HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node);
 
+/*
+ * hm_khugepaged_scan - one pass of the background collapser (khugepaged)
+ * over up to @pages 4 KiB pages of address space, going on where the last
+ * pass stopped (mm after mm, the VMAs where a 2 MiB page may go under the
+ * policy: MADV_HUGEPAGE ones, or all but MADV_NOHUGEPAGE ones under
+ * HM_THP_ALWAYS). Each 2 MiB piece is collapsed as MADV_COLLAPSE does,
+ * unless it has more than khugepaged_max_ptes_none empty pages, more
+ * than khugepaged_max_ptes_swap pages in swap (fewer are read back) or
+ * more than khugepaged_max_ptes_shared pages shared with another address
+ * space; a 1 GiB piece where 1 GiB pages may go is collapsed whole.
+ * *collapsed (if not NULL) = huge pages made. Counters:
+ * khugepaged_pages_scanned, khugepaged_pages_collapsed,
+ * khugepaged_full_scans, thp_collapse_alloc(_failed), collapse_refold.
+ * -EINVAL for a NULL @sys. Context: any thread; works on one address
+ * space at a time and holds up its map changes, and the creation and
+ * destruction of address spaces, for one piece at most.
+ */
+HM_API int hm_khugepaged_scan(struct hm_system *sys, uint64_t pages, uint64_t *collapsed);
+
 struct hm_mapping {
 	uint64_t va;		/* start of the mapping that covers the address */
 	uint64_t size;		/* 4096, 2 MiB or 1 GiB; 0 if nothing is mapped */
@@ -340,6 +371,16 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * at all), thp_migration_split (huge pages split to move in pieces);
  * "node<N>/nr_free_pages" for N below nr_nodes (free frames of node N; not
  * listed by hm_stat_name).
+ * Compaction: compact_stall (a 2 MiB or 1 GiB allocation found no free
+ * block and compacted), compact_success / compact_fail (it got its block
+ * / fell back), compact_migrate_scanned (frame descriptors looked at to
+ * pick a block), nr_free_1g_possible (1 GiB blocks holding no page table
+ * or other unmovable frame: those compaction could free).
+ * Collapse: thp_collapse_alloc / thp_collapse_alloc_failed (huge folios
+ * allocated for a collapse by copy / not to be had), collapse_refold
+ * (huge pages mapped whole again in place, no copy), thp_collapse_pud
+ * (1 GiB pages made), khugepaged_pages_scanned, khugepaged_pages_collapsed
+ * (huge pages the scan made), khugepaged_full_scans (passes over every mm).
  * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);

@@ -35,6 +35,17 @@
  *                        about to be copied and the entries replaced
  *   fault_migration_entry  a fault met a migration entry and is about to
  *                        wait for it (hm_fault: after dropping mmap_lock)
+ *   compact_isolate      compaction has opened its window on a block (frames
+ *                        freed into it stay there) and listed the folios to
+ *                        move out, before it migrates them
+ *   collapse_unlocked    a collapse looked at its range under mmap_lock for
+ *                        reading (and allocated its huge folio) and is
+ *                        about to take mmap_lock for writing: anything may
+ *                        have changed (unmap, fork, mprotect)
+ *   collapse_cleared     a collapse cleared the upper entry over the table
+ *                        it collapses and bumped the TLB generation; the
+ *                        grace period that lets accesses through the old
+ *                        entries finish is still to come
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

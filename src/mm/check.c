@@ -46,6 +46,8 @@ struct chk {
 	uint32_t *swc;			/* per slot: swap entries found, and
 					 * SWC_CACHED if a folio caches it */
 	uint64_t swap_entries;		/* all mms, PMD ones counting 512 */
+	uint32_t *unmov[64];		/* per node and region: unmovable
+					 * frames found (mobility grouping) */
 };
 
 #define SWC_CACHED (1u << 31)
@@ -466,6 +468,29 @@ static void check_zero_block(struct chk *c, uint32_t head)
 	}
 }
 
+/* Frames of page tables (and of the page-table cache's blocks, lent
+ * slots included) and of the huge zero page: what the buddy allocator
+ * counts as unmovable in their regions. */
+static void count_unmovable(struct chk *c, uint32_t pfn, uint32_t nr)
+{
+	unsigned node = hm_pfn_node(c->ph, pfn);
+
+	if (c->unmov[node])
+		c->unmov[node][hm_region_of(&c->ph->nodes[node], pfn)] += nr;
+}
+
+static void check_unmovable(struct chk *c)
+{
+	for (unsigned i = 0; i < c->ph->nr_nodes; i++) {
+		struct hm_node *n = &c->ph->nodes[i];
+
+		for (uint32_t r = 0; c->unmov[i] && r < n->nr_regions; r++)
+			if (c->unmov[i][r] != n->unmovable[r])
+				report(c, "node %u region %u: %u unmovable frames counted, %u found", i, r,
+				       n->unmovable[r], c->unmov[i][r]);
+	}
+}
+
 static void scan_frames(struct chk *c, struct totals *t)
 {
 	struct hm_phys *ph = c->ph;
@@ -474,11 +499,14 @@ static void scan_frames(struct chk *c, struct totals *t)
 	for (uint32_t pfn = 0; pfn < ph->nr_frames;) {
 		struct hm_page *pg = hm_pfn_page(ph, pfn);
 
+		if ((pg->flags & PG_HEAD) && (pg->flags & PG_PT_SLOT))
+			count_unmovable(c, pfn, 1);	/* a lent table slot */
 		if (pg->buddy) {
 			buddy += 1ull << (pg->buddy - 1);
 			pfn += 1u << (pg->buddy - 1);
 		} else if ((pg->flags & PG_HEAD) && (pg->flags & PG_HUGE_ZERO)) {
 			check_zero_block(c, pfn);
+			count_unmovable(c, pfn, 1u << pg->order);
 			t->zero += 1ull << pg->order;
 			pfn += 1u << pg->order;
 		} else if ((pg->flags & PG_HEAD) && (pg->flags & PG_FREEING)) {
@@ -489,6 +517,8 @@ static void scan_frames(struct chk *c, struct totals *t)
 			t->folio += 1ull << pg->order;
 			pfn += 1u << pg->order;
 		} else {
+			if (pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE | PG_PT_SLOT))
+				count_unmovable(c, pfn, 1);
 			if (pg->flags & PG_TABLE) {
 				t->tables++;
 				if (!c->sh[pfn].table)
@@ -669,8 +699,13 @@ int hm_check(struct hm_system *sys)
 	check_deferred(&c);
 	if (hm_phys_for_each_free(&sys->phys, count_free, &t))
 		report(&c, "a free list is corrupt (loop or wrong length)");
+	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)
+		c.unmov[i] = calloc(sys->phys.nodes[i].nr_regions, sizeof(uint32_t));
 	scan_frames(&c, &t);
 	check_balances(&c, &t);
+	check_unmovable(&c);
+	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)
+		free(c.unmov[i]);
 	check_swap(&c);
 	check_lru(&c);
 

@@ -128,6 +128,10 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	 * fault that must not wait under mmap_lock, asks it to). */
 	if (pfn == HM_PFN_NONE && hm_thp_shrink(sys, 1u << order) && hm_ptcache_drain(&sys->pc))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
+	/* Then move folios out of the way (compaction): for huge pages only,
+	 * whose fallback to smaller ones costs more than a few copies. */
+	for (unsigned n = 0; pfn == HM_PFN_NONE && order >= HM_PMD_ORDER && n < ph->nr_nodes; n++)
+		pfn = hm_compact_alloc(sys, n, order);
 	if (pfn == HM_PFN_NONE && order == 0)
 		pfn = hm_ptcache_lend(&sys->pc);
 	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had
@@ -398,12 +402,21 @@ static inline struct hm_page *chunk_of(struct hm_phys *ph, uint32_t pfn)
 	return hm_pfn_page(ph, pfn & ~(HM_PTRS - 1));
 }
 
-/* O(1) in descriptors: the split's new leaves are counted by pte_all or
- * pmd_all (see phys.h), not page by page. */
-void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
+/*
+ * A leaf of @level at @pfn becomes 512 leaves of @level - 1 (@split), or
+ * back (the 512 leaves of @level - 1 in this mm that map the pages of the
+ * chunk at @pfn, or the chunks of a 1 GiB folio, become one leaf: collapse
+ * by refold). O(1) in descriptors either way: the split's new leaves are
+ * counted by pte_all or pmd_all (see phys.h), not page by page, and taking
+ * one from pte_all (pmd_all) takes one map from each page (chunk), each of
+ * which had ours. A refold returns false, changing nothing, if the folio
+ * was split meanwhile (the deferred split needs no mmap_lock).
+ */
+static bool change_leaf_level(struct hm_mm *mm, uint32_t pfn, unsigned level, bool split)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
+	int d = split ? 1 : -1;
 	uint32_t head;
 
 	hm_assert(level == 1 || level == 2);
@@ -411,23 +424,41 @@ void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	struct hm_page *h = hm_pfn_page(ph, head);
 
 	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));
-	hm_sub(leaf_counter(ph, h, pfn, level), 1);
-	if (level == 2)
-		hm_add(&h->pmd_all, 1);
+	if (h->order < level * HM_PMD_ORDER) {
+		hm_assert(!split);
+		hm_spin_unlock(lock);
+		return false;
+	}
+	hm_add(leaf_counter(ph, h, pfn, level), -d);
+	hm_add(level == 2 ? &h->pmd_all : &chunk_of(ph, pfn)->pte_all, d);
+	hm_add(&h->large_mapcount, d * (int)(HM_PTRS - 1));
+	if (split)
+		slots_add(h, mm->slot_id, HM_PTRS - 1);
 	else
-		hm_add(&chunk_of(ph, pfn)->pte_all, 1);
-	hm_add(&h->large_mapcount, HM_PTRS - 1);
-	slots_add(h, mm->slot_id, HM_PTRS - 1);
+		slots_sub(h, mm->slot_id, HM_PTRS - 1);
 	/* Mapped by PTEs, its zero-filled pages can be dropped: a candidate
-	 * for the underused shrinker, when it is on. */
-	if (level == 1 && h->order == HM_PMD_ORDER && !(hm_load_relaxed(&h->flags) & PG_DEFERRED) &&
+	 * for the underused shrinker, when it is on. Whole again, it leaves
+	 * the queue, as partly mapped or as a candidate (the shrinker splits
+	 * only folios mapped by PTEs). */
+	if (split && level == 1 && h->order == HM_PMD_ORDER && !(hm_load_relaxed(&h->flags) & PG_DEFERRED) &&
 	    sys->cfg.khugepaged_max_ptes_none < HM_PTRS - 1)
 		hm_deferred_add_locked(sys, head, false);
+	else if (!split && (hm_load_relaxed(&h->flags) & PG_DEFERRED) && !any_unmapped_locked(ph, h, head))
+		hm_deferred_del_locked(sys, head);
 	hm_spin_unlock(lock);
-	hm_sub(&mm->nr_leaf[level], 1);
-	hm_add(&mm->nr_leaf[level - 1], HM_PTRS);
-	hm_sub(&mm->sys->nr_leaf[level], 1);
-	hm_add(&mm->sys->nr_leaf[level - 1], HM_PTRS);
+	/* Added modulo 2^64: a negative step takes away. */
+	uint64_t upper = (uint64_t)(int64_t)-d, lower = (uint64_t)(int64_t)(d * (int)HM_PTRS);
+
+	hm_add(&mm->nr_leaf[level], upper);
+	hm_add(&mm->nr_leaf[level - 1], lower);
+	hm_add(&sys->nr_leaf[level], upper);
+	hm_add(&sys->nr_leaf[level - 1], lower);
+	return true;
+}
+
+void hm_folio_split_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
+{
+	change_leaf_level(mm, pfn, level, true);
 }
 
 /* Leaves that map the 4 KiB page @pfn (see phys.h). Context: the folio lock. */
@@ -517,4 +548,9 @@ enum hm_reuse hm_leaf_reuse(struct hm_mm *mm, uint32_t pfn, unsigned level)
 		r = hm_load(hm_pin_slot(ph, head)) ? HM_REUSE_LATER : HM_REUSE;
 	hm_spin_unlock(lock);
 	return r;
+}
+
+bool hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
+{
+	return change_leaf_level(mm, pfn, level, false);
 }

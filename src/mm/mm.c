@@ -22,6 +22,8 @@ void hm_config_default(struct hm_config *cfg)
 	cfg->thp_pmd = HM_THP_ALWAYS;
 	cfg->deposit = HM_DEPOSIT_EAGER;
 	cfg->khugepaged_max_ptes_none = 511;
+	cfg->khugepaged_max_ptes_swap = 64;
+	cfg->khugepaged_max_ptes_shared = 256;
 }
 
 static bool config_valid(const struct hm_config *c)
@@ -35,9 +37,10 @@ static bool config_valid(const struct hm_config *c)
 	       c->thp_pud >= HM_THP_NEVER && c->thp_pud <= HM_THP_ALWAYS &&
 	       c->thp_pmd >= HM_THP_NEVER && c->thp_pmd <= HM_THP_ALWAYS &&
 	       (c->deposit == HM_DEPOSIT_EAGER || c->deposit == HM_DEPOSIT_LAZY) &&
-	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA)) &&
+	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA | HM_KHUGEPAGED)) &&
 	       (c->cow == HM_COW_4K || c->cow == HM_COW_2M) &&
-	       c->khugepaged_max_ptes_none < HM_PTRS;
+	       c->khugepaged_max_ptes_none < HM_PTRS && c->khugepaged_max_ptes_swap < HM_PTRS &&
+	       c->khugepaged_max_ptes_shared < HM_PTRS;
 }
 
 /* The LRU links, one per frame: reserved, backed where folios are. */
@@ -95,8 +98,14 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	pthread_mutex_init(&sys->reclaim_lock, NULL);
 	hm_spin_init(&sys->lru_lock);
 	pthread_mutex_init(&sys->split_lock, NULL);
+	pthread_mutex_init(&sys->compact_lock, NULL);
 	sys->deferred_first = sys->deferred_last = sys->deferred_claim = HM_PFN_NONE;
 	sys->cow_policy = cfg->cow;
+	if ((r = hm_khugepaged_start(sys))) {
+		hm_khugepaged_stop(sys);
+		hm_system_destroy(sys);
+		return r;
+	}
 	*out = sys;
 	return 0;
 }
@@ -105,6 +114,8 @@ void hm_system_destroy(struct hm_system *sys)
 {
 	if (!sys)
 		return;
+	if (!sys->khugepaged_stop)
+		hm_khugepaged_stop(sys);
 	while (sys->mms)
 		hm_mm_destroy(sys->mms);
 	hm_rcu_barrier();
@@ -117,6 +128,7 @@ void hm_system_destroy(struct hm_system *sys)
 	pthread_mutex_destroy(&sys->av_lock);
 	hm_assert(sys->deferred_first == HM_PFN_NONE && !sys->nr_deferred);
 	pthread_mutex_destroy(&sys->split_lock);
+	pthread_mutex_destroy(&sys->compact_lock);
 	free(sys->avs);
 	free(sys->free_slot_ids);
 	hm_phys_fini(&sys->phys);
@@ -405,6 +417,8 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
 	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
 	case HM_STAT_nr_huge_zero_pmd:	return hm_load_relaxed(&sys->nr_zero_leaf[1]);
+	case HM_STAT_nr_free_1g_possible:
+		return hm_phys_movable_blocks(&sys->phys, HM_PUD_ORDER);
 	}
 	return 0;
 }

@@ -82,14 +82,17 @@ struct hm_anon_vma {
 	X(direct_reclaim) X(swapin_cache_hit) X(thp_zero_page_alloc)	\
 	X(thp_deferred_split_page) X(thp_split_page)			\
 	X(thp_underused_split_page)					\
-	X(pgmigrate_success) X(pgmigrate_fail) X(thp_migration_fail) X(thp_migration_split)
+	X(pgmigrate_success) X(pgmigrate_fail) X(thp_migration_fail) X(thp_migration_split) \
+	X(compact_stall) X(compact_success) X(compact_fail) X(compact_migrate_scanned) \
+	X(thp_collapse_alloc_failed) X(collapse_refold) X(thp_collapse_pud) X(khugepaged_pages_scanned) X(khugepaged_pages_collapsed) X(khugepaged_full_scans)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
 	X(nr_mms) X(phys_bytes) X(nr_free_pending)			\
 	X(swap_free_pages) X(swap_total_pages) X(nr_inactive_anon)	\
 	X(nr_active_anon) X(nr_swap_entries)			\
-	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)
+	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)			\
+	X(nr_free_1g_possible)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
@@ -156,6 +159,20 @@ struct hm_system {
 				 * by compare-and-swap, kept until destroy */
 	uint64_t nr_zero_leaf[2]; /* leaves that map it, PTE and PMD, all mms;
 				 * in no folio count and no nr_leaf; atomic */
+	pthread_mutex_t compact_lock;	/* one compaction at a time, taken by
+					 * trylock only (compact.c) */
+	uint32_t compact_cursor[64];	/* per node: where the next 2 MiB
+					 * compaction looks; compact_lock */
+	/* khugepaged (khugepaged.c). The scan's cursor: the next mm by id
+	 * and the next address in it. */
+	pthread_mutex_t khugepaged_lock;	/* one scan at a time; the cursor */
+	uint64_t khugepaged_mm_id, khugepaged_va; /* khugepaged_lock */
+	pthread_mutex_t khugepaged_thread_lock;	/* the fields below */
+	pthread_cond_t khugepaged_wake;		/* stop asked */
+	pthread_t khugepaged_thread;
+	bool khugepaged_running;		/* thread_lock */
+	bool khugepaged_stop;			/* thread_lock; read atomically
+						 * by the scan between pieces */
 };
 
 /* LRU links: the lists run from first (most recently added) to last. */
@@ -569,6 +586,39 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 /* Take everything out of [start, end) and free the tables no VMA needs. */
 void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables);
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
+
+/*
+ * compact.c — direct compaction (see there and docs/internals.md). Make a
+ * free block of @order (9 or 18) on @node by migrating the movable folios
+ * out of the best candidate block, then allocate it (HM_PFN_NONE if it
+ * cannot). Counts compact_stall, compact_success, compact_fail,
+ * compact_migrate_scanned. Context: as hm_migrate_folios: no spinlock, no
+ * RCU read section, the caller's own mmap_locks named with
+ * hm_reclaim_enter. Inside hm_fault's first pass it does not run (it waits
+ * for grace periods) but asks for the retry, as hm_ptcache_drain does.
+ */
+uint32_t hm_compact_alloc(struct hm_system *sys, unsigned node, unsigned order);
+/* collapse.c — MADV_COLLAPSE and khugepaged's work (see there). */
+struct hm_collapse_ctl {
+	bool khugepaged;	/* honour khugepaged_max_ptes_{none,swap,shared} */
+	uint64_t collapsed;	/* huge leaves made */
+	const bool *stop;	/* if set and true: stop between pieces */
+};
+#define HM_COLLAPSE_DONE 1	/* a huge leaf is there already */
+/* Collapse every 2 MiB piece in [start, end), and each 1 GiB piece where a
+ * PUD leaf may go. 0, or the error of the last piece that failed: -EINVAL
+ * (no huge page fits, no table there, not allowed), -EAGAIN (a page busy;
+ * khugepaged's limits), -ENOMEM (no huge frame: stops there).
+ * Context: no lock held; takes mmap_lock. */
+int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_collapse_ctl *cc);
+/* folio.c: 512 leaves of @level - 1 over the chunk at @pfn become one
+ * leaf of @level (the inverse of hm_folio_split_map); false if the folio
+ * is smaller than that now. Context: the leaf's table lock. */
+bool hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
+
+/* khugepaged.c */
+int hm_khugepaged_start(struct hm_system *sys);
+void hm_khugepaged_stop(struct hm_system *sys);
 
 /* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);

@@ -182,13 +182,22 @@ int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice)
 	switch (advice) {
 	case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED:
 	case MADV_HUGEPAGE: case MADV_NOHUGEPAGE: case MADV_DONTNEED:
-	case MADV_DONTFORK: case MADV_DOFORK: case MADV_PAGEOUT:
+	case MADV_DONTFORK: case MADV_DOFORK: case MADV_PAGEOUT: case MADV_COLLAPSE:
 		break;
 	default:
 		return -EINVAL;
 	}
 	if (!len)
 		return 0;
+	if (advice == MADV_COLLAPSE) {
+		struct hm_collapse_ctl cc = { 0 };
+
+		hm_down_read(&mm->mmap_lock);
+		bool covered = hm_vma_covers(mm, addr, end, 0);
+		hm_up_read(&mm->mmap_lock);
+		r = covered ? hm_collapse_range(mm, addr, end, &cc) : -ENOMEM;
+		return hm_check_enabled(mm->sys, r);
+	}
 	if (advice == MADV_PAGEOUT) {
 		/* Like a fault, under mmap_lock for reading: reclaim works under
 		 * that, and a long write-out must not hold up other faults. */

@@ -49,7 +49,7 @@ uint32_t hm_huge_zero_get(struct hm_system *sys)
 	/* Not through hm_folio_alloc: the block is no anonymous memory
 	 * (nr_anon_frames), and when no 2 MiB block is free the fault does
 	 * without it rather than wait for one. */
-	z = hm_alloc_pages(ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO);
+	z = hm_alloc_pages(ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
 	if (z == HM_PFN_NONE)
 		return HM_PFN_NONE;
 	struct hm_page *h = hm_pfn_page(ph, z);
@@ -64,7 +64,7 @@ uint32_t hm_huge_zero_get(struct hm_system *sys)
 	uint32_t none = HM_PFN_NONE;
 	if (!__atomic_compare_exchange_n(&sys->huge_zero_pfn, &none, z, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		hm_free_pages(ph, z, HM_PMD_ORDER);	/* another fault won */
+		hm_free_unmovable(ph, z, HM_PMD_ORDER);	/* another fault won */
 		return none;
 	}
 	hm_count(sys, HM_STAT_thp_zero_page_alloc);
@@ -77,7 +77,7 @@ void hm_huge_zero_fini(struct hm_system *sys)
 
 	hm_assert(!sys->nr_zero_leaf[0] && !sys->nr_zero_leaf[1]);
 	if (z != HM_PFN_NONE)
-		hm_free_pages(&sys->phys, z, HM_PMD_ORDER);
+		hm_free_unmovable(&sys->phys, z, HM_PMD_ORDER);
 	sys->huge_zero_pfn = HM_PFN_NONE;
 }
 

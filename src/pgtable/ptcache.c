@@ -5,7 +5,9 @@
  * A block is zeroed once when carved; tables are zero again when freed, so
  * handing one out costs a list pop. When no block can be had, a single
  * frame is used instead. One fully empty block is kept as a spare; the rest
- * go back to the buddy allocator at once, and the spare on shrink.
+ * go back to the buddy allocator at once, and the spare on shrink. Blocks
+ * and single frames are unmovable allocations (HM_ALLOC_UNMOVABLE): they
+ * gather in regions of their own, away from the folios compaction moves.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -80,12 +82,12 @@ static void block_release_locked(struct hm_ptcache *pc, uint32_t blk)
 		hm_pfn_page(pc->ph, base + i)->flags = 0;
 	}
 	pc->nr_empty_blocks--;
-	hm_free_pages(pc->ph, base, HM_PMD_ORDER);
+	hm_free_unmovable(pc->ph, base, HM_PMD_ORDER);
 }
 
 static bool block_carve_locked(struct hm_ptcache *pc)
 {
-	uint32_t base = hm_alloc_pages(pc->ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO);
+	uint32_t base = hm_alloc_pages(pc->ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
 
 	if (base == HM_PFN_NONE)
 		return false;
@@ -128,7 +130,7 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	hm_mutex_lock(&pc->lock);
 	if (pc->free_head == HM_PFN_NONE && !block_carve_locked(pc)) {
 		hm_mutex_unlock(&pc->lock);
-		pfn = hm_alloc_pages(ph, 0, 0, HM_ALLOC_ZERO);
+		pfn = hm_alloc_pages(ph, 0, 0, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
 		if (pfn == HM_PFN_NONE)
 			return HM_PFN_NONE;
 		table_init(hm_pfn_page(ph, pfn), level, owner);
@@ -183,7 +185,7 @@ void hm_pt_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 		/* Under the cache lock, so hm_check never sees the frame between
 		 * "pending" and "free". */
 		pg->flags = 0;
-		hm_free_pages(pc->ph, pfn, 0);
+		hm_free_unmovable(pc->ph, pfn, 0);
 		hm_sub(&pc->nr_single, 1);
 		return;
 	}

@@ -5,10 +5,19 @@
  * 1 GiB (the host's huge pages then line up with ours, and a KVM guest's).
  */
 #include <emmintrin.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "phys.h"
+
+static void hm_phys_fini_nodes(struct hm_phys *ph, unsigned nr)
+{
+	for (unsigned i = 0; i < nr; i++) {
+		pthread_mutex_destroy(&ph->nodes[i].lock);
+		free(ph->nodes[i].unmovable);
+	}
+}
 
 int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool populate)
 {
@@ -49,6 +58,18 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 		pthread_mutex_init(&n->lock, NULL);
 		n->start_pfn = ph->node_span * i;
 		n->end_pfn = i + 1 == nr_nodes ? ph->nr_frames : ph->node_span * (i + 1);
+		/* Group at 1 GiB where the node has room for two such regions,
+		 * so that one can hold the unmovable frames and the other be
+		 * freed; at 2 MiB in smaller nodes. */
+		n->group_shift = n->end_pfn - n->start_pfn >= 2u << HM_PUD_ORDER ? HM_PUD_ORDER : HM_PMD_ORDER;
+		n->nr_regions = ((n->end_pfn - 1) >> n->group_shift) - (n->start_pfn >> n->group_shift) + 1;
+		n->unmovable = calloc(n->nr_regions, sizeof(*n->unmovable));
+		if (!n->unmovable) {
+			hm_phys_fini_nodes(ph, i + 1);
+			munmap(ph->pages, ph->pages_len);
+			munmap(ph->map, ph->map_len);
+			return -ENOMEM;
+		}
 		hm_buddy_init_node(ph, n);
 	}
 	return 0;
@@ -56,8 +77,7 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 
 void hm_phys_fini(struct hm_phys *ph)
 {
-	for (unsigned i = 0; i < ph->nr_nodes; i++)
-		pthread_mutex_destroy(&ph->nodes[i].lock);
+	hm_phys_fini_nodes(ph, ph->nr_nodes);
 	munmap(ph->pages, ph->pages_len);
 	munmap(ph->map, ph->map_len);
 }

@@ -13,28 +13,28 @@
 
 #include "phys.h"
 
-static void list_add(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned o)
+static void list_add_to(struct hm_phys *ph, struct hm_node *n, uint32_t *heads, uint32_t pfn, unsigned o)
 {
 	struct hm_page *pg = &ph->pages[pfn];
-	uint32_t head = n->free_head[o];
+	uint32_t head = heads[o];
 
 	pg->buddy = (uint8_t)(o + 1);
 	pg->lru.prev = HM_PFN_NONE;
 	pg->lru.next = head;
 	if (head != HM_PFN_NONE)
 		ph->pages[head].lru.prev = pfn;
-	n->free_head[o] = pfn;
+	heads[o] = pfn;
 	n->nr_blocks[o]++;
 }
 
-static void list_del(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned o)
+static void list_del_from(struct hm_phys *ph, struct hm_node *n, uint32_t *heads, uint32_t pfn, unsigned o)
 {
 	struct hm_page *pg = &ph->pages[pfn];
 
 	if (pg->lru.prev != HM_PFN_NONE)
 		ph->pages[pg->lru.prev].lru.next = pg->lru.next;
 	else
-		n->free_head[o] = pg->lru.next;
+		heads[o] = pg->lru.next;
 	if (pg->lru.next != HM_PFN_NONE)
 		ph->pages[pg->lru.next].lru.prev = pg->lru.prev;
 	pg->buddy = 0;
@@ -42,18 +42,149 @@ static void list_del(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsign
 	n->nr_blocks[o]--;
 }
 
-static uint32_t node_alloc(struct hm_phys *ph, struct hm_node *n, unsigned order)
+/* The allocation paths take from the main lists only: the window's blocks
+ * are on their own (hm_window_open). */
+static void list_add(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned o)
+{
+	list_add_to(ph, n, n->free_head, pfn, o);
+}
+
+static void list_del(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned o)
+{
+	list_del_from(ph, n, n->free_head, pfn, o);
+}
+
+static inline bool in_window(const struct hm_node *n, uint32_t pfn)
+{
+	return pfn - n->win_start < n->win_len;
+}
+
+static inline uint32_t *lists_of(struct hm_node *n, uint32_t pfn)
+{
+	return in_window(n, pfn) ? n->win_head : n->free_head;
+}
+
+/* Unmovable frames allocated (@nr > 0) or freed in [pfn, pfn + 2^order). */
+static void unmovable_add_locked(struct hm_node *n, uint32_t pfn, unsigned order, int64_t nr)
+{
+	uint32_t step = 1u << n->group_shift;
+
+	if (order <= n->group_shift) {
+		n->unmovable[hm_region_of(n, pfn)] += (uint32_t)nr;
+		return;
+	}
+	for (uint32_t r = 0; r < (1u << order) / step; r++)
+		n->unmovable[hm_region_of(n, pfn) + r] += (uint32_t)(nr < 0 ? -(int64_t)step : (int64_t)step);
+}
+
+static bool region_unmovable_locked(const struct hm_node *n, uint32_t pfn)
+{
+	return n->unmovable[hm_region_of(n, pfn)] != 0;
+}
+
+/*
+ * A movable block is split from a free block of order @o >= 2 MiB: prefer
+ * one in a region without unmovable frames, of order @o or larger (a few
+ * looked at per order), so that folios leave the unmovable regions' room
+ * to unmovable allocations, as the kernel's movable allocations take from
+ * their own pageblocks before they steal. Only where a block of 2 MiB or
+ * more is split (at most once per 512 4 KiB allocations): the order-0 fast
+ * path takes the list head as before. *o is updated.
+ */
+#define HM_GROUP_SCAN 8u
+
+static uint32_t pick_movable_locked(struct hm_phys *ph, struct hm_node *n, unsigned *o)
+{
+	uint32_t pfn = n->free_head[*o];
+
+	if (*o < HM_PMD_ORDER || ph->no_grouping || !region_unmovable_locked(n, pfn))
+		return pfn;
+	for (unsigned k = *o; k <= HM_MAX_ORDER; k++) {
+		unsigned i = 0;
+
+		for (uint32_t p = n->free_head[k]; p != HM_PFN_NONE && i < HM_GROUP_SCAN;
+		     p = ph->pages[p].lru.next, i++) {
+			if (!region_unmovable_locked(n, p)) {
+				*o = k;
+				return p;
+			}
+		}
+	}
+	return pfn;
+}
+
+/*
+ * An unmovable block: the smallest free block (bounded look per order) in
+ * a region that holds unmovable frames already; else a new region: the
+ * smallest free block of a region's size or more, the lowest-addressed of
+ * those (movable allocations split the list heads, which start at the top
+ * of the node and then go LIFO); else anything.
+ * Returns the block's pfn and order in *o, or HM_PFN_NONE.
+ */
+#define HM_UNMOVABLE_SCAN 64u
+
+static uint32_t pick_unmovable_locked(struct hm_phys *ph, struct hm_node *n, unsigned order, unsigned *o)
+{
+	if (!ph->no_grouping) {
+		for (unsigned k = order; k < n->group_shift && k <= HM_MAX_ORDER; k++) {
+			unsigned i = 0;
+
+			for (uint32_t p = n->free_head[k]; p != HM_PFN_NONE && i < HM_UNMOVABLE_SCAN;
+			     p = ph->pages[p].lru.next, i++) {
+				if (region_unmovable_locked(n, p)) {
+					*o = k;
+					return p;
+				}
+			}
+		}
+		/* The smallest free block that starts a region, so that large
+		 * ones stay whole; of those, the lowest-addressed. */
+		for (unsigned k = (order > n->group_shift ? order : n->group_shift); k <= HM_MAX_ORDER; k++) {
+			uint32_t best = HM_PFN_NONE;
+			unsigned i = 0;
+
+			for (uint32_t p = n->free_head[k]; p != HM_PFN_NONE && i < HM_UNMOVABLE_SCAN;
+			     p = ph->pages[p].lru.next, i++)
+				best = p < best ? p : best;
+			if (best != HM_PFN_NONE) {
+				*o = k;
+				return best;
+			}
+		}
+	}
+	for (unsigned k = order; k <= HM_MAX_ORDER; k++) {
+		if (n->free_head[k] != HM_PFN_NONE) {
+			*o = k;
+			return n->free_head[k];
+		}
+	}
+	return HM_PFN_NONE;
+}
+
+static uint32_t node_alloc(struct hm_phys *ph, struct hm_node *n, unsigned order, unsigned flags)
 {
 	unsigned o = order;
+	uint32_t pfn;
 
 	hm_mutex_lock(&n->lock);
-	while (o <= HM_MAX_ORDER && n->free_head[o] == HM_PFN_NONE)
-		o++;
-	if (o > HM_MAX_ORDER) {
-		hm_mutex_unlock(&n->lock);
-		return HM_PFN_NONE;
+	if (hm_unlikely(flags & HM_ALLOC_UNMOVABLE)) {
+		pfn = pick_unmovable_locked(ph, n, order, &o);
+		if (pfn == HM_PFN_NONE) {
+			hm_mutex_unlock(&n->lock);
+			return HM_PFN_NONE;
+		}
+		/* Take the block's lowest part: an unmovable block split
+		 * from a region's start leaves the rest of it in one piece. */
+		unmovable_add_locked(n, pfn, order, (int64_t)1 << order);
+	} else {
+		while (o <= HM_MAX_ORDER && n->free_head[o] == HM_PFN_NONE)
+			o++;
+		if (o > HM_MAX_ORDER) {
+			hm_mutex_unlock(&n->lock);
+			return HM_PFN_NONE;
+		}
+		pfn = o == order ? n->free_head[o] : pick_movable_locked(ph, n, &o);
 	}
-	uint32_t pfn = n->free_head[o];
 	list_del(ph, n, pfn, o);
 	/* Give back the upper halves until the block has the asked order. */
 	while (o > order) {
@@ -72,18 +203,42 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 	if (hm_fail_hit(&ph->fail))
 		return HM_PFN_NONE;
 
-	uint32_t pfn = node_alloc(ph, &ph->nodes[node], order);
+	uint32_t pfn = node_alloc(ph, &ph->nodes[node], order, flags);
 	for (unsigned i = 1; pfn == HM_PFN_NONE && !(flags & HM_ALLOC_THISNODE) && i < ph->nr_nodes; i++)
-		pfn = node_alloc(ph, &ph->nodes[(node + i) % ph->nr_nodes], order);
+		pfn = node_alloc(ph, &ph->nodes[(node + i) % ph->nr_nodes], order, flags);
 	if (pfn != HM_PFN_NONE && (flags & HM_ALLOC_ZERO))
 		hm_zero_pages(ph, pfn, order);
 	return pfn;
 }
 
-void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
+/*
+ * Put the free block [pfn, pfn + 2^o) on its list, merged with its free
+ * buddies. Inside the compaction window a block merges up to the window's
+ * size and no further, and goes on the window's lists.
+ */
+static void free_block_locked(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned o)
+{
+	while (o < HM_MAX_ORDER) {
+		uint32_t buddy = pfn ^ (1u << o);
+
+		if (buddy < n->start_pfn || buddy + (1u << o) > n->end_pfn)
+			break;
+		if (hm_unlikely(n->win_len) && (1u << o) >= n->win_len &&
+		    (in_window(n, pfn) || in_window(n, buddy)))
+			break;
+		struct hm_page *b = &ph->pages[buddy];
+		if (b->buddy != o + 1)
+			break;
+		list_del_from(ph, n, lists_of(n, buddy), buddy, o);
+		pfn &= ~(1u << o);
+		o++;
+	}
+	list_add_to(ph, n, lists_of(n, pfn), pfn, o);
+}
+
+static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool unmovable)
 {
 	struct hm_node *n = &ph->nodes[hm_pfn_node(ph, pfn)];
-	unsigned o = order;
 
 	hm_assert(!(pfn & ((1u << order) - 1)));
 	hm_assert(pfn >= n->start_pfn && pfn + (1u << order) <= n->end_pfn);
@@ -96,22 +251,121 @@ void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 	}
 
 	hm_mutex_lock(&n->lock);
-	n->nr_free += 1u << order;
-	while (o < HM_MAX_ORDER) {
-		uint32_t buddy = pfn ^ (1u << o);
-
-		if (buddy < n->start_pfn || buddy + (1u << o) > n->end_pfn)
-			break;
-		struct hm_page *b = &ph->pages[buddy];
-		if (b->buddy != o + 1)
-			break;
-		list_del(ph, n, buddy, o);
-		pfn &= ~(1u << o);
-		o++;
+	if (unmovable) {
+		hm_assert(n->unmovable[hm_region_of(n, pfn)] >= (1u << (order < n->group_shift ? order : n->group_shift)));
+		unmovable_add_locked(n, pfn, order, -((int64_t)1 << order));
 	}
-	list_add(ph, n, pfn, o);
+	n->nr_free += 1u << order;
+	free_block_locked(ph, n, pfn, order);
 	hm_mutex_unlock(&n->lock);
 	hm_add(&ph->nr_free, 1u << order);
+}
+
+void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
+{
+	free_pages(ph, pfn, order, false);
+}
+
+void hm_free_unmovable(struct hm_phys *ph, uint32_t pfn, unsigned order)
+{
+	free_pages(ph, pfn, order, true);
+}
+
+int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned order)
+{
+	struct hm_node *n = &ph->nodes[node];
+	uint32_t end = pfn + (1u << order);
+
+	hm_assert(!(pfn & ((1u << order) - 1)) && pfn >= n->start_pfn && end <= n->end_pfn);
+	hm_mutex_lock(&n->lock);
+	if (n->win_len) {
+		hm_mutex_unlock(&n->lock);
+		return -EBUSY;
+	}
+	/* Part of a free block (itself or a larger one): nothing to do. */
+	for (unsigned o = order; o <= HM_MAX_ORDER; o++) {
+		uint32_t p = pfn & ~((1u << o) - 1);
+
+		if (p >= n->start_pfn && ph->pages[p].buddy == o + 1) {
+			hm_mutex_unlock(&n->lock);
+			return -EEXIST;
+		}
+	}
+	/* Every free block in the block lies wholly inside it: move them
+	 * to the window's lists. */
+	for (unsigned o = 0; o <= HM_MAX_ORDER; o++)
+		n->win_head[o] = HM_PFN_NONE;
+	for (uint32_t p = pfn; p < end;) {
+		unsigned b = ph->pages[p].buddy;
+
+		if (!b) {
+			p++;
+			continue;
+		}
+		list_del(ph, n, p, b - 1);
+		list_add_to(ph, n, n->win_head, p, b - 1);
+		p += 1u << (b - 1);
+	}
+	n->win_start = pfn;
+	n->win_len = 1u << order;
+	hm_mutex_unlock(&n->lock);
+	return 0;
+}
+
+uint32_t hm_window_close(struct hm_phys *ph, unsigned node, bool take)
+{
+	struct hm_node *n = &ph->nodes[node];
+	uint32_t pfn = n->win_start, got = HM_PFN_NONE;
+	unsigned order = (unsigned)__builtin_ctz(n->win_len);
+
+	hm_mutex_lock(&n->lock);
+	hm_assert(n->win_len);
+	if (take && ph->pages[pfn].buddy == order + 1) {
+		list_del_from(ph, n, n->win_head, pfn, order);
+		n->nr_free -= 1u << order;
+		got = pfn;
+	}
+	n->win_len = 0;
+	/* What is left goes back, merging where the window stopped it. */
+	for (unsigned o = 0; o <= HM_MAX_ORDER; o++) {
+		while (n->win_head[o] != HM_PFN_NONE) {
+			uint32_t p = n->win_head[o];
+
+			list_del_from(ph, n, n->win_head, p, o);
+			free_block_locked(ph, n, p, o);
+		}
+	}
+	hm_mutex_unlock(&n->lock);
+	if (got != HM_PFN_NONE)
+		hm_sub(&ph->nr_free, 1u << order);
+	return got;
+}
+
+bool hm_block_unmovable(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned order)
+{
+	(void)ph;
+	bool ret = false;
+	uint32_t nr = order > n->group_shift ? 1u << (order - n->group_shift) : 1;
+
+	hm_mutex_lock(&n->lock);
+	for (uint32_t r = 0; r < nr && !ret; r++)
+		ret = n->unmovable[hm_region_of(n, pfn) + r] != 0;
+	hm_mutex_unlock(&n->lock);
+	return ret;
+}
+
+uint64_t hm_phys_movable_blocks(struct hm_phys *ph, unsigned order)
+{
+	uint64_t nr = 0;
+
+	for (unsigned i = 0; i < ph->nr_nodes; i++) {
+		struct hm_node *n = &ph->nodes[i];
+		uint32_t size = 1u << order;
+
+		for (uint32_t p = HM_ALIGN_UP(n->start_pfn, size); p + size <= n->end_pfn && p + size > p; p += size)
+			nr += !hm_block_unmovable(ph, n, p, order);
+	}
+	return nr;
 }
 
 /*
@@ -124,8 +378,9 @@ void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n)
 {
 	for (unsigned o = 0; o <= HM_MAX_ORDER; o++)
-		n->free_head[o] = HM_PFN_NONE;
+		n->free_head[o] = n->win_head[o] = HM_PFN_NONE;
 	n->nr_free = 0;
+	n->win_len = 0;
 	for (uint32_t p = n->start_pfn; p < n->end_pfn;) {
 		unsigned o = HM_MAX_ORDER;
 
@@ -159,13 +414,21 @@ int hm_phys_for_each_free(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn,
 		for (unsigned o = 0; o <= HM_MAX_ORDER; o++) {
 			uint64_t seen = 0;
 
-			for (uint32_t p = n->free_head[o]; p != HM_PFN_NONE; p = ph->pages[p].lru.next) {
-				int r = fn(arg, p, o);
+			for (int w = 0; w < 2; w++) {
+				uint32_t first = w ? n->win_head[o] : n->free_head[o];
 
-				if (r)
-					return r;
-				if (++seen > n->nr_blocks[o])
-					return -ELOOP;
+				if (w && !n->win_len)
+					break;
+				for (uint32_t p = first; p != HM_PFN_NONE; p = ph->pages[p].lru.next) {
+					int r = fn(arg, p, o);
+
+					if (r)
+						return r;
+					if (++seen > n->nr_blocks[o])
+						return -ELOOP;
+					if (w != in_window(n, p))
+						return -EXDEV;
+				}
 			}
 			if (seen != n->nr_blocks[o])
 				return -ELOOP;

@@ -136,12 +136,33 @@ _Static_assert(offsetof(struct hm_page, mapcount) >= 24, "map counts outside the
 _Static_assert(offsetof(struct hm_page, folio.gather_next) == offsetof(struct hm_page, lru.next),
 	       "the gather list is threaded through lru.next");
 
+/*
+ * Mobility grouping (buddy.c). A node is cut into regions of 2^group_shift
+ * frames (1 GiB, or 2 MiB on nodes under 2 GiB, where a 1 GiB region would
+ * be the whole node). Unmovable allocations (page tables, the huge zero
+ * page) gather in the regions that already hold some, so that the others
+ * hold only folios, which compaction can move away to free a block.
+ *
+ * Compaction window: while compaction empties the aligned block
+ * [win_start, win_start + win_len), the free blocks inside it sit on
+ * win_head instead of free_head, where allocation does not look, and
+ * frames freed into it merge there, up to the whole block at most.
+ */
 struct hm_node {
 	pthread_mutex_t lock;
 	uint32_t start_pfn, end_pfn;	/* [start, end); constant */
 	uint32_t free_head[HM_MAX_ORDER + 1];	/* node->lock */
-	uint64_t nr_free;		/* frames free in this node; node->lock */
-	uint64_t nr_blocks[HM_MAX_ORDER + 1];	/* free blocks per order; node->lock */
+	uint64_t nr_free;		/* frames free in this node (window
+					 * included); node->lock */
+	uint64_t nr_blocks[HM_MAX_ORDER + 1];	/* free blocks per order, on
+					 * either list; node->lock */
+	uint32_t win_head[HM_MAX_ORDER + 1];	/* node->lock */
+	uint32_t win_start, win_len;	/* no window: win_len 0; node->lock */
+	unsigned group_shift;		/* constant */
+	uint32_t nr_regions;		/* constant */
+	uint32_t *unmovable;		/* per region (pfn >> group_shift, less
+					 * start_pfn's): unmovable frames
+					 * allocated there; node->lock */
 };
 
 /*
@@ -176,6 +197,9 @@ struct hm_phys {
 	struct hm_node nodes[64];
 	struct hm_fail fail;	/* failpoint for every allocation */
 	uint64_t nr_free;	/* all nodes; atomic, for statistics */
+	bool no_grouping;	/* tests and the grouping measurement: place
+				 * unmovable allocations like movable ones
+				 * (still counted per region) */
 	int32_t pins[HM_PIN_STRIPES];	/* atomic; see above */
 };
 
@@ -187,6 +211,9 @@ static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
 /* alloc flags */
 #define HM_ALLOC_ZERO	0x1u	/* zero the frames */
 #define HM_ALLOC_THISNODE 0x2u	/* do not fall back to other nodes */
+#define HM_ALLOC_UNMOVABLE 0x4u	/* never moves (a page table, the huge zero
+				 * page): placed with the other unmovable
+				 * frames, and freed with hm_free_unmovable */
 
 int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool populate);
 void hm_phys_fini(struct hm_phys *ph);
@@ -200,6 +227,33 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 /* Context: any. Takes node->lock. The frames must be a block from
  * hm_alloc_pages of the same order; its descriptors are reset. */
 void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+/* The same for a block allocated with HM_ALLOC_UNMOVABLE. */
+void hm_free_unmovable(struct hm_phys *ph, uint32_t pfn, unsigned order);
+
+/* Region of @pfn in @n (mobility grouping), and whether it holds
+ * unmovable frames. Context: node->lock for an exact answer. */
+static inline uint32_t hm_region_of(const struct hm_node *n, uint32_t pfn)
+{
+	return (pfn >> n->group_shift) - (n->start_pfn >> n->group_shift);
+}
+/* Aligned blocks of @order lying wholly in their node that hold no
+ * unmovable frame: those compaction could free (nr_free_1g_possible). */
+uint64_t hm_phys_movable_blocks(struct hm_phys *ph, unsigned order);
+/* Does the aligned block of @order at @pfn (in node @n) hold unmovable
+ * frames? Exact where @order >= group_shift; below, says whether its region
+ * does. Context: takes node->lock. */
+bool hm_block_unmovable(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned order);
+
+/*
+ * The compaction window (see struct hm_node). Open: the block must lie in
+ * node @node and be no part of a free block (-EEXIST: it is free, allocate
+ * it normally); -EBUSY if a window is open already. Close: with @take, if
+ * the whole block is free now, allocate it and return its pfn; otherwise
+ * (or without @take) give its free blocks back and return HM_PFN_NONE.
+ * Context: no spinlock; takes node->lock.
+ */
+int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned order);
+uint32_t hm_window_close(struct hm_phys *ph, unsigned node, bool take);
 
 /* Clear a descriptor that the caller owns, leaving the buddy byte (0 in any
  * frame that is not free) alone. */

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hmbench-collapse — MADV_COLLAPSE latency and khugepaged's CPU cost.
+ *
+ * Latency of one MADV_COLLAPSE, median of the rounds, for:
+ *   2 MiB copy    512 4 KiB pages into a fresh 2 MiB page
+ *   2 MiB refold  a 2 MiB page split by mprotect of one page and back
+ *   1 GiB copy    512 2 MiB pages (separate folios) into a fresh 1 GiB page
+ *   1 GiB refold  a 1 GiB page split by mprotect of one page and back (one
+ *                 2 MiB refold, then the PUD one)
+ * next to memcpy of the same size between two host buffers (touched
+ * before), in the same run: a copy collapse costs about one memcpy, a
+ * refold a grace period.
+ * khugepaged: thread CPU time (CLOCK_THREAD_CPUTIME_ID) of
+ * hm_khugepaged_scan per GiB scanned, over memory that is huge already
+ * (the cost of looking) and over 4 KiB pages it collapses (looking,
+ * copying, freeing).
+ *
+ *   hmbench-collapse [--rounds N]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <hugemm.h>
+
+#include "util.h"
+
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
+static int rounds = 5;
+
+static double clock_s(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "hmbench-collapse: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+static void ok(const char *what, int r)
+{
+	if (r)
+		die(what, r);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* One system for every run, its arena touched at creation, so that no
+ * round pays the host's page faults (memcpy's buffers are touched before
+ * too). */
+static struct hm_system *the_sys;
+
+static struct hm_system *new_system(void)
+{
+	if (the_sys)
+		return the_sys;
+	struct hm_config cfg;
+	struct hm_system *sys;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 4 * GiB;
+	cfg.flags = HM_POPULATE_ARENA;	/* the host backs it all, as memcpy's buffers */
+	ok("hm_system_create", hm_system_create(&cfg, &sys));
+	return the_sys = sys;
+}
+
+static uint64_t map(struct hm_mm *mm, uint64_t len)
+{
+	uint64_t a;
+
+	ok("hm_mmap", hm_mmap(mm, 0, len, RW, PA, &a));
+	return a;
+}
+
+static void touch(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t step)
+{
+	for (uint64_t off = 0; off < len; off += step)
+		ok("hm_write", hm_write(mm, a + off, &off, sizeof(off)));
+}
+
+static void verify(struct hm_mm *mm, uint64_t a, uint64_t len, uint64_t step, uint64_t size)
+{
+	struct hm_mapping m;
+
+	for (uint64_t off = 0; off < len; off += step) {
+		uint64_t v = ~0ull;
+
+		ok("hm_read", hm_read(mm, a + off, &v, sizeof(v)));
+		if (v != off)
+			die("data after collapse", -EBADMSG);
+	}
+	ok("hm_query", hm_query(mm, a, &m));
+	if (m.size != size)
+		die("not collapsed", -EINVAL);
+}
+
+static uint64_t refolds_seen;
+
+/* Seconds of one MADV_COLLAPSE of @size at a fresh mapping, by copy or by
+ * refold. */
+static double collapse_once(uint64_t size, bool refold)
+{
+	struct hm_system *sys = new_system();
+	struct hm_mm *mm;
+
+	ok("hm_mm_create", hm_mm_create(sys, &mm));
+	uint64_t a = map(mm, size);
+	uint64_t step = size == GiB ? 2 * MiB : 4096;
+
+	if (refold) {
+		ok("madvise", hm_madvise(mm, a, size, MADV_HUGEPAGE));
+		touch(mm, a, size, step);
+		ok("mprotect", hm_mprotect(mm, a + 4096, 4096, PROT_READ));
+		ok("mprotect", hm_mprotect(mm, a + 4096, 4096, RW));
+	} else if (size == GiB) {
+		touch(mm, a, size, step);	/* 2 MiB pages: PUD only with MADV_HUGEPAGE */
+		ok("madvise", hm_madvise(mm, a, size, MADV_HUGEPAGE));
+	} else {
+		ok("madvise", hm_madvise(mm, a, size, MADV_NOHUGEPAGE));
+		touch(mm, a, size, step);
+		ok("madvise", hm_madvise(mm, a, size, MADV_HUGEPAGE));
+	}
+	hm_drain(sys);
+	double t0 = now();
+	ok("MADV_COLLAPSE", hm_madvise(mm, a, size, MADV_COLLAPSE));
+	double t = now() - t0;
+	uint64_t refolds = 0;
+
+	hm_stat(sys, "collapse_refold", &refolds);
+	if ((refolds > refolds_seen) != refold)
+		die("collapse took the other way", -EINVAL);
+	refolds_seen = refolds;
+	verify(mm, a, size, step, size);
+	hm_mm_destroy(mm);
+	hm_drain(sys);
+	return t;
+}
+
+static double memcpy_once(uint8_t *dst, const uint8_t *src, uint64_t size)
+{
+	double t0 = now();
+
+	memcpy(dst, src, size);
+	__asm__ volatile("" : : "r"(dst) : "memory");
+	return now() - t0;
+}
+
+/* khugepaged's thread CPU seconds per GiB scanned over @len of memory,
+ * huge already or 4 KiB pages to collapse. */
+static double khugepaged_cost(uint64_t len, bool small, uint64_t *made)
+{
+	struct hm_system *sys = new_system();
+	struct hm_mm *mm;
+	uint64_t n, scanned0 = 0, scanned = 0;
+
+	ok("hm_mm_create", hm_mm_create(sys, &mm));
+	uint64_t a = map(mm, len);
+	ok("madvise", hm_madvise(mm, a, len, small ? MADV_NOHUGEPAGE : MADV_HUGEPAGE));
+	touch(mm, a, len, 4096);
+	ok("madvise", hm_madvise(mm, a, len, MADV_HUGEPAGE));
+	hm_stat(sys, "khugepaged_pages_scanned", &scanned0);
+	double t0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+	ok("hm_khugepaged_scan", hm_khugepaged_scan(sys, len >> 12, &n));
+	double t = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0;
+	hm_stat(sys, "khugepaged_pages_scanned", &scanned);
+	if (scanned - scanned0 != len >> 12)
+		die("scan length", -EINVAL);
+	verify(mm, a, len, 4096, small ? 2 * MiB : GiB);
+	*made = n;
+	hm_mm_destroy(mm);
+	hm_drain(sys);
+	return t * (double)GiB / (double)len;
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+			rounds = atoi(argv[++i]);
+		else
+			die("usage: hmbench-collapse [--rounds N]", -EINVAL);
+	}
+	if (rounds < 1)
+		rounds = 1;
+	print_machine();
+	printf("collapse: median of %d rounds\n\n", rounds);
+
+	uint8_t *src = mmap(NULL, GiB, RW, PA, -1, 0), *dst = mmap(NULL, GiB, RW, PA, -1, 0);
+	if (src == MAP_FAILED || dst == MAP_FAILED)
+		die("mmap", errno);
+	memset(src, 1, GiB);
+	memset(dst, 2, GiB);
+
+	static const struct { uint64_t size; const char *name; } sizes[] = { { 2 * MiB, "2 MiB" }, { GiB, "1 GiB" } };
+	printf("%-8s %14s %14s %14s %12s %12s\n", "size", "memcpy", "copy", "refold", "copy/memcpy",
+	       "refold/memcpy");
+	for (unsigned s = 0; s < 2; s++) {
+		double mc[64], cp[64], rf[64];
+		int n = rounds > 64 ? 64 : rounds;
+
+		for (int r = 0; r < n; r++) {
+			mc[r] = memcpy_once(dst, src, sizes[s].size);
+			cp[r] = collapse_once(sizes[s].size, false);
+			rf[r] = collapse_once(sizes[s].size, true);
+		}
+		double m = median(mc, n), c = median(cp, n), f = median(rf, n);
+
+		printf("%-8s %11.1f us %11.1f us %11.1f us %11.2fx %11.4fx\n", sizes[s].name, m * 1e6, c * 1e6,
+		       f * 1e6, c / m, f / m);
+	}
+	munmap(src, GiB);
+	munmap(dst, GiB);
+
+	uint64_t made;
+	double look = khugepaged_cost(GiB, false, &made);
+	printf("\nkhugepaged, thread CPU per GiB scanned: %.2f ms over 2 MiB pages (nothing to do)", look * 1e3);
+	double work = khugepaged_cost(256 * MiB, true, &made);
+	printf(", %.1f ms over 4 KiB pages (%llu collapsed per 256 MiB)\n", work * 1e3,
+	       (unsigned long long)made);
+	hm_system_destroy(the_sys);
+	return 0;
+}
