@@ -112,11 +112,12 @@ static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t
 }
 
 /*
- * A folio just taken off a list: isolate it, or put it back at the head of
- * the active list if it is busy (pinned), or let it go if it is on its way
- * to being freed. Context: inside an RCU read section (see above).
+ * A folio just taken off a list: isolate it (for reclaim, or for
+ * migration), or put it back at the head of list @back if it is busy
+ * (pinned), or let it go if it is on its way to being freed. Context:
+ * inside an RCU read section (see above).
  */
-static bool isolate_popped(struct hm_system *sys, uint32_t head)
+static bool isolate_popped(struct hm_system *sys, uint32_t head, bool reclaim, bool back)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	uint32_t now;
@@ -129,11 +130,11 @@ static bool isolate_popped(struct hm_system *sys, uint32_t head)
 		hm_spin_unlock(lock);
 		return false;
 	}
-	if (isolatable_locked(sys, h, head, true)) {
+	if (isolatable_locked(sys, h, head, reclaim)) {
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
 		got = true;
 	} else if (h->large_mapcount > 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
-		hm_lru_add(sys, head, true);
+		hm_lru_add(sys, head, back);
 	}
 	hm_spin_unlock(lock);
 	return got;
@@ -153,7 +154,7 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 		if (head == HM_PFN_NONE)
 			break;
 		hm_race_point("lru_popped");
-		if (isolate_popped(sys, head))
+		if (isolate_popped(sys, head, true, true))
 			out[n++] = head;
 	}
 	hm_rcu_read_unlock();
@@ -187,6 +188,54 @@ bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_
 bool hm_folio_isolate_migrate(struct hm_system *sys, uint32_t head)
 {
 	return isolate(sys, head, NULL, 0, false);
+}
+
+/*
+ * Is @pfn a folio head on a list? Decided by the links alone, so that no
+ * descriptor of a frame that may be free (reset by the buddy allocator
+ * without a lock) is read: a listed folio is first, or its prev names a
+ * folio whose next names it. Stale links of a frame that left never look
+ * so: when it left, its neighbours were linked to each other, a folio's
+ * next is written only while it is listed, and only a folio added at the
+ * front, in front of it, writes its prev again.
+ * Context: lru_lock.
+ */
+static bool listed_locked(struct hm_system *sys, uint32_t pfn, bool *active)
+{
+	hm_assert_locked(&sys->lru_lock);
+	uint32_t prev = link_of(sys, pfn)->prev;
+
+	for (unsigned i = 0; i < 2; i++) {
+		if (sys->lru_first[i] == pfn) {
+			*active = i;
+			return true;
+		}
+	}
+	/* (Links never written read as zero: frame 0 would name itself.) */
+	if (prev >= sys->phys.nr_frames || prev == pfn || link_of(sys, prev)->next != pfn)
+		return false;
+	*active = hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags) & PG_ACTIVE;
+	return true;
+}
+
+bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn)
+{
+	bool active = false, got = false, listed;
+
+	if (pfn >= sys->phys.nr_frames)
+		return false;
+	/* Off its list first, inside a read section: then it is freed, if at
+	 * all, after a grace period (see the top of the file). */
+	hm_rcu_read_lock();
+	hm_spin_lock(&sys->lru_lock);
+	listed = listed_locked(sys, pfn, &active);
+	if (listed)
+		del_locked(sys, pfn);
+	hm_spin_unlock(&sys->lru_lock);
+	if (listed)
+		got = isolate_popped(sys, pfn, false, active);
+	hm_rcu_read_unlock();
+	return got;
 }
 
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)

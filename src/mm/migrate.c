@@ -244,21 +244,6 @@ static int work_push(struct hm_system *sys, struct work *w, uint32_t head)
 	return 0;
 }
 
-/* Isolate @pfn's folio if @pfn heads one we may move. Context: see
- * hm_migrate_folios. */
-static bool isolate_head(struct hm_system *sys, uint32_t pfn)
-{
-	bool got = false;
-
-	if (pfn >= sys->phys.nr_frames)
-		return false;
-	hm_rcu_read_lock();
-	uint32_t f = hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags);
-	if ((f & PG_HEAD) && !(f & (PG_HUGE_ZERO | PG_TABLE)))
-		got = hm_folio_isolate_migrate(sys, pfn);
-	hm_rcu_read_unlock();
-	return got;
-}
 
 struct batch {
 	struct hm_system *sys;
@@ -451,12 +436,9 @@ static int work_init(struct hm_system *sys, struct work *w, unsigned n)
 	return w->heads ? 0 : -ENOMEM;
 }
 
-/*
- * Candidates given by pfn: each frame's descriptor is looked at inside an
- * RCU read section, but a frame freed before (a pfn the caller found
- * earlier) may be reset or reused while we look. hm_migrate isolates
- * inside the section where it found the leaf (hm_migrate_isolated).
- */
+/* Candidates given by pfn, any frame: only folios on an LRU list are
+ * taken (hm_folio_isolate_pfn), which a folio that is mapped and not
+ * isolated by someone else is. */
 int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
 		      const struct hm_migrate_ctl *ctl, unsigned *moved)
 {
@@ -467,7 +449,7 @@ int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
 	if (work_init(sys, &w, n))
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++)
-		if (isolate_head(sys, heads[i]))
+		if (hm_folio_isolate_pfn(sys, heads[i]))
 			w.heads[w.n++] = heads[i];
 	r = migrate_work(sys, &w, ctl, moved);
 	free(w.heads);

@@ -350,6 +350,12 @@ bool hm_folio_isolate(struct hm_system *sys, uint32_t head, struct hm_mm *alone_
  * huge ones mapped whole in lazy mode too). Context: inside an RCU read
  * section, @head a folio's head when looked at. */
 bool hm_folio_isolate_migrate(struct hm_system *sys, uint32_t head);
+/* Isolate, for migration, the folio headed by @pfn if it is on an LRU
+ * list. @pfn may be any frame (compaction's scan of a block): whether it
+ * heads a listed folio is decided under lru_lock from the list links, not
+ * from a descriptor that a free may be resetting. Context: no spinlock,
+ * not in an RCU read section. */
+bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn);
 /* Isolate the swap-cache folio whose head is @pfn, if it still is one.
  * Context: inside an RCU read section (the frame came from the cache). */
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn);

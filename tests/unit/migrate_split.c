@@ -133,6 +133,50 @@ static void pmd_split_fallback(void)
 	hm_system_destroy(sys);
 }
 
+/* hm_migrate_folios (compaction's entry) takes any frames: folio heads on
+ * the lists move, tails, free frames, tables and the rest are passed by. */
+static void migrate_folios_by_pfn(void)
+{
+	struct hm_system *sys = sys_nodes(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	struct hm_mapping m;
+	uint64_t a, b;
+	uint32_t pfns[8];
+	unsigned n = 0, moved = 99;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a) == 0);
+	REQUIRE(hm_mmap(mm, 0, 3 * 4096, RW, PA | MAP_POPULATE, &b) == 0);
+	CHECK_EQ(t_fill(mm, a, 2 * MiB, 21), 0);
+	CHECK_EQ(t_fill(mm, b, 3 * 4096, 22), 0);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	pfns[n++] = (uint32_t)(m.pa >> 12);		/* a 2 MiB head */
+	pfns[n++] = (uint32_t)(m.pa >> 12) + 7;		/* one of its tails */
+	CHECK_EQ(hm_query(mm, b + 4096, &m), 0);
+	pfns[n++] = (uint32_t)(m.pa >> 12);		/* a 4 KiB page */
+	pfns[n] = pfns[n - 1];			/* twice */
+	n++;
+	pfns[n++] = mm->root;				/* a table */
+	pfns[n++] = sys->phys.nr_frames - 1;		/* free */
+	pfns[n++] = sys->phys.nr_frames + 5;		/* none at all */
+	const struct hm_migrate_ctl ctl = { .node = 1, .reason = HM_MR_COMPACTION };
+	CHECK_EQ(hm_migrate_folios(sys, pfns, n, &ctl, &moved), 0);
+	CHECK_EQ(moved, 2);
+	STEP(sys);
+	CHECK_EQ(hm_query(mm, a + MiB, &m), 0);
+	CHECK_EQ(m.node, 1);
+	CHECK_EQ(m.size, 2 * MiB);
+	CHECK_EQ(hm_query(mm, b + 4096, &m), 0);
+	CHECK_EQ(m.node, 1);
+	CHECK_EQ(hm_query(mm, b, &m), 0);
+	CHECK_EQ(m.node, 0);
+	CHECK_EQ(t_pages_wrong(mm, a, 2 * MiB, 21, 0, 0), 0);
+	CHECK_EQ(t_pages_wrong(mm, b, 3 * 4096, 22, 0, 0), 0);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 /* hm_check never meets a migration entry (it write-locks every mm, which
  * migration holds for reading while its entries exist); one planted by
  * hand is reported. */
@@ -159,4 +203,4 @@ static void check_reports_migration_entry(void)
 }
 
 T_MAIN(T(pud_split_fallback_eager), T(pud_split_fallback_lazy), T(pmd_split_fallback),
-       T(check_reports_migration_entry))
+       T(migrate_folios_by_pfn), T(check_reports_migration_entry))
