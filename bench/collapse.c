@@ -204,9 +204,7 @@ int main(int argc, char **argv)
 	print_machine();
 	printf("collapse: median of %d rounds\n\n", rounds);
 
-	uint8_t *src = mmap(NULL, GiB, RW, PA, -1, 0), *dst = mmap(NULL, GiB, RW, PA, -1, 0);
-	if (src == MAP_FAILED || dst == MAP_FAILED)
-		die("mmap", errno);
+	uint8_t *src = (uint8_t *)host_buffer(GiB, die), *dst = (uint8_t *)host_buffer(GiB, die);
 	memset(src, 1, GiB);
 	memset(dst, 2, GiB);
 

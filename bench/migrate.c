@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hmbench-migrate — hm_migrate throughput for 4 KiB, 2 MiB and 1 GiB pages
- * against memcpy of the same amount of data, measured in the same run
- * (issue 9; goal: 0.8x memcpy for 2 MiB and 1 GiB pages).
+ * against the fastest copy of the same amount of data, measured in the same run
+ * (issue 9; goal: 0.8x of that copy for 2 MiB and 1 GiB pages).
  *
  * A system of two nodes; one mapping of --mib MiB written whole, moved to
  * node 1 and back, --rounds times each way. The first move of each size
- * touches host memory for the first time, as the first memcpy does: the
- * median of the later ones is reported. memcpy: between two host buffers
- * already touched, the same size, one before each move (a shared host's
- * bandwidth changes from second to second). The data is checked after.
+ * touches host memory for the first time, as the first copy does: the
+ * median of the later ones is reported. The baseline is the fastest honest
+ * copy of the same bytes between two host buffers already touched, one
+ * before each move (a shared host's bandwidth changes from second to
+ * second): the faster of glibc's memcpy and a copy with non-temporal
+ * stores (what migration itself uses; memcpy reads every target line
+ * first below its non-temporal threshold). The data is checked after.
  *
  *   hmbench-migrate [--rounds N] [--mib N]
  */
@@ -23,6 +26,8 @@
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <emmintrin.h>
 
 #include <hugemm.h>
 
@@ -57,19 +62,44 @@ static double rate(double *t, int n, uint64_t bytes)
 
 static char *buf_a, *buf_b;
 
-/* One memcpy of @bytes between the two host buffers, seconds. */
-static double memcpy_once(uint64_t bytes, int r)
+/* A copy with non-temporal stores, 64 bytes a step (@bytes a multiple). */
+static void copy_nt(void *dst, const void *src, uint64_t bytes)
 {
+	const __m128i *s = src;
+	__m128i *d = dst;
+
+	for (uint64_t i = 0; i < bytes / 16; i += 4) {
+		__m128i a = _mm_load_si128(s + i), b = _mm_load_si128(s + i + 1);
+		__m128i c = _mm_load_si128(s + i + 2), e = _mm_load_si128(s + i + 3);
+
+		_mm_stream_si128(d + i, a);
+		_mm_stream_si128(d + i + 1, b);
+		_mm_stream_si128(d + i + 2, c);
+		_mm_stream_si128(d + i + 3, e);
+	}
+	_mm_sfence();
+}
+
+/* The faster of one memcpy and one non-temporal copy of @bytes between
+ * the two host buffers, seconds; which one won in *nt. */
+static double copy_once(uint64_t bytes, int r, bool *nt)
+{
+	char *dst = r & 1 ? buf_a : buf_b, *src = r & 1 ? buf_b : buf_a;
 	double t0 = now();
 
-	memcpy(r & 1 ? buf_a : buf_b, r & 1 ? buf_b : buf_a, bytes);
-	return now() - t0;
+	memcpy(dst, src, bytes);
+	double t1 = now();
+	copy_nt(dst, src, bytes);
+	double t2 = now();
+
+	*nt = t2 - t1 < t1 - t0;
+	return *nt ? t2 - t1 : t1 - t0;
 }
 
 /* hm_migrate of @bytes mapped with pages of @size, to node 1 and back;
  * each move next to a memcpy of the same size (*mc), so that both see the
  * same machine (a shared host's bandwidth varies from second to second). */
-static double migrate_rate(uint64_t bytes, uint64_t size, double *mc)
+static double migrate_rate(uint64_t bytes, uint64_t size, double *mc, int *nt_won)
 {
 	struct hm_config cfg;
 	struct hm_system *sys;
@@ -96,7 +126,10 @@ static double migrate_rate(uint64_t bytes, uint64_t size, double *mc)
 	if (hm_query(mm, a, &m) || m.size != size)
 		die("page size", EINVAL);
 	for (int i = 0; i < 2 * rounds; i++) {
-		c[i] = memcpy_once(bytes, i);
+		bool nt;
+
+		c[i] = copy_once(bytes, i, &nt);
+		*nt_won += nt;
 		double t0 = now();
 
 		if ((r = hm_migrate(mm, a, bytes, (unsigned)(i + 1) % 2)))
@@ -140,10 +173,8 @@ int main(int argc, char **argv)
 	print_machine();
 	printf("migrate: %llu MiB between two nodes, %d rounds each way, median of the later ones\n\n",
 	       (unsigned long long)(bytes >> 20), rounds);
-	buf_a = mmap(NULL, bytes, RW, PA, -1, 0);
-	buf_b = mmap(NULL, bytes, RW, PA, -1, 0);
-	if (buf_a == MAP_FAILED || buf_b == MAP_FAILED)
-		die("mmap", errno);
+	buf_a = host_buffer(bytes, die);
+	buf_b = host_buffer(bytes, die);
 	memset(buf_a, 1, bytes);
 	memset(buf_b, 2, bytes);
 	static const struct { uint64_t size; const char *name; } sizes[] = {
@@ -151,12 +182,14 @@ int main(int argc, char **argv)
 		{ 4096, "hm_migrate, 4 KiB pages" },
 	};
 	double g[3], mc[3];
+	int nt[3] = { 0 };
 
 	for (int i = 0; i < 3; i++)
-		g[i] = migrate_rate(bytes, sizes[i].size, &mc[i]);
+		g[i] = migrate_rate(bytes, sizes[i].size, &mc[i], &nt[i]);
 	printf("%-28s %10s  %-22s %10s  %7s\n", "", "hugemm", "baseline (same rounds)", "", "ratio");
 	for (int i = 0; i < 3; i++)
-		printf("%-28s %6.2f GB/s  %-22s %6.2f GB/s  %6.2fx\n", sizes[i].name, g[i], "memcpy, same size", mc[i],
-		       g[i] / mc[i]);
+		printf("%-28s %6.2f GB/s  %-22s %6.2f GB/s  %6.2fx\n", sizes[i].name, g[i],
+		       nt[i] > rounds ? "copy, non-temporal" : "copy, memcpy", mc[i], g[i] / mc[i]);
+	puts("\nbaseline: per round the faster of memcpy and a non-temporal copy of the same bytes");
 	return 0;
 }

@@ -3,7 +3,10 @@
 #ifndef HM_BENCH_UTIL_H
 #define HM_BENCH_UTIL_H
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -43,6 +46,21 @@ static inline void print_machine(void)
 	uname(&u);
 	printf("machine: %s, %ld cores, %.1f GiB, Linux %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
 	       sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / (1ull << 30), u.release);
+}
+
+/* A host buffer of @bytes backed by host huge pages where the host has
+ * them, as hugemm's arena is: a baseline in 4 KiB host pages would pay TLB
+ * misses that hugemm does not. */
+static inline char *host_buffer(uint64_t bytes, void (*die)(const char *what, int err))
+{
+	const uint64_t huge = 2ull << 20;
+	char *m = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		die("mmap", errno);
+	char *p = (char *)(((uintptr_t)m + huge - 1) & ~(huge - 1));
+	madvise(p, bytes, MADV_HUGEPAGE);
+	return p;
 }
 
 #endif /* HM_BENCH_UTIL_H */
