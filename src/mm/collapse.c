@@ -112,12 +112,24 @@ static bool within_limits(struct hm_system *sys, const struct hm_collapse_ctl *c
 	       s->shared <= sys->cfg.khugepaged_max_ptes_shared;
 }
 
-/* The VMA that may hold a huge leaf of @level at @va, or NULL. */
-static struct hm_vma *huge_vma(struct hm_mm *mm, uint64_t va, unsigned level)
+/* The VMA that may hold a huge leaf of @level at @va, or NULL. khugepaged
+ * goes where a fault would put a huge page; MADV_COLLAPSE is itself the
+ * ask, so, as in Linux, it needs no MADV_HUGEPAGE under the "madvise"
+ * policy, but it respects "never" (the per-size switch is off) and
+ * MADV_NOHUGEPAGE. */
+static struct hm_vma *huge_vma(struct hm_mm *mm, uint64_t va, unsigned level, const struct hm_collapse_ctl *cc)
 {
+	struct hm_system *sys = mm->sys;
 	struct hm_vma *v = hm_vma_lookup(mm, va);
+	uint64_t size = hm_level_size(level), base = HM_ALIGN_DOWN(va, size);
 
-	return v && v->start <= va && v->av && hm_huge_allowed(mm->sys, v, va, level) ? v : NULL;
+	if (!v || v->start > va || !v->av)
+		return NULL;
+	if (cc->khugepaged)
+		return hm_huge_allowed(sys, v, va, level) ? v : NULL;
+	if ((level == 2 ? sys->cfg.thp_pud : sys->cfg.thp_pmd) == HM_THP_NEVER || (v->flags & VM_NOHUGEPAGE))
+		return NULL;
+	return base >= v->start && base + size <= v->end ? v : NULL;
 }
 
 /* The entry of @level covering @va, if tables reach that far down.
@@ -151,7 +163,7 @@ static int look_pmd(struct hm_mm *mm, uint64_t va, const struct hm_collapse_ctl 
 		hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
 		hm_pte_t e = pt_get(slot);
 
-		if (!huge_vma(mm, va, 1))
+		if (!huge_vma(mm, va, 1, cc))
 			return -EINVAL;
 		if (level >= 1 && pt_mapped(e) && pt_leaf(e, level))
 			return HM_COLLAPSE_DONE;
@@ -241,7 +253,7 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
 	unsigned up = level + 1;
-	struct hm_vma *v = huge_vma(mm, va, up);
+	struct hm_vma *v = huge_vma(mm, va, up, cc);
 	hm_pte_t *slot = v ? entry_at(mm, va, up) : NULL;
 	struct scan s;
 
@@ -264,12 +276,15 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 		return -EBUSY;
 	/* The huge folio is allocated here, under mmap_lock, as a fault's
 	 * is: hm_check (which takes every mmap_lock) must not find a folio
-	 * that is neither mapped nor on its way to be. This mm is not named
-	 * to reclaim (or compaction), which therefore trylock it, fail, and
-	 * leave its pages alone; the table is looked at once more all the
-	 * same, as the allocation may have waited for a while. */
+	 * that is neither mapped nor on its way to be. This mm is named to
+	 * reclaim and compaction as held, so that compaction may move its
+	 * pages too (it would trylock the lock we hold, fail, and give up,
+	 * in a memory that only this mm fragments); so the table is looked
+	 * at once more after the allocation. */
 	if (!s.refold) {
+		hm_reclaim_enter(mm, NULL);
 		*folio = hm_folio_alloc(mm, (level + 1) * HM_PMD_ORDER, false);
+		hm_reclaim_exit();
 		if (*folio == HM_PFN_NONE) {
 			hm_count(sys, HM_STAT_thp_collapse_alloc_failed);
 			return -ENOMEM;
@@ -364,7 +379,7 @@ static int collapse_one(struct hm_mm *mm, uint64_t va, unsigned level, struct hm
 		if (level == 0) {
 			r = look_pmd(mm, va, cc, &s);
 		} else {
-			hm_pte_t *slot = huge_vma(mm, va, 2) ? entry_at(mm, va, 2) : NULL;
+			hm_pte_t *slot = huge_vma(mm, va, 2, cc) ? entry_at(mm, va, 2) : NULL;
 			hm_pte_t e = slot ? pt_get(slot) : 0;
 
 			r = -EINVAL;
@@ -416,7 +431,7 @@ int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_
 		 * 2 MiB pieces first, then one PUD leaf. */
 		if (pud == a && a + HM_PUD_SIZE <= end) {
 			hm_down_read(&mm->mmap_lock);
-			whole = huge_vma(mm, a, 2) != NULL;
+			whole = huge_vma(mm, a, 2, cc) != NULL;
 			hm_up_read(&mm->mmap_lock);
 		}
 		uint64_t stop = whole ? a + HM_PUD_SIZE : a + HM_PMD_SIZE;

@@ -160,6 +160,34 @@ static void pmd_by_compaction(void)
 	hm_system_destroy(sys);
 }
 
+/* MADV_COLLAPSE in memory that its own mm fragments: the collapse holds
+ * that mm's lock for writing while it allocates, and compaction must still
+ * be able to move the mm's pages (they are named to it as held). */
+static void collapse_by_compaction(void)
+{
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_MADVISE, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	struct frag f;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	uint64_t h = huge_range(mm, 2 * MiB);
+	REQUIRE(h != 0);
+	CHECK_EQ(hm_madvise(mm, h, 2 * MiB, MADV_NOHUGEPAGE), 0);
+	CHECK_EQ(t_fill(mm, h, 2 * MiB, 5), 0);
+	CHECK_EQ(size_at(mm, h), 4096);
+	fragment(sys, mm, 16384, 128, &f);
+	CHECK_EQ(hm_madvise(mm, h, 2 * MiB, MADV_HUGEPAGE), 0);
+	CHECK_EQ(hm_madvise(mm, h, 2 * MiB, MADV_COLLAPSE), 0);
+	STEP(sys);
+	CHECK_EQ(size_at(mm, h), 2 * MiB);
+	CHECK(t_stat(sys, "compact_success") >= 1);
+	CHECK_EQ(t_stat(sys, "thp_collapse_alloc_failed"), 0);
+	CHECK_EQ(t_pages_wrong(mm, h, 2 * MiB, 5, 0, 0), 0);
+	CHECK_EQ(frag_wrong(mm, &f), 0);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
 /* Too little free memory for a 1 GiB block: compaction fails, counted, and
  * the fault falls back to a smaller page; nothing is lost. */
 static void pud_cannot(void)
@@ -197,7 +225,7 @@ int main(int argc, char **argv)
 	/* Hundreds of thousands of faults: hm_check after each step only. */
 	t_flags = 0;
 	static const struct t_case cases[] = {
-		T(pud_by_compaction), T(pud_by_compaction_shared), T(pmd_by_compaction), T(pud_cannot),
+		T(pud_by_compaction), T(pud_by_compaction_shared), T(pmd_by_compaction), T(collapse_by_compaction), T(pud_cannot),
 	};
 	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
