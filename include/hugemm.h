@@ -306,9 +306,14 @@ HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned no
  * *collapsed (if not NULL) = huge pages made. Counters:
  * khugepaged_pages_scanned, khugepaged_pages_collapsed,
  * khugepaged_full_scans, thp_collapse_alloc(_failed), collapse_refold.
+ * Each 2 MiB piece counts 512 pages, those of a 1 GiB piece too: one
+ * of those is worked on over several passes (the 1 GiB page comes after
+ * its last 2 MiB piece, if all 512 are 2 MiB pages by then).
  * -EINVAL for a NULL @sys. Context: any thread; works on one address
- * space at a time and holds up its map changes, and the creation and
- * destruction of address spaces, for one piece at most.
+ * space at a time and holds up its map changes for one piece at most;
+ * the creation of address spaces, hm_fork and hm_check do not wait for
+ * it, and hm_mm_destroy of the address space it works on waits for that
+ * piece.
  */
 HM_API int hm_khugepaged_scan(struct hm_system *sys, uint64_t pages, uint64_t *collapsed);
 

@@ -416,6 +416,12 @@ static int collapse_one(struct hm_mm *mm, uint64_t va, unsigned level, struct hm
 	return r == HM_COLLAPSE_DONE ? 0 : r;
 }
 
+int hm_collapse_pud(struct hm_mm *mm, uint64_t va, struct hm_collapse_ctl *cc)
+{
+	hm_assert(!(va & (HM_PUD_SIZE - 1)));
+	return collapse_one(mm, va, 1, cc);
+}
+
 int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_collapse_ctl *cc)
 {
 	struct hm_system *sys = mm->sys;

@@ -48,6 +48,14 @@ static void *write_job(void *p)
 	return NULL;
 }
 
+static void *destroy_job(void *p)
+{
+	struct job *j = p;
+
+	hm_mm_destroy(j->mm);
+	return NULL;
+}
+
 static struct hm_system *race_system(void)
 {
 	t_flags = 0;
@@ -189,4 +197,81 @@ static void fork_during_refold(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(write_during_collapse), T(unmap_during_scan), T(fork_during_refold))
+/*
+ * khugepaged works on an mm without sys->mms_lock, which address spaces
+ * coming and going, fork and hm_check need: here the scan is stopped
+ * inside a collapse (between its look and its change) while this thread
+ * does all of those on other mms, each returning before the scan is let
+ * go on. Reverted (mms_lock held across the collapse, as before),
+ * hm_mm_create waits for the stopped scan: the test hangs there.
+ */
+static void mms_during_scan(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm, *other, *child;
+	struct hm_mapping m;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	uint64_t a = small_pages(mm);
+	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
+	struct job s = { .sys = sys };
+	pthread_t ts = t_spawn(scan_job, &s);
+	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
+	REQUIRE(hm_mm_create(sys, &other) == 0);
+	small_pages(other);
+	REQUIRE(hm_fork(other, &child) == 0);
+	CHECK_EQ(hm_check(sys), 0);
+	hm_mm_destroy(child);
+	hm_mm_destroy(other);
+	CHECK_EQ(hm_check(sys), 0);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	CHECK_EQ(m.size, 4096);		/* the scan is still stopped */
+	hm__race_release("collapse_unlocked");
+	CHECK(t_join_within(ts, STOP_MS));
+	CHECK_EQ(s.r, 0);
+	CHECK_EQ(s.collapsed, 1);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	CHECK_EQ(m.size, 2 * MiB);
+	CHECK_EQ(t_pages_wrong(mm, a, 2 * MiB, 1, 0, 0), 0);
+	hm__race_reset();
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/*
+ * The mm khugepaged is collapsing in is destroyed: destroy waits until the
+ * scan has left it (one 2 MiB step), then frees everything. Reverted (no
+ * wait in hm_mm_destroy), destroy returns while the scan is stopped and
+ * the scan then works on freed memory (ASan: heap-use-after-free).
+ */
+static void destroy_during_scan(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	small_pages(mm);
+	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
+	struct job s = { .sys = sys };
+	pthread_t ts = t_spawn(scan_job, &s);
+	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
+	struct job d = { .mm = mm };
+	pthread_t td = t_spawn(destroy_job, &d);
+	CHECK(!t_join_within(td, HOLD_MS));	/* waits for the scan */
+	hm__race_release("collapse_unlocked");
+	CHECK(t_join_within(ts, STOP_MS));
+	CHECK(t_join_within(td, STOP_MS));
+	CHECK_EQ(s.r, 0);
+	CHECK_EQ(s.collapsed, 1);	/* finished its step on a live mm */
+	hm__race_reset();
+	hm_drain(sys);
+	uint64_t anon = 1;
+	CHECK_EQ(hm_stat(sys, "nr_anon_pages", &anon), 0);
+	CHECK_EQ(anon, 0);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(write_during_collapse), T(unmap_during_scan), T(fork_during_refold), T(mms_during_scan),
+       T(destroy_during_scan))
