@@ -112,7 +112,7 @@ int hm_khugepaged_scan(struct hm_system *sys, uint64_t pages, uint64_t *collapse
 
 		/* Failures are the scan's business: it goes on. */
 		(void)hm_collapse_range(mm, start, end, &cc);
-		if (pud && !(end & (HM_PUD_SIZE - 1)))
+		if (pud && !(end & (HM_PUD_SIZE - 1)) && !hm_load_relaxed(&sys->khugepaged_stop))
 			(void)hm_collapse_pud(mm, end - HM_PUD_SIZE, &cc);
 		scan_leave(sys);
 		sys->khugepaged_va = end;

@@ -74,6 +74,21 @@ static uint64_t small_pages(struct hm_mm *mm)
 	return a;
 }
 
+/* A new mm with 2 MiB of 4 KiB pages at *a, and a khugepaged pass on a
+ * thread of its own (*t, with *s) stopped inside their collapse, between
+ * its look and its change, holding no lock. */
+static bool scan_stopped(struct hm_system *sys, struct hm_mm **mm, uint64_t *a, struct job *s, pthread_t *t)
+{
+	if (hm_mm_create(sys, mm))
+		return false;
+	*a = small_pages(*mm);
+	*s = (struct job){ .sys = sys };
+	if (hm__race_arm("collapse_unlocked", 0))
+		return false;
+	*t = t_spawn(scan_job, s);
+	return hm__race_wait("collapse_unlocked", STOP_MS) == 0;
+}
+
 /*
  * A write through a translation cached before the collapse cleared the
  * PMD entry is still copying into the old page: the collapse must wait for
@@ -126,14 +141,11 @@ static void unmap_during_scan(void)
 {
 	struct hm_system *sys = race_system();
 	struct hm_mm *mm;
-	uint64_t b = 0;
+	struct job s;
+	pthread_t ts;
+	uint64_t a, b = 0;
 
-	REQUIRE(hm_mm_create(sys, &mm) == 0);
-	uint64_t a = small_pages(mm);
-	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
-	struct job s = { .sys = sys };
-	pthread_t ts = t_spawn(scan_job, &s);
-	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
+	REQUIRE(scan_stopped(sys, &mm, &a, &s, &ts));
 	CHECK_EQ(hm_munmap(mm, a, 2 * MiB), 0);
 	CHECK_EQ(hm_mmap(mm, a, 2 * MiB, RW, PA | MAP_FIXED, &b), 0);
 	CHECK_EQ(hm_madvise(mm, a, 2 * MiB, MADV_NOHUGEPAGE), 0);
@@ -210,13 +222,11 @@ static void mms_during_scan(void)
 	struct hm_system *sys = race_system();
 	struct hm_mm *mm, *other, *child;
 	struct hm_mapping m;
+	struct job s;
+	pthread_t ts;
+	uint64_t a;
 
-	REQUIRE(hm_mm_create(sys, &mm) == 0);
-	uint64_t a = small_pages(mm);
-	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
-	struct job s = { .sys = sys };
-	pthread_t ts = t_spawn(scan_job, &s);
-	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
+	REQUIRE(scan_stopped(sys, &mm, &a, &s, &ts));
 	REQUIRE(hm_mm_create(sys, &other) == 0);
 	small_pages(other);
 	REQUIRE(hm_fork(other, &child) == 0);
@@ -249,13 +259,11 @@ static void destroy_during_scan(void)
 {
 	struct hm_system *sys = race_system();
 	struct hm_mm *mm;
+	struct job s;
+	pthread_t ts;
+	uint64_t a;
 
-	REQUIRE(hm_mm_create(sys, &mm) == 0);
-	small_pages(mm);
-	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
-	struct job s = { .sys = sys };
-	pthread_t ts = t_spawn(scan_job, &s);
-	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
+	REQUIRE(scan_stopped(sys, &mm, &a, &s, &ts));
 	struct job d = { .mm = mm };
 	pthread_t td = t_spawn(destroy_job, &d);
 	CHECK(!t_join_within(td, HOLD_MS));	/* waits for the scan */
