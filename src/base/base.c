@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE	/* pthread_rwlockattr_setkind_np */
+#include <execinfo.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,10 @@ void hm_panic(const char *file, int line, const char *fmt, ...)
 	if (write(2, buf, (size_t)n) < 0) {
 		/* nothing more can be done */
 	}
+	/* Where: a failure under load may not come back in a debugger. The
+	 * frames print as binary(+offset), for addr2line -f -e binary. */
+	void *bt[32];
+	backtrace_symbols_fd(bt, backtrace(bt, 32), 2);
 	abort();
 }
 

@@ -46,6 +46,9 @@
  *                        it collapses and bumped the TLB generation; the
  *                        grace period that lets accesses through the old
  *                        entries finish is still to come
+ *   pageout_edge_walked  MADV_PAGEOUT walked to the entry at an end of its
+ *                        range (to split a huge page it covers in part),
+ *                        inside a read section, and is about to read it
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H
