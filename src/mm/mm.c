@@ -437,7 +437,8 @@ static int node_stat(struct hm_system *sys, const char *name, uint64_t *value)
 	char *rest;
 	unsigned long n;
 
-	if (strncmp(name, "node", 4) || name[4] < '0' || name[4] > '9')
+	/* The canonical decimal spelling only: "node01" is not "node1". */
+	if (strncmp(name, "node", 4) || name[4] < '0' || name[4] > '9' || (name[4] == '0' && name[5] != '/'))
 		return -ENOENT;
 	n = strtoul(name + 4, &rest, 10);
 	if (strcmp(rest, "/nr_free_pages") || n >= sys->phys.nr_nodes)
