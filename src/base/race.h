@@ -33,6 +33,13 @@
  *                        before its grace period and the copy
  *   migrate_copy         migration's grace period is over, the data is
  *                        about to be copied and the entries replaced
+ *   migrate_split_leaf   migration found no target of a folio's order,
+ *                        gave the folio back to split it, and saw (without
+ *                        the table lock) a mapper's leaf of it that it is
+ *                        about to split
+ *   migrate_retry        hm_migrate met a busy mapper and dropped its
+ *                        mmap_lock to let it finish, before it takes the
+ *                        lock again and retries the chunk
  *   fault_migration_entry  a fault met a migration entry and is about to
  *                        wait for it (hm_fault: after dropping mmap_lock)
  *   compact_isolate      compaction has opened its window on a block (frames
