@@ -318,16 +318,25 @@ HM_API int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed);
  * stay there), the huge zero page and pages pinned by an access under way
  * are left. Other threads' accesses to a page being moved wait for it and
  * see its content whole; nothing written is lost.
+ * @len is rounded up to a multiple of 4 KiB. Targets come from @node's
+ * free blocks only: migration does not compact @node to make a 2 MiB or
+ * 1 GiB block (direct compaction runs for faults and collapse only); it
+ * splits instead, as above.
  * Returns 0; -EINVAL for a NULL @mm, a @node that does not exist, an @addr
  * not page-aligned, a @len of 0 or a range past the address space
- * (nothing changed); -EFAULT if part of the range is not mapped (nothing
- * changed); -ENOMEM if @node cannot take everything (the pages moved stay
- * moved, the others where they were, all of them intact); -EAGAIN if
- * another address space sharing the pages kept changing its maps.
- * Counters pgmigrate_success (4 KiB pages moved), pgmigrate_fail,
- * thp_migration_success, thp_migration_fail, thp_migration_split; free
- * frames per node in "node<N>/nr_free_pages". Context: any thread; takes
- * mmap_lock for reading, waits for a grace period per batch of pages.
+ * (nothing changed); -EFAULT if part of the range is not mapped when the
+ * call begins (nothing changed; a hole made by another thread while the
+ * call runs is skipped); -ENOMEM if @node cannot take everything (the
+ * pages moved stay moved, the others where they were, all of them
+ * intact); -EAGAIN if another address space sharing the pages kept
+ * changing its maps, or a page stayed busy (pinned, being reclaimed),
+ * through many retries: as for -ENOMEM, the pages moved before stay moved.
+ * Counters pgmigrate_success and pgmigrate_fail count 4 KiB units (a 2 MiB
+ * page adds 512), thp_migration_success, thp_migration_fail,
+ * thp_migration_split count huge pages; free frames per node in
+ * "node<N>/nr_free_pages" (N in decimal, without leading zeros: "node01"
+ * is -ENOENT). Context: any thread; takes mmap_lock for reading, waits
+ * for a grace period per batch of pages.
  */
 HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node);
 
@@ -409,10 +418,12 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * pgactivate / pgdeactivate, nr_active_anon / nr_inactive_anon (folios on
  * the LRU lists), direct_reclaim, swap_io_error.
  * Migration: pgmigrate_success / pgmigrate_fail (4 KiB pages moved / not
- * moved for want of a target frame or a mapping it could not see),
+ * moved for want of a target frame, a mapping it could not see, or
+ * because they were pinned or busy),
  * thp_migration_success / thp_migration_fail (huge pages moved whole / not
  * at all), thp_migration_split (huge pages split to move in pieces);
- * "node<N>/nr_free_pages" for N below nr_nodes (free frames of node N; not
+ * "node<N>/nr_free_pages" for N below nr_nodes, in decimal without leading
+ * zeros ("node01/..." is -ENOENT) (free frames of node N; not
  * listed by hm_stat_name).
  * Compaction: compact_stall (a 2 MiB or 1 GiB allocation found no free
  * block and compacted), compact_success / compact_fail (it got its block

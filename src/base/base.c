@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE	/* pthread_rwlockattr_setkind_np */
+#include <execinfo.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,15 @@
 #include "base.h"
 #include "fail.h"
 #include "lock.h"
+
+/* glibc's backtrace() loads the unwinder (malloc, dlopen) at its first
+ * call: make that call now, so that the panic path never allocates. */
+__attribute__((constructor)) static void backtrace_warm(void)
+{
+	void *bt[1];
+
+	(void)backtrace(bt, 1);
+}
 
 void hm_panic(const char *file, int line, const char *fmt, ...)
 {
@@ -26,6 +36,12 @@ void hm_panic(const char *file, int line, const char *fmt, ...)
 	if (write(2, buf, (size_t)n) < 0) {
 		/* nothing more can be done */
 	}
+	/* Where: a failure under load may not come back in a debugger. The
+	 * frames print as binary(+offset), for addr2line -f -e binary.
+	 * backtrace() was called once at load (below), so it does not load
+	 * its unwinder, which allocates, here. */
+	void *bt[32];
+	backtrace_symbols_fd(bt, backtrace(bt, 32), 2);
 	abort();
 }
 

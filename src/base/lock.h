@@ -19,6 +19,9 @@
  *                                  THP shrinkers; hm_check. The underused
  *                                  shrinker takes the mmap_locks of a
  *                                  folio's mappers under it with trylocks)
+ *       sys->compact_lock         (mutex, trylock only: one compaction at a
+ *                                  time, held across its migration, which
+ *                                  trylocks the mappers' mmap_locks)
  *       mm->page_table_lock       (spin: entries of level >= 2 tables, PUD
  *                                  leaves, the PUD-level deposit lists,
  *                                  vma->av when first set)

@@ -33,6 +33,13 @@
  *                        before its grace period and the copy
  *   migrate_copy         migration's grace period is over, the data is
  *                        about to be copied and the entries replaced
+ *   migrate_split_leaf   migration found no target of a folio's order,
+ *                        gave the folio back to split it, and saw (without
+ *                        the table lock) a mapper's leaf of it that it is
+ *                        about to split
+ *   migrate_retry        hm_migrate met a busy mapper and dropped its
+ *                        mmap_lock to let it finish, before it takes the
+ *                        lock again and retries the chunk
  *   fault_migration_entry  a fault met a migration entry and is about to
  *                        wait for it (hm_fault: after dropping mmap_lock)
  *   compact_isolate      compaction has opened its window on a block (frames
@@ -46,6 +53,9 @@
  *                        it collapses and bumped the TLB generation; the
  *                        grace period that lets accesses through the old
  *                        entries finish is still to come
+ *   pageout_edge_walked  MADV_PAGEOUT walked to the entry at an end of its
+ *                        range (to split a huge page it covers in part),
+ *                        inside a read section, and is about to read it
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

@@ -422,6 +422,27 @@ int hm_collapse_pud(struct hm_mm *mm, uint64_t va, struct hm_collapse_ctl *cc)
 	return collapse_one(mm, va, 1, cc);
 }
 
+/*
+ * Where the span of an empty entry of level >= 2 that covers @a ends (@a
+ * if there is none): nothing is mapped there, so every 2 MiB piece in it
+ * would say -EINVAL (no table). A range over a sparse mapping of
+ * petabytes (hmfuzz -s 288 -c 1) would otherwise take mmap_lock for each
+ * of billions of pieces.
+ */
+static uint64_t empty_span_end(struct hm_mm *mm, uint64_t a)
+{
+	unsigned level;
+	uint64_t next = a;
+
+	hm_down_read(&mm->mmap_lock);
+	hm_pte_t *slot = hm_pt_walk(mm_phys(mm), mm->root, mm->sys->top, a, &level);
+
+	if (level >= 2 && pt_none(pt_get(slot)))
+		next = HM_ALIGN_DOWN(a, hm_level_size(level)) + hm_level_size(level);
+	hm_up_read(&mm->mmap_lock);
+	return next;
+}
+
 int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_collapse_ctl *cc)
 {
 	struct hm_system *sys = mm->sys;
@@ -429,9 +450,16 @@ int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_
 	bool any = false;
 
 	for (uint64_t a = HM_ALIGN_UP(start, HM_PMD_SIZE); a + HM_PMD_SIZE <= end;) {
-		uint64_t pud = HM_ALIGN_DOWN(a, HM_PUD_SIZE);
+		uint64_t pud = HM_ALIGN_DOWN(a, HM_PUD_SIZE), skip = empty_span_end(mm, a);
 		bool whole = false;
 		int r;
+
+		if (skip != a) {
+			any = true;
+			last = -EINVAL;
+			a = skip;
+			continue;
+		}
 
 		/* A 1 GiB piece inside the range where PUD THP may go: its
 		 * 2 MiB pieces first, then one PUD leaf. */

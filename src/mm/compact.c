@@ -68,7 +68,11 @@ static int64_t scan_block(struct hm_system *sys, uint32_t pfn, unsigned order, u
 		if ((flags & UNMOVABLE_FLAGS) || !(flags & PG_HEAD))
 			return -1;
 		unsigned o = hm_load_relaxed(&pg->order);
-		if (o > order || (p & ((1u << o) - 1)) || hm_load_relaxed(hm_pin_slot(ph, p)))
+		/* A folio as large as the block it fills: moving it needs a
+		 * target of the very order we lack, so migration would split
+		 * one huge page to make another (the kernel's
+		 * isolate_migratepages_block skips such compound pages too). */
+		if (o >= order || (p & ((1u << o) - 1)) || hm_load_relaxed(hm_pin_slot(ph, p)))
 			return -1;
 		/* A folio on its way out comes back after a grace period. */
 		if (heads && !(flags & PG_FREEING))

@@ -73,10 +73,10 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 }
 
 /*
- * Pin the folio that *slot maps, if the slot still holds @e: then reclaim
- * cannot take it while we copy from it outside the locks (and the
- * allocation of the copy may itself have reclaimed it: then the entry
- * changed, and the access faults again).
+ * Pin the folio that *slot maps, if the slot still holds @e: then neither
+ * reclaim nor compaction takes it while we copy from it outside the locks.
+ * False if the entry changed, or the folio is isolated (on its way out or
+ * to other frames): the access faults again.
  */
 static bool pin_source(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned level, uint32_t *head)
 {
@@ -93,18 +93,30 @@ static bool pin_source(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned le
 	return ok;
 }
 
+/*
+ * The source is pinned before the copy is allocated, as the kernel holds a
+ * reference on the old page across wp_page_copy()'s allocation: else the
+ * allocation's direct reclaim may take the source itself. A clean page in
+ * the swap cache is the cheapest thing reclaim can free (no write); with
+ * memory and swap full it may be the only one, and the access would loop
+ * for ever: the copy freed because its source went, the swap-in bringing
+ * the source back from the frames kept for swap-ins, the next copy's
+ * allocation taking it again (fuzz seed 182). Pinned, the source stays,
+ * and the allocation finds other memory or the write gets -ENOMEM.
+ */
 static int copy_page(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, uint64_t va,
 		     hm_pte_t e, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	unsigned order = level * HM_PMD_ORDER;
-	uint32_t copy = hm_folio_alloc(mm, order, false), head;
+	uint32_t copy, head;
 
-	if (copy == HM_PFN_NONE)
-		return -ENOMEM;
-	if (!pin_source(mm, slot, e, level, &head)) {
-		hm_folio_free_unmapped(mm, copy);
+	if (!pin_source(mm, slot, e, level, &head))
 		return 0;
+	copy = hm_folio_alloc(mm, order, false);
+	if (copy == HM_PFN_NONE) {
+		hm_folio_unpin(mm->sys, head);
+		return -ENOMEM;
 	}
 	memcpy(hm_pfn_ptr(ph, copy), hm_pfn_ptr(ph, pt_pfn(e, level)), HM_PAGE_SIZE << order);
 	hm_folio_unpin(mm->sys, head);

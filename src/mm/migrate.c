@@ -160,22 +160,36 @@ static void free_target(struct hm_system *sys, uint32_t pfn, unsigned order)
 
 /* ---- the split fallback ------------------------------------------------- */
 
+/* What became of a folio split_folio was asked to split. */
+enum split_res {
+	SPLIT_DONE,	/* split: its mapped pieces isolated */
+	SPLIT_NOMEM,	/* a table for the leaves' split could not be had */
+	SPLIT_BUSY,	/* pinned, isolated by reclaim, or split by someone
+			 * else meanwhile: worth another try */
+	SPLIT_GONE,	/* lost its last mapping (unmapped, swapped out):
+			 * nothing left to move */
+};
+
 /*
  * No block of the folio's order on the target: split it one order down, its
  * whole-folio leaves first (PUD -> PMD, PMD -> PTE, from the deposits), so
  * that its pieces can move one by one. The folio is given back first (a
- * folio split leaves isolated ones alone). True if it was split.
+ * folio split leaves isolated ones alone), so anything may happen to it
+ * before we split it: the result says what did. Mapped pieces that cannot
+ * be isolated (pinned) are counted in *unisolated.
  * Context: the mappers' mmap_locks (@ls), no spinlock.
  */
-static bool split_folio(struct hm_system *sys, uint32_t head, const struct hm_lockset *ls, uint32_t *pieces,
-			unsigned *npieces)
+static enum split_res split_folio(struct hm_system *sys, uint32_t head, const struct hm_lockset *ls,
+				  uint32_t *pieces, unsigned *npieces, unsigned *unisolated)
 {
 	struct hm_phys *ph = &sys->phys;
 	struct hm_page *h = hm_pfn_page(ph, head);
 	unsigned order = h->order, level = order / HM_PMD_ORDER;
 	uint64_t va = h->folio.index << HM_PAGE_SHIFT;
-	bool done = false;
+	enum split_res res = SPLIT_GONE;
 
+	*npieces = 0;
+	*unisolated = 0;
 	hm_folio_putback(sys, head, false);
 	for (unsigned i = 0; i < ls->n; i++) {
 		struct hm_mm *mm = ls->mm[i];
@@ -186,21 +200,30 @@ static bool split_folio(struct hm_system *sys, uint32_t head, const struct hm_lo
 
 		if (l != level || !pt_mapped(e) || pt_pfn(e, l) != head)
 			continue;
+		hm_race_point("migrate_split_leaf");
 		if (hm_split_table_lazy(mm, &st))
-			return false;
-		hm_split_leaf(mm, slot, level, &st);
+			return SPLIT_NOMEM;
+		/* A copy-on-write in this mapper may have put another folio
+		 * there since we looked: split only a leaf of ours. */
+		hm_split_leaf_of(mm, slot, level, head, &st);
 		hm_split_done(mm, &st);
 	}
-	struct hm_split_result res = { 0 };
+	struct hm_split_result sr = { 0 };
 	struct hm_gather g;
+	bool done = false;
 
 	hm_mutex_lock(&sys->split_lock);
 	hm_gather_init_rcu(&g, &sys->pc);
 	hm_folio_lock_all(sys);
-	/* Still the folio we split the leaves of? Reclaim may have taken it
-	 * meanwhile, or it lost its last mapping. */
-	if ((hm_load_relaxed(&h->flags) & PG_HEAD) && h->order == order)
-		done = hm_folio_split_locked(sys, head, &g, &res);
+	uint32_t flags = hm_load_relaxed(&h->flags);
+
+	if ((flags & PG_HEAD) && !(flags & PG_FREEING) && h->large_mapcount > 0) {
+		/* Still mapped: the folio we split the leaves of, or its
+		 * pieces if reclaim or the deferred-split shrinker split it. */
+		if (h->order == order)
+			done = hm_folio_split_locked(sys, head, &g, &sr);
+		res = done ? SPLIT_DONE : SPLIT_BUSY;
+	}
 	/* The pieces still mapped now are isolated inside a read section
 	 * begun before any of them can lose its last mapping: a copy-on-write
 	 * frees one only after a grace period. */
@@ -210,14 +233,18 @@ static bool split_folio(struct hm_system *sys, uint32_t head, const struct hm_lo
 	for (uint32_t i = 0; done && i < HM_PTRS; i++)
 		mapped[i] = hm_pfn_page(ph, head + i * step)->large_mapcount > 0;
 	hm_folio_unlock_all(sys);
-	*npieces = 0;
-	for (uint32_t i = 0; done && i < HM_PTRS; i++)
-		if (mapped[i] && hm_folio_isolate_migrate(sys, head + i * step))
+	for (uint32_t i = 0; done && i < HM_PTRS; i++) {
+		if (!mapped[i])
+			continue;
+		if (hm_folio_isolate_migrate(sys, head + i * step))
 			pieces[(*npieces)++] = head + i * step;
+		else
+			++*unisolated;
+	}
 	hm_rcu_read_unlock();
 	hm_gather_finish(&g);
 	hm_mutex_unlock(&sys->split_lock);
-	return done;
+	return res;
 }
 
 /* ---- batches ------------------------------------------------------------ */
@@ -227,6 +254,9 @@ struct work {
 				 * split pieces */
 	size_t n, cap;
 	uint32_t pieces[HM_PTRS];	/* of a split */
+	unsigned left;		/* folios given back unmoved (or pieces
+				 * that could not be isolated): worth a
+				 * second look after a grace period */
 };
 
 static int work_push(struct hm_system *sys, struct work *w, uint32_t head)
@@ -252,6 +282,7 @@ struct batch {
 	struct mig m[BATCH];
 	unsigned n;
 	unsigned moved;
+	unsigned left;		/* given back unmoved in finish_batch */
 	bool busy, nomem;
 };
 
@@ -273,6 +304,7 @@ static void take(struct batch *b, struct work *w, uint32_t head)
 
 	if ((r = hm_lockset_add_mappers(sys, head, &b->ls))) {
 		hm_folio_putback(sys, head, false);
+		w->left++;
 		if (r == -EBUSY)
 			b->busy = true;
 		else
@@ -293,23 +325,38 @@ static void take(struct batch *b, struct work *w, uint32_t head)
 		for (uint32_t i = 0; i < HM_PTRS && room; i++)
 			room = !work_push(sys, w, head + i * (1u << (order - HM_PMD_ORDER)));
 		w->n = before;
-		unsigned np;
-
-		if (!room)
+		if (!room) {
 			hm_folio_putback(sys, head, false);
-		else if (split_folio(sys, head, &b->ls, w->pieces, &np)) {
+			goto nomem;
+		}
+		/* (split_folio gives it back, split or not) */
+		unsigned np, unisolated;
+
+		switch (split_folio(sys, head, &b->ls, w->pieces, &np, &unisolated)) {
+		case SPLIT_DONE:
 			hm_count(sys, HM_STAT_thp_migration_split);
 			for (uint32_t i = 0; i < np; i++)
 				work_push(sys, w, w->pieces[i]);
+			/* Pinned pieces stay; the pin goes after a grace
+			 * period (the caller looks again then). */
+			hm_add(&sys->events[HM_STAT_pgmigrate_fail], (uint64_t)unisolated << (order - HM_PMD_ORDER));
+			w->left += unisolated;
 			return;
+		case SPLIT_NOMEM:
+			goto nomem;
+		case SPLIT_BUSY:
+			/* as a busy mapper: no failure, worth a retry */
+			w->left++;
+			b->busy = true;
+			return;
+		case SPLIT_GONE:
+			return;	/* neither moved nor failed: not there */
 		}
-		/* (split_folio gives it back, split or not) */
-		fail_folio(sys, order);
-		b->nomem = true;
-		return;
 	}
 	hm_folio_putback(sys, head, false);
+nomem:
 	fail_folio(sys, order);
+	w->left++;
 	b->nomem = true;
 }
 
@@ -377,6 +424,7 @@ static void finish_batch(struct batch *b)
 			free_target(sys, m->new, m->order);
 			hm_folio_putback(sys, m->old, false);
 			fail_folio(sys, m->order);
+			b->left++;
 			continue;
 		}
 		/* Nothing reaches the old frames now. */
@@ -400,12 +448,14 @@ static int migrate_work(struct hm_system *sys, struct work *w, const struct hm_m
 	if (!b) {
 		for (size_t i = 0; i < w->n; i++)
 			hm_folio_putback(sys, w->heads[i], false);
+		w->left += w->n;
 		return -ENOMEM;
 	}
 	while (next < w->n) {
 		*b = (struct batch){ .sys = sys, .ctl = ctl };
-		/* After a failure, the rest is given back. */
-		while (next < w->n && b->n < BATCH && !nomem)
+		/* After a failure, the rest is given back (whole: a huge
+		 * one taken now would be split for nothing). */
+		while (next < w->n && b->n < BATCH && !b->nomem)
 			take(b, w, w->heads[next++]);
 		if (b->n) {
 			unmap_batch(b);
@@ -418,9 +468,10 @@ static int migrate_work(struct hm_system *sys, struct work *w, const struct hm_m
 		}
 		hm_lockset_release(&b->ls);
 		*moved += b->moved;
+		w->left += b->left;
 		busy |= b->busy;
 		nomem |= b->nomem;
-		while (nomem && next < w->n)
+		for (; nomem && next < w->n; w->left++)
 			hm_folio_putback(sys, w->heads[next++], false);
 	}
 	free(b);
@@ -457,7 +508,7 @@ int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
 }
 
 int hm_migrate_isolated(struct hm_system *sys, const uint32_t *heads, unsigned n,
-			const struct hm_migrate_ctl *ctl, unsigned *moved)
+			const struct hm_migrate_ctl *ctl, unsigned *moved, bool *left)
 {
 	struct work w;
 	int r;
@@ -466,11 +517,13 @@ int hm_migrate_isolated(struct hm_system *sys, const uint32_t *heads, unsigned n
 	if (work_init(sys, &w, n)) {
 		for (unsigned i = 0; i < n; i++)
 			hm_folio_putback(sys, heads[i], false);
+		*left = n > 0;
 		return -ENOMEM;
 	}
 	memcpy(w.heads, heads, n * sizeof(*heads));
 	w.n = n;
 	r = migrate_work(sys, &w, ctl, moved);
+	*left = w.left;
 	free(w.heads);
 	return r;
 }

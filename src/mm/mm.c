@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "../base/race.h"
 #include "mm.h"
 
 void hm_config_default(struct hm_config *cfg)
@@ -317,7 +318,9 @@ static unsigned collect(struct hm_mm *mm, uint64_t *va, uint64_t end, unsigned n
 
 /* One pass of hm_migrate over [addr, end). *left: folios that were not
  * moved and may be on a second look. Context: mmap_lock held for reading
- * (dropped and taken again when a mapper is busy). */
+ * (dropped and taken again when a mapper is busy: the range may have
+ * changed meanwhile, and what is mapped in it then is what we move; a hole
+ * made meanwhile is not an -EFAULT, which would come after pages moved). */
 static int migrate_pass(struct hm_mm *mm, uint64_t addr, uint64_t end, const struct hm_migrate_ctl *ctl,
 			uint32_t *heads, bool *left)
 {
@@ -328,13 +331,15 @@ static int migrate_pass(struct hm_mm *mm, uint64_t addr, uint64_t end, const str
 	for (uint64_t va = addr; !r && va < end;) {
 		uint64_t from = va;
 		unsigned moved, n = collect(mm, &va, end, ctl->node, heads, MIGRATE_CHUNK, left);
+		bool not_moved;
 
 		if (!n)
 			continue;
 		hm_reclaim_enter(mm, NULL);
-		r = hm_migrate_isolated(mm->sys, heads, n, ctl, &moved);
+		r = hm_migrate_isolated(mm->sys, heads, n, ctl, &moved, &not_moved);
 		hm_reclaim_exit();
-		*left |= moved < n;
+		/* (moved counts split pieces: no match for n) */
+		*left |= not_moved;
 		if (r != -EAGAIN)
 			continue;
 		/* A mapper was busy (changing its maps): let it, and do this
@@ -342,10 +347,11 @@ static int migrate_pass(struct hm_mm *mm, uint64_t addr, uint64_t end, const str
 		if (++retries > MIGRATE_RETRIES)
 			break;
 		hm_up_read(&mm->mmap_lock);
+		hm_race_point("migrate_retry");
 		sched_yield();
 		hm_down_read(&mm->mmap_lock);
 		va = from;
-		r = hm_vma_covers(mm, addr, end, 0) ? 0 : -EFAULT;
+		r = 0;
 	}
 	return r;
 }
@@ -372,6 +378,8 @@ int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)
 		r = -EFAULT;
 	if (!r)
 		r = migrate_pass(mm, addr, end, &ctl, heads, &left);
+	/* Holes are looked for once, here, before anything moves: -EFAULT
+	 * changes nothing. */
 	if (!r && left) {
 		/* Folios pinned by a copy-on-write or an unmap in flight were
 		 * left: their pins go after a grace period. Wait for them
@@ -379,7 +387,7 @@ int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)
 		hm_up_read(&mm->mmap_lock);
 		hm_rcu_barrier();
 		hm_down_read(&mm->mmap_lock);
-		r = hm_vma_covers(mm, addr, end, 0) ? migrate_pass(mm, addr, end, &ctl, heads, &left) : -EFAULT;
+		r = migrate_pass(mm, addr, end, &ctl, heads, &left);
 	}
 	hm_up_read(&mm->mmap_lock);
 	free(heads);
@@ -437,7 +445,8 @@ static int node_stat(struct hm_system *sys, const char *name, uint64_t *value)
 	char *rest;
 	unsigned long n;
 
-	if (strncmp(name, "node", 4) || name[4] < '0' || name[4] > '9')
+	/* The canonical decimal spelling only: "node01" is not "node1". */
+	if (strncmp(name, "node", 4) || name[4] < '0' || name[4] > '9' || (name[4] == '0' && name[5] != '/'))
 		return -ENOENT;
 	n = strtoul(name + 4, &rest, 10);
 	if (strcmp(rest, "/nr_free_pages") || n >= sys->phys.nr_nodes)

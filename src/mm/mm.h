@@ -577,6 +577,10 @@ void hm_split_done(struct hm_mm *mm, struct hm_split_tables *st);
  * under mmap_lock for reading too, as every installer rechecks under that
  * lock. Lazy mode takes its table from @st. */
 bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st);
+/* As hm_split_leaf, if the leaf still maps frame @pfn under that lock: a
+ * caller that looked without the lock (migration, under mmap_lock for
+ * reading) must not split a folio a copy-on-write put there meanwhile. */
+bool hm_split_leaf_of(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint32_t pfn, struct hm_split_tables *st);
 /* Split the PMD swap entry at *slot into a table of 512 PTE swap entries,
  * if it is still one under its table's lock. Lazy mode takes its table
  * from @st. */
@@ -656,15 +660,19 @@ struct hm_migrate_ctl {
  * target could not be allocated (what moved stays moved).
  * Context: no spinlock, no RCU read section; the caller's own
  * mmap_locks named with hm_reclaim_enter (other mappers are trylocked).
- * Returns -EAGAIN if a mapper was busy and nothing else failed (caller
- * drops its locks and retries). */
+ * Returns -EAGAIN if a mapper was busy, or a folio to split was pinned or
+ * taken by reclaim meanwhile, and nothing else failed (caller drops its
+ * locks and retries). */
 int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
 		      const struct hm_migrate_ctl *ctl, unsigned *moved);
 /* hm_migrate_folios for folios the caller isolated already
  * (hm_folio_isolate_migrate, inside the RCU read section in which it found
- * them mapped): each is moved or given back, whatever the result. */
+ * them mapped): each is moved or given back, whatever the result.
+ * *left: some folio (or split piece: *moved counts those too) is still
+ * mapped where it was, e.g. pinned, and may move on a second look after a
+ * grace period; folios that were unmapped meanwhile do not count. */
 int hm_migrate_isolated(struct hm_system *sys, const uint32_t *heads, unsigned n,
-			const struct hm_migrate_ctl *ctl, unsigned *moved);
+			const struct hm_migrate_ctl *ctl, unsigned *moved, bool *left);
 /* Wait until the entry at @va in @mm is no longer the migration entry @e.
  * Context: no spinlock, no RCU read section; mmap_lock held or not. */
 void hm_migration_wait(struct hm_mm *mm, uint64_t va, hm_pte_t e);

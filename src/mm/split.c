@@ -111,9 +111,11 @@ static hm_pte_t *huge_slot(struct hm_mm *mm, uint64_t addr, unsigned want)
 	return huge_slot_or_swap(mm, addr, want, false);
 }
 
-/* Split the leaf at *slot if it is still a mapped leaf of @level when we
- * hold its lock (another thread may have split or replaced it). */
-bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st)
+/* Split the leaf at *slot if it is still a mapped leaf of @level (mapping
+ * frame @pfn, unless HM_PFN_NONE) when we hold its lock (another thread
+ * may have split or replaced it). */
+static bool split_leaf_of(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint32_t pfn,
+			  struct hm_split_tables *st)
 {
 	uint32_t holder = hm_slot_table(mm_phys(mm), slot);
 	hm_spin_t *lock = hm_mm_table_lock(mm, holder);
@@ -121,12 +123,22 @@ bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_s
 
 	hm_spin_lock(lock);
 	hm_pte_t e = pt_get(slot);
-	if (pt_mapped(e) && pt_leaf(e, level)) {
+	if (pt_mapped(e) && pt_leaf(e, level) && (pfn == HM_PFN_NONE || pt_pfn(e, level) == pfn)) {
 		split_leaf_locked(mm, slot, holder, level, st);
 		done = true;
 	}
 	hm_spin_unlock(lock);
 	return done;
+}
+
+bool hm_split_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, struct hm_split_tables *st)
+{
+	return split_leaf_of(mm, slot, level, HM_PFN_NONE, st);
+}
+
+bool hm_split_leaf_of(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint32_t pfn, struct hm_split_tables *st)
+{
+	return split_leaf_of(mm, slot, level, pfn, st);
 }
 
 static void split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st)

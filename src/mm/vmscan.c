@@ -367,25 +367,34 @@ int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed)
 static void split_edge(struct hm_mm *mm, uint64_t va, uint64_t start, uint64_t end)
 {
 	struct hm_phys *ph = mm_phys(mm);
-	unsigned level;
-	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
-	hm_pte_t e = pt_get(slot);
-
-	if (level > 1 || !pt_present(e) || hm_is_huge_zero(mm->sys, pt_pfn(e, level)))
-		return;
 	uint64_t base = HM_ALIGN_DOWN(va, HM_PMD_SIZE);
+	unsigned level;
+	bool piece = false;
+
 	if (base >= start && base + HM_PMD_SIZE <= end)
+		return;
+	/* The entry is read without its lock, under mmap_lock for reading
+	 * only: a fault may link a PTE table where the walk found none, and a
+	 * swap-out or a copy-on-write elsewhere may unmap the folio and free
+	 * it. So: a leaf, and looked at inside a read section begun before
+	 * the walk (the folio is then freed only after it). */
+	hm_rcu_read_lock();
+	hm_pte_t *slot = hm_pt_walk(ph, mm->root, mm->sys->top, va, &level);
+	hm_race_point("pageout_edge_walked");
+	hm_pte_t e = pt_get(slot);
+	bool leaf = level <= 1 && pt_present(e) && pt_leaf(e, level) && !hm_is_huge_zero(mm->sys, pt_pfn(e, level));
+
+	if (leaf && level == 1)
+		piece = hm_folio_head(ph, pt_pfn(e, 1)) != pt_pfn(e, 1);
+	hm_rcu_read_unlock();
+	if (!leaf)
 		return;
 	if (level == 1) {
 		struct hm_split_tables st;
 
-		/* In a read section: a copy-on-write may free the folio. */
-		hm_rcu_read_lock();
-		bool piece = hm_folio_head(ph, pt_pfn(e, 1)) != pt_pfn(e, 1);
-		hm_rcu_read_unlock();
 		if (piece || hm_split_table_lazy(mm, &st))
 			return;	/* a piece of a 1 GiB page, or no table */
-		hm_split_leaf(mm, slot, 1, &st);
+		hm_split_leaf(mm, slot, 1, &st);	/* if still a leaf */
 		hm_split_done(mm, &st);
 	}
 	hm_folio_split_at(mm, va);

@@ -63,6 +63,10 @@ static void move_and_back(uint64_t phys, uint64_t size, int pud, int pmd, uint64
 	uint64_t v;
 	CHECK_EQ(hm_stat(sys, "node2/nr_free_pages", &v), -ENOENT);
 	CHECK_EQ(hm_stat(sys, "node1/nr_free_page", &v), -ENOENT);
+	/* one spelling per node: no leading zeros */
+	CHECK_EQ(hm_stat(sys, "node01/nr_free_pages", &v), -ENOENT);
+	CHECK_EQ(hm_stat(sys, "node00/nr_free_pages", &v), -ENOENT);
+	CHECK_EQ(hm_stat(sys, "node0/nr_free_pages", &v), 0);
 	hm_mm_destroy(mm);
 	hm_system_destroy(sys);
 }

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "harness.h"
 #include "race.h"
+#include "node_hold.h"
 
 #define HOLD_MS 200
 #define STOP_MS 10000
@@ -283,5 +284,248 @@ static void pageout_during_migration(void)
 	hm_system_destroy(sys);
 }
 
+static struct hm_system *split_system(int cow, bool swap)
+{
+	struct hm_config cfg;
+
+	t_flags = 0;	/* frames held by node_hold() are nobody's */
+	t_config(&cfg, 64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	cfg.nr_nodes = 2;
+	cfg.cow = cow;
+	if (swap) {
+		cfg.swap_path = t_swap_path();
+		cfg.swap_bytes = 16 * MiB;
+	}
+	return t_system_cfg(&cfg);
+}
+
+static uint64_t size_at(struct hm_mm *mm, uint64_t va)
+{
+	struct hm_mapping m;
+
+	return hm_query(mm, va, &m) ? 0 : m.size;
+}
+
+/* A 2 MiB page at a 2 MiB-aligned *a in @mm, holding @v. */
+static void huge_page(struct hm_mm *mm, uint64_t *a, uint64_t v)
+{
+	REQUIRE(hm_mmap(mm, 0, 4 * MiB, RW, PA, a) == 0);
+	*a = (*a + 2 * MiB - 1) & ~(2 * MiB - 1);
+	t_poke(mm, *a, v);
+	REQUIRE(size_at(mm, *a) == 2 * MiB);
+}
+
+/*
+ * Migration without a 2 MiB target splits the leaves of a 2 MiB page it
+ * gave back; between its look at a mapper's leaf and the split, a 2 MiB
+ * copy-on-write in that mapper puts a new 2 MiB page there. That page is
+ * not the one to split: it stays huge (until a retry of the range moves
+ * it, if it is the parent's). Reverted (split_folio calling hm_split_leaf,
+ * which does not check the frame under the lock), the writer's new 2 MiB
+ * page is split when the writer is the mapper looked at first.
+ */
+static void cow_before_leaf_split(void)
+{
+	/* Either mapper may be the one whose leaf is looked at first (the
+	 * lockset's order): the writer is each in turn. */
+	for (int w_parent = 0; w_parent < 2; w_parent++) {
+		struct hm_system *sys = split_system(HM_COW_2M, false);
+		struct hm_mm *mm, *child;
+		struct hm_mapping m;
+		uint64_t a, v = 0xc0de;
+		uint32_t got, *all;
+
+		REQUIRE(hm_mm_create(sys, &mm) == 0);
+		huge_page(mm, &a, 0x1234);
+		REQUIRE(hm_fork(mm, &child) == 0);
+		all = node_hold(sys, 1, true, &got);
+		struct hm_mm *writer = w_parent ? mm : child, *other = w_parent ? child : mm;
+
+		struct t_op mo = { .mm = mm, .va = a, .len = 2 * MiB, .node = 1 };
+		pthread_t tm = start_migration(&mo, "migrate_split_leaf");
+		struct t_op w = { .mm = writer, .va = a + 8, .len = 8, .buf = &v };
+		pthread_t tw = t_spawn(t_do_write, &w);
+		CHECK(t_join_within(tw, STOP_MS));
+		CHECK_EQ(w.r, 0);
+		/* The copy-on-write's pin on the old page (until a grace
+		 * period) may make this pass fail busy and retry the range,
+		 * where the parent's new page is to move too: look at it
+		 * before that. */
+		REQUIRE(hm__race_arm("migrate_retry", 0) == 0);
+		hm__race_release("migrate_split_leaf");
+		bool retried = false, joined = false;
+		for (int i = 0; i < STOP_MS / 2 && !retried && !joined; i++)
+			if (!(retried = !hm__race_wait("migrate_retry", 1)))
+				joined = t_join_within(tm, 1);
+		CHECK(retried || joined);
+		CHECK_EQ(size_at(writer, a), 2 * MiB);	/* the copy is whole */
+		hm__race_release("migrate_retry");
+		CHECK(joined || t_join_within(tm, STOP_MS));
+		CHECK_EQ(mo.r, 0);
+		CHECK_EQ(t_peek(writer, a + 8), 0xc0de);
+		CHECK_EQ(t_peek(writer, a), 0x1234);
+		CHECK_EQ(t_peek(other, a), 0x1234);
+		CHECK_EQ(t_peek(other, a + 8), 0);
+		if (!w_parent) {	/* the parent's page moved, in pieces */
+			CHECK_EQ(size_at(child, a), 2 * MiB);
+			CHECK_EQ(hm_query(mm, a, &m), 0);
+			CHECK_EQ(m.node, 1);
+			CHECK_EQ(m.size, 4096);
+			CHECK_EQ(t_stat(sys, "thp_migration_split"), 1);
+		}
+		hm__race_reset();
+		node_release(sys, all, got);
+		STEP(sys);
+		hm_mm_destroy(child);
+		hm_mm_destroy(mm);
+		hm_system_destroy(sys);
+	}
+}
+
+/*
+ * The 2 MiB page migration gave back to split goes to swap meanwhile
+ * (MADV_PAGEOUT): there is nothing left to move, which is no failure.
+ * Reverted (split_folio's false counted as a failed allocation), hm_migrate
+ * returns -ENOMEM though node 1 has room, with thp_migration_fail.
+ */
+static void pageout_before_split(void)
+{
+	struct hm_system *sys = split_system(HM_COW_4K, true);
+	struct hm_mm *mm;
+	uint64_t a;
+	uint32_t got, *all;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	huge_page(mm, &a, 0x4321);
+	all = node_hold(sys, 1, true, &got);
+
+	struct t_op mo = { .mm = mm, .va = a, .len = 2 * MiB, .node = 1 };
+	pthread_t tm = start_migration(&mo, "migrate_split_leaf");
+	CHECK_EQ(hm_madvise(mm, a, 2 * MiB, MADV_PAGEOUT), 0);
+	REQUIRE(t_stat(sys, "pswpout") == 512);
+	hm__race_release("migrate_split_leaf");
+	CHECK(t_join_within(tm, STOP_MS));
+	CHECK_EQ(mo.r, 0);
+	CHECK_EQ(t_stat(sys, "thp_migration_fail"), 0);
+	CHECK_EQ(t_stat(sys, "pgmigrate_fail"), 0);
+	CHECK_EQ(t_stat(sys, "thp_migration_split"), 0);
+	CHECK_EQ(t_peek(mm, a), 0x4321);
+	hm__race_reset();
+	node_release(sys, all, got);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/*
+ * The 2 MiB page migration gave back to split is pinned meanwhile (white
+ * box: its pin stripe, as a copy-on-write in flight holds it): it cannot
+ * be split now; that is no lack of memory. It is busy: the range is tried
+ * again, the pinned page left, as hm_migrate says of pinned pages, and the
+ * call returns 0. Reverted, -ENOMEM.
+ */
+static void pinned_before_split(void)
+{
+	struct hm_system *sys = split_system(HM_COW_4K, false);
+	struct hm_mm *mm;
+	struct hm_mapping m;
+	uint64_t a;
+	uint32_t got, *all;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	huge_page(mm, &a, 0x5151);
+	REQUIRE(hm_query(mm, a, &m) == 0);
+	uint32_t head = (uint32_t)(m.pa >> 12);
+	all = node_hold(sys, 1, true, &got);
+
+	struct t_op mo = { .mm = mm, .va = a, .len = 2 * MiB, .node = 1 };
+	pthread_t tm = start_migration(&mo, "migrate_split_leaf");
+	int32_t *pin = hm_pin_slot(&sys->phys, head);
+	__atomic_fetch_add(pin, 1, __ATOMIC_SEQ_CST);
+	hm__race_release("migrate_split_leaf");
+	CHECK(t_join_within(tm, STOP_MS));
+	CHECK_EQ(mo.r, 0);
+	CHECK_EQ(t_stat(sys, "thp_migration_split"), 0);
+	CHECK_EQ(t_stat(sys, "thp_migration_fail"), 0);	/* busy, retried */
+	__atomic_fetch_sub(pin, 1, __ATOMIC_SEQ_CST);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	CHECK_EQ(m.node, 0);
+	CHECK_EQ(t_peek(mm, a), 0x5151);
+	hm__race_reset();
+	node_release(sys, all, got);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+static void *do_munmap(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = hm_munmap(o->mm, o->va, o->len);
+	return NULL;
+}
+
+/*
+ * hm_migrate meets a busy mapper (a child's munmap stopped with its
+ * mmap_lock held for writing) after it moved a first chunk; while it waits
+ * without its lock, part of the range is unmapped. The rest of the range
+ * still moves, and the call returns 0: -EFAULT is for a hole there when it
+ * begins, and changes nothing. Reverted (the range rechecked on each
+ * retry), -EFAULT after 512 pages moved.
+ */
+static void hole_during_retry(void)
+{
+	struct hm_system *sys = race_system(HM_THP_NEVER, false);
+	struct hm_mm *mm, *child;
+	struct hm_mapping m;
+	uint64_t a, b, s;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 8 * MiB, RW, PA, &a) == 0);
+	s = a + 4 * MiB;
+	for (unsigned i = 0; i < 8; i++)	/* shared with the child */
+		t_poke(mm, s + i * 4096ull, 512 + i);
+	REQUIRE(hm_fork(mm, &child) == 0);
+	/* The parent's own below them, in a VMA the child has no part in
+	 * (the shared one's mappers are all locked to move any of its
+	 * pages): the first chunk moves without the child. */
+	REQUIRE(hm_mmap(mm, a, 4 * MiB, RW, PA | MAP_FIXED, &b) == 0);
+	REQUIRE(b == a);
+	for (unsigned i = 0; i < 512; i++)
+		t_poke(mm, a + i * 4096ull, i);
+	t_poke(child, s + 100 * 4096ull, 700);	/* the child's own */
+
+	REQUIRE(hm__race_arm("unmap_before_flush", 0) == 0);
+	struct t_op u = { .mm = child, .va = s + 100 * 4096ull, .len = 4096 };
+	pthread_t tu = t_spawn(do_munmap, &u);
+	REQUIRE(hm__race_wait("unmap_before_flush", STOP_MS) == 0);
+	struct t_op mo = { .mm = mm, .va = a, .len = 8 * MiB, .node = 1 };
+	pthread_t tm = start_migration(&mo, "migrate_retry");
+	CHECK_EQ(t_stat(sys, "pgmigrate_success"), 512);
+	CHECK_EQ(hm_munmap(mm, s + 2 * MiB, 4096), 0);
+	hm__race_release("unmap_before_flush");
+	CHECK(t_join_within(tu, STOP_MS));
+	CHECK_EQ(u.r, 0);
+	hm__race_release("migrate_retry");
+	CHECK(t_join_within(tm, STOP_MS));
+	CHECK_EQ(mo.r, 0);
+	CHECK_EQ(t_stat(sys, "pgmigrate_success"), 520);
+	for (unsigned i = 0; i < 520; i++) {
+		uint64_t va = i < 512 ? a + i * 4096ull : s + (i - 512) * 4096ull;
+
+		CHECK_EQ(hm_query(mm, va, &m), 0);
+		CHECK_EQ(m.node, 1);
+		CHECK_EQ(t_peek(mm, va), i);
+	}
+	CHECK_EQ(t_peek(child, s + 3 * 4096ull), 515);
+	hm__race_reset();
+	STEP(sys);
+	hm_mm_destroy(child);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
 T_MAIN(T(fault_waits_for_migration), T(cow_during_migration), T(munmap_during_copy), T(query_during_migration),
-       T(reclaim_during_migration), T(pageout_during_migration))
+       T(reclaim_during_migration), T(pageout_during_migration), T(cow_before_leaf_split),
+       T(pageout_before_split), T(pinned_before_split), T(hole_during_retry))

@@ -184,5 +184,40 @@ static void orphan_freed_after_grace_period(void)
 	hm_system_destroy(sys);
 }
 
+/*
+ * MADV_PAGEOUT over part of a 2 MiB range looks at the entry at its end
+ * (to split a huge page there) without the table's lock; where it walked
+ * to an empty PMD entry, a fault may link a PTE table before it reads the
+ * entry. It must take only a leaf for a huge page. Reverted (any present
+ * entry), it looks up the folio of the table's frame and the assertion in
+ * hm_folio_head stops the test (swap_pressure hit this under load, in
+ * both its cases).
+ */
+static void pageout_edge_sees_new_table(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 8 * MiB, RW, PA, &a) == 0);
+	uint64_t chunk = (a + 4 * MiB - 1) & ~(4 * MiB - 1), p = chunk + 4096;
+
+	t_poke(mm, chunk + 2 * MiB, 1);	/* the PMD table; none over p yet */
+	REQUIRE(hm__race_arm("pageout_edge_walked", 0) == 0);
+	struct t_op po = { .mm = mm, .va = p, .len = 4096 };
+	pthread_t tp = t_spawn(t_do_pageout, &po);
+	REQUIRE(hm__race_wait("pageout_edge_walked", STOP_MS) == 0);
+	t_poke(mm, p, 0x7ab1e);	/* links a PTE table there */
+	hm__race_release("pageout_edge_walked");
+	CHECK(t_join_within(tp, STOP_MS));
+	CHECK_EQ(po.r, 0);
+	CHECK_EQ(t_peek(mm, p), 0x7ab1e);
+	hm__race_reset();
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
 T_MAIN(T(swapin_waits_for_writeback), T(pageout_skips_pinned_write), T(refill_sees_new_table),
-       T(orphan_freed_after_grace_period))
+       T(orphan_freed_after_grace_period), T(pageout_edge_sees_new_table))
