@@ -5,6 +5,8 @@
 #   make check SAN=address,undefined   or   SAN=thread
 #   make bench           benchmarks against the host kernel and memset
 #   make bench-migrate   hm_migrate against memcpy (issue 9)
+#   make bench-swap      swap-out and swap-in against pwrite/pread
+#   make bench-collapse  MADV_COLLAPSE against memcpy, khugepaged CPU cost
 #   make install PREFIX=/usr/local
 #
 # DEBUG=0..3 selects the run-time checking (see src/base/base.h).

@@ -95,7 +95,7 @@ struct hm_config {
 	int thp_pud;		/* HM_THP_*; default HM_THP_MADVISE */
 	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
 	int deposit;		/* HM_DEPOSIT_EAGER (default) or HM_DEPOSIT_LAZY */
-	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA */
+	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA, HM_KHUGEPAGED */
 	int cow;		/* HM_COW_4K (default) or HM_COW_2M */
 	unsigned khugepaged_max_ptes_none; /* 0..511, default 511, as in sysfs:
 				 * a huge page with more zero-filled 4 KiB
@@ -220,10 +220,48 @@ HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
  *                     the range holds in part is split first, a 1 GiB
  *                     page goes only whole); without swap, or
  *                     with it full, it does what it can and returns 0.
- * Any other advice is -EINVAL, MADV_COLLAPSE included until it is
- * implemented.  Unaligned @addr is -EINVAL, len 0 is 0, and
- * a range with a hole is -ENOMEM; an error changes nothing.
- * Context: any thread; serialises with other calls that change @mm.
+ *   MADV_COLLAPSE     make huge pages of what the range maps now, as
+ *                     Linux does: each aligned 2 MiB piece wholly inside
+ *                     the range becomes one 2 MiB page (a copy of its
+ *                     4 KiB pages, zeros where none is mapped; or, for a
+ *                     2 MiB page that was only split, the same page
+ *                     mapped whole again, with no copy). An aligned
+ *                     1 GiB piece wholly inside the range and inside
+ *                     one VMA, where thp_pud is not HM_THP_NEVER,
+ *                     becomes one 1 GiB page after its 512 2 MiB pieces,
+ *                     only if every one of them did: one 2 MiB piece
+ *                     with nothing mapped (or that fails) leaves the
+ *                     1 GiB piece as 2 MiB pages. The pieces need only
+ *                     that the policy of their size is not
+ *                     HM_THP_NEVER and no MADV_NOHUGEPAGE (MADV_HUGEPAGE
+ *                     is not needed), and that they lie inside one VMA.
+ *                     khugepaged_max_ptes_none, _swap and _shared do not
+ *                     apply: pages in swap are read back first, pages
+ *                     shared after fork are copied (the other address
+ *                     space keeps the old ones). Pieces already huge
+ *                     are left as they are. Errors: -EINVAL when the
+ *                     range holds no aligned 2 MiB piece, or a piece
+ *                     has nothing mapped (4 KiB mappings of the huge
+ *                     zero page count as nothing) or may not be huge
+ *                     (the rules above);
+ *                     -ENOMEM for a hole in the range (then nothing is
+ *                     done) or when no huge page can be had, even after
+ *                     reclaim and compaction (it stops at that piece);
+ *                     -EAGAIN when a piece stayed busy (pages under
+ *                     migration or reclaim, a split under way): try
+ *                     again. A piece that fails does not stop the
+ *                     others (but -ENOMEM does), and the error returned
+ *                     is the last piece's that failed; the pieces
+ *                     collapsed stay collapsed (partial progress, as in
+ *                     Linux). Counters thp_collapse_alloc(_failed),
+ *                     collapse_refold, thp_collapse_pud.
+ * Any other advice is -EINVAL.  Unaligned @addr is -EINVAL, len 0 is 0,
+ * and a range with a hole is -ENOMEM; an error changes nothing (but for
+ * MADV_COLLAPSE's partial progress).
+ * Context: any thread; serialises with other calls that change @mm
+ * (MADV_COLLAPSE and MADV_PAGEOUT look at the range under the map lock
+ * for reading, so faults go on meanwhile; MADV_COLLAPSE changes each piece
+ * under it for writing, and waits for a grace period per piece).
  */
 HM_API int hm_madvise(struct hm_mm *mm, uint64_t addr, uint64_t len, int advice);
 
@@ -315,9 +353,14 @@ HM_API int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned no
  * *collapsed (if not NULL) = huge pages made. Counters:
  * khugepaged_pages_scanned, khugepaged_pages_collapsed,
  * khugepaged_full_scans, thp_collapse_alloc(_failed), collapse_refold.
+ * Each 2 MiB piece counts 512 pages, those of a 1 GiB piece too: one
+ * of those is worked on over several passes (the 1 GiB page comes after
+ * its last 2 MiB piece, if all 512 are 2 MiB pages by then).
  * -EINVAL for a NULL @sys. Context: any thread; works on one address
- * space at a time and holds up its map changes, and the creation and
- * destruction of address spaces, for one piece at most.
+ * space at a time and holds up its map changes for one piece at most;
+ * the creation of address spaces, hm_fork and hm_check do not wait for
+ * it, and hm_mm_destroy of the address space it works on waits for that
+ * piece.
  */
 HM_API int hm_khugepaged_scan(struct hm_system *sys, uint64_t pages, uint64_t *collapsed);
 

@@ -416,6 +416,12 @@ static int collapse_one(struct hm_mm *mm, uint64_t va, unsigned level, struct hm
 	return r == HM_COLLAPSE_DONE ? 0 : r;
 }
 
+int hm_collapse_pud(struct hm_mm *mm, uint64_t va, struct hm_collapse_ctl *cc)
+{
+	hm_assert(!(va & (HM_PUD_SIZE - 1)));
+	return collapse_one(mm, va, 1, cc);
+}
+
 /*
  * Where the span of an empty entry of level >= 2 that covers @a ends (@a
  * if there is none): nothing is mapped there, so every 2 MiB piece in it

@@ -5,14 +5,20 @@
  * pass stopped: mm after mm in the order of their ids, and in each mm the
  * 2 MiB pieces of the VMAs where a huge page may go (MADV_HUGEPAGE, or
  * every VMA under THP "always"), each collapsed as MADV_COLLAPSE would but
- * within khugepaged_max_ptes_none / _swap / _shared; a 1 GiB piece where a
- * PUD leaf may go is taken whole (its 2 MiB pieces, then the PUD leaf).
+ * within khugepaged_max_ptes_none / _swap / _shared. A 1 GiB piece where a
+ * PUD leaf may go is worked on 2 MiB at a time, each step charged to the
+ * pass's budget like any 2 MiB piece (a 1 GiB copy of 512 pieces in one
+ * step made a pass of 4096 pages run for seconds), and may so span passes;
+ * after its last 2 MiB step comes the PUD leaf, which needs all 512 pieces
+ * to be PMD leaves by then (one empty piece leaves it).
  *
- * An mm is found and kept alive by holding sys->mms_lock while working on
- * it (hm_mm_destroy takes it first), as hm_check does; mms_lock comes
- * before mmap_lock, and nothing under mmap_lock takes it, so the collapse
- * may take the mm's mmap_lock in either mode. mm creation and destruction
- * wait for one piece at most.
+ * An mm is found under sys->mms_lock, but worked on without it: a collapse
+ * may copy, reclaim and compact, and mm creation, destruction, fork and
+ * hm_check all need mms_lock. The mm is kept alive instead by naming it in
+ * sys->khugepaged_mm (under mms_lock) for the length of one step:
+ * hm_mm_destroy waits until the scan names another, which takes one step
+ * at most, as the scan picks an mm up again only under mms_lock, which
+ * destroy holds until the mm is off the list.
  *
  * HM_KHUGEPAGED runs passes of HM_KHUGEPAGED_PAGES pages every
  * HM_KHUGEPAGED_SLEEP_MS in a thread, sleeping with no lock held.
@@ -35,10 +41,10 @@ static struct hm_mm *mm_from(struct hm_system *sys, uint64_t id)
 	return best;
 }
 
-/* The next piece at or after @va that khugepaged works on: its start in
- * *start and its size (2 MiB, or 1 GiB where a PUD leaf may go); false if
- * the mm has none left. */
-static bool next_piece(struct hm_mm *mm, uint64_t va, uint64_t *start, uint64_t *size)
+/* The next 2 MiB piece at or after @va that khugepaged works on: its
+ * start in *start, and in *pud whether it lies in a 1 GiB piece where a
+ * PUD leaf may go; false if the mm has none left. */
+static bool next_piece(struct hm_mm *mm, uint64_t va, uint64_t *start, bool *pud)
 {
 	struct hm_system *sys = mm->sys;
 	bool found = false;
@@ -52,12 +58,19 @@ static bool next_piece(struct hm_mm *mm, uint64_t va, uint64_t *start, uint64_t 
 			continue;
 		found = true;
 		*start = a;
-		*size = HM_PMD_SIZE;
-		if (!(a & (HM_PUD_SIZE - 1)) && hm_huge_allowed(sys, v, a, 2))
-			*size = HM_PUD_SIZE;
+		*pud = hm_huge_allowed(sys, v, a, 2);
 	}
 	hm_up_read(&mm->mmap_lock);
 	return found;
+}
+
+/* The scan leaves the mm it named in sys->khugepaged_mm. */
+static void scan_leave(struct hm_system *sys)
+{
+	hm_mutex_lock(&sys->mms_lock);
+	sys->khugepaged_mm = NULL;
+	pthread_cond_broadcast(&sys->khugepaged_left);
+	hm_mutex_unlock(&sys->mms_lock);
 }
 
 int hm_khugepaged_scan(struct hm_system *sys, uint64_t pages, uint64_t *collapsed)
@@ -72,7 +85,8 @@ int hm_khugepaged_scan(struct hm_system *sys, uint64_t pages, uint64_t *collapse
 	while (scanned < pages && wraps < 2 && !hm_load_relaxed(&sys->khugepaged_stop)) {
 		hm_mutex_lock(&sys->mms_lock);
 		struct hm_mm *mm = mm_from(sys, sys->khugepaged_mm_id);
-		uint64_t start, size;
+		uint64_t start;
+		bool pud;
 
 		if (!mm) {	/* past the last mm: a full scan done */
 			hm_mutex_unlock(&sys->mms_lock);
@@ -86,20 +100,24 @@ int hm_khugepaged_scan(struct hm_system *sys, uint64_t pages, uint64_t *collapse
 		if (mm->id != sys->khugepaged_mm_id)
 			sys->khugepaged_va = 0;
 		sys->khugepaged_mm_id = mm->id;
-		if (!next_piece(mm, sys->khugepaged_va, &start, &size)) {
+		sys->khugepaged_mm = mm;	/* alive until scan_leave */
+		hm_mutex_unlock(&sys->mms_lock);
+		if (!next_piece(mm, sys->khugepaged_va, &start, &pud)) {
 			sys->khugepaged_mm_id = mm->id + 1;
 			sys->khugepaged_va = 0;
-			hm_mutex_unlock(&sys->mms_lock);
+			scan_leave(sys);
 			continue;
 		}
-		uint64_t before = cc.collapsed;
+		uint64_t before = cc.collapsed, end = start + HM_PMD_SIZE;
 
 		/* Failures are the scan's business: it goes on. */
-		(void)hm_collapse_range(mm, start, start + size, &cc);
-		hm_mutex_unlock(&sys->mms_lock);
-		sys->khugepaged_va = start + size;
-		scanned += size >> HM_PAGE_SHIFT;
-		hm_add(&sys->events[HM_STAT_khugepaged_pages_scanned], size >> HM_PAGE_SHIFT);
+		(void)hm_collapse_range(mm, start, end, &cc);
+		if (pud && !(end & (HM_PUD_SIZE - 1)) && !hm_load_relaxed(&sys->khugepaged_stop))
+			(void)hm_collapse_pud(mm, end - HM_PUD_SIZE, &cc);
+		scan_leave(sys);
+		sys->khugepaged_va = end;
+		scanned += HM_PMD_SIZE >> HM_PAGE_SHIFT;
+		hm_add(&sys->events[HM_STAT_khugepaged_pages_scanned], HM_PMD_SIZE >> HM_PAGE_SHIFT);
 		hm_add(&sys->events[HM_STAT_khugepaged_pages_collapsed], cc.collapsed - before);
 		wraps = 0;
 	}

@@ -95,6 +95,7 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 		return r;
 	}
 	pthread_mutex_init(&sys->mms_lock, NULL);
+	pthread_cond_init(&sys->khugepaged_left, NULL);
 	pthread_mutex_init(&sys->av_lock, NULL);
 	pthread_mutex_init(&sys->reclaim_lock, NULL);
 	hm_spin_init(&sys->lru_lock);
@@ -125,6 +126,7 @@ void hm_system_destroy(struct hm_system *sys)
 	pthread_mutex_destroy(&sys->reclaim_lock);
 	hm_huge_zero_fini(sys);
 	hm_ptcache_fini(&sys->pc);
+	pthread_cond_destroy(&sys->khugepaged_left);
 	pthread_mutex_destroy(&sys->mms_lock);
 	pthread_mutex_destroy(&sys->av_lock);
 	hm_assert(sys->deferred_first == HM_PFN_NONE && !sys->nr_deferred);
@@ -237,6 +239,12 @@ void hm_mm_destroy(struct hm_mm *mm)
 	uint64_t top_va = hm_level_size(sys->top + 1);
 
 	hm_mutex_lock(&sys->mms_lock);
+	/* khugepaged works on one mm without mms_lock, for one 2 MiB step
+	 * at a time: wait until it leaves this one. It cannot come back, as
+	 * it picks an mm under mms_lock, which we now hold until the mm is
+	 * off the list. */
+	while (sys->khugepaged_mm == mm)
+		pthread_cond_wait(&sys->khugepaged_left, &sys->mms_lock);
 	hm_down_write(&mm->mmap_lock);
 	hm_unmap_range(mm, 0, top_va, true);
 	hm_assert(mm->nr_tables == 1);

@@ -173,6 +173,11 @@ struct hm_system {
 	bool khugepaged_running;		/* thread_lock */
 	bool khugepaged_stop;			/* thread_lock; read atomically
 						 * by the scan between pieces */
+	/* The mm a scan works on without mms_lock, for one 2 MiB step:
+	 * hm_mm_destroy waits until it is another (khugepaged.c). Both
+	 * mms_lock. */
+	struct hm_mm *khugepaged_mm;
+	pthread_cond_t khugepaged_left;		/* khugepaged_mm changed */
 };
 
 /* LRU links: the lists run from first (most recently added) to last. */
@@ -615,6 +620,12 @@ struct hm_collapse_ctl {
  * khugepaged's limits), -ENOMEM (no huge frame: stops there).
  * Context: no lock held; takes mmap_lock. */
 int hm_collapse_range(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_collapse_ctl *cc);
+/* The 512 2 MiB pieces of the 1 GiB piece at @va, all PMD leaves now,
+ * into one PUD leaf (khugepaged, which collapses those pieces one pass at
+ * a time). 0 (also when a PUD leaf is there), -EINVAL when a piece is not
+ * a PMD leaf or no PUD leaf may go there, else as hm_collapse_range.
+ * Context: no lock held; takes mmap_lock. */
+int hm_collapse_pud(struct hm_mm *mm, uint64_t va, struct hm_collapse_ctl *cc);
 /* folio.c: 512 leaves of @level - 1 over the chunk at @pfn become one
  * leaf of @level (the inverse of hm_folio_split_map); false if the folio
  * is smaller than that now. Context: the leaf's table lock. */

@@ -479,7 +479,10 @@ static void no_memory(void)
 	hm_system_destroy(sys);
 }
 
-/* khugepaged makes a 1 GiB page of 512 2 MiB ones where 1 GiB pages may go. */
+/* khugepaged makes a 1 GiB page of 512 2 MiB ones where 1 GiB pages may
+ * go, 2 MiB per 512 pages of a pass's budget: a pass of 4096 pages looks
+ * at 8 of them (it took all 512 at once, and so ran for seconds), and the
+ * PUD leaf comes with the last. */
 static void pud_khugepaged(void)
 {
 	t_flags = 0;	/* 512 faults: the STEP()s check */
@@ -495,9 +498,17 @@ static void pud_khugepaged(void)
 	CHECK_EQ(hm_madvise(mm, a, GiB, MADV_HUGEPAGE), 0);	/* 1 GiB may go */
 	CHECK_EQ(query(mm, a).size, 2 * MiB);
 	STEP(sys);
-	CHECK_EQ(hm_khugepaged_scan(sys, GiB >> 12, &n), 0);
+	for (unsigned pass = 1; pass < 64; pass++) {
+		CHECK_EQ(hm_khugepaged_scan(sys, 4096, &n), 0);
+		if (t_stat(sys, "khugepaged_pages_scanned") != pass * 4096ull || n)
+			break;
+	}
+	CHECK_EQ(t_stat(sys, "khugepaged_pages_scanned"), 63 * 4096);
+	CHECK_EQ(query(mm, a).size, 2 * MiB);
+	CHECK_EQ(hm_khugepaged_scan(sys, 4096, &n), 0);
 	STEP(sys);
 	CHECK_EQ(n, 1);
+	CHECK_EQ(t_stat(sys, "khugepaged_pages_scanned"), GiB >> 12);
 	CHECK_EQ(query(mm, a).size, GiB);
 	CHECK_EQ(t_stat(sys, "thp_collapse_pud"), 1);
 	CHECK_EQ(t_stat(sys, "khugepaged_pages_collapsed"), 1);

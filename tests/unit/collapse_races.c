@@ -48,6 +48,14 @@ static void *write_job(void *p)
 	return NULL;
 }
 
+static void *destroy_job(void *p)
+{
+	struct job *j = p;
+
+	hm_mm_destroy(j->mm);
+	return NULL;
+}
+
 static struct hm_system *race_system(void)
 {
 	t_flags = 0;
@@ -64,6 +72,21 @@ static uint64_t small_pages(struct hm_mm *mm)
 	CHECK_EQ(t_fill(mm, a, 2 * MiB, 1), 0);
 	CHECK_EQ(hm_madvise(mm, a, 2 * MiB, MADV_HUGEPAGE), 0);
 	return a;
+}
+
+/* A new mm with 2 MiB of 4 KiB pages at *a, and a khugepaged pass on a
+ * thread of its own (*t, with *s) stopped inside their collapse, between
+ * its look and its change, holding no lock. */
+static bool scan_stopped(struct hm_system *sys, struct hm_mm **mm, uint64_t *a, struct job *s, pthread_t *t)
+{
+	if (hm_mm_create(sys, mm))
+		return false;
+	*a = small_pages(*mm);
+	*s = (struct job){ .sys = sys };
+	if (hm__race_arm("collapse_unlocked", 0))
+		return false;
+	*t = t_spawn(scan_job, s);
+	return hm__race_wait("collapse_unlocked", STOP_MS) == 0;
 }
 
 /*
@@ -118,14 +141,11 @@ static void unmap_during_scan(void)
 {
 	struct hm_system *sys = race_system();
 	struct hm_mm *mm;
-	uint64_t b = 0;
+	struct job s;
+	pthread_t ts;
+	uint64_t a, b = 0;
 
-	REQUIRE(hm_mm_create(sys, &mm) == 0);
-	uint64_t a = small_pages(mm);
-	REQUIRE(hm__race_arm("collapse_unlocked", 0) == 0);
-	struct job s = { .sys = sys };
-	pthread_t ts = t_spawn(scan_job, &s);
-	REQUIRE(hm__race_wait("collapse_unlocked", STOP_MS) == 0);
+	REQUIRE(scan_stopped(sys, &mm, &a, &s, &ts));
 	CHECK_EQ(hm_munmap(mm, a, 2 * MiB), 0);
 	CHECK_EQ(hm_mmap(mm, a, 2 * MiB, RW, PA | MAP_FIXED, &b), 0);
 	CHECK_EQ(hm_madvise(mm, a, 2 * MiB, MADV_NOHUGEPAGE), 0);
@@ -189,4 +209,77 @@ static void fork_during_refold(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(write_during_collapse), T(unmap_during_scan), T(fork_during_refold))
+/*
+ * khugepaged works on an mm without sys->mms_lock, which address spaces
+ * coming and going, fork and hm_check need: here the scan is stopped
+ * inside a collapse (between its look and its change) while this thread
+ * does all of those on other mms, each returning before the scan is let
+ * go on. Reverted (mms_lock held across the collapse, as before),
+ * hm_mm_create waits for the stopped scan: the test hangs there.
+ */
+static void mms_during_scan(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm, *other, *child;
+	struct hm_mapping m;
+	struct job s;
+	pthread_t ts;
+	uint64_t a;
+
+	REQUIRE(scan_stopped(sys, &mm, &a, &s, &ts));
+	REQUIRE(hm_mm_create(sys, &other) == 0);
+	small_pages(other);
+	REQUIRE(hm_fork(other, &child) == 0);
+	CHECK_EQ(hm_check(sys), 0);
+	hm_mm_destroy(child);
+	hm_mm_destroy(other);
+	CHECK_EQ(hm_check(sys), 0);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	CHECK_EQ(m.size, 4096);		/* the scan is still stopped */
+	hm__race_release("collapse_unlocked");
+	CHECK(t_join_within(ts, STOP_MS));
+	CHECK_EQ(s.r, 0);
+	CHECK_EQ(s.collapsed, 1);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	CHECK_EQ(m.size, 2 * MiB);
+	CHECK_EQ(t_pages_wrong(mm, a, 2 * MiB, 1, 0, 0), 0);
+	hm__race_reset();
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/*
+ * The mm khugepaged is collapsing in is destroyed: destroy waits until the
+ * scan has left it (one 2 MiB step), then frees everything. Reverted (no
+ * wait in hm_mm_destroy), destroy returns while the scan is stopped and
+ * the scan then works on freed memory (ASan: heap-use-after-free).
+ */
+static void destroy_during_scan(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm;
+	struct job s;
+	pthread_t ts;
+	uint64_t a;
+
+	REQUIRE(scan_stopped(sys, &mm, &a, &s, &ts));
+	struct job d = { .mm = mm };
+	pthread_t td = t_spawn(destroy_job, &d);
+	CHECK(!t_join_within(td, HOLD_MS));	/* waits for the scan */
+	hm__race_release("collapse_unlocked");
+	CHECK(t_join_within(ts, STOP_MS));
+	CHECK(t_join_within(td, STOP_MS));
+	CHECK_EQ(s.r, 0);
+	CHECK_EQ(s.collapsed, 1);	/* finished its step on a live mm */
+	hm__race_reset();
+	hm_drain(sys);
+	uint64_t anon = 1;
+	CHECK_EQ(hm_stat(sys, "nr_anon_pages", &anon), 0);
+	CHECK_EQ(anon, 0);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(write_during_collapse), T(unmap_during_scan), T(fork_during_refold), T(mms_during_scan),
+       T(destroy_during_scan))
