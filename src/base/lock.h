@@ -5,8 +5,12 @@
  *
  * Lock order (take from top to bottom; never upwards):
  *
+ *   sys->khugepaged_lock          (mutex: one khugepaged pass at a time,
+ *                                  its cursor; held across the pass)
  *   sys->mms_lock                 (mutex: the list of mms; hm_check, mm
- *                                  create/destroy)
+ *                                  create/destroy; sys->khugepaged_mm, the
+ *                                  mm a khugepaged step works on without
+ *                                  it: destroy waits for it to change)
  *     mm->mmap_lock               (rwsem: VMAs; write for map changes,
  *                                  read for faults; writers first, so
  *                                  never taken twice by one thread). Two
