@@ -27,8 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <emmintrin.h>
-
 #include <hugemm.h>
 
 #include "util.h"
@@ -61,24 +59,6 @@ static double rate(double *t, int n, uint64_t bytes)
 }
 
 static char *buf_a, *buf_b;
-
-/* A copy with non-temporal stores, 64 bytes a step (@bytes a multiple). */
-static void copy_nt(void *dst, const void *src, uint64_t bytes)
-{
-	const __m128i *s = src;
-	__m128i *d = dst;
-
-	for (uint64_t i = 0; i < bytes / 16; i += 4) {
-		__m128i a = _mm_load_si128(s + i), b = _mm_load_si128(s + i + 1);
-		__m128i c = _mm_load_si128(s + i + 2), e = _mm_load_si128(s + i + 3);
-
-		_mm_stream_si128(d + i, a);
-		_mm_stream_si128(d + i + 1, b);
-		_mm_stream_si128(d + i + 2, c);
-		_mm_stream_si128(d + i + 3, e);
-	}
-	_mm_sfence();
-}
 
 /* The faster of one memcpy and one non-temporal copy of @bytes between
  * the two host buffers, seconds; which one won in *nt. */

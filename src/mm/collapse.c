@@ -330,16 +330,17 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 		hm_spin_unlock(lock);
 		*refolded = true;
 	} else {
-		uint64_t piece = hm_level_size(level);
+		unsigned order = level * HM_PMD_ORDER;	/* of each piece */
 
+		/* Streamed: the new page is not read soon (arena.c). */
 		for (unsigned i = 0; i < HM_PTRS; i++) {
 			hm_pte_t o = pt_get(&t[i]);
-			uint8_t *dst = (uint8_t *)hm_pfn_ptr(ph, *folio) + i * piece;
+			uint32_t dst = *folio + (i << order);
 
 			if (pt_mapped(o) && !hm_is_huge_zero(sys, pt_pfn(o, level)))
-				memcpy(dst, hm_pfn_ptr(ph, pt_pfn(o, level)), piece);
+				hm_copy_pages(ph, dst, pt_pfn(o, level), order);
 			else
-				memset(dst, 0, piece);
+				hm_zero_pages(ph, dst, order);
 		}
 		hm_folio_set_rmap(ph, *folio, v, va);
 		hm_leaf_prot_bits(v, dirty != 0, &leaf);

@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <emmintrin.h>
 
 #include "../base/race.h"
 #include "mm.h"
@@ -383,30 +382,6 @@ static void unmap_batch(struct batch *b)
 		hm_tlb_flush(b->ls.mm[k]);
 }
 
-/* Copied with non-temporal stores: the new frames are not read soon, and
- * a cached copy would first read every target line (what glibc's memcpy
- * does below its non-temporal threshold, which a 2 MiB copy is under, and
- * a batch of 4 KiB copies too). */
-static void copy_folio(struct hm_phys *ph, const struct mig *m)
-{
-	const uint8_t *src = hm_pfn_ptr(ph, m->old);
-	uint8_t *dst = hm_pfn_ptr(ph, m->new);
-	size_t len = HM_PAGE_SIZE << m->order;
-
-	for (size_t off = 0; off < len; off += 64) {
-		__m128i a = _mm_load_si128((const __m128i *)(src + off));
-		__m128i b = _mm_load_si128((const __m128i *)(src + off + 16));
-		__m128i c = _mm_load_si128((const __m128i *)(src + off + 32));
-		__m128i d = _mm_load_si128((const __m128i *)(src + off + 48));
-
-		_mm_stream_si128((__m128i *)(dst + off), a);
-		_mm_stream_si128((__m128i *)(dst + off + 16), b);
-		_mm_stream_si128((__m128i *)(dst + off + 32), c);
-		_mm_stream_si128((__m128i *)(dst + off + 48), d);
-	}
-	_mm_sfence();
-}
-
 static void finish_batch(struct batch *b)
 {
 	struct hm_system *sys = b->sys;
@@ -416,7 +391,7 @@ static void finish_batch(struct batch *b)
 		struct mig *m = &b->m[i];
 
 		if (m->ok)
-			copy_folio(ph, m);
+			hm_copy_pages(ph, m->new, m->old, m->order);
 		for (unsigned k = 0; k < b->ls.n; k++)
 			restore(b->ls.mm[k], m, m->ok ? m->new : m->old);
 		if (!m->ok) {

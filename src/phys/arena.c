@@ -108,3 +108,30 @@ void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 	}
 	_mm_sfence();
 }
+
+/*
+ * Copies that move memory (migration, collapse) write frames that nobody
+ * reads soon, so they stream too, whatever the size: a cached copy would
+ * first read every target line, and glibc's memcpy streams only above its
+ * threshold, which a 2 MiB copy is under. A batch of 4 KiB copies is as
+ * cold as one huge one.
+ */
+void hm_copy_pages(struct hm_phys *ph, uint32_t dst, uint32_t src, unsigned order)
+{
+	const uint8_t *s = hm_pfn_ptr(ph, src);
+	uint8_t *d = hm_pfn_ptr(ph, dst);
+	size_t len = HM_PAGE_SIZE << order;
+
+	for (size_t off = 0; off < len; off += 64) {
+		__m128i a = _mm_load_si128((const __m128i *)(s + off));
+		__m128i b = _mm_load_si128((const __m128i *)(s + off + 16));
+		__m128i c = _mm_load_si128((const __m128i *)(s + off + 32));
+		__m128i e = _mm_load_si128((const __m128i *)(s + off + 48));
+
+		_mm_stream_si128((__m128i *)(d + off), a);
+		_mm_stream_si128((__m128i *)(d + off + 16), b);
+		_mm_stream_si128((__m128i *)(d + off + 32), c);
+		_mm_stream_si128((__m128i *)(d + off + 48), e);
+	}
+	_mm_sfence();
+}

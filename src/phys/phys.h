@@ -293,6 +293,9 @@ static inline unsigned hm_pfn_node(const struct hm_phys *ph, uint32_t pfn)
 
 /* Zero 2^order frames at @pfn. */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+/* Copy 2^order frames from @src to @dst with streaming stores (the copy is
+ * not read soon: migration, collapse). */
+void hm_copy_pages(struct hm_phys *ph, uint32_t dst, uint32_t src, unsigned order);
 
 /* Walk the free lists of every node under their locks (hm_check). Calls
  * @fn for every free block; returns the first nonzero result. */
