@@ -43,10 +43,6 @@
 
 #include "util.h"
 
-#define GiB (1ull << 30)
-#define MiB (1ull << 20)
-#define RW (PROT_READ | PROT_WRITE)
-#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 #ifndef MAP_HUGE_1GB
 #define MAP_HUGE_1GB (30 << 26)
 #endif

@@ -31,11 +31,6 @@
 
 #include "util.h"
 
-#define MiB (1ull << 20)
-#define GiB (1ull << 30)
-#define RW (PROT_READ | PROT_WRITE)
-#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
-
 static int rounds = 5;
 static uint64_t data_mib = 1024;
 

@@ -33,10 +33,6 @@
 
 #include "util.h"
 
-#define MiB (1ull << 20)
-#define RW (PROT_READ | PROT_WRITE)
-#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
-
 static int rounds = 5;
 static uint64_t data_mib = 512;
 static const char *path = "/tmp/hmbench.swap";

@@ -13,6 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+#define RW (PROT_READ | PROT_WRITE)
+#define PA (MAP_PRIVATE | MAP_ANONYMOUS)
+
 static inline double now(void)
 {
 	struct timespec ts;
