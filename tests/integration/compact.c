@@ -271,11 +271,14 @@ static void migrate_by_compaction(uint64_t phys, uint64_t size, int pud, int pmd
 	CHECK(t_stat(sys, "node1/nr_free_pages") > size / 4096);
 	uint64_t h = huge_range(mm, size);
 	REQUIRE(h);
-	uint64_t *buf = malloc(size), *back = malloc(size);
+	/* Every byte of the page, 2 MiB at a time. */
+	uint64_t *buf = malloc(2 * MiB), *back = malloc(2 * MiB);
 	REQUIRE(buf && back);
-	for (uint64_t i = 0; i < size / 8; i++)
-		buf[i] = t_pattern(11, i);
-	CHECK_EQ(hm_write(mm, h, buf, size), 0);
+	for (uint64_t off = 0; off < size; off += 2 * MiB) {
+		for (uint64_t i = 0; i < 2 * MiB / 8; i++)
+			buf[i] = t_pattern(11, (off / 8) + i);
+		CHECK_EQ(hm_write(mm, h + off, buf, 2 * MiB), 0);
+	}
 	STEP(sys);
 	struct hm_mapping m;
 	REQUIRE(hm_query(mm, h, &m) == 0);
@@ -290,8 +293,13 @@ static void migrate_by_compaction(uint64_t phys, uint64_t size, int pud, int pmd
 	CHECK(t_stat(sys, "compact_success") >= before + 1);
 	CHECK_EQ(t_stat(sys, "thp_migration_split"), 0);
 	CHECK_EQ(t_stat(sys, "thp_migration_success"), 1);
-	CHECK_EQ(hm_read(mm, h, back, size), 0);
-	CHECK(memcmp(buf, back, size) == 0);
+	unsigned long wrong = 0;
+	for (uint64_t off = 0; off < size; off += 2 * MiB) {
+		for (uint64_t i = 0; i < 2 * MiB / 8; i++)
+			buf[i] = t_pattern(11, (off / 8) + i);
+		wrong += hm_read(mm, h + off, back, 2 * MiB) || memcmp(buf, back, 2 * MiB);
+	}
+	CHECK_EQ(wrong, 0);
 	CHECK_EQ(frag_wrong(mm, &f), 0);
 	STEP(sys);
 	free(buf);
@@ -300,10 +308,22 @@ static void migrate_by_compaction(uint64_t phys, uint64_t size, int pud, int pmd
 	hm_system_destroy(sys);
 }
 
-/* 2 x 2 GiB: node 1's two 1 GiB blocks half full. */
+#if defined(__SANITIZE_THREAD__)
+#define TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN 1
+#endif
+#endif
+
+/* 2 x 2 GiB: node 1's two 1 GiB blocks half full. Under ThreadSanitizer
+ * its shadow of 4 GiB of touched frames does not fit the machine (the
+ * kernel's OOM killer took the run): the 2 MiB case covers the code. */
 static void pud_migrate_by_compaction(void)
 {
+#ifndef TSAN
 	migrate_by_compaction(4 * GiB, GiB, HM_THP_MADVISE, HM_THP_MADVISE);
+#endif
 }
 
 /* 2 x 32 MiB, grouped by 2 MiB. */
