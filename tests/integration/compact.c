@@ -308,20 +308,12 @@ static void migrate_by_compaction(uint64_t phys, uint64_t size, int pud, int pmd
 	hm_system_destroy(sys);
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-
 /* 2 x 2 GiB: node 1's two 1 GiB blocks half full. Under ThreadSanitizer
  * its shadow of 4 GiB of touched frames does not fit the machine (the
  * kernel's OOM killer took the run): the 2 MiB case covers the code. */
 static void pud_migrate_by_compaction(void)
 {
-#ifndef TSAN
+#ifndef T_TSAN
 	migrate_by_compaction(4 * GiB, GiB, HM_THP_MADVISE, HM_THP_MADVISE);
 #endif
 }
