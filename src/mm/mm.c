@@ -427,26 +427,27 @@ int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)
 	if (node >= sys->phys.nr_nodes || (addr & (HM_PAGE_SIZE - 1)) || !len || len > sys->task_size ||
 	    end < addr || end > sys->task_size)
 		return -EINVAL;
-	uint32_t *heads = hm_malloc(&sys->phys.fail, MIGRATE_CHUNK * sizeof(*heads));
-	struct target_pool *pool = hm_malloc(&sys->phys.fail, sizeof(*pool));
-	if (!heads || !pool) {
-		free(heads);
-		free(pool);
-		return -ENOMEM;
-	}
-	pool->node = node;
-	pool->n = 0;
-	const struct hm_migrate_ctl ctl = { .node = node, .alloc = pool_alloc, .arg = pool, .reason = HM_MR_SYSCALL };
+	struct target_pool *pool = NULL;
+	uint32_t *heads = NULL;
 	bool left = false;
 	int r = 0;
 
+	/* Holes are looked for once, here, before anything moves or is
+	 * allocated: -EFAULT changes nothing, and wins over -ENOMEM. */
 	hm_down_read(&mm->mmap_lock);
 	if (!hm_vma_covers(mm, addr, end, 0))
 		r = -EFAULT;
+	else if (!(heads = hm_malloc(&sys->phys.fail, MIGRATE_CHUNK * sizeof(*heads))) ||
+		 !(pool = hm_malloc(&sys->phys.fail, sizeof(*pool))))
+		r = -ENOMEM;
+	if (pool) {
+		pool->node = node;
+		pool->n = 0;
+	}
+	const struct hm_migrate_ctl ctl = { .node = node, .alloc = pool_alloc, .arg = pool, .reason = HM_MR_SYSCALL };
+
 	if (!r)
 		r = migrate_pass(mm, addr, end, &ctl, heads, &left);
-	/* Holes are looked for once, here, before anything moves: -EFAULT
-	 * changes nothing. */
 	if (!r && left) {
 		/* Folios pinned by a copy-on-write or an unmap in flight were
 		 * left: their pins go after a grace period. Wait for them
