@@ -312,16 +312,16 @@ HM_API int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed);
  * @node, for every address space that maps it (pages shared after fork
  * move for the child too). A huge page that the range touches moves whole,
  * as mbind(2) moves whole folios: 2 MiB and 1 GiB pages stay huge; a 1 GiB
- * page for which @node has no free 1 GiB block is split into 2 MiB pages
- * that move one by one (thp_migration_split), a 2 MiB page without a
- * 2 MiB block into 4 KiB ones. Pages already on @node, pages in swap (they
+ * page for which @node has no free 1 GiB block gets one by direct
+ * compaction of @node, as a fault would (compact_stall, compact_success);
+ * if that fails too, it is split into 2 MiB pages that move one by one
+ * (thp_migration_split), a 2 MiB page without a 2 MiB block into 4 KiB
+ * ones. Pages already on @node, pages in swap (they
  * stay there), the huge zero page and pages pinned by an access under way
  * are left. Other threads' accesses to a page being moved wait for it and
  * see its content whole; nothing written is lost.
- * @len is rounded up to a multiple of 4 KiB. Targets come from @node's
- * free blocks only: migration does not compact @node to make a 2 MiB or
- * 1 GiB block (direct compaction runs for faults and collapse only); it
- * splits instead, as above.
+ * @len is rounded up to a multiple of 4 KiB. Targets come from @node
+ * only (its free frames, and the blocks compaction makes there).
  * Returns 0; -EINVAL for a NULL @mm, a @node that does not exist, an @addr
  * not page-aligned, a @len of 0 or a range past the address space
  * (nothing changed); -EFAULT if part of the range is not mapped when the

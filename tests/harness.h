@@ -19,6 +19,16 @@
 
 #include <hugemm.h>
 
+/* T_TSAN: built with ThreadSanitizer, whose shadow memory leaves room for
+ * smaller systems only. */
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+
 static unsigned long t_passed, t_failed;
 static const char *t_case;
 

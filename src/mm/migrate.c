@@ -29,7 +29,10 @@
  * block can be had on the target; else it is split into 2 MiB folios (its
  * PUD leaves into PMD leaves, with their deposits) that move one by one
  * (thp_migration_split). A 2 MiB one without a 2 MiB target is split into
- * 4 KiB ones the same way.
+ * 4 KiB ones the same way. The batch itself does not compact (it holds
+ * isolated folios and its mappers' mmap_locks: compaction would be a
+ * migration nested in it); hm_migrate compacts for its huge folios before
+ * the batch and hands the blocks in through ctl->alloc (mm.c).
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -135,20 +138,25 @@ static void move_state(struct hm_system *sys, const struct mig *m)
 
 /* ---- targets ----------------------------------------------------------- */
 
-static uint32_t alloc_target(struct hm_system *sys, const struct hm_migrate_ctl *ctl, unsigned order)
+uint32_t hm_migrate_alloc_node(struct hm_system *sys, unsigned node, unsigned order)
 {
 	struct hm_phys *ph = &sys->phys;
 
-	if (ctl->alloc)
-		return ctl->alloc(sys, order, ctl->arg);
 	/* The frames kept for swap-ins are not for moving pages around. */
 	if (hm_below_reserve(sys, order))
 		return HM_PFN_NONE;
-	uint32_t pfn = hm_alloc_pages(ph, ctl->node, order, HM_ALLOC_THISNODE);
+	uint32_t pfn = hm_alloc_pages(ph, node, order, HM_ALLOC_THISNODE);
 
 	if (pfn == HM_PFN_NONE && hm_ptcache_shrink(&sys->pc))
-		pfn = hm_alloc_pages(ph, ctl->node, order, HM_ALLOC_THISNODE);
+		pfn = hm_alloc_pages(ph, node, order, HM_ALLOC_THISNODE);
 	return pfn;
+}
+
+static uint32_t alloc_target(struct hm_system *sys, const struct hm_migrate_ctl *ctl, unsigned order)
+{
+	if (ctl->alloc)
+		return ctl->alloc(sys, order, ctl->arg);
+	return hm_migrate_alloc_node(sys, ctl->node, order);
 }
 
 /* Undo an allocation that was not used. */

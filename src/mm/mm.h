@@ -673,6 +673,9 @@ int hm_migrate_folios(struct hm_system *sys, const uint32_t *heads, unsigned n,
  * grace period; folios that were unmapped meanwhile do not count. */
 int hm_migrate_isolated(struct hm_system *sys, const uint32_t *heads, unsigned n,
 			const struct hm_migrate_ctl *ctl, unsigned *moved, bool *left);
+/* The normal migration target (ctl->alloc NULL): a block of 2^@order frames
+ * on @node only, never out of the swap-in reserve. Context: no spinlock. */
+uint32_t hm_migrate_alloc_node(struct hm_system *sys, unsigned node, unsigned order);
 /* Wait until the entry at @va in @mm is no longer the migration entry @e.
  * Context: no spinlock, no RCU read section; mmap_lock held or not. */
 void hm_migration_wait(struct hm_mm *mm, uint64_t va, hm_pte_t e);

@@ -86,14 +86,6 @@ static void system_256g(void)
 	use_a_little(256 * GiB, 1, 32 * MiB);
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-
 /* The largest system the header allows, on a machine with far less memory
  * than its 64 GiB of descriptors, over four nodes. ThreadSanitizer's
  * layout leaves mmap() about 1.5 TiB of address space, and with address
@@ -101,7 +93,7 @@ static void system_256g(void)
  * the arena is 256 GiB. */
 static void system_4t(void)
 {
-#ifdef TSAN
+#ifdef T_TSAN
 	use_a_little(256 * GiB, 4, 32 * MiB);
 #else
 	use_a_little(4096 * GiB, 4, 32 * MiB);
