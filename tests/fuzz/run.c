@@ -66,13 +66,15 @@ bool fz_enomem_ok(struct fz_case *c, uint64_t need)
 	return c->free_before < need;
 }
 
+#define HM_PTRS_FZ 512u	/* max_ptes_* must be below it */
+
 /* Configs that hm_system_create must refuse, one field wrong at a time. */
 static void bad_configs(struct fz_case *c)
 {
 	struct hm_config b = c->cfg;
 	struct hm_system *s = NULL;
 
-	switch (fz_below(c->s, 8)) {
+	switch (fz_below(c->s, 10)) {
 	case 0: b.levels = fz_one_in(c->s, 2) ? 3 : 6; break;
 	case 1: b.nr_nodes = fz_one_in(c->s, 2) ? 0 : 65; break;
 	case 2: b.phys_bytes = fz_below(c->s, 4ull << 20); break;
@@ -80,7 +82,10 @@ static void bad_configs(struct fz_case *c)
 	case 4: b.thp_pmd = -1 - (int)fz_below(c->s, 100); break;
 	case 5: b.deposit = 2; break;
 	case 6: b.cow = 2 + (int)fz_below(c->s, 10); break;
-	default: b.flags = 0x4u << fz_below(c->s, 28); break;
+	case 7: b.khugepaged_max_ptes_swap = HM_PTRS_FZ + (unsigned)fz_below(c->s, 1000); break;
+	case 8: b.khugepaged_max_ptes_shared = HM_PTRS_FZ + (unsigned)fz_below(c->s, 1000); break;
+	/* 0x1 HM_CHECK, 0x2 HM_POPULATE_ARENA, 0x4 HM_KHUGEPAGED are known */
+	default: b.flags = 0x8u << fz_below(c->s, 28); break;
 	}
 	snprintf(c->desc, sizeof(c->desc), "hm_system_create with a bad config");
 	FZ_RC(c, hm_system_create(&b, &s), -EINVAL);
