@@ -56,6 +56,9 @@
  *   pageout_edge_walked  MADV_PAGEOUT walked to the entry at an end of its
  *                        range (to split a huge page it covers in part),
  *                        inside a read section, and is about to read it
+ *   fault_drain          a fault that needs frames unmaps are giving back
+ *                        (or pins to drop) has dropped mmap_lock and is
+ *                        about to wait for the grace period
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

@@ -338,6 +338,7 @@ int hm_fault(struct hm_mm *mm, uint64_t va, bool write)
 	}
 	if (r != -EAGAIN && !(r == -ENOMEM && drain))
 		return r;
+	hm_race_point("fault_drain");
 	hm_rcu_barrier();	/* pins dropped, pending frames free */
 	hm_down_read(&mm->mmap_lock);
 	r = fault_locked_reclaim(mm, va, write, 0);

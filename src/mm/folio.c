@@ -90,6 +90,17 @@ bool hm_reserve_refill(struct hm_system *sys, unsigned order)
 		/* Partly unmapped huge pages give memory back first. */
 		if (hm_thp_shrink(sys, HM_SWAPIN_RESERVE) && hm_ptcache_drain(&sys->pc))
 			continue;
+		/* Frames that unmaps are giving back, if they are enough, rather
+		 * than live pages written to swap (a fault right after a large
+		 * munmap swapped out as much as was pending). In a fault that
+		 * must not wait here, fail: it waits without mmap_lock and
+		 * tries again (hm_fault). */
+		if (hm_load_relaxed(&sys->pc.nr_pending) + hm_load_relaxed(&sys->pc.nr_pending_frames) >=
+		    HM_SWAPIN_RESERVE + (1u << order)) {
+			if (hm_ptcache_drain(&sys->pc) || !hm_drain_was_wanted())
+				continue;
+			return false;
+		}
 		if (order || !reclaim_again(sys, &stalls))
 			return hm_ptcache_drain(&sys->pc) && !hm_below_reserve(sys, order);
 	}

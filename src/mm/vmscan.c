@@ -286,20 +286,27 @@ static uint64_t shrink_lists(struct hm_system *sys, uint64_t want)
 		return 0;
 	ctx.in_reclaim = true;
 	hm_mutex_lock(&sys->reclaim_lock);
-	/* Each folio may need three looks: inactive -> active (accessed),
-	 * active -> inactive (idle since), then out. But no more than 64
-	 * looks a frame wanted: a fault that reclaims when nothing can go
-	 * (swap full of dirty pages) must fail fast, not scan every list over
-	 * for every page it asks for (the fuzzer found writes that took
-	 * minutes). */
+	/* A fault that reclaims when nothing can go (swap full of dirty
+	 * pages) must fail fast, not scan every list over for every page it
+	 * asks for (the fuzzer found writes that took minutes): with swap
+	 * full, only the swap cache is looked at, here and once swap runs
+	 * full on the way. */
 	if (!hm_swap_free(&sys->swap)) {
 		freed = shrink_swapcache(sys, want);
 		hm_mutex_unlock(&sys->reclaim_lock);
 		ctx.in_reclaim = false;
 		return freed;
 	}
+	/* Each folio may need three looks: inactive -> active (accessed),
+	 * active -> inactive (idle since), then out. With swap free, go round
+	 * the lists that often before giving up, as the kernel's priority
+	 * loop ends scanning them whole: memory just written is all young,
+	 * and a budget by pages wanted (64 looks each, the cap this had)
+	 * let a fault fail with -ENOMEM, swap nearly empty, because the first
+	 * idle folio lay further down the lists than that (hmbench-swap's
+	 * direct reclaim, 16k pages of 64 MiB). */
 	uint64_t all = hm_load_relaxed(&sys->nr_lru[0]) + hm_load_relaxed(&sys->nr_lru[1]);
-	uint64_t budget = HM_MIN(3 * all + BATCH, HM_MAX(64 * want, 4 * BATCH));
+	uint64_t budget = 3 * all + BATCH;
 
 	bool stuck = false;
 
@@ -316,7 +323,7 @@ static uint64_t shrink_lists(struct hm_system *sys, uint64_t want)
 
 		freed += got;
 		stuck = !got;
-		if (!looked && !aged)
+		if ((!looked && !aged) || full)
 			break;
 		scanned += looked + aged;
 	}

@@ -216,6 +216,61 @@ static void overcommit(void)
 	hm_system_destroy(sys);
 }
 
+/*
+ * Twice memory written once, page by page, as hmbench-swap's direct
+ * reclaim does: when memory first runs full, every folio on the lists was
+ * accessed since it was mapped (young), so reclaim must go round them
+ * (one look activates, aging clears, the next look swaps out) before one
+ * can go. Faults that scanned 64 folios per page wanted, 8 times over,
+ * gave up while swap was empty: -ENOMEM once memory held more than about
+ * 8k young pages (48 MiB here; 32 MiB just got through).
+ */
+static void overcommit_written_once(void)
+{
+	const uint64_t phys = 48 * MiB, len = 2 * phys;
+	struct hm_system *sys = t_system_swap(phys, 4 * phys, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, total = stat_of(sys, "swap_total_pages");
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	STEP(sys);
+	CHECK_EQ(t_fill(mm, a, len, 11), 0);
+	STEP(sys);
+	CHECK(stat_of(sys, "direct_reclaim") > 0);
+	CHECK(stat_of(sys, "pswpout") >= (len - phys) / 4096);
+	CHECK_EQ(t_pages_wrong(mm, a, len, 11, 0, 0), 0);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	CHECK_EQ(stat_of(sys, "swap_free_pages"), total);
+	hm_system_destroy(sys);
+}
+
+/* The same through hm_reclaim: with swap empty and nothing busy, a call
+ * for one page after memory was written once frees some (it freed none:
+ * its 128 looks all found pages young). */
+static void reclaim_after_write_once(void)
+{
+	struct hm_system *sys = t_system_swap(8 * MiB, 8 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t a, len = 4 * MiB, freed = 0;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 12), 0);
+	STEP(sys);
+	CHECK_EQ(hm_reclaim(sys, 4096, &freed), 0);
+	CHECK(freed >= 4096);
+	CHECK(stat_of(sys, "pswpout") > 0);
+	STEP(sys);
+	CHECK_EQ(t_pages_wrong(mm, a, len, 12, 0, 0), 0);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 /* Memory and swap both full: -ENOMEM, and everything written before stays
  * readable (a swap-in may use the frames kept back for it). */
 static void swap_full_at(uint64_t phys, uint64_t swap)
@@ -517,6 +572,7 @@ static void cache_hit_maps_whole_again(void)
 static void no_auto_check(void) { t_flags = 0; }
 
 T_MAIN(T(no_auto_check), T(pageout_4k), T(pageout_2m), T(fork_shares_swap), T(overcommit),
+       T(overcommit_written_once), T(reclaim_after_write_once),
        T(swap_full), T(swap_full_16), T(damaged_file), T(bad_swap_config), T(pageout_1g),
        T(cow_after_swapout_parent), T(cow_after_swapout_child), T(cow_after_swapout_thp_parent),
        T(cow_after_swapout_thp_child), T(reclaim_without_swap), T(reclaim_splits_then_swaps),

@@ -14,6 +14,16 @@
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
+/* t_fill(o->mm, o->va, o->len, 22) on another thread: o->r = the writes
+ * that failed. */
+static void *t_do_fill(void *p)
+{
+	struct t_op *o = p;
+
+	o->r = (int)t_fill(o->mm, o->va, o->len, 22);
+	return NULL;
+}
+
 static struct hm_system *race_system(void)
 {
 	t_flags = 0;
@@ -219,5 +229,50 @@ static void pageout_edge_sees_new_table(void)
 	hm_system_destroy(sys);
 }
 
+/*
+ * Memory is full but for frames an munmap is giving back (its RCU callback
+ * is stopped before it frees them): a fault waits for them rather than
+ * write live pages to swap. Reverted (hm_reserve_refill reclaims before
+ * it drains), the writes swap out about as much as was pending.
+ */
+static void fault_waits_for_pending_not_swap(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm;
+	uint64_t a, b, len = 48 * MiB;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &b) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 21), 0);
+	STEP(sys);
+	REQUIRE(hm__race_arm("gather_before_free", 0) == 0);
+	REQUIRE(hm__race_arm("fault_drain", 0) == 0);
+	CHECK_EQ(hm_munmap(mm, a, len), 0);
+	REQUIRE(hm__race_wait("gather_before_free", STOP_MS) == 0);
+	CHECK(t_stat(sys, "nr_free_pending") >= len / 4096);
+
+	/* The writes either finish (they swapped) or stop before waiting. */
+	struct t_op w = { .mm = mm, .va = b, .len = len };
+	pthread_t tw = t_spawn(t_do_fill, &w);
+	bool stopped = false;
+	while (!stopped && !t_join_within(tw, 10))
+		stopped = hm__race_wait("fault_drain", 10) == 0;
+	hm__race_release("gather_before_free");
+	hm__race_release("fault_drain");
+	if (stopped)
+		CHECK(t_join_within(tw, STOP_MS));
+	CHECK(stopped);
+	CHECK_EQ(w.r, 0);
+	CHECK_EQ(t_stat(sys, "pswpout"), 0);
+	hm__race_reset();
+	STEP(sys);
+	CHECK_EQ(t_pages_wrong(mm, b, len, 22, 0, 0), 0);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
 T_MAIN(T(swapin_waits_for_writeback), T(pageout_skips_pinned_write), T(refill_sees_new_table),
-       T(orphan_freed_after_grace_period), T(pageout_edge_sees_new_table))
+       T(orphan_freed_after_grace_period), T(pageout_edge_sees_new_table),
+       T(fault_waits_for_pending_not_swap))
