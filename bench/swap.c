@@ -15,7 +15,9 @@
  * back. Direct reclaim: with memory full, the first write of each of many
  * new pages; p50 / p99 next to the same first writes with memory free.
  *
- *   hmbench-swap [--rounds N] [--mib N] [--file PATH]
+ * Rates are the best of the rounds on both sides; latencies p50 / p99.
+ *
+ *   hmbench-swap [--rounds N] [--mib N] [--file PATH] [--json FILE]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,13 +37,6 @@
 static int rounds = 5;
 static uint64_t data_mib = 512;
 static const char *path = "/tmp/hmbench.swap";
-
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "hmbench-swap: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
 
 static uint64_t stat(struct hm_system *sys, const char *n)
 {
@@ -180,8 +174,15 @@ static void direct_reclaim(double *p50, double *p99, double *f50, double *f99)
 	hm_system_destroy(sys);
 }
 
+static const char *above_device =
+	"swap I/O goes through the same file and page cache as the baseline, so a rate above\n"
+	"    the file's own sequential speed in the same run is noise or less data written:\n"
+	"    explain it before believing the figure.";
+
 int main(int argc, char **argv)
 {
+	const char *json = json_arg(&argc, argv);
+
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
@@ -190,36 +191,40 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--file") && i + 1 < argc)
 			path = argv[++i];
 		else {
-			fprintf(stderr, "usage: hmbench-swap [--rounds N] [--mib N] [--file PATH]\n");
+			fprintf(stderr, "usage: hmbench-swap [--rounds N] [--mib N] [--file PATH] [--json FILE]\n");
 			return 2;
 		}
 	}
 	if (rounds < 1 || rounds > 16)
 		rounds = 5;
 	uint64_t bytes = (data_mib ? data_mib : 512) * MiB;
-	struct utsname u;
+	char method[256];
 
-	uname(&u);
-	printf("swap: %llu MiB of data, file %s, best of %d rounds, Linux %s\n\n",
-	       (unsigned long long)(bytes >> 20), path, rounds, u.release);
+	snprintf(method, sizeof(method), "hmbench-swap: %llu MiB of data, file %s, rates best of %d rounds",
+		 (unsigned long long)(bytes >> 20), path, rounds);
+	print_header(method);
 	double dw, dr, o2, i2, o4, i4, p50 = 0, p99 = 0, f50 = 0, f99 = 0;
 
+	progress("swap: the file's own speed ...\n");
 	device_limit(bytes, &dw, &dr);
+	progress("swap: hugemm, 2 MiB and 4 KiB pages ...\n");
 	hugemm_swap(bytes, true, &o2, &i2);
 	hugemm_swap(bytes, false, &o4, &i4);
+	progress("swap: direct reclaim ...\n");
 	direct_reclaim(&p50, &p99, &f50, &f99);
 	unlink(path);
 
-	printf("%-34s %10s  %-26s %10s  %7s\n", "", "hugemm", "baseline (same run)", "", "ratio");
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-out, 2 MiB pages", o2,
-	       "file sequential write", dw, o2 / dw);
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-out, 4 KiB pages", o4,
-	       "file sequential write", dw, o4 / dw);
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-in, 2 MiB pages", i2,
-	       "file sequential read", dr, i2 / dr);
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-in, 4 KiB pages", i4,
-	       "file sequential read", dr, i4 / dr);
-	printf("%-34s %6.1f us p50 %6.1f us p99   (memory free: %.1f / %.1f us)\n",
-	       "fault with direct reclaim", p50, p99, f50, f99);
+	table("Swap (the baseline is the swap file's own sequential speed: a LIMIT)");
+	fig("swap file, sequential write", dw, "GB/s", true, NULL, 0, false, NULL, NULL);
+	fig("swap file, sequential read", dr, "GB/s", true, NULL, 0, false, NULL, NULL);
+	fig_limit("swap-out, 2 MiB pages", o2, "GB/s", "file sequential write", dw, NULL, above_device);
+	fig_limit("swap-out, 4 KiB pages", o4, "GB/s", "file sequential write", dw, NULL, above_device);
+	fig_limit("swap-in, 2 MiB pages", i2, "GB/s", "file sequential read", dr, NULL, above_device);
+	fig_limit("swap-in, 4 KiB pages", i4, "GB/s", "file sequential read", dr, NULL, above_device);
+	fig("fault with direct reclaim: p50", p50, "us", false, "memory free: p50", f50, false, NULL, NULL);
+	fig("fault with direct reclaim: p99", p99, "us", false, "memory free: p99", f99, false, NULL, NULL);
+	bench_footnotes();
+	if (json)
+		bench_json(json);
 	return 0;
 }
