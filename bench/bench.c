@@ -339,6 +339,9 @@ static void kernel_touch(void *arg, int i)
 		*(volatile uint64_t *)(k->p[i] + off) = off;
 }
 
+/* The least share of a MADV_HUGEPAGE round the host backed with THPs. */
+static double kernel_thp = 1;
+
 /*
  * GB/s of the host kernel faulting @len per thread in, @n threads in one
  * process; 0 if it cannot map it. *unmap_ms: the best munmap of one
@@ -356,7 +359,10 @@ static double kernel_fault(int n, uint64_t len, int advice, int flags, double *u
 					munmap(k.base[i], k.maplen);
 				return 0;
 			}
+		long kb0 = advice == MADV_HUGEPAGE ? anon_huge_kb() : 0;
 		double s = run_parallel(n, kernel_touch, &k);
+		if (advice == MADV_HUGEPAGE && r >= 0)	/* did the host give THPs? */
+			kernel_thp = fmin(kernel_thp, (anon_huge_kb() - kb0) / (double)(n * (len >> 10)));
 		double t0 = now();
 		munmap(k.base[0], k.maplen);
 		double us = now() - t0;
@@ -957,6 +963,7 @@ int main(int argc, char **argv)
 		h2[i] = hugemm_fault(nt[i], GiB, 0, 2 * MiB, i ? NULL : &hu2);
 	}
 	h1 = hugemm_fault(1, GiB, MADV_HUGEPAGE, GiB, &hu1);
+	progress("hugemm: splits, accesses ...\n");
 	double ms2 = mprotect_split_us(2 * MiB), ms1 = mprotect_split_us(GiB);
 	double s21 = split_us(GiB, 1), s10 = split_us(2 * MiB, 0), s20 = split_us(GiB, 0);
 	double rh = access_ns(false, false, 0), wh = access_ns(true, false, 0);
@@ -996,6 +1003,9 @@ int main(int argc, char **argv)
 		  above_zeroing);
 	fig_limit("fault-in, 1 GiB pages vs zeroing", h1, "GB/s", "zeroing LIMIT, 1 thread", lim1, ">=0.8x",
 		  above_zeroing);
+	if (thp && kernel_thp < 0.99)
+		printf("%-44s (the host backed only %.0f %% of its MADV_HUGEPAGE memory with THPs)\n", "",
+		       fmax(kernel_thp, 0) * 100);
 	fig("munmap 1 GiB of 4 KiB pages", hu4, "ms", false, "kernel munmap", ku4, false, NULL, NULL);
 	fig("munmap 1 GiB of 2 MiB pages", hu2, "ms", false, "kernel munmap", ku2, false, NULL, NULL);
 	fig("munmap 1 GiB of 1 GiB pages", hu1, "ms", false, "kernel munmap", ku1, false, NULL, NULL);
@@ -1041,6 +1051,7 @@ int main(int argc, char **argv)
 		fork_rows("2 MiB pages", hf2, kf2, NULL);
 		fork_rows("1 GiB pages", hf1, none, NULL);
 	}
+	progress("hm_system_create ...\n");
 	create_rows();
 	map_change_latency();
 	bench_footnotes();

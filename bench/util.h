@@ -83,8 +83,12 @@ static inline void ok(const char *what, int r)
 		die(what, r);
 }
 
-/* A line on stderr on what is being measured, after what stdout has. */
-#define progress(...) (fflush(stdout), fprintf(stderr, __VA_ARGS__))
+static double bench_t0;	/* when the header was printed */
+
+/* A line on stderr on what is being measured, after what stdout has, with
+ * the seconds since the start (to keep the whole run short). */
+#define progress(...) (fflush(stdout), fprintf(stderr, "[%5.1f s] ", now() - bench_t0), \
+		       fprintf(stderr, __VA_ARGS__))
 
 /* --- the header --- */
 
@@ -132,6 +136,7 @@ static inline void print_header(const char *method)
 {
 	if (!bench_date[0])
 		bench_header_init();
+	bench_t0 = now();
 	printf("machine: %s\ndate: %s, commit: %s\n%s\n\n", bench_machine, bench_date, bench_commit, method);
 }
 
