@@ -294,6 +294,30 @@ static long hugetlb_1g(long set)
 	return old;
 }
 
+static bool hugetlb_set;	/* nr_hugepages raised from 0 to 1 by us */
+
+/* Give the reserved page back (also at exit, whatever ends the run). */
+static void hugetlb_1g_release(void)
+{
+	if (hugetlb_set)
+		hugetlb_1g(0);
+	hugetlb_set = false;
+}
+
+/* Is there a 1 GiB hugetlb page for the kernel's 1 GiB rows? Reserve one
+ * if there is none and the host lets us. */
+static bool hugetlb_1g_reserve(void)
+{
+	static bool registered;
+
+	if (!registered)
+		atexit(hugetlb_1g_release);
+	registered = true;
+	if (hugetlb_1g(-1) == 0 && hugetlb_1g(1) == 0)
+		hugetlb_set = true;
+	return hugetlb_1g(-1) >= 1;
+}
+
 /* AnonHugePages of this process, kB. */
 static long anon_huge_kb(void)
 {
@@ -905,15 +929,18 @@ int main(int argc, char **argv)
 		rounds = 5;
 	sysfs_choice("/sys/kernel/mm/transparent_hugepage/enabled", thp_enabled, sizeof(thp_enabled));
 	sysfs_choice("/sys/kernel/mm/transparent_hugepage/defrag", thp_defrag, sizeof(thp_defrag));
-	long h1_old = hugetlb_1g(-1), h1_set = h1_old == 0 ? hugetlb_1g(1) : -1;
-	bool h1_ok = hugetlb_1g(-1) >= 1;
+	long h1_old = hugetlb_1g(-1);
+	bool h1_ok = hugetlb_1g_reserve();
+
+	hugetlb_1g_release();	/* reserved again only for its rows */
 	char method[512];
 	snprintf(method, sizeof(method),
 		 "hmbench: rates best of %d rounds after a warm-up round, both sides; latencies median\n"
 		 "host THP: enabled [%s], defrag [%s]; 1 GiB hugetlb pages: %s",
 		 rounds, thp_enabled, thp_defrag,
 		 !h1_ok ? "could not be reserved (the kernel 1 GiB rows are n/a)" :
-		 h1_old == 0 ? "1 reserved for the run" : "reserved already");
+		 h1_old == 0 ? "one can be reserved (it is, for the kernel's 1 GiB rows only)" :
+		 "reserved already");
 	print_header(method);
 	if (getenv("HMBENCH_ONLY_MAP_LATENCY")) {	/* while working on map changes */
 		map_change_latency();
@@ -946,12 +973,11 @@ int main(int argc, char **argv)
 	}
 	if (!thp)
 		ku2 = 0;
-	k1 = h1_ok ? kernel_fault(1, GiB, 0, MAP_HUGETLB | MAP_HUGE_1GB, &ku1) : 0;
-	if (!h1_ok)
-		ku1 = 0;
+	k1 = ku1 = 0;
+	if (hugetlb_1g_reserve())
+		k1 = kernel_fault(1, GiB, 0, MAP_HUGETLB | MAP_HUGE_1GB, &ku1);
+	hugetlb_1g_release();
 	double kms = thp ? kernel_mprotect_split_us() : 0;
-	if (h1_set == 0)
-		hugetlb_1g(0);
 
 	uint64_t arena = (uint64_t)nt[nnt - 1] * GiB + GiB;
 	progress("measuring hugemm (populating a %llu GiB arena first) ...\n",
