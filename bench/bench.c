@@ -7,7 +7,8 @@
  *  - Rates (GB/s) are the BEST of --rounds timed rounds, taken after one
  *    untimed warm-up round: the memory is touched once and released first,
  *    so that neither side pays the host's first touch of never-used memory
- *    (on a VM that is slow and lazy). Latencies are medians over many
+ *    (on a VM that is slow and lazy; hugemm's arena is populated at
+ *    creation, HM_POPULATE_ARENA, for the same reason). Latencies are medians over many
  *    samples; the fork and access times are the best of the rounds.
  *    Noise from other work only slows a round, so the best is the figure
  *    closest to what the machine can do, for both sides alike.
@@ -29,8 +30,9 @@
  *    default 2 MiB pages, MADV_HUGEPAGE for 1 GiB pages; the page size is
  *    checked with hm_query. The kernel: plain stores into mmap'ed memory
  *    with MADV_NOHUGEPAGE, MADV_HUGEPAGE (if THP is not "never"), and
- *    MAP_HUGETLB | MAP_HUGE_1GB (one 1 GiB page reserved for the run where
- *    the host allows it).
+ *    MAP_HUGETLB | MAP_HUGE_1GB (where the host has no 1 GiB page, one is
+ *    reserved for those rows only, if it lets us). The share of the
+ *    kernel's MADV_HUGEPAGE memory it really backed with THPs is checked.
  *  - Access: hm_read / hm_write of 8 bytes, the same address (TLB hit) or
  *    random pages over 256 MiB (a miss).
  *  - Splits: through the public API, hm_mprotect of ONE 4 KiB page inside a
@@ -44,6 +46,10 @@
  *  - Map changes next to readers: p50/p99 of a 4 KiB mprotect and munmap
  *    with 0, 1 and 3 threads reading the same mm.
  *  - hm_system_create of 256 GiB: time and host memory it adds.
+ *
+ * Each figure is one row: hugemm's value, the baseline's, the ratio (how
+ * many times better hugemm is; against a limit, the share of it reached),
+ * and the goal, met or MISSED (see util.h); --json FILE writes them all.
  *
  *   hmbench [--rounds N] [--fork-gib N] [--json FILE]   (--fork-gib 0 skips fork)
  *   HMBENCH_ONLY_MAP_LATENCY=1 hmbench                   (only the map-change latencies)
