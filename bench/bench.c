@@ -1048,11 +1048,11 @@ int main(int argc, char **argv)
 
 		snprintf(name, sizeof(name), "fault-in, 4 KiB pages, %d threads", nt[i]);
 		fig(name, h4[i], "GB/s", true, base, h4[0], false, ">=1.7x", NULL);
-		snprintf(name, sizeof(name), "  kernel, 4 KiB pages, %d threads", nt[i]);
+		snprintf(name, sizeof(name), "kernel fault-in, 4 KiB pages, %d threads", nt[i]);
 		fig(name, k4[i], "GB/s", true, "kernel, 1 thread", k4[0], false, NULL, NULL);
 		snprintf(name, sizeof(name), "fault-in, 2 MiB pages, %d threads", nt[i]);
 		fig(name, h2[i], "GB/s", true, base, h2[0], false, ">=1.7x", NULL);
-		snprintf(name, sizeof(name), "  kernel, 2 MiB pages, %d threads", nt[i]);
+		snprintf(name, sizeof(name), "kernel fault-in, 2 MiB pages, %d threads", nt[i]);
 		fig(name, k2[i], "GB/s", true, "kernel, 1 thread", k2[0], false, NULL, NULL);
 		if (nt[i] == 2) {
 			fig_limit("fault-in, 2 MiB pages, 2 threads vs zeroing", h2[i], "GB/s",
