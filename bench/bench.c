@@ -142,44 +142,26 @@ static void zero_memset(void *p, size_t n)
 	__asm__ volatile("" : : "r"(p) : "memory");
 }
 
-__attribute__((target("sse2"))) static void zero_nt_sse2(void *p, size_t n)
-{
-	__m128i z = _mm_setzero_si128(), *d = p;
-
-	for (size_t i = 0; i < n / 16; i += 4) {
-		_mm_stream_si128(d + i, z);
-		_mm_stream_si128(d + i + 1, z);
-		_mm_stream_si128(d + i + 2, z);
-		_mm_stream_si128(d + i + 3, z);
+/* Non-temporal zeroing with vectors of @type, four stores a step, fenced
+ * at the end as a fault's zeroing is; compiled for @isa whatever the
+ * build's flags, and called only where the CPU has it. */
+#define ZERO_NT(fn, isa, type, setzero, stream)					\
+	__attribute__((target(isa))) static void fn(void *p, size_t n)		\
+	{									\
+		type z = setzero(), *d = p;					\
+										\
+		for (size_t i = 0; i < n / sizeof(type); i += 4) {		\
+			stream(d + i, z);					\
+			stream(d + i + 1, z);					\
+			stream(d + i + 2, z);					\
+			stream(d + i + 3, z);					\
+		}								\
+		_mm_sfence();							\
 	}
-	_mm_sfence();
-}
 
-__attribute__((target("avx2"))) static void zero_nt_avx2(void *p, size_t n)
-{
-	__m256i z = _mm256_setzero_si256(), *d = p;
-
-	for (size_t i = 0; i < n / 32; i += 4) {
-		_mm256_stream_si256(d + i, z);
-		_mm256_stream_si256(d + i + 1, z);
-		_mm256_stream_si256(d + i + 2, z);
-		_mm256_stream_si256(d + i + 3, z);
-	}
-	_mm_sfence();
-}
-
-__attribute__((target("avx512f"))) static void zero_nt_avx512(void *p, size_t n)
-{
-	__m512i z = _mm512_setzero_si512(), *d = p;
-
-	for (size_t i = 0; i < n / 64; i += 4) {
-		_mm512_stream_si512(d + i, z);
-		_mm512_stream_si512(d + i + 1, z);
-		_mm512_stream_si512(d + i + 2, z);
-		_mm512_stream_si512(d + i + 3, z);
-	}
-	_mm_sfence();
-}
+ZERO_NT(zero_nt_sse2, "sse2", __m128i, _mm_setzero_si128, _mm_stream_si128)
+ZERO_NT(zero_nt_avx2, "avx2", __m256i, _mm256_setzero_si256, _mm256_stream_si256)
+ZERO_NT(zero_nt_avx512, "avx512f", __m512i, _mm512_setzero_si512, _mm512_stream_si512)
 
 #define NZERO 4
 static const struct {
@@ -324,19 +306,24 @@ static bool hugetlb_1g_reserve(void)
 	return hugetlb_1g(-1) >= 1;
 }
 
-/* AnonHugePages of this process, kB. */
-static long anon_huge_kb(void)
+/* The "@key: N kB" line of a /proc file of this process, kB; -1 if none. */
+static long proc_kb(const char *path, const char *key)
 {
 	char line[256];
 	long kb = -1;
-	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	FILE *f = fopen(path, "r");
 
 	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "AnonHugePages:", 14))
-			kb = atol(line + 14);
+		if (!strncmp(line, key, strlen(key)) && line[strlen(key)] == ':')
+			kb = atol(line + strlen(key) + 1);
 	if (f)
 		fclose(f);
 	return kb;
+}
+
+static long anon_huge_kb(void)
+{
+	return proc_kb("/proc/self/smaps_rollup", "AnonHugePages");
 }
 
 /* An anonymous host mapping of @len, 2 MiB-aligned; *base, *maplen for
@@ -624,20 +611,6 @@ struct fork_res {
 	double fork_ms, pt_mib, cow_us;
 };
 
-static long vm_pte_kb(void)
-{
-	char line[256];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmPTE:", 6))
-			kb = atol(line + 6);
-	if (f)
-		fclose(f);
-	return kb;
-}
-
 /* In a helper process: map and touch the parent's memory; a warm-up fork,
  * then the rounds: fork, the child measures its page tables and one
  * copy-on-write fault per huge page (or per 64 pages), median, and exits.
@@ -673,7 +646,7 @@ static struct fork_res kernel_fork(int advice, uint64_t step)
 					p[off] = 2;
 					t[n++] = (now() - t1) * 1e6;
 				}
-				struct fork_res cr = { 0, vm_pte_kb() / 1024.0, median(t, n) };
+				struct fork_res cr = { 0, proc_kb("/proc/self/status", "VmPTE") / 1024.0, median(t, n) };
 				if (write(cfd[1], &cr, sizeof(cr)) < 0)
 					_exit(1);
 				_exit(0);
