@@ -185,7 +185,7 @@ static inline bool goal_holds(const char *goal, double x)
 /* Print a section's title and the column heads. */
 static inline void table(const char *title)
 {
-	printf("\n%s\n%-44s %16s  %-36s %16s  %9s  %s\n", title, "", "hugemm", "baseline (same run)", "",
+	printf("\n%s\n%-44s %16s  %-36s %16s  %9s  %s\n", title, "", "value", "baseline (same run)", "",
 	       "ratio", "goal");
 }
 
