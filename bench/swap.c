@@ -177,6 +177,11 @@ static void direct_reclaim(double *p50, double *p99, double *f50, double *f99)
 	hm_system_destroy(sys);
 }
 
+static void remove_swap_file(void)
+{
+	unlink(path);
+}
+
 static const char *above_device =
 	"swap I/O goes through the same file and page cache as the baseline, so a rate above\n"
 	"    the file's own sequential speed in the same run is noise or less data written:\n"
@@ -209,13 +214,13 @@ int main(int argc, char **argv)
 	double dw, dr, o2, i2, o4, i4, p50 = 0, p99 = 0, f50 = 0, f99 = 0;
 
 	progress("swap: the file's own speed ...\n");
+	atexit(remove_swap_file);	/* also when a step dies */
 	device_limit(bytes, &dw, &dr);
 	progress("swap: hugemm, 2 MiB and 4 KiB pages ...\n");
 	hugemm_swap(bytes, true, &o2, &i2);
 	hugemm_swap(bytes, false, &o4, &i4);
 	progress("swap: direct reclaim ...\n");
 	direct_reclaim(&p50, &p99, &f50, &f99);
-	unlink(path);
 
 	table("Swap (the baseline is the swap file's own sequential speed: a LIMIT)");
 	fig("swap file, sequential write", dw, "GB/s", true, NULL, 0, false, NULL, NULL);
