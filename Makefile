@@ -3,7 +3,10 @@
 #   make demo            build and run the demo (hugemm demo)
 #   make check           build and run the test suite (DEBUG=2)
 #   make check SAN=address,undefined   or   SAN=thread
-#   make bench           benchmarks against the host kernel and memset
+#   make bench           every benchmark, each figure next to its same-run baseline
+#                        (the zeroing limit, the host kernel, copies, the device)
+#   make bench-json      the same, and the figures to BENCH_JSON (build/bench.json);
+#                        scripts/bench-compare OLD.json NEW.json flags regressions
 #   make bench-migrate   hm_migrate against memcpy (issue 9)
 #   make bench-swap      swap-out and swap-in against pwrite/pread
 #   make bench-collapse  MADV_COLLAPSE against memcpy, khugepaged CPU cost
@@ -45,7 +48,8 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-all bench bench-swap bench-migrate bench-collapse install clean deps
+.PHONY: all lib tests demo check check-all bench bench-json bench-build bench-swap bench-migrate \
+	bench-collapse install clean deps
 
 all: lib $(BUILD)/hugemm tests
 
@@ -104,13 +108,23 @@ check-all:
 	$(MAKE) check SAN=address,undefined
 	$(MAKE) check SAN=thread
 
-bench: deps
-	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench build/plain-d0/hmbench-swap \
-		build/plain-d0/hmbench-migrate build/plain-d0/hmbench-collapse
-	build/plain-d0/hmbench $(BENCH_ARGS)
-	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
-	build/plain-d0/hmbench-migrate $(BENCH_MIGRATE_ARGS)
-	build/plain-d0/hmbench-collapse $(BENCH_COLLAPSE_ARGS)
+# Timings are only worth something on a quiet machine: on a shared one, run
+# under a lock, e.g. `make bench-build && flock /tmp/hm-bench.lock make bench`.
+BENCH_JSON ?= build/bench.json
+BENCH_PROGS := build/plain-d0/hmbench build/plain-d0/hmbench-swap build/plain-d0/hmbench-migrate \
+	build/plain-d0/hmbench-collapse
+BENCH_ENV = BENCH_ARGS="$(BENCH_ARGS)" BENCH_SWAP_ARGS="$(BENCH_SWAP_ARGS)" \
+	BENCH_MIGRATE_ARGS="$(BENCH_MIGRATE_ARGS)" BENCH_COLLAPSE_ARGS="$(BENCH_COLLAPSE_ARGS)"
+
+bench-build: deps
+	@$(MAKE) --no-print-directory DEBUG=0 $(BENCH_PROGS)
+
+bench: bench-build
+	@$(BENCH_ENV) scripts/bench-run build/plain-d0
+
+bench-json: bench-build
+	@mkdir -p $(dir $(BENCH_JSON))
+	@$(BENCH_ENV) scripts/bench-run -j $(BENCH_JSON) build/plain-d0
 
 # Only the migration benchmark (issue 9).
 bench-migrate: deps

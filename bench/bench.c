@@ -1,40 +1,73 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * hmbench — hugemm against the host kernel and memset, in the same run.
+ * hmbench — hugemm against the limits of this machine and the host kernel,
+ * every ratio taken within one run.
  *
- * Fault-in: map 1 GiB, write 8 bytes into every 4 KiB page, unmap; for
- * hugemm (hm_write through its MMU) and for the host kernel (a plain store
- * into mmap'ed memory, MADV_NOHUGEPAGE / MADV_HUGEPAGE / MAP_HUGETLB 1 GiB).
- * On a VM the host backs never-touched memory lazily and slowly, so round 1
- * warms and the median of the later rounds is reported, for both sides;
- * hugemm's arena is pre-populated (HM_POPULATE_ARENA).
- * Splits: hm__split on freshly faulted pages. Access: hm_read/hm_write of 8
- * bytes on a TLB hit and on a miss (random pages over a range far larger
- * than the TLB).
+ * Method (the same for both sides of every ratio):
+ *  - Rates (GB/s) are the BEST of --rounds timed rounds, taken after one
+ *    untimed warm-up round: the memory is touched once and released first,
+ *    so that neither side pays the host's first touch of never-used memory
+ *    (on a VM that is slow and lazy; hugemm's arena is populated at
+ *    creation, HM_POPULATE_ARENA, for the same reason). Latencies are medians over many
+ *    samples; the fork and access times are the best of the rounds.
+ *    Noise from other work only slows a round, so the best is the figure
+ *    closest to what the machine can do, for both sides alike.
+ *  - The zeroing limit: each way to zero this CPU has — memset(0) and
+ *    non-temporal stores with SSE2, AVX2 and AVX-512 where the CPU has them
+ *    (chosen at run time, so the program runs on any x86-64) — over 1 GiB
+ *    of memory touched before (on host huge pages, as hugemm's arena), in
+ *    2 MiB chunks as a fault zeroes them, each fenced; rounds interleaved
+ *    across the ways. It is measured before the fault rows, after each
+ *    round of hugemm's huge-page fault-in (so that it sees the machine as
+ *    busy as the faults did) and after all, and the best of all kept, so
+ *    the limit is never understated.
+ *    The 2-thread limit: 2 threads zero 1 GiB each, disjoint, at once.
+ *    A fault must zero what it maps, so a fault-in rate above the limit is
+ *    marked "(!)": it cannot be true unless the zeroing was done ahead.
+ *  - Fault-in: the time of writing 8 bytes into every 4 KiB page of
+ *    freshly mapped memory (1 GiB per thread), from 1 and 2 threads (4
+ *    where the machine has 4 cores), disjoint ranges in ONE address space;
+ *    the map before and the unmap after are not in it (the unmap has its
+ *    own row). hugemm: hm_write through its MMU, with MADV_NOHUGEPAGE,
+ *    default 2 MiB pages, MADV_HUGEPAGE for 1 GiB pages; the page size is
+ *    checked with hm_query. The kernel: plain stores into mmap'ed memory
+ *    with MADV_NOHUGEPAGE, MADV_HUGEPAGE (if THP is not "never"), and
+ *    MAP_HUGETLB | MAP_HUGE_1GB (where the host has no 1 GiB page, one is
+ *    reserved for those rows only, if it lets us). The share of the
+ *    kernel's MADV_HUGEPAGE memory it really backed with THPs is checked.
+ *  - Access: hm_read / hm_write of 8 bytes, the same address (TLB hit) or
+ *    random pages over 256 MiB (a miss).
+ *  - Splits: through the public API, hm_mprotect of ONE 4 KiB page inside a
+ *    freshly faulted 2 MiB / 1 GiB page (VMA split included), next to the
+ *    kernel's mprotect of one page inside a THP; and hm__split alone.
+ *  - Fork: a parent with --fork-gib GiB mapped as 4 KiB, 2 MiB or 1 GiB
+ *    pages, forked by hugemm and, in a helper process holding only that
+ *    mapping, by the host kernel: a warm-up fork, then the best of the
+ *    rounds; the child's page-table memory; the median first write to a
+ *    shared page (copy-on-write) in the child.
+ *  - Map changes next to readers: p50/p99 of a 4 KiB mprotect and munmap
+ *    with 0, 1 and 3 threads reading the same mm.
+ *  - hm_system_create of 256 GiB: time and host memory it adds.
  *
- * Fork: a parent with 8 GiB mapped as 1 GiB, 2 MiB and 4 KiB pages, forked
- * by hugemm and, in a helper process holding only that mapping, by the
- * host kernel; the time, the child's page-table memory, and the cost of the
- * first write to a shared page (copy-on-write) in the child.
+ * Each figure is one row: hugemm's value, the baseline's, the ratio (how
+ * many times better hugemm is; against a limit, the share of it reached),
+ * and the goal, met or MISSED (see util.h); --json FILE writes them all.
  *
- * Map changes next to readers: p50/p99 of a 4 KiB mprotect and munmap with
- * 0, 1 and 3 threads reading the same mm.
- *
- *   hmbench [--rounds N] [--fork-gib N]   (--fork-gib 0 skips the fork part)
- *   HMBENCH_ONLY_MAP_LATENCY=1 hmbench    (only the map-change latencies)
+ *   hmbench [--rounds N] [--fork-gib N] [--json FILE]   (--fork-gib 0 skips fork)
+ *   HMBENCH_ONLY_MAP_LATENCY=1 hmbench                   (only the map-change latencies)
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,77 +83,183 @@
 /* Internal entry points, for benchmarks (not part of the public API). */
 int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
 
+#define MAX_ROUNDS 16
+#define MAX_THREADS 4
+
 static int rounds = 5;
 static uint64_t fork_gib = 8;
 
+/* --- running threads at once --- */
 
-/* Median of the rounds after the first (the first warms the host). */
-static double warm_median(double *v, int n)
+struct par {
+	pthread_t th;
+	pthread_barrier_t *bar;
+	void (*work)(void *arg, int i);
+	void *arg;
+	int i;
+	double t0, t1;
+};
+
+static void *par_run(void *arg)
 {
-	if (n > 1) {
-		v++;
-		n--;
+	struct par *p = arg;
+
+	pthread_barrier_wait(p->bar);
+	p->t0 = now();
+	p->work(p->arg, p->i);
+	p->t1 = now();
+	return NULL;
+}
+
+/* Run work(arg, 0..n-1) in @n threads started together: seconds from the
+ * first start to the last end. */
+static double run_parallel(int n, void (*work)(void *arg, int i), void *arg)
+{
+	struct par p[MAX_THREADS];
+	pthread_barrier_t bar;
+
+	pthread_barrier_init(&bar, NULL, (unsigned)n);
+	for (int i = 0; i < n; i++) {
+		p[i] = (struct par){ .bar = &bar, .work = work, .arg = arg, .i = i };
+		if (pthread_create(&p[i].th, NULL, par_run, &p[i]))
+			die("pthread_create", errno);
 	}
-	qsort(v, (size_t)n, sizeof(*v), cmp);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "hmbench: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static void machine(void)
-{
-	print_machine();
-	printf("rounds: %d (median of rounds 2..%d reported)\n\n", rounds, rounds);
-}
-
-/* --- the host --- */
-
-/* memset of warm memory: the zeroing limit. 2 MiB-aligned and backed by
- * host huge pages, like hugemm's arena, so the comparison is fair. */
-static double memset_gbs(void)
-{
-	double t[16];
-	uint8_t *m = mmap(NULL, GiB + 2 * MiB, RW, PA, -1, 0);
-
-	if (m == MAP_FAILED)
-		die("mmap", errno);
-	uint8_t *p = (uint8_t *)(((uintptr_t)m + 2 * MiB - 1) & ~(2 * MiB - 1));
-	madvise(p, GiB, MADV_HUGEPAGE);
-	for (int r = 0; r < rounds; r++) {
-		double t0 = now();
-		memset(p, r, GiB);
-		t[r] = GiB / (now() - t0) / 1e9;
+	double t0 = 1e300, t1 = 0;
+	for (int i = 0; i < n; i++) {
+		pthread_join(p[i].th, NULL);
+		t0 = fmin(t0, p[i].t0);
+		t1 = fmax(t1, p[i].t1);
 	}
-	munmap(m, GiB + 2 * MiB);
-	return warm_median(t, rounds);
+	pthread_barrier_destroy(&bar);
+	return t1 - t0;
 }
 
-/* GB/s of the host kernel faulting 1 GiB in; 0 if it cannot map it. */
-static double kernel_fault(int advice, int extra_flags)
+/* --- the zeroing limit --- */
+
+#define CHUNK (2 * MiB)
+
+static void zero_memset(void *p, size_t n)
 {
-	double t[16];
-
-	for (int r = 0; r < rounds; r++) {
-		double t0 = now();
-		volatile uint8_t *p = mmap(NULL, GiB, RW, PA | extra_flags, -1, 0);
-
-		if (p == MAP_FAILED)
-			return 0;
-		if (advice)
-			madvise((void *)p, GiB, advice);
-		for (uint64_t off = 0; off < GiB; off += 4096)
-			*(volatile uint64_t *)(p + off) = off;
-		munmap((void *)p, GiB);
-		t[r] = GiB / (now() - t0) / 1e9;
-	}
-	return warm_median(t, rounds);
+	memset(p, 0, n);
+	__asm__ volatile("" : : "r"(p) : "memory");
 }
 
-/* Reserve one 1 GiB hugetlb page for the run if we may, and give it back. */
+/* Non-temporal zeroing with vectors of @type, four stores a step, fenced
+ * at the end as a fault's zeroing is; compiled for @isa whatever the
+ * build's flags, and called only where the CPU has it. */
+#define ZERO_NT(fn, isa, type, setzero, stream)					\
+	__attribute__((target(isa))) static void fn(void *p, size_t n)		\
+	{									\
+		type z = setzero(), *d = p;					\
+										\
+		for (size_t i = 0; i < n / sizeof(type); i += 4) {		\
+			stream(d + i, z);					\
+			stream(d + i + 1, z);					\
+			stream(d + i + 2, z);					\
+			stream(d + i + 3, z);					\
+		}								\
+		_mm_sfence();							\
+	}
+
+ZERO_NT(zero_nt_sse2, "sse2", __m128i, _mm_setzero_si128, _mm_stream_si128)
+ZERO_NT(zero_nt_avx2, "avx2", __m256i, _mm256_setzero_si256, _mm256_stream_si256)
+ZERO_NT(zero_nt_avx512, "avx512f", __m512i, _mm512_setzero_si512, _mm512_stream_si512)
+
+#define NZERO 4
+static const struct {
+	const char *name;
+	void (*fn)(void *p, size_t n);
+} zeroes[NZERO] = {
+	{ "memset(0)", zero_memset },
+	{ "NT stores, SSE2", zero_nt_sse2 },
+	{ "NT stores, AVX2", zero_nt_avx2 },
+	{ "NT stores, AVX-512", zero_nt_avx512 },
+};
+
+/* Does this CPU (and its OS) have what zeroes[i] needs?
+ * (__builtin_cpu_supports takes only a literal.) */
+static bool zero_supported(int i)
+{
+	__builtin_cpu_init();
+	switch (i) {
+	case 1: return __builtin_cpu_supports("sse2");
+	case 2: return __builtin_cpu_supports("avx2");
+	case 3: return __builtin_cpu_supports("avx512f");
+	default: return true;
+	}
+}
+
+/* Two host buffers of 1 GiB, touched once (one per zeroing thread). */
+static char *zbuf[2];
+
+struct zero_job {
+	int way;
+};
+
+static void zero_work(void *arg, int i)
+{
+	struct zero_job *j = arg;
+
+	for (uint64_t off = 0; off < GiB; off += CHUNK)
+		zeroes[j->way].fn(zbuf[i] + off, CHUNK);
+}
+
+/* GB/s of each way to zero, 1 thread (gbs1) and 2 threads at once (gbs2),
+ * best of all rounds so far. */
+static double zero_gbs1[NZERO], zero_gbs2[NZERO];
+
+/* @n more rounds of every way, 1 and 2 threads. */
+static void zeroing_limit(int n)
+{
+	for (int i = 0; i < 2; i++)
+		if (!zbuf[i]) {
+			zbuf[i] = host_buffer(GiB);
+			memset(zbuf[i], 1, GiB);
+		}
+	for (int r = 0; r < n; r++)
+		for (int w = 0; w < NZERO; w++) {
+			struct zero_job j = { w };
+
+			if (!zero_supported(w))
+				continue;
+			zero_gbs1[w] = fmax(zero_gbs1[w], GiB / run_parallel(1, zero_work, &j) / 1e9);
+			zero_gbs2[w] = fmax(zero_gbs2[w], 2 * GiB / run_parallel(2, zero_work, &j) / 1e9);
+		}
+}
+
+static int zero_best(const double *gbs)
+{
+	int b = 0;
+
+	for (int w = 1; w < NZERO; w++)
+		if (gbs[w] > gbs[b])
+			b = w;
+	return b;
+}
+
+/* --- the host kernel --- */
+
+static char thp_enabled[64] = "unknown", thp_defrag[64] = "unknown";
+
+/* The bracketed word of a sysfs choice file ("always [madvise] never"). */
+static void sysfs_choice(const char *path, char *out, size_t size)
+{
+	char buf[256];
+	FILE *f = fopen(path, "r");
+
+	if (f && fgets(buf, sizeof(buf), f)) {
+		char *a = strchr(buf, '['), *b = a ? strchr(a, ']') : NULL;
+
+		if (a && b) {
+			*b = 0;
+			snprintf(out, size, "%s", a + 1);
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* nr_hugepages of 1 GiB pages: read, and set when @set >= 0. */
 static long hugetlb_1g(long set)
 {
 	const char *path = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
@@ -128,6 +267,8 @@ static long hugetlb_1g(long set)
 	long old = -1;
 	int fd = open(path, O_RDWR);
 
+	if (fd < 0)
+		fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -1;
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -144,65 +285,239 @@ static long hugetlb_1g(long set)
 	return old;
 }
 
+static bool hugetlb_set;	/* nr_hugepages raised from 0 to 1 by us */
+
+/* Give the reserved page back (also at exit, whatever ends the run). */
+static void hugetlb_1g_release(void)
+{
+	if (hugetlb_set)
+		hugetlb_1g(0);
+	hugetlb_set = false;
+}
+
+/* Is there a 1 GiB hugetlb page for the kernel's 1 GiB rows? Reserve one
+ * if there is none and the host lets us. */
+static bool hugetlb_1g_reserve(void)
+{
+	static bool registered;
+
+	if (!registered)
+		atexit(hugetlb_1g_release);
+	registered = true;
+	if (hugetlb_1g(-1) == 0 && hugetlb_1g(1) == 0)
+		hugetlb_set = true;
+	return hugetlb_1g(-1) >= 1;
+}
+
+/* The "@key: N kB" line of a /proc file of this process, kB; -1 if none. */
+static long proc_kb(const char *path, const char *key)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen(path, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)) && line[strlen(key)] == ':')
+			kb = atol(line + strlen(key) + 1);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static long anon_huge_kb(void)
+{
+	return proc_kb("/proc/self/smaps_rollup", "AnonHugePages");
+}
+
+/* An anonymous host mapping of @len, 2 MiB-aligned; *base, *maplen for
+ * munmap. NULL if the host refuses. */
+static uint8_t *host_map(uint64_t len, int advice, int flags, uint8_t **base, uint64_t *maplen)
+{
+	uint64_t extra = flags & MAP_HUGETLB ? 0 : 2 * MiB;
+	uint8_t *m = mmap(NULL, len + extra, RW, PA | flags, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	uint8_t *p = extra ? (uint8_t *)(((uintptr_t)m + extra - 1) & ~(extra - 1)) : m;
+	if (advice)
+		madvise(p, len, advice);
+	*base = m;
+	*maplen = len + extra;
+	return p;
+}
+
+struct kfault {
+	uint8_t *p[MAX_THREADS], *base[MAX_THREADS];
+	uint64_t len, maplen;
+};
+
+static void kernel_touch(void *arg, int i)
+{
+	struct kfault *k = arg;
+
+	for (uint64_t off = 0; off < k->len; off += 4096)
+		*(volatile uint64_t *)(k->p[i] + off) = off;
+}
+
+/* The least share of a MADV_HUGEPAGE round the host backed with THPs. */
+static double kernel_thp = 1;
+
+/*
+ * GB/s of the host kernel faulting @len per thread in, @n threads in one
+ * process; 0 if it cannot map it. *unmap_ms: the best munmap of one
+ * thread's range.
+ */
+static double kernel_fault(int n, uint64_t len, int advice, int flags, double *unmap_ms)
+{
+	double t[MAX_ROUNDS] = { 0 }, u[MAX_ROUNDS] = { 0 };
+	struct kfault k = { .len = len };
+
+	for (int r = -1; r < rounds; r++) {	/* round -1 warms */
+		for (int i = 0; i < n; i++)
+			if (!(k.p[i] = host_map(len, advice, flags, &k.base[i], &k.maplen))) {
+				while (i--)
+					munmap(k.base[i], k.maplen);
+				return 0;
+			}
+		long kb0 = advice == MADV_HUGEPAGE ? anon_huge_kb() : 0;
+		double s = run_parallel(n, kernel_touch, &k);
+		if (advice == MADV_HUGEPAGE && r >= 0)	/* did the host give THPs? */
+			kernel_thp = fmin(kernel_thp, (anon_huge_kb() - kb0) / (double)(n * (len >> 10)));
+		double t0 = now();
+		munmap(k.base[0], k.maplen);
+		double us = now() - t0;
+		for (int i = 1; i < n; i++)
+			munmap(k.base[i], k.maplen);
+		if (r >= 0) {
+			t[r] = n * len / s / 1e9;
+			u[r] = -us * 1e3;
+		}
+	}
+	if (unmap_ms)
+		*unmap_ms = -best(u, rounds);
+	return best(t, rounds);
+}
+
+/* Microseconds (median) of the kernel's mprotect of one 4 KiB page inside
+ * a THP; 0 if the host gave no THPs. */
+static double kernel_mprotect_split_us(void)
+{
+	const uint64_t len = 128 * MiB;
+	double t[MAX_ROUNDS * 64];
+	uint8_t *base;
+	uint64_t maplen;
+	int n = 0;
+
+	for (int r = 0; r < rounds; r++) {
+		long kb0 = anon_huge_kb();
+		uint8_t *p = host_map(len, MADV_HUGEPAGE, 0, &base, &maplen);
+
+		if (!p)
+			return 0;
+		for (uint64_t off = 0; off < len; off += 2 * MiB)
+			p[off] = 1;
+		if (anon_huge_kb() - kb0 < (long)(len >> 10)) {	/* not all huge */
+			munmap(base, maplen);
+			return 0;
+		}
+		for (uint64_t off = 0; off < len; off += 2 * MiB) {
+			double t0 = now();
+
+			if (mprotect(p + off + 4096, 4096, PROT_READ))
+				die("mprotect", errno);
+			t[n++] = (now() - t0) * 1e6;
+		}
+		munmap(base, maplen);
+	}
+	return median(t, n);
+}
+
 /* --- hugemm --- */
 
 static struct hm_system *sys;
 
-static struct hm_system *make_system(void)
+static struct hm_system *make_system(uint64_t bytes)
 {
 	struct hm_config cfg;
 	struct hm_system *s;
-	int r;
 
 	hm_config_default(&cfg);
-	cfg.phys_bytes = 3 * GiB;
+	cfg.phys_bytes = bytes;
 	cfg.flags = HM_POPULATE_ARENA;
-	if ((r = hm_system_create(&cfg, &s)))
-		die("hm_system_create", r);
+	ok("hm_system_create", hm_system_create(&cfg, &s));
 	return s;
 }
 
 static uint64_t map(struct hm_mm *mm, uint64_t len, int advice)
 {
 	uint64_t a;
-	int r;
 
-	if ((r = hm_mmap(mm, 0, len, RW, PA, &a)) || (advice && (r = hm_madvise(mm, a, len, advice))))
-		die("hm_mmap", r);
+	ok("hm_mmap", hm_mmap(mm, 0, len, RW, PA, &a));
+	if (advice)
+		ok("hm_madvise", hm_madvise(mm, a, len, advice));
 	return a;
 }
 
 static void touch(struct hm_mm *mm, uint64_t a, uint64_t len)
 {
-	for (uint64_t off = 0; off < len; off += 4096) {
-		int r = hm_write(mm, a + off, &off, 8);
+	for (uint64_t off = 0; off < len; off += 4096)
+		ok("hm_write", hm_write(mm, a + off, &off, 8));
+}
 
-		if (r)
-			die("hm_write", r);
+static void want_size(struct hm_mm *mm, uint64_t a, uint64_t size)
+{
+	struct hm_mapping m;
+
+	ok("hm_query", hm_query(mm, a, &m));
+	if (m.size != size) {
+		fprintf(stderr, "hmbench: a page of %llu KiB where %llu KiB were meant\n",
+			(unsigned long long)m.size >> 10, (unsigned long long)size >> 10);
+		exit(1);
 	}
 }
 
-static double hugemm_fault(int advice, const char *want)
-{
-	double t[16];
+struct hfault {
 	struct hm_mm *mm;
-	uint64_t before;
+	uint64_t a[MAX_THREADS], len;
+};
 
-	hm_stat(sys, want, &before);
-	hm_mm_create(sys, &mm);
-	for (int r = 0; r < rounds; r++) {
+static void hugemm_touch(void *arg, int i)
+{
+	struct hfault *h = arg;
+
+	touch(h->mm, h->a[i], h->len);
+}
+
+/* As kernel_fault, for hugemm's pages of @size (chosen by @advice). */
+static double hugemm_fault(int n, uint64_t len, int advice, uint64_t size, double *unmap_ms)
+{
+	double t[MAX_ROUNDS] = { 0 }, u[MAX_ROUNDS] = { 0 };
+	struct hfault h = { .len = len };
+
+	ok("hm_mm_create", hm_mm_create(sys, &h.mm));
+	for (int r = -1; r < rounds; r++) {
+		for (int i = 0; i < n; i++)
+			h.a[i] = map(h.mm, len, advice);
+		double s = run_parallel(n, hugemm_touch, &h);
+		for (int i = 0; i < n; i++)
+			want_size(h.mm, h.a[i] + len - 8, size);
 		double t0 = now();
-		uint64_t a = map(mm, GiB, advice);
-		touch(mm, a, GiB);
-		hm_munmap(mm, a, GiB);
-		t[r] = GiB / (now() - t0) / 1e9;
+		ok("hm_munmap", hm_munmap(h.mm, h.a[0], len));
+		double us = now() - t0;
+		for (int i = 1; i < n; i++)
+			ok("hm_munmap", hm_munmap(h.mm, h.a[i], len));
+		hm_drain(sys);	/* the next round starts with every frame free */
+		if (r >= 0) {
+			t[r] = n * len / s / 1e9;
+			u[r] = -us * 1e3;
+		}
+		if (size > 4096)	/* the limit sees the same machine */
+			zeroing_limit(1);
 	}
-	hm_mm_destroy(mm);
-	uint64_t after;
-	hm_stat(sys, want, &after);
-	if (after == before)
-		fprintf(stderr, "hmbench: warning: no %s during the %s run\n", want, want);
-	return warm_median(t, rounds);
+	hm_mm_destroy(h.mm);
+	if (unmap_ms)
+		*unmap_ms = -best(u, rounds);
+	return best(t, rounds);
 }
 
 /* Median microseconds of hm__split(level) on fresh huge pages. */
@@ -212,51 +527,87 @@ static double split_us(uint64_t size, unsigned level)
 	double t[512];
 	int n = 0;
 
-	hm_mm_create(sys, &mm);
+	ok("hm_mm_create", hm_mm_create(sys, &mm));
 	for (int r = 0; r < rounds; r++) {
 		uint64_t a = map(mm, GiB, size == GiB ? MADV_HUGEPAGE : 0);
 
 		touch(mm, a, GiB);
+		want_size(mm, a, size);
 		for (uint64_t off = 0; off < GiB && n < (int)(sizeof(t) / sizeof(t[0])); off += size) {
 			double t0 = now();
 			int e = hm__split(mm, a + off, level);
 
 			t[n++] = (now() - t0) * 1e6;
-			if (e)
-				die("hm__split", e);
+			ok("hm__split", e);
 		}
 		hm_munmap(mm, a, GiB);
+		hm_drain(sys);
 	}
 	hm_mm_destroy(mm);
-	qsort(t, (size_t)n, sizeof(t[0]), cmp);
-	return t[n / 2];
+	return median(t, n);
 }
 
-/* Nanoseconds per 8-byte access: the same address (TLB hit) or random
- * pages of a @len range (a miss in a 256-entry 4 KiB TLB). */
+/* Median microseconds of hm_mprotect of ONE 4 KiB page inside a fresh
+ * huge page of @size (the split it needs and the VMA split included). */
+static double mprotect_split_us(uint64_t size)
+{
+	const uint64_t len = size == GiB ? GiB : 128 * MiB;
+	double t[MAX_ROUNDS * 64];
+	struct hm_mm *mm;
+	int n = 0;
+
+	ok("hm_mm_create", hm_mm_create(sys, &mm));
+	for (int r = 0; r < rounds; r++) {
+		uint64_t a = map(mm, len, size == GiB ? MADV_HUGEPAGE : 0);
+
+		for (uint64_t off = 0; off < len; off += size) {
+			ok("hm_write", hm_write(mm, a + off, &off, 8));
+			want_size(mm, a + off, size);
+		}
+		for (uint64_t off = 0; off < len; off += size) {
+			double t0 = now();
+			int e = hm_mprotect(mm, a + off + 4096, 4096, PROT_READ);
+
+			t[n++] = (now() - t0) * 1e6;
+			ok("hm_mprotect", e);
+		}
+		want_size(mm, a + 4096, 4096);
+		hm_munmap(mm, a, len);
+		hm_drain(sys);
+	}
+	hm_mm_destroy(mm);
+	return median(t, n);
+}
+
+/* Nanoseconds per 8-byte access, best of the rounds: the same address (TLB
+ * hit) or random pages of a @len range (a miss in a 256-entry 4 KiB TLB). */
 static double access_ns(bool write, bool miss, int advice)
 {
 	const uint64_t len = 256 * MiB, n = 4000000;
 	struct hm_mm *mm;
 	uint64_t v = 0, x = 88172645463325252ull;
+	double t[MAX_ROUNDS];
 
-	hm_mm_create(sys, &mm);
+	ok("hm_mm_create", hm_mm_create(sys, &mm));
 	uint64_t a = map(mm, len, advice);
 	touch(mm, a, len);
-	double t0 = now();
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t va = a;
+	for (int r = 0; r < rounds; r++) {
+		double t0 = now();
 
-		if (miss) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			va = a + (x % (len / 4096)) * 4096;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t va = a;
+
+			if (miss) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				va = a + (x % (len / 4096)) * 4096;
+			}
+			if (write ? hm_write(mm, va, &i, 8) : hm_read(mm, va, &v, 8))
+				die("access", -EFAULT);
 		}
-		if (write ? hm_write(mm, va, &i, 8) : hm_read(mm, va, &v, 8))
-			die("access", -EFAULT);
+		t[r] = -(now() - t0) / n * 1e9;
 	}
-	double ns = (now() - t0) / n * 1e9;
 	hm_mm_destroy(mm);
-	return ns;
+	return -best(t, rounds);
 }
 
 /* --- fork --- */
@@ -265,23 +616,10 @@ struct fork_res {
 	double fork_ms, pt_mib, cow_us;
 };
 
-static long vm_pte_kb(void)
-{
-	char line[256];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmPTE:", 6))
-			kb = atol(line + 6);
-	if (f)
-		fclose(f);
-	return kb;
-}
-
-/* In a helper process: map and touch the parent's memory, fork, report.
- * The child measures its own page tables and one copy-on-write fault per
- * huge page (or per 64 pages), median. */
+/* In a helper process: map and touch the parent's memory; a warm-up fork,
+ * then the rounds: fork, the child measures its page tables and one
+ * copy-on-write fault per huge page (or per 64 pages), median, and exits.
+ * The best fork time; the child's figures of the last round. */
 static struct fork_res kernel_fork(int advice, uint64_t step)
 {
 	struct fork_res res = { 0, 0, 0 };
@@ -291,39 +629,41 @@ static struct fork_res kernel_fork(int advice, uint64_t step)
 		return res;
 	pid_t helper = fork();
 	if (helper == 0) {
-		uint64_t len = fork_gib * GiB;
-		uint8_t *p = mmap(NULL, len, RW, PA, -1, 0);
+		uint64_t len = fork_gib * GiB, maplen;
+		uint8_t *base, *p = host_map(len, advice, 0, &base, &maplen);
+		double best_ms = 1e300;
+		int cfd[2];
 
-		if (p == MAP_FAILED)
+		if (!p || pipe(cfd))
 			_exit(1);
-		madvise(p, len, advice);
 		for (uint64_t off = 0; off < len; off += 4096)
 			p[off] = 1;
-		int cfd[2];
-		if (pipe(cfd))
-			_exit(1);
-		double t0 = now();
-		pid_t c = fork();
-		if (c == 0) {
-			double t[64];
-			int n = 0;
+		for (int r = -1; r < rounds; r++) {
+			double t0 = now();
+			pid_t c = fork();
 
-			for (uint64_t off = 8; off < len && n < 64; off += step) {
-				double t1 = now();
-				p[off] = 2;
-				t[n++] = (now() - t1) * 1e6;
+			if (c == 0) {
+				double t[64];
+				int n = 0;
+
+				for (uint64_t off = 8; off < len && n < 64; off += step) {
+					double t1 = now();
+					p[off] = 2;
+					t[n++] = (now() - t1) * 1e6;
+				}
+				struct fork_res cr = { 0, proc_kb("/proc/self/status", "VmPTE") / 1024.0, median(t, n) };
+				if (write(cfd[1], &cr, sizeof(cr)) < 0)
+					_exit(1);
+				_exit(0);
 			}
-			qsort(t, (size_t)n, sizeof(t[0]), cmp);
-			struct fork_res r = { 0, vm_pte_kb() / 1024.0, t[n / 2] };
-			if (write(cfd[1], &r, sizeof(r)) < 0)
+			double ms = (now() - t0) * 1e3;
+			if (c < 0 || read(cfd[0], &res, sizeof(res)) != sizeof(res))
 				_exit(1);
-			_exit(0);
+			waitpid(c, NULL, 0);
+			if (r >= 0)
+				best_ms = fmin(best_ms, ms);
 		}
-		double ms = (now() - t0) * 1e3;
-		if (read(cfd[0], &res, sizeof(res)) != sizeof(res))
-			_exit(1);
-		waitpid(c, NULL, 0);
-		res.fork_ms = ms;
+		res.fork_ms = best_ms;
 		if (write(pfd[1], &res, sizeof(res)) < 0)
 			_exit(1);
 		_exit(0);
@@ -340,43 +680,43 @@ static struct fork_res kernel_fork(int advice, uint64_t step)
  * table blocks are not paid at the host's first-touch speed. */
 static struct hm_system *fork_sys;
 
-static struct fork_res hugemm_fork(int advice, uint64_t step)
+static struct fork_res hugemm_fork(int advice, uint64_t step, uint64_t size)
 {
-	struct fork_res res;
+	struct fork_res res = { 1e300, 0, 0 };
 	struct hm_mm *mm, *child;
 	uint64_t a, len = fork_gib * GiB, pt0, pt1;
-	double t[64];
-	int n = 0, r;
 
-	if (!fork_sys) {
-		struct hm_config cfg;
-
-		hm_config_default(&cfg);
-		cfg.phys_bytes = len + GiB;
-		cfg.flags = HM_POPULATE_ARENA;
-		if ((r = hm_system_create(&cfg, &fork_sys)))
-			die("hm_system_create", r);
-	}
-	hm_mm_create(fork_sys, &mm);
-	if ((r = hm_mmap(mm, 0, len, RW, PA, &a)) || (advice && (r = hm_madvise(mm, a, len, advice))))
-		die("hm_mmap", r);
+	if (!fork_sys)
+		fork_sys = make_system(len + GiB);
+	ok("hm_mm_create", hm_mm_create(fork_sys, &mm));
+	ok("hm_mmap", hm_mmap(mm, 0, len, RW, PA, &a));
+	if (advice)
+		ok("hm_madvise", hm_madvise(mm, a, len, advice));
 	touch(mm, a, len);
-	hm_stat(fork_sys, "pgtable_bytes", &pt0);
-	double t0 = now();
-	if ((r = hm_fork(mm, &child)))
-		die("hm_fork", r);
-	res.fork_ms = (now() - t0) * 1e3;
-	hm_stat(fork_sys, "pgtable_bytes", &pt1);
-	res.pt_mib = (pt1 - pt0) / (double)MiB;
-	for (uint64_t off = 8; off < len && n < 64; off += step) {
-		double t1 = now();
-		if ((r = hm_write(child, a + off, &off, 8)))
-			die("hm_write", r);
-		t[n++] = (now() - t1) * 1e6;
+	want_size(mm, a, size);
+	for (int r = -1; r < rounds; r++) {
+		double t[64];
+		int n = 0;
+
+		hm_stat(fork_sys, "pgtable_bytes", &pt0);
+		double t0 = now();
+		ok("hm_fork", hm_fork(mm, &child));
+		double ms = (now() - t0) * 1e3;
+		hm_stat(fork_sys, "pgtable_bytes", &pt1);
+		for (uint64_t off = 8; off < len && n < 64; off += step) {
+			double t1 = now();
+
+			ok("hm_write", hm_write(child, a + off, &off, 8));
+			t[n++] = (now() - t1) * 1e6;
+		}
+		hm_mm_destroy(child);
+		hm_drain(fork_sys);
+		if (r >= 0) {
+			res.fork_ms = fmin(res.fork_ms, ms);
+			res.pt_mib = (pt1 - pt0) / (double)MiB;
+			res.cow_us = median(t, n);
+		}
 	}
-	qsort(t, (size_t)n, sizeof(t[0]), cmp);
-	res.cow_us = t[n / 2];
-	hm_mm_destroy(child);
 	hm_mm_destroy(mm);
 	return res;
 }
@@ -427,12 +767,12 @@ static void ml_measure(bool munmap, int nreaders, double *p50, double *p99)
 
 	hm_config_default(&cfg);
 	cfg.phys_bytes = 256 * MiB;
-	if ((r = hm_system_create(&cfg, &s)) || (r = hm_mm_create(s, &mm)))
-		die("hm_system_create", r);
+	ok("hm_system_create", hm_system_create(&cfg, &s));
+	ok("hm_mm_create", hm_mm_create(s, &mm));
 	/* The page changed is the middle one of three, so the VMA splits and
 	 * merges again as in a real address space. */
-	if ((r = hm_mmap(mm, 0, 3 * 4096, RW, PA, &a)) || (r = hm_mmap(mm, 0, MiB, RW, PA, &data)))
-		die("hm_mmap", r);
+	ok("hm_mmap", hm_mmap(mm, 0, 3 * 4096, RW, PA, &a));
+	ok("hm_mmap", hm_mmap(mm, 0, MiB, RW, PA, &data));
 	for (int i = 0; i < 3; i++)
 		hm_write(mm, a + i * 4096ull, &v, 8);
 	for (int i = 0; i < nreaders; i++) {
@@ -460,11 +800,11 @@ static void ml_measure(bool munmap, int nreaders, double *p50, double *p99)
 		else
 			r = hm_mprotect(mm, page, 4096, i & 1 ? RW : PROT_READ);
 		t[i] = (now() - t0) * 1e6;
-		if (r)
-			die(munmap ? "hm_munmap" : "hm_mprotect", r);
-		if (munmap && ((r = hm_mmap(mm, page, 4096, RW, PA | MAP_FIXED, &page)) ||
-			       (r = hm_write(mm, page, &v, 8))))
-			die("hm_mmap", r);
+		ok(munmap ? "hm_munmap" : "hm_mprotect", r);
+		if (munmap) {
+			ok("hm_mmap", hm_mmap(mm, page, 4096, RW, PA | MAP_FIXED, &page));
+			ok("hm_write", hm_write(mm, page, &v, 8));
+		}
 	}
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < nreaders; i++)
@@ -479,9 +819,9 @@ static void map_change_latency(void)
 {
 	static const int readers[] = { 0, 1, 3 };
 
-	fprintf(stderr, "measuring map changes next to readers ...\n");
-	printf("\n%-40s %10s %10s  %s\n", "4 KiB map change, readers in the same mm", "p50", "p99",
-	       "p99 / p99 alone (goal: <= 5x)");
+	progress("measuring map changes next to readers ...\n");
+	table("4 KiB map change, readers in the same mm (goal: p99 with readers within 5x of alone, "
+	      "i.e. ratio >= 0.2x)");
 	for (int op = 0; op < 2; op++) {
 		double p99_alone = 0;
 
@@ -492,35 +832,16 @@ static void map_change_latency(void)
 			ml_measure(op == 1, readers[i], &p50, &p99);
 			if (i == 0)
 				p99_alone = p99;
-			snprintf(what, sizeof(what), "%s, %d reader%s", op ? "munmap" : "mprotect",
+			snprintf(what, sizeof(what), "%s, %d reader%s: p50", op ? "munmap" : "mprotect",
 				 readers[i], readers[i] == 1 ? "" : "s");
-			printf("%-40s %7.2f us %7.2f us", what, p50, p99);
-			if (i > 0)
-				printf("  %6.2fx", p99 / p99_alone);
-			printf("\n");
+			fig(what, p50, "us", false, NULL, 0, false, NULL, NULL);
+			strcpy(strrchr(what, ':'), ": p99");
+			if (i == 0)
+				fig(what, p99, "us", false, NULL, 0, false, NULL, NULL);
+			else
+				fig(what, p99, "us", false, "p99, 0 readers", p99_alone, false, ">=0.2x", NULL);
 		}
 	}
-}
-
-static void row(const char *what, double v, const char *unit, const char *base_what, double base, bool higher_better)
-{
-	if (base > 0)
-		printf("%-34s %10.2f %-5s  %-26s %10.2f %-5s  %6.2fx\n", what, v, unit, base_what, base, unit,
-		       higher_better ? v / base : base / v);
-	else if (base_what)
-		printf("%-34s %10.2f %-5s  %-26s %10s\n", what, v, unit, base_what, "n/a");
-	else
-		printf("%-34s %10.2f %-5s\n", what, v, unit);
-}
-
-static void fork_rows(const char *what, struct fork_res h, struct fork_res k)
-{
-	char b[96];
-
-	snprintf(b, sizeof(b), "fork %llu GiB, %s: time", (unsigned long long)fork_gib, what);
-	row(b, h.fork_ms, "ms", "kernel fork()", k.fork_ms, false);
-	row("  child's page tables", h.pt_mib, "MiB", "kernel VmPTE", k.pt_mib, false);
-	row("  first write in child (COW)", h.cow_us, "us", "kernel", k.cow_us, false);
 }
 
 /* hm_system_create of 256 GiB: the median time of the rounds, and the most
@@ -528,7 +849,7 @@ static void fork_rows(const char *what, struct fork_res h, struct fork_res k)
  * is used, which is nothing yet, not to the size. */
 static void create_rows(void)
 {
-	double t[16], grew = 0;
+	double t[MAX_ROUNDS], grew = 0;
 
 	for (int i = 0; i < rounds; i++) {
 		struct hm_config cfg;
@@ -543,8 +864,7 @@ static void create_rows(void)
 		double t0 = now();
 		int r = hm_system_create(&cfg, &s);
 		t[i] = (now() - t0) * 1e3;
-		if (r)
-			die("hm_system_create 256 GiB", r);
+		ok("hm_system_create 256 GiB", r);
 		rewind(f);
 		if (fscanf(f, "%ld %ld", &size, &pages1) != 2)
 			die("/proc/self/statm", errno);
@@ -552,85 +872,200 @@ static void create_rows(void)
 		grew = fmax(grew, (double)(pages1 - pages0) * (double)sysconf(_SC_PAGESIZE) / MiB);
 		hm_system_destroy(s);
 	}
-	qsort(t, (size_t)rounds, sizeof(t[0]), cmp);
-	row("hm_system_create 256 GiB: time", t[rounds / 2], "ms", NULL, 0, false);
-	row("  host RSS it added (most)", grew, "MiB", NULL, 0, false);
+	table("hm_system_create");
+	fig("hm_system_create 256 GiB: time", median(t, rounds), "ms", false, NULL, 0, false, NULL, NULL);
+	fig("hm_system_create 256 GiB: host RSS added", grew, "MiB", false, NULL, 0, false, NULL, NULL);
 }
+
+static void fork_rows(const char *what, struct fork_res h, struct fork_res k, const char *goal)
+{
+	char b[96];
+
+	snprintf(b, sizeof(b), "fork %llu GiB, %s: time", (unsigned long long)fork_gib, what);
+	fig(b, h.fork_ms, "ms", false, "kernel fork(), warm", k.fork_ms, false, goal, NULL);
+	snprintf(b, sizeof(b), "fork %llu GiB, %s: child's page tables", (unsigned long long)fork_gib, what);
+	fig(b, h.pt_mib, "MiB", false, "kernel VmPTE", k.pt_mib, false, NULL, NULL);
+	snprintf(b, sizeof(b), "fork %llu GiB, %s: first write in child", (unsigned long long)fork_gib, what);
+	fig(b, h.cow_us, "us", false, "kernel", k.cow_us, false, NULL, NULL);
+}
+
+static const char *above_zeroing =
+	"a fault must zero the memory it maps, so a fault-in rate above the zeroing limit\n"
+	"    of the same run means the zeroing was done ahead (idle zeroing) or the run was noisy:\n"
+	"    explain it before believing the figure.";
 
 int main(int argc, char **argv)
 {
+	const char *json = json_arg(&argc, argv);
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--fork-gib") && i + 1 < argc)
 			fork_gib = strtoull(argv[++i], NULL, 0);
 		else {
-			fprintf(stderr, "usage: hmbench [--rounds N] [--fork-gib N]\n");
+			fprintf(stderr, "usage: hmbench [--rounds N] [--fork-gib N] [--json FILE]\n");
 			return 2;
 		}
 	}
-	if (rounds < 2 || rounds > 16)
+	if (rounds < 2 || rounds > MAX_ROUNDS)
 		rounds = 5;
-	machine();
+	sysfs_choice("/sys/kernel/mm/transparent_hugepage/enabled", thp_enabled, sizeof(thp_enabled));
+	sysfs_choice("/sys/kernel/mm/transparent_hugepage/defrag", thp_defrag, sizeof(thp_defrag));
+	long h1_old = hugetlb_1g(-1);
+	bool h1_ok = hugetlb_1g_reserve();
+
+	hugetlb_1g_release();	/* reserved again only for its rows */
+	char method[512];
+	snprintf(method, sizeof(method),
+		 "hmbench: rates best of %d rounds after a warm-up round, both sides; latencies median\n"
+		 "host THP: enabled [%s], defrag [%s]; 1 GiB hugetlb pages: %s",
+		 rounds, thp_enabled, thp_defrag,
+		 !h1_ok ? "could not be reserved (the kernel 1 GiB rows are n/a)" :
+		 h1_old == 0 ? "one can be reserved (it is, for the kernel's 1 GiB rows only)" :
+		 "reserved already");
+	print_header(method);
 	if (getenv("HMBENCH_ONLY_MAP_LATENCY")) {	/* while working on map changes */
 		map_change_latency();
 		return 0;
 	}
+
 	struct fork_res kf4 = { 0, 0, 0 }, kf2 = kf4, hf4 = kf4, hf2 = kf4, hf1 = kf4;
 	if (fork_gib) {
-		fprintf(stderr, "fork: the host kernel with %llu GiB ...\n", (unsigned long long)fork_gib);
+		progress("fork: the host kernel with %llu GiB ...\n", (unsigned long long)fork_gib);
 		kf4 = kernel_fork(MADV_NOHUGEPAGE, 64 * 4096);
 		kf2 = kernel_fork(MADV_HUGEPAGE, 2 * MiB);
-		fprintf(stderr, "fork: hugemm with %llu GiB ...\n", (unsigned long long)fork_gib);
-		hf4 = hugemm_fork(MADV_NOHUGEPAGE, 64 * 4096);
-		hf2 = hugemm_fork(0, 2 * MiB);
-		hf1 = hugemm_fork(MADV_HUGEPAGE, GiB);
+		progress("fork: hugemm with %llu GiB ...\n", (unsigned long long)fork_gib);
+		hf4 = hugemm_fork(MADV_NOHUGEPAGE, 64 * 4096, 4096);
+		hf2 = hugemm_fork(0, 2 * MiB, 2 * MiB);
+		hf1 = hugemm_fork(MADV_HUGEPAGE, GiB, GiB);
 		hm_system_destroy(fork_sys);
 	}
-	fprintf(stderr, "measuring the host ...\n");
-	double ms = memset_gbs();
-	double k4 = kernel_fault(MADV_NOHUGEPAGE, 0);
-	double k2 = kernel_fault(MADV_HUGEPAGE, 0);
-	long old = hugetlb_1g(-1), set = old == 0 ? hugetlb_1g(1) : -1;
-	double k1 = kernel_fault(0, MAP_HUGETLB | MAP_HUGE_1GB);
-	if (set == 0)
-		hugetlb_1g(0);
 
-	fprintf(stderr, "measuring hugemm (populating a 3 GiB arena first) ...\n");
-	sys = make_system();
-	double h4 = hugemm_fault(MADV_NOHUGEPAGE, "pgfault");
-	double h2 = hugemm_fault(0, "pmd_fault_alloc");
-	double h1 = hugemm_fault(MADV_HUGEPAGE, "pud_fault_alloc");
+	/* Threads for the scaling rows: 1, 2, and 4 where there are 4 cores. */
+	int nt[3] = { 1, 2, 4 }, nnt = ncpu >= 4 ? 3 : 2;
+
+	progress("measuring the zeroing limit ...\n");
+	zeroing_limit(rounds);
+	progress("measuring the host kernel ...\n");
+	double k4[3], k2[3], k1, ku4, ku2, ku1;
+	bool thp = strcmp(thp_enabled, "never") != 0;
+	for (int i = 0; i < nnt; i++) {
+		k4[i] = kernel_fault(nt[i], GiB, MADV_NOHUGEPAGE, 0, i ? NULL : &ku4);
+		k2[i] = thp ? kernel_fault(nt[i], GiB, MADV_HUGEPAGE, 0, i ? NULL : &ku2) : 0;
+	}
+	if (!thp)
+		ku2 = 0;
+	k1 = ku1 = 0;
+	if (hugetlb_1g_reserve())
+		k1 = kernel_fault(1, GiB, 0, MAP_HUGETLB | MAP_HUGE_1GB, &ku1);
+	hugetlb_1g_release();
+	double kms = thp ? kernel_mprotect_split_us() : 0;
+
+	uint64_t arena = (uint64_t)nt[nnt - 1] * GiB + GiB;
+	progress("measuring hugemm (populating a %llu GiB arena first) ...\n",
+		(unsigned long long)(arena / GiB));
+	sys = make_system(arena);
+	double h4[3], h2[3], h1, hu4, hu2, hu1;
+	for (int i = 0; i < nnt; i++) {
+		h4[i] = hugemm_fault(nt[i], GiB, MADV_NOHUGEPAGE, 4096, i ? NULL : &hu4);
+		h2[i] = hugemm_fault(nt[i], GiB, 0, 2 * MiB, i ? NULL : &hu2);
+	}
+	h1 = hugemm_fault(1, GiB, MADV_HUGEPAGE, GiB, &hu1);
+	progress("hugemm: splits, accesses ...\n");
+	double ms2 = mprotect_split_us(2 * MiB), ms1 = mprotect_split_us(GiB);
 	double s21 = split_us(GiB, 1), s10 = split_us(2 * MiB, 0), s20 = split_us(GiB, 0);
 	double rh = access_ns(false, false, 0), wh = access_ns(true, false, 0);
 	double rm4 = access_ns(false, true, MADV_NOHUGEPAGE), rm2 = access_ns(false, true, 0);
 	hm_system_destroy(sys);
-	double ms2 = memset_gbs();	/* again, and keep the better: conservative */
-	ms = ms2 > ms ? ms2 : ms;
+	progress("measuring the zeroing limit again ...\n");
+	zeroing_limit(rounds);
 
-	printf("%-34s %16s  %-26s %16s  %7s\n", "", "hugemm", "baseline (same run)", "", "ratio");
-	row("fault-in, 4 KiB pages", h4, "GB/s", "kernel, MADV_NOHUGEPAGE", k4, true);
-	row("fault-in, 2 MiB pages", h2, "GB/s", "kernel, MADV_HUGEPAGE", k2, true);
-	row("fault-in, 1 GiB pages", h1, "GB/s", "kernel, MAP_HUGETLB 1 GiB", k1, true);
-	row("fault-in, 2 MiB pages", h2, "GB/s", "memset, warm (best of 2)", ms, true);
-	row("fault-in, 1 GiB pages", h1, "GB/s", "memset, warm (best of 2)", ms, true);
-	row("split PUD -> 512 PMD", s21, "us", NULL, 0, false);
-	row("split PMD -> 512 PTE", s10, "us", NULL, 0, false);
-	row("split PUD -> PTE (whole 1 GiB)", s20, "us", NULL, 0, false);
-	row("hm_read 8 B, TLB hit", rh, "ns", NULL, 0, false);
-	row("hm_write 8 B, TLB hit", wh, "ns", NULL, 0, false);
-	row("hm_read 8 B, TLB miss, 4 KiB", rm4, "ns", NULL, 0, false);
-	row("hm_read 8 B, TLB miss, 2 MiB", rm2, "ns", NULL, 0, false);
+	/* --- the tables --- */
+	int z1 = zero_best(zero_gbs1), z2 = zero_best(zero_gbs2);
+	double lim1 = zero_gbs1[z1], lim2 = zero_gbs2[z2];
+	char name[96];
+
+	table("Zeroing: 1 GiB in 2 MiB chunks, memory touched before, best of all rounds (NT: non-temporal)");
+	for (int t = 1; t <= 2; t++) {
+		const double *gbs = t == 1 ? zero_gbs1 : zero_gbs2;
+
+		for (int w = 0; w < NZERO; w++) {
+			snprintf(name, sizeof(name), "zeroing%s, %s", t == 1 ? "" : " 2 threads", zeroes[w].name);
+			if (zero_supported(w))
+				fig(name, gbs[w], "GB/s", true, NULL, 0, false, NULL, NULL);
+			else
+				printf("%-44s %16s  (this CPU does not have it)\n", name, "-");
+		}
+		snprintf(name, sizeof(name), "zeroing LIMIT, %d thread%s", t, t == 1 ? "" : "s");
+		fig(name, t == 1 ? lim1 : lim2, "GB/s", true, NULL, 0, false, NULL, NULL);
+		printf("%-44s (the fastest above: %s)\n", "", zeroes[t == 1 ? z1 : z2].name);
+	}
+
+	table("Fault-in of 1 GiB, 1 thread (write 8 bytes per 4 KiB page)");
+	fig("fault-in, 4 KiB pages", h4[0], "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k4[0], false,
+	    ">=5x", NULL);
+	fig("fault-in, 2 MiB pages", h2[0], "GB/s", true, thp ? "kernel warm, MADV_HUGEPAGE" : "kernel (THP never)",
+	    k2[0], false, NULL, NULL);
+	fig("fault-in, 1 GiB pages", h1, "GB/s", true, "kernel warm, MAP_HUGETLB 1 GiB", k1, false, NULL, NULL);
+	fig_limit("fault-in, 2 MiB pages vs zeroing", h2[0], "GB/s", "zeroing LIMIT, 1 thread", lim1, ">=0.8x",
+		  above_zeroing);
+	fig_limit("fault-in, 1 GiB pages vs zeroing", h1, "GB/s", "zeroing LIMIT, 1 thread", lim1, ">=0.8x",
+		  above_zeroing);
+	if (thp && kernel_thp < 0.99)
+		printf("%-44s (the host backed only %.0f %% of its MADV_HUGEPAGE memory with THPs)\n", "",
+		       fmax(kernel_thp, 0) * 100);
+	fig("munmap 1 GiB of 4 KiB pages", hu4, "ms", false, "kernel munmap", ku4, false, NULL, NULL);
+	fig("munmap 1 GiB of 2 MiB pages", hu2, "ms", false, "kernel munmap", ku2, false, NULL, NULL);
+	fig("munmap 1 GiB of 1 GiB pages", hu1, "ms", false, "kernel munmap", ku1, false, NULL, NULL);
+
+	table("Fault-in from N threads, disjoint 1 GiB ranges in ONE mm (ratio: N threads / 1 thread)");
+	for (int i = 1; i < nnt; i++) {
+		const char *base = "hugemm, 1 thread";
+
+		snprintf(name, sizeof(name), "fault-in, 4 KiB pages, %d threads", nt[i]);
+		fig(name, h4[i], "GB/s", true, base, h4[0], false, ">=1.7x", NULL);
+		snprintf(name, sizeof(name), "kernel fault-in, 4 KiB pages, %d threads", nt[i]);
+		fig(name, k4[i], "GB/s", true, "kernel, 1 thread", k4[0], false, NULL, NULL);
+		snprintf(name, sizeof(name), "fault-in, 2 MiB pages, %d threads", nt[i]);
+		fig(name, h2[i], "GB/s", true, base, h2[0], false, ">=1.7x", NULL);
+		snprintf(name, sizeof(name), "kernel fault-in, 2 MiB pages, %d threads", nt[i]);
+		fig(name, k2[i], "GB/s", true, "kernel, 1 thread", k2[0], false, NULL, NULL);
+		if (nt[i] == 2) {
+			fig_limit("fault-in, 2 MiB pages, 2 threads vs zeroing", h2[i], "GB/s",
+				  "zeroing LIMIT, 2 threads", lim2, NULL,
+				  above_zeroing);
+		}
+	}
+
+	table("Access (8 bytes; best of the rounds of 4M accesses)");
+	fig("hm_read 8 B, TLB hit", rh, "ns", false, NULL, 0, false, "<=8", NULL);
+	fig("hm_write 8 B, TLB hit", wh, "ns", false, NULL, 0, false, "<=8", NULL);
+	fig("hm_read 8 B, TLB miss, 4 KiB pages", rm4, "ns", false, NULL, 0, false, NULL, NULL);
+	fig("hm_read 8 B, TLB miss, 2 MiB pages", rm2, "ns", false, NULL, 0, false, NULL, NULL);
+
+	table("Splits (median)");
+	fig("mprotect 4 KiB in a 2 MiB page (PMD->PTE)", ms2, "us", false,
+	    thp ? "kernel, inside a THP" : "kernel (THP never)", kms, false, "<1", NULL);
+	fig("mprotect 4 KiB in a 1 GiB page (PUD->PTE)", ms1, "us", false, NULL, 0, false, "<300", NULL);
+	fig("hm__split PMD -> 512 PTE", s10, "us", false, NULL, 0, false, NULL, NULL);
+	fig("hm__split PUD -> 512 PMD", s21, "us", false, NULL, 0, false, NULL, NULL);
+	fig("hm__split PUD -> PTE (whole 1 GiB)", s20, "us", false, NULL, 0, false, NULL, NULL);
+
 	if (fork_gib) {
 		struct fork_res none = { 0, 0, 0 };
 
-		fork_rows("4 KiB pages", hf4, kf4);
-		fork_rows("2 MiB pages", hf2, kf2);
-		fork_rows("1 GiB pages", hf1, none);
+		table("Fork (time: warm, best of the rounds; first write: median in the child)");
+		fork_rows("4 KiB pages", hf4, kf4, fork_gib == 8 ? ">=3x" : NULL);
+		fork_rows("2 MiB pages", hf2, kf2, NULL);
+		fork_rows("1 GiB pages", hf1, none, NULL);
 	}
+	progress("hm_system_create ...\n");
 	create_rows();
-	if (k1 == 0)
-		printf("\n(kernel 1 GiB: no 1 GiB hugetlb page could be reserved on this host)\n");
 	map_change_latency();
+	bench_footnotes();
+	if (json)
+		bench_json(json);
 	return 0;
 }

@@ -17,7 +17,7 @@
  * (the cost of looking) and over 4 KiB pages it collapses (looking,
  * copying, freeing).
  *
- *   hmbench-collapse [--rounds N]
+ *   hmbench-collapse [--rounds N] [--json FILE]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,24 +40,6 @@ static double clock_s(clockid_t id)
 
 	clock_gettime(id, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "hmbench-collapse: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static void ok(const char *what, int r)
-{
-	if (r)
-		die(what, r);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* One system for every run, its arena touched at creation, so that no
@@ -151,21 +133,6 @@ static double collapse_once(uint64_t size, bool refold)
 	return t;
 }
 
-/* The faster of a memcpy and a non-temporal copy of @size (the fastest
- * honest copy: memcpy streams only above its threshold). */
-static double memcpy_once(uint8_t *dst, const uint8_t *src, uint64_t size)
-{
-	double t0 = now();
-
-	memcpy(dst, src, size);
-	__asm__ volatile("" : : "r"(dst) : "memory");
-	double t1 = now();
-	copy_nt(dst, src, size);
-	double t2 = now();
-
-	return t2 - t1 < t1 - t0 ? t2 - t1 : t1 - t0;
-}
-
 /* khugepaged's thread CPU seconds per GiB scanned over @len of memory,
  * huge already or 4 KiB pages to collapse. */
 static double khugepaged_cost(uint64_t len, bool small, uint64_t *made)
@@ -193,49 +160,74 @@ static double khugepaged_cost(uint64_t len, bool small, uint64_t *made)
 	return t * (double)GiB / (double)len;
 }
 
+static const char *above_copy =
+	"a collapse by copy copies every byte, so one faster than the fastest copy of the\n"
+	"    same size in the same rounds is noise (medians of rounds run alternately):\n"
+	"    explain it before believing the figure.";
+
 int main(int argc, char **argv)
 {
+	const char *json = json_arg(&argc, argv);
+
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
 		else
-			die("usage: hmbench-collapse [--rounds N]", -EINVAL);
+			die("usage: hmbench-collapse [--rounds N] [--json FILE]", -EINVAL);
 	}
 	if (rounds < 1)
 		rounds = 1;
-	print_machine();
-	printf("collapse: median of %d rounds\n\n", rounds);
+	char method[128];
 
-	uint8_t *src = (uint8_t *)host_buffer(GiB, die), *dst = (uint8_t *)host_buffer(GiB, die);
+	snprintf(method, sizeof(method), "hmbench-collapse: median of %d rounds", rounds);
+	print_header(method);
+
+	uint8_t *src = (uint8_t *)host_buffer(GiB), *dst = (uint8_t *)host_buffer(GiB);
 	memset(src, 1, GiB);
 	memset(dst, 2, GiB);
 
 	static const struct { uint64_t size; const char *name; } sizes[] = { { 2 * MiB, "2 MiB" }, { GiB, "1 GiB" } };
-	printf("%-8s %14s %14s %14s %12s %12s\n", "size", "memcpy", "copy", "refold", "copy/memcpy",
-	       "refold/memcpy");
+	double m[2], c[2], f[2];
+
 	for (unsigned s = 0; s < 2; s++) {
 		double mc[64], cp[64], rf[64];
 		int n = rounds > 64 ? 64 : rounds;
 
+		progress("collapse: %s ...\n", sizes[s].name);
 		for (int r = 0; r < n; r++) {
-			mc[r] = memcpy_once(dst, src, sizes[s].size);
+			mc[r] = copy_best(dst, src, sizes[s].size, NULL);
 			cp[r] = collapse_once(sizes[s].size, false);
 			rf[r] = collapse_once(sizes[s].size, true);
 		}
-		double m = median(mc, n), c = median(cp, n), f = median(rf, n);
-
-		printf("%-8s %11.1f us %11.1f us %11.1f us %11.2fx %11.4fx\n", sizes[s].name, m * 1e6, c * 1e6,
-		       f * 1e6, c / m, f / m);
+		m[s] = median(mc, n) * 1e6;
+		c[s] = median(cp, n) * 1e6;
+		f[s] = median(rf, n) * 1e6;
 	}
 	munmap(src, GiB);
 	munmap(dst, GiB);
 
+	progress("collapse: khugepaged ...\n");
 	uint64_t made;
-	double look = khugepaged_cost(GiB, false, &made);
-	printf("\nkhugepaged, thread CPU per GiB scanned: %.2f ms over 2 MiB pages (nothing to do)", look * 1e3);
-	double work = khugepaged_cost(256 * MiB, true, &made);
-	printf(", %.1f ms over 4 KiB pages (%llu collapsed per 256 MiB)\n", work * 1e3,
-	       (unsigned long long)made);
+	double look = khugepaged_cost(GiB, false, &made) * 1e3;
+	double work = khugepaged_cost(256 * MiB, true, &made) * 1e3;
 	hm_system_destroy(the_sys);
+
+	table("MADV_COLLAPSE latency (the baseline is the fastest copy of the same size: a LIMIT for a copy)");
+	for (unsigned s = 0; s < 2; s++) {
+		char name[64], base[48];
+
+		snprintf(base, sizeof(base), "copy %s (faster of memcpy, NT)", sizes[s].name);
+		snprintf(name, sizeof(name), "MADV_COLLAPSE %s, by copy", sizes[s].name);
+		fig(name, c[s], "us", false, base, m[s], true, NULL, above_copy);
+		snprintf(name, sizeof(name), "MADV_COLLAPSE %s, refold", sizes[s].name);
+		fig(name, f[s], "us", false, base, m[s], false, NULL, NULL);
+	}
+	table("khugepaged: thread CPU time of hm_khugepaged_scan per GiB scanned");
+	fig("khugepaged per GiB, over 2 MiB pages (idle)", look, "ms", false, NULL, 0, false, NULL, NULL);
+	fig("khugepaged per GiB, over 4 KiB pages", work, "ms", false, NULL, 0, false, NULL, NULL);
+	printf("  (%llu pieces collapsed per 256 MiB)\n", (unsigned long long)made);
+	bench_footnotes();
+	if (json)
+		bench_json(json);
 	return 0;
 }

@@ -6,7 +6,8 @@
  * reclaim first.
  *
  * Device limit: pwrite / pread of the data size in 2 MiB chunks at the
- * file's start, best of the rounds (hugemm's swap I/O is pwrite / pread of
+ * file's start, from and into a buffer on a host huge page (as hugemm's
+ * frames are), best of the rounds (hugemm's swap I/O is pwrite / pread of
  * a slot or a cluster at a time, through the same page cache, so neither
  * side syncs). Swap-out: MADV_PAGEOUT of that much memory, written once
  * with distinct data (2 MiB pages: each a cluster; 4 KiB pages: one slot
@@ -15,7 +16,9 @@
  * back. Direct reclaim: with memory full, the first write of each of many
  * new pages; p50 / p99 next to the same first writes with memory free.
  *
- *   hmbench-swap [--rounds N] [--mib N] [--file PATH]
+ * Rates are the best of the rounds on both sides; latencies p50 / p99.
+ *
+ *   hmbench-swap [--rounds N] [--mib N] [--file PATH] [--json FILE]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,13 +38,6 @@
 static int rounds = 5;
 static uint64_t data_mib = 512;
 static const char *path = "/tmp/hmbench.swap";
-
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "hmbench-swap: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
 
 static uint64_t stat(struct hm_system *sys, const char *n)
 {
@@ -57,9 +52,11 @@ static uint64_t stat(struct hm_system *sys, const char *n)
 static void device_limit(uint64_t bytes, double *wr, double *rd)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	char *buf = aligned_alloc(2 * MiB, 2 * MiB);
+	/* On a host huge page, as the frames swap I/O reads into and writes
+	 * from: a buffer in 4 KiB host pages would make the limit slower. */
+	char *buf = host_buffer(2 * MiB);
 
-	if (fd < 0 || !buf || posix_fallocate(fd, 0, (off_t)bytes))
+	if (fd < 0 || posix_fallocate(fd, 0, (off_t)bytes))
 		die("device limit file", errno);
 	*wr = *rd = 0;
 	for (int r = 0; r < rounds; r++) {
@@ -78,7 +75,7 @@ static void device_limit(uint64_t bytes, double *wr, double *rd)
 		*rd = rr > *rd ? rr : *rd;
 	}
 	close(fd);
-	free(buf);
+	munmap(buf, 2 * MiB);
 }
 
 static struct hm_system *make(uint64_t phys, uint64_t swap, int thp)
@@ -180,8 +177,20 @@ static void direct_reclaim(double *p50, double *p99, double *f50, double *f99)
 	hm_system_destroy(sys);
 }
 
+static void remove_swap_file(void)
+{
+	unlink(path);
+}
+
+static const char *above_device =
+	"swap I/O goes through the same file and page cache as the baseline, so a rate above\n"
+	"    the file's own sequential speed in the same run is noise or less data written:\n"
+	"    explain it before believing the figure.";
+
 int main(int argc, char **argv)
 {
+	const char *json = json_arg(&argc, argv);
+
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
@@ -190,36 +199,40 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--file") && i + 1 < argc)
 			path = argv[++i];
 		else {
-			fprintf(stderr, "usage: hmbench-swap [--rounds N] [--mib N] [--file PATH]\n");
+			fprintf(stderr, "usage: hmbench-swap [--rounds N] [--mib N] [--file PATH] [--json FILE]\n");
 			return 2;
 		}
 	}
 	if (rounds < 1 || rounds > 16)
 		rounds = 5;
 	uint64_t bytes = (data_mib ? data_mib : 512) * MiB;
-	struct utsname u;
+	char method[256];
 
-	uname(&u);
-	printf("swap: %llu MiB of data, file %s, best of %d rounds, Linux %s\n\n",
-	       (unsigned long long)(bytes >> 20), path, rounds, u.release);
+	snprintf(method, sizeof(method), "hmbench-swap: %llu MiB of data, file %s, rates best of %d rounds",
+		 (unsigned long long)(bytes >> 20), path, rounds);
+	print_header(method);
 	double dw, dr, o2, i2, o4, i4, p50 = 0, p99 = 0, f50 = 0, f99 = 0;
 
+	progress("swap: the file's own speed ...\n");
+	atexit(remove_swap_file);	/* also when a step dies */
 	device_limit(bytes, &dw, &dr);
+	progress("swap: hugemm, 2 MiB and 4 KiB pages ...\n");
 	hugemm_swap(bytes, true, &o2, &i2);
 	hugemm_swap(bytes, false, &o4, &i4);
+	progress("swap: direct reclaim ...\n");
 	direct_reclaim(&p50, &p99, &f50, &f99);
-	unlink(path);
 
-	printf("%-34s %10s  %-26s %10s  %7s\n", "", "hugemm", "baseline (same run)", "", "ratio");
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-out, 2 MiB pages", o2,
-	       "file sequential write", dw, o2 / dw);
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-out, 4 KiB pages", o4,
-	       "file sequential write", dw, o4 / dw);
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-in, 2 MiB pages", i2,
-	       "file sequential read", dr, i2 / dr);
-	printf("%-34s %6.2f GB/s  %-26s %6.2f GB/s  %6.2fx\n", "swap-in, 4 KiB pages", i4,
-	       "file sequential read", dr, i4 / dr);
-	printf("%-34s %6.1f us p50 %6.1f us p99   (memory free: %.1f / %.1f us)\n",
-	       "fault with direct reclaim", p50, p99, f50, f99);
+	table("Swap (the baseline is the swap file's own sequential speed: a LIMIT)");
+	fig("swap file, sequential write", dw, "GB/s", true, NULL, 0, false, NULL, NULL);
+	fig("swap file, sequential read", dr, "GB/s", true, NULL, 0, false, NULL, NULL);
+	fig_limit("swap-out, 2 MiB pages", o2, "GB/s", "file sequential write", dw, NULL, above_device);
+	fig_limit("swap-out, 4 KiB pages", o4, "GB/s", "file sequential write", dw, NULL, above_device);
+	fig_limit("swap-in, 2 MiB pages", i2, "GB/s", "file sequential read", dr, NULL, above_device);
+	fig_limit("swap-in, 4 KiB pages", i4, "GB/s", "file sequential read", dr, NULL, above_device);
+	fig("fault with direct reclaim: p50", p50, "us", false, "memory free: p50", f50, false, NULL, NULL);
+	fig("fault with direct reclaim: p99", p99, "us", false, "memory free: p99", f99, false, NULL, NULL);
+	bench_footnotes();
+	if (json)
+		bench_json(json);
 	return 0;
 }
