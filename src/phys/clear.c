@@ -146,7 +146,7 @@ static void cal_init(void)
 
 	for (unsigned k = HM_CLEAR_SSE2; k < HM_CLEAR_NR; k++)
 		if (cpu_has(k))
-			cal_cands[nr++] = k;
+			__atomic_store_n(&cal_cands[nr++], k, __ATOMIC_RELAXED);
 	__atomic_store_n(&cal_nr, nr, __ATOMIC_RELEASE);
 }
 
@@ -191,7 +191,7 @@ static bool cal_clear(void *p)
 			cal_finish();
 		return false;
 	}
-	unsigned k = cal_cands[i % nr];
+	unsigned k = __atomic_load_n(&cal_cands[i % nr], __ATOMIC_RELAXED);
 	uint64_t t0 = ns_now();
 	clear_fn[k](p, CAL_CHUNK);
 	uint64_t t = ns_now() - t0 + 1, old = __atomic_load_n(&cal_best[k], __ATOMIC_RELAXED);

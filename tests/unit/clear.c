@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Zeroing routines (clear.c): each one the CPU has zeroes exactly its
  * range, and huge pages are zeroed with one the CPU has. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "harness.h"
@@ -53,6 +54,49 @@ static void variants(void)
 	free(buf);
 }
 
+/* Two threads zero huge pages at once while the first zeroings of the
+ * process take turns among the routines (the calibration's counters are
+ * shared): every page comes out zero. Runs before selection(), while the
+ * calibration is still under way. */
+struct zero_arg {
+	struct hm_phys *ph;
+	uint32_t pfn;
+	size_t bad;
+};
+
+static void *zero_thread(void *arg)
+{
+	struct zero_arg *a = arg;
+
+	for (int r = 0; r < 16; r++) {
+		memset(hm_pfn_ptr(a->ph, a->pfn), 0x5a, 2 * MiB);
+		hm_zero_pages(a->ph, a->pfn, HM_PMD_ORDER);
+		a->bad += count_not(hm_pfn_ptr(a->ph, a->pfn), 2 * MiB, 0);
+	}
+	return NULL;
+}
+
+static void calibration_threads(void)
+{
+	struct hm_phys ph;
+	struct zero_arg a[2];
+	pthread_t t[2];
+
+	REQUIRE(hm_phys_init(&ph, 8 * MiB, 1, false) == 0);
+	for (int i = 0; i < 2; i++) {
+		a[i] = (struct zero_arg){ .ph = &ph, .pfn = hm_alloc_pages(&ph, 0, HM_PMD_ORDER, 0) };
+		REQUIRE(a[i].pfn != HM_PFN_NONE);
+		REQUIRE(pthread_create(&t[i], NULL, zero_thread, &a[i]) == 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(a[i].bad, 0);
+		hm_free_pages(&ph, a[i].pfn, HM_PMD_ORDER);
+	}
+	CHECK(hm_clear_supported(hm_clear_selected()));
+	hm_phys_fini(&ph);
+}
+
 /* The first huge zeroings take turns among the routines and time them
  * (calibration); before, during and after, every huge page comes out zero
  * and its neighbours untouched, and the routine selected is one the CPU
@@ -94,4 +138,4 @@ static void selection(void)
 	hm_phys_fini(&ph);
 }
 
-T_MAIN(T(variants), T(selection))
+T_MAIN(T(variants), T(calibration_threads), T(selection))
