@@ -23,46 +23,26 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-static void clear_sse2(void *p, size_t len)
-{
-	__m128i z = _mm_setzero_si128();
-
-	for (char *q = p, *end = q + len; q < end; q += 64) {
-		_mm_stream_si128((__m128i *)q, z);
-		_mm_stream_si128((__m128i *)(q + 16), z);
-		_mm_stream_si128((__m128i *)(q + 32), z);
-		_mm_stream_si128((__m128i *)(q + 48), z);
+/* Four @w-byte non-temporal stores of zero a step; the fence orders them
+ * before whatever maps the page. */
+#define CLEAR_NT(name, isa, vec, zero, store, w)				\
+	__attribute__((target(isa)))						\
+	static void name(void *p, size_t len)				\
+	{								\
+		vec z = zero();						\
+									\
+		for (char *q = p, *end = q + len; q < end; q += 4 * (w)) { \
+			store((vec *)q, z);				\
+			store((vec *)(q + (w)), z);			\
+			store((vec *)(q + 2 * (w)), z);			\
+			store((vec *)(q + 3 * (w)), z);			\
+		}							\
+		_mm_sfence();						\
 	}
-	_mm_sfence();
-}
 
-__attribute__((target("avx2")))
-static void clear_avx2(void *p, size_t len)
-{
-	__m256i z = _mm256_setzero_si256();
-
-	for (char *q = p, *end = q + len; q < end; q += 128) {
-		_mm256_stream_si256((__m256i *)q, z);
-		_mm256_stream_si256((__m256i *)(q + 32), z);
-		_mm256_stream_si256((__m256i *)(q + 64), z);
-		_mm256_stream_si256((__m256i *)(q + 96), z);
-	}
-	_mm_sfence();
-}
-
-__attribute__((target("avx512f")))
-static void clear_avx512(void *p, size_t len)
-{
-	__m512i z = _mm512_setzero_si512();
-
-	for (char *q = p, *end = q + len; q < end; q += 256) {
-		_mm512_stream_si512((__m512i *)q, z);
-		_mm512_stream_si512((__m512i *)(q + 64), z);
-		_mm512_stream_si512((__m512i *)(q + 128), z);
-		_mm512_stream_si512((__m512i *)(q + 192), z);
-	}
-	_mm_sfence();
-}
+CLEAR_NT(clear_sse2, "sse2", __m128i, _mm_setzero_si128, _mm_stream_si128, 16)
+CLEAR_NT(clear_avx2, "avx2", __m256i, _mm256_setzero_si256, _mm256_stream_si256, 32)
+CLEAR_NT(clear_avx512, "avx512f", __m512i, _mm512_setzero_si512, _mm512_stream_si512, 64)
 
 static bool cpu_has(unsigned kind)
 {
