@@ -83,33 +83,6 @@ void hm_phys_fini(struct hm_phys *ph)
 }
 
 /*
- * 2 MiB pages are zeroed with non-temporal stores: through the cache they
- * would only push its contents out for data that is written again later,
- * piece by piece. glibc's memset makes that choice itself only above its
- * threshold (about the L3 size), so it streams 1 GiB pages (with wider
- * stores than ours) but ran 2 MiB ones at cache speed. 4 KiB pages stay in
- * the cache: the faulting access uses one at once.
- */
-void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
-{
-	uint8_t *p = hm_pfn_ptr(ph, pfn);
-	size_t len = HM_PAGE_SIZE << order;
-
-	if (order != HM_PMD_ORDER) {
-		memset(p, 0, len);
-		return;
-	}
-	__m128i z = _mm_setzero_si128();
-	for (size_t off = 0; off < len; off += 64) {
-		_mm_stream_si128((__m128i *)(p + off), z);
-		_mm_stream_si128((__m128i *)(p + off + 16), z);
-		_mm_stream_si128((__m128i *)(p + off + 32), z);
-		_mm_stream_si128((__m128i *)(p + off + 48), z);
-	}
-	_mm_sfence();
-}
-
-/*
  * Copies that move memory (migration, collapse) write frames that nobody
  * reads soon, so they stream too, whatever the size: a cached copy would
  * first read every target line, and glibc's memcpy streams only above its

@@ -291,8 +291,20 @@ static inline unsigned hm_pfn_node(const struct hm_phys *ph, uint32_t pfn)
 	return n < ph->nr_nodes ? n : ph->nr_nodes - 1;
 }
 
-/* Zero 2^order frames at @pfn. */
+/* Zero 2^order frames at @pfn (clear.c: huge ones with the routine chosen
+ * for this CPU). */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+
+/* The zeroing routines (clear.c), for tests and benchmarks. */
+enum { HM_CLEAR_MEMSET, HM_CLEAR_SSE2, HM_CLEAR_AVX2, HM_CLEAR_AVX512, HM_CLEAR_NR };
+const char *hm_clear_name(unsigned kind);
+bool hm_clear_supported(unsigned kind);
+/* Zero @len bytes (a multiple of 256) at @p (64-byte aligned) with @kind,
+ * which the CPU must support. */
+void hm_clear_with(unsigned kind, void *p, size_t len);
+/* The routine huge pages are zeroed with: the one chosen, or until the
+ * choice is made, the default. */
+unsigned hm_clear_selected(void);
 /* Copy 2^order frames from @src to @dst with streaming stores (the copy is
  * not read soon: migration, collapse). */
 void hm_copy_pages(struct hm_phys *ph, uint32_t dst, uint32_t src, unsigned order);
