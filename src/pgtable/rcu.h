@@ -3,6 +3,26 @@
  * RCU for hugemm: liburcu's bulletproof flavour, which registers reader
  * threads by itself (our callers' threads are not ours to register).
  *
+ * The read side is liburcu's inline one (urcu/static/urcu-bp.h, which its
+ * authors keep under LGPL's ten-line limit so that non-LGPL code may inline
+ * it), not the library call: hm_read/hm_write enter a read section on every
+ * access, and the call (through __tls_get_addr inside the library) was a
+ * third of a TLB hit. Inline, lock is: load this thread's reader pointer,
+ * register if NULL (once per thread), load its counter, store the global
+ * phase into it; unlock: one load and one store. Both are ordered against
+ * the section by urcu_bp_smp_mb_slave(), a compiler barrier when the kernel
+ * has membarrier(PRIVATE_EXPEDITED) (liburcu 0.13 probes it at start-up and
+ * its grace periods then issue the barrier on the readers' behalf), else
+ * an mfence. Grace periods are the library's unchanged and wait for these
+ * sections exactly as for the called ones: the same counter, the same
+ * registry.
+ *
+ * Why not another flavour: QSBR would need every caller's thread to
+ * announce quiescent states, and memb needs explicit registration and
+ * unregistration of threads hugemm does not own; bp registers on first use
+ * and reaps exited threads itself, and inline costs the same few
+ * instructions as memb's read side.
+ *
  * ThreadSanitizer does not know liburcu's grace periods. We tell it: every
  * read section ends with a release on one sync address, and whatever runs
  * after a grace period (synchronize, or a call_rcu callback) starts with an
@@ -13,6 +33,7 @@
 #define HM_PGTABLE_RCU_H
 
 #include <urcu-bp.h>
+#include <urcu/static/urcu-bp.h>	/* the inline read side, see above */
 
 #include "../base/lock.h"
 
@@ -35,12 +56,27 @@ extern char hm_rcu_tsan_sync;
 #define hm_tsan_gp_acquire() ((void)0)
 #endif
 
-static inline void hm_rcu_read_lock(void) { urcu_bp_read_lock(); }
+static inline void hm_rcu_read_lock(void) { _urcu_bp_read_lock(); }
 
 static inline void hm_rcu_read_unlock(void)
 {
 	hm_tsan_gp_release();
-	urcu_bp_read_unlock();
+	_urcu_bp_read_unlock();
+}
+
+/*
+ * hm_rcu_read_lock() for a thread liburcu has registered already, else
+ * false and no read section. It lets a hot path (a TLB hit) hold no call at
+ * all, so that the compiler need not save registers for one: the check
+ * below is the one _urcu_bp_read_lock starts with, which it then folds
+ * away. The thread's first hm_rcu_read_lock() registers it.
+ */
+static inline bool hm_rcu_read_trylock(void)
+{
+	if (caa_unlikely(!URCU_TLS(urcu_bp_reader)))
+		return false;
+	_urcu_bp_read_lock();
+	return true;
 }
 
 /* Must not: be called inside a read section. */
