@@ -59,6 +59,7 @@ struct tlb_ctx *hm_tlb_ctx(struct hm_mm *mm)
 	if (c->mm_id != mm->id) {	/* evict the least recently used */
 		memset(c, 0, sizeof(*c));
 		c->mm_id = mm->id;
+		tlb_set_last(c, 0);
 	}
 	memmove(&t->ctx[1], &t->ctx[0], i * sizeof(t->ctx[0]));
 	t->ctx[0] = c;
@@ -95,7 +96,7 @@ static uint8_t *tlb_fill(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint6
 		te->wtag = (want & (HM_PTE_RW | HM_PTE_D)) == (HM_PTE_RW | HM_PTE_D) ? te->tag : 0;
 		te->gen = gen;
 		te->host = hm_pfn_ptr(ph, pt_pfn(want, level));
-		c->last = level;
+		tlb_set_last(c, level);
 		*avail = size - off;
 		return te->host + off;
 	}
@@ -362,17 +363,6 @@ static __attribute__((noinline)) int access_slow(struct hm_mm *mm, uint64_t va, 
 	return faulted ? hm_check_enabled(mm->sys, r) : r;
 }
 
-/* The small access's lookup missed, inside the read section: go on from
- * there rather than leave it and look up again. */
-static __attribute__((noinline)) int access_miss(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va,
-						  uint8_t *buf, uint64_t len, bool write, uint64_t gen)
-{
-	bool faulted = false;
-	int r = fill_or_fault(mm, c, va, buf, len, write, gen, &faulted);
-
-	return faulted ? hm_check_enabled(mm->sys, r) : r;
-}
-
 /* Copy @n <= 16 bytes with at most two loads and two stores, each of a
  * size the compiler knows (overlapping when @n is not a power of two). */
 static inline void small_copy(uint8_t *dst, const uint8_t *src, uint64_t n)
@@ -406,6 +396,36 @@ static inline void small_copy(uint8_t *dst, const uint8_t *src, uint64_t n)
 }
 
 /*
+ * The small access's probe of the last level missed, inside the read
+ * section: go on from there (the other levels, the fill, the fault) rather
+ * than leave it and look up again. Five arguments, so that the hit path
+ * jumps here without a frame of its own: tlb_cur is the context the hit
+ * path used, and tlb_gen is read again inside the same section, which is
+ * as good as the first read.
+ */
+static __attribute__((noinline)) int access_miss(struct hm_mm *mm, uint64_t va, uint8_t *buf,
+						  uint64_t len, bool write)
+{
+	struct tlb_ctx *c = tlb_cur;
+	uint64_t avail, gen = hm_load(&mm->tlb_gen);
+	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
+	bool faulted = false;
+	int r = 0;
+
+	if (p) {
+		hm_race_point("access_copy");
+		if (write)
+			small_copy(p, buf, len);
+		else
+			small_copy(buf, p, len);
+		hm_rcu_read_unlock();
+	} else {
+		r = fill_or_fault(mm, c, va, buf, len, write, gen, &faulted);
+	}
+	return faulted ? hm_check_enabled(mm->sys, r) : r;
+}
+
+/*
  * The TLB hit of a small access within one page, inlined into hm_read and
  * hm_write: no call, no atomic read-modify-write, no check a hit makes
  * needless. An entry exists only for an address that was valid when it was
@@ -424,11 +444,10 @@ static inline __attribute__((always_inline)) int access_fast(struct hm_mm *mm, u
 		return access_slow(mm, va, buf, len, write);
 	/* tlb_gen is read inside the section: a flush that bumps it after
 	 * this load waits for our unlock before it frees the page. */
-	uint64_t avail, gen = hm_load(&mm->tlb_gen);
-	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
+	uint8_t *p = tlb_probe_last(c, va, hm_load(&mm->tlb_gen), write);
 
 	if (hm_unlikely(!p))
-		return access_miss(mm, c, va, buf, len, write, gen);
+		return access_miss(mm, va, buf, len, write);
 	hm_race_point("access_copy");
 	if (write)
 		small_copy(p, buf, len);

@@ -36,9 +36,12 @@ struct tlb_entry {
 
 struct tlb_ctx {
 	uint64_t mm_id;		/* 0 = unused */
-	unsigned last;		/* the level that hit or was filled last: probed
-				 * first, as a run of accesses mostly stays on
-				 * one page size */
+	/* The level that hit or was filled last, probed first, as a run of
+	 * accesses mostly stays on one page size; its array and index mask
+	 * beside it, so that the probe needs no branch on the level. */
+	unsigned last;
+	struct tlb_entry *last_e;
+	uint64_t last_mask;
 	struct tlb_entry e4k[TLB_4K], e2m[TLB_2M], e1g[TLB_1G];
 };
 
@@ -59,6 +62,29 @@ static inline struct tlb_entry *tlb_slot(struct tlb_ctx *c, unsigned level, uint
 	case 1:  return &c->e2m[vpn % TLB_2M];
 	default: return &c->e1g[vpn % TLB_1G];
 	}
+}
+
+static inline void tlb_set_last(struct tlb_ctx *c, unsigned level)
+{
+	static const uint64_t mask[3] = { TLB_4K - 1, TLB_2M - 1, TLB_1G - 1 };
+
+	c->last = level;
+	c->last_e = tlb_slot(c, level, 0);
+	c->last_mask = mask[level];
+}
+
+/* The host address of @va if the entry of the level that hit last
+ * translates it for this access, else NULL: the TLB hit. */
+static inline __attribute__((always_inline)) uint8_t *tlb_probe_last(const struct tlb_ctx *c,
+								      uint64_t va, uint64_t gen, bool write)
+{
+	unsigned shift = hm_level_shift(c->last);
+	uint64_t vpn = va >> shift;
+	const struct tlb_entry *e = &c->last_e[vpn & c->last_mask];
+
+	if (hm_unlikely((write ? e->wtag : e->tag) != vpn + 1 || e->gen != gen))
+		return NULL;
+	return e->host + (va & ((1ull << shift) - 1));
 }
 
 /* The host address of @va if @level's entry translates it for this access. */
@@ -82,7 +108,7 @@ static inline __attribute__((always_inline)) uint8_t *tlb_lookup(struct tlb_ctx 
 				  uint64_t *avail)
 {
 	unsigned first = c->last;
-	uint8_t *p = tlb_probe(c, first, va, gen, write);
+	uint8_t *p = tlb_probe_last(c, va, gen, write);
 
 	if (hm_likely(p)) {
 		*avail = hm_level_size(first) - (va & (hm_level_size(first) - 1));
@@ -91,7 +117,7 @@ static inline __attribute__((always_inline)) uint8_t *tlb_lookup(struct tlb_ctx 
 	for (unsigned level = 0; level < 3; level++) {
 		if (level == first || !(p = tlb_probe(c, level, va, gen, write)))
 			continue;
-		c->last = level;
+		tlb_set_last(c, level);
 		*avail = hm_level_size(level) - (va & (hm_level_size(level) - 1));
 		return p;
 	}
