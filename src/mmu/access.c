@@ -19,8 +19,10 @@
 
 static pthread_key_t tlb_key;
 static pthread_once_t tlb_once = PTHREAD_ONCE_INIT;
-static __thread struct tlb *tlb_tls;
-static __thread struct tlb_ctx *tlb_cur;	/* tlb_tls->ctx[0], one load closer */
+static __thread struct tlb *tlb_tls __attribute__((tls_model("initial-exec")));
+/* Initial-exec, so that the hit path holds no __tls_get_addr call (see
+ * pgtable/rcu.h). tlb_cur is tlb_tls->ctx[0], one load closer. */
+static __thread struct tlb_ctx *tlb_cur __attribute__((tls_model("initial-exec")));
 
 /* At thread exit: an access from a later key destructor starts afresh
  * instead of using the freed TLB. */

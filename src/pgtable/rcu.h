@@ -17,6 +17,14 @@
  * sections exactly as for the called ones: the same counter, the same
  * registry.
  *
+ * The reader pointer is declared again as initial-exec TLS (as
+ * pgtable/gather.c does with its own): the header's general-dynamic model
+ * makes every access in a -fPIC object a __tls_get_addr call, which the
+ * linker relaxes away in an executable but only after the compiler has
+ * planned the hit path around a call (saved registers). The cost: when
+ * libhugemm.so is dlopen()ed, liburcu-bp's TLS comes from glibc's static
+ * TLS surplus, which such small blocks are what it is for.
+ *
  * Why not another flavour: QSBR would need every caller's thread to
  * announce quiescent states, and memb needs explicit registration and
  * unregistration of threads hugemm does not own; bp registers on first use
@@ -34,6 +42,10 @@
 
 #include <urcu-bp.h>
 #include <urcu/static/urcu-bp.h>	/* the inline read side, see above */
+
+/* The thread's reader, as initial-exec TLS: see above. */
+extern DECLARE_URCU_TLS(struct urcu_bp_reader *, urcu_bp_reader)
+	__attribute__((tls_model("initial-exec")));
 
 #include "../base/lock.h"
 
