@@ -7,7 +7,11 @@
  * authors keep under LGPL's ten-line limit so that non-LGPL code may inline
  * it), not the library call: hm_read/hm_write enter a read section on every
  * access, and the call (through __tls_get_addr inside the library) was a
- * third of a TLB hit. Inline, lock is: load this thread's reader pointer,
+ * third of a TLB hit. It is restated below with the header's own macros,
+ * reaching the reader's counter as the unsigned long it is: through
+ * struct urcu_bp_reader, which claims 128-byte alignment that liburcu
+ * 0.13's registry does not give it, UBSan's alignment check fails on the
+ * header's code. Inline, lock is: load this thread's reader pointer,
  * register if NULL (once per thread), load its counter, store the global
  * phase into it; unlock: one load and one store. Both are ordered against
  * the section by urcu_bp_smp_mb_slave(), a compiler barrier when the kernel
@@ -41,6 +45,7 @@
 #define HM_PGTABLE_RCU_H
 
 #include <urcu-bp.h>
+#include <stddef.h>
 #include <urcu/static/urcu-bp.h>	/* the inline read side, see above */
 
 /* The thread's reader, as initial-exec TLS: see above. */
@@ -68,26 +73,62 @@ extern char hm_rcu_tsan_sync;
 #define hm_tsan_gp_acquire() ((void)0)
 #endif
 
-static inline void hm_rcu_read_lock(void) { _urcu_bp_read_lock(); }
+_Static_assert(offsetof(struct urcu_bp_reader, ctr) == 0, "the reader's counter leads");
 
+/* This thread's reader counter; the thread is registered. */
+static inline unsigned long *hm_rcu_ctr(void)
+{
+	return (unsigned long *)(void *)URCU_TLS(urcu_bp_reader);
+}
+
+/* _urcu_bp_read_lock after its registration check. */
+static inline void hm_rcu_enter(unsigned long *ctr)
+{
+	cmm_barrier();	/* not reordered with a mutex before us */
+	unsigned long tmp = *ctr;
+
+	urcu_assert((tmp & URCU_BP_GP_CTR_NEST_MASK) != URCU_BP_GP_CTR_NEST_MASK);
+	if (caa_likely(!(tmp & URCU_BP_GP_CTR_NEST_MASK))) {
+		_CMM_STORE_SHARED(*ctr, _CMM_LOAD_SHARED(urcu_bp_gp.ctr));
+		urcu_bp_smp_mb_slave();
+	} else {
+		_CMM_STORE_SHARED(*ctr, tmp + URCU_BP_GP_COUNT);
+	}
+}
+
+static inline void hm_rcu_read_lock(void)
+{
+	if (caa_unlikely(!URCU_TLS(urcu_bp_reader)))
+		urcu_bp_register();	/* the thread's first section */
+	hm_rcu_enter(hm_rcu_ctr());
+}
+
+/* _urcu_bp_read_unlock */
 static inline void hm_rcu_read_unlock(void)
 {
+	unsigned long *ctr = hm_rcu_ctr();
+	unsigned long tmp = *ctr;
+
 	hm_tsan_gp_release();
-	_urcu_bp_read_unlock();
+	urcu_assert(tmp & URCU_BP_GP_CTR_NEST_MASK);
+	urcu_bp_smp_mb_slave();	/* the section's accesses before the store */
+	_CMM_STORE_SHARED(*ctr, tmp - URCU_BP_GP_COUNT);
+	cmm_barrier();
 }
 
 /*
  * hm_rcu_read_lock() for a thread liburcu has registered already, else
  * false and no read section. It lets a hot path (a TLB hit) hold no call at
- * all, so that the compiler need not save registers for one: the check
- * below is the one _urcu_bp_read_lock starts with, which it then folds
- * away. The thread's first hm_rcu_read_lock() registers it.
+ * all, so that the compiler need not save registers for one. The thread's
+ * first hm_rcu_read_lock() registers it.
  */
 static inline bool hm_rcu_read_trylock(void)
 {
-	if (caa_unlikely(!URCU_TLS(urcu_bp_reader)))
+	unsigned long *ctr = hm_rcu_ctr();
+
+	if (caa_unlikely(!ctr))
 		return false;
-	_urcu_bp_read_lock();
+	hm_rcu_enter(ctr);
 	return true;
 }
 
