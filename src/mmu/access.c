@@ -293,78 +293,6 @@ static int write_span(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, const ui
 	return r;
 }
 
-/* Context: inside the read section, in which the lookup of @va at @gen
- * missed; leaves it. Fill the entry from the tables, else fault. */
-static int fill_or_fault(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint8_t *buf,
-			 uint64_t len, bool write, uint64_t gen, bool *faulted)
-{
-	uint64_t avail;
-	uint8_t *p = tlb_fill(mm, c, va, gen, write, &avail);
-
-	if (!p)
-		return copy(mm, c, va, buf, len, write, false, true, faulted);
-	hm_race_point("access_copy");
-	if (write)
-		memcpy(p, buf, len);
-	else
-		memcpy(buf, p, len);
-	hm_rcu_read_unlock();
-	return 0;
-}
-
-/* *faulted is set when the access changed the tables (HM_CHECK checks
- * after those only: a TLB hit changes nothing but A/D bits). */
-static int access_mem(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, bool write,
-		      bool *faulted)
-{
-	if (!mm || (!buf && len))
-		return -EINVAL;
-	if (!len)
-		return 0;
-	if (va + len < va || va + len > mm->sys->task_size)
-		return -EFAULT;
-	bool span = (va & ~(HM_PAGE_SIZE - 1)) != ((va + len - 1) & ~(HM_PAGE_SIZE - 1));
-	/* A multi-page read is checked whole first, so that a bad one faults
-	 * no page in. (A multi-page write checks under the lock it copies
-	 * under, in write_span.) */
-	if (span && !write && !vmas_allow(mm, va, va + len, false))
-		return -EFAULT;
-	struct tlb_ctx *c = hm_tlb_ctx(mm);
-	if (!c)
-		return -ENOMEM;
-	if (span && write)
-		return write_span(mm, c, va, buf, len, faulted);
-	if (span)
-		return copy(mm, c, va, buf, len, false, false, false, faulted);
-	/* One page: the TLB hit and the refill inline; copy() from the fault on
-	 * (it is entered inside the read section it leaves). */
-	uint64_t avail;
-
-	hm_rcu_read_lock();
-	uint64_t gen = hm_load(&mm->tlb_gen);
-	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
-	if (hm_unlikely(!p))
-		return fill_or_fault(mm, c, va, buf, len, write, gen, faulted);
-	hm_race_point("access_copy");
-	if (write)
-		memcpy(p, buf, len);
-	else
-		memcpy(buf, p, len);
-	hm_rcu_read_unlock();
-	return 0;
-}
-
-/* Everything but the TLB hit of a small access: out of line, so that the
- * hit path in hm_read/hm_write saves no registers for it. */
-static __attribute__((noinline)) int access_slow(struct hm_mm *mm, uint64_t va, uint8_t *buf,
-						  uint64_t len, bool write)
-{
-	bool faulted = false;
-	int r = access_mem(mm, va, buf, len, write, &faulted);
-
-	return faulted ? hm_check_enabled(mm->sys, r) : r;
-}
-
 /* Copy @n <= 16 bytes with at most two loads and two stores, each of a
  * size the compiler knows (overlapping when @n is not a power of two). */
 static inline void small_copy(uint8_t *dst, const uint8_t *src, uint64_t n)
@@ -397,6 +325,75 @@ static inline void small_copy(uint8_t *dst, const uint8_t *src, uint64_t n)
 	}
 }
 
+/* Context: inside the read section, @p translating the access of @len
+ * bytes within one page; leaves it. */
+static inline __attribute__((always_inline)) void copy_page(uint8_t *p, uint8_t *buf, uint64_t len,
+							      bool write)
+{
+	uint8_t *dst = write ? p : buf;
+	const uint8_t *src = write ? buf : p;
+
+	hm_race_point("access_copy");
+	if (len > 16)
+		memcpy(dst, src, len);
+	else
+		small_copy(dst, src, len);
+	hm_rcu_read_unlock();
+}
+
+/* Context: inside the read section; leaves it. The access within one page
+ * through the TLB, else a fill from the tables, else the fault. */
+static int access_page(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint8_t *buf,
+		       uint64_t len, bool write, bool *faulted)
+{
+	uint64_t avail, gen = hm_load(&mm->tlb_gen);
+	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
+
+	if (!p && !(p = tlb_fill(mm, c, va, gen, write, &avail)))
+		return copy(mm, c, va, buf, len, write, false, true, faulted);
+	copy_page(p, buf, len, write);
+	return 0;
+}
+
+/* *faulted is set when the access changed the tables (HM_CHECK checks
+ * after those only: a TLB hit changes nothing but A/D bits). */
+static int access_mem(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, bool write,
+		      bool *faulted)
+{
+	if (!mm || (!buf && len))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	if (va + len < va || va + len > mm->sys->task_size)
+		return -EFAULT;
+	bool span = (va & ~(HM_PAGE_SIZE - 1)) != ((va + len - 1) & ~(HM_PAGE_SIZE - 1));
+	/* A multi-page read is checked whole first, so that a bad one faults
+	 * no page in. (A multi-page write checks under the lock it copies
+	 * under, in write_span.) */
+	if (span && !write && !vmas_allow(mm, va, va + len, false))
+		return -EFAULT;
+	struct tlb_ctx *c = hm_tlb_ctx(mm);
+	if (!c)
+		return -ENOMEM;
+	if (span && write)
+		return write_span(mm, c, va, buf, len, faulted);
+	if (span)
+		return copy(mm, c, va, buf, len, false, false, false, faulted);
+	hm_rcu_read_lock();
+	return access_page(mm, c, va, buf, len, write, faulted);
+}
+
+/* Everything but the TLB hit of a small access: out of line, so that the
+ * hit path in hm_read/hm_write saves no registers for it. */
+static __attribute__((noinline)) int access_slow(struct hm_mm *mm, uint64_t va, uint8_t *buf,
+						  uint64_t len, bool write)
+{
+	bool faulted = false;
+	int r = access_mem(mm, va, buf, len, write, &faulted);
+
+	return faulted ? hm_check_enabled(mm->sys, r) : r;
+}
+
 /*
  * The small access's probe of the last level missed, inside the read
  * section: go on from there (the other levels, the fill, the fault) rather
@@ -408,22 +405,9 @@ static inline void small_copy(uint8_t *dst, const uint8_t *src, uint64_t n)
 static __attribute__((noinline)) int access_miss(struct hm_mm *mm, uint64_t va, uint8_t *buf,
 						  uint64_t len, bool write)
 {
-	struct tlb_ctx *c = tlb_cur;
-	uint64_t avail, gen = hm_load(&mm->tlb_gen);
-	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
 	bool faulted = false;
-	int r = 0;
+	int r = access_page(mm, tlb_cur, va, buf, len, write, &faulted);
 
-	if (p) {
-		hm_race_point("access_copy");
-		if (write)
-			small_copy(p, buf, len);
-		else
-			small_copy(buf, p, len);
-		hm_rcu_read_unlock();
-	} else {
-		r = fill_or_fault(mm, c, va, buf, len, write, gen, &faulted);
-	}
 	return faulted ? hm_check_enabled(mm->sys, r) : r;
 }
 
@@ -450,12 +434,7 @@ static inline __attribute__((always_inline)) int access_fast(struct hm_mm *mm, u
 
 	if (hm_unlikely(!p))
 		return access_miss(mm, va, buf, len, write);
-	hm_race_point("access_copy");
-	if (write)
-		small_copy(p, buf, len);
-	else
-		small_copy(buf, p, len);
-	hm_rcu_read_unlock();
+	copy_page(p, buf, len, write);
 	return 0;
 }
 
