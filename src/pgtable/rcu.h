@@ -48,9 +48,12 @@
 #include <stddef.h>
 #include <urcu/static/urcu-bp.h>	/* the inline read side, see above */
 
-/* The thread's reader, as initial-exec TLS: see above. */
+/* The thread's reader, as initial-exec TLS: see above. (Without
+ * CONFIG_RCU_TLS, liburcu reaches it through a function instead.) */
+#ifdef CONFIG_RCU_TLS
 extern DECLARE_URCU_TLS(struct urcu_bp_reader *, urcu_bp_reader)
 	__attribute__((tls_model("initial-exec")));
+#endif
 
 #include "../base/lock.h"
 
