@@ -5,8 +5,13 @@
  * more address spaces than a thread has contexts. White-box: looks at the
  * entries through tlb_lookup, at the leaves through hm_pt_walk.
  */
+#define _GNU_SOURCE
 #include "harness.h"
+#include "race.h"
 #include "../../src/mmu/tlb.h"
+
+#define HOLD_MS	200	/* long enough for an operation that should wait not to */
+#define STOP_MS	10000
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
@@ -269,5 +274,80 @@ static void thread_tlbs(void)
 	hm_system_destroy(sys);
 }
 
+struct hitter {
+	struct hm_mm *mm;
+	uint64_t va;
+	int r1, r2;
+};
+
+/* A fill, then a hit: the second write is this thread's next access to the
+ * same page of the same mm, registered with liburcu, so it takes the
+ * inlined hit path (access_fast). */
+static void *fill_then_hit(void *p)
+{
+	struct hitter *h = p;
+	uint64_t v = 2;
+
+	h->r1 = hm_write(h->mm, h->va, &v, 8);
+	v = 3;
+	h->r2 = hm_write(h->mm, h->va + 8, &v, 8);
+	return NULL;
+}
+
+static void *fork_it(void *p)
+{
+	struct t_op *o = p;
+	struct hm_mm *child = NULL;
+
+	o->r = hm_fork(o->mm, &child);
+	o->mm = child;
+	return NULL;
+}
+
+/*
+ * A grace period waits for a hit under way: the inlined read section is
+ * one liburcu's grace periods see. The writer stops in its hit with the
+ * translation in hand (race point access_copy); fork, which write-protects
+ * the parent and then waits for a grace period, must not return until the
+ * write is released, so the child sees the write whole. With the hit's
+ * copy moved out of the read section, fork returns at once (checked).
+ */
+static void grace_period_waits_for_hit(void)
+{
+	t_flags = 0;	/* no hm_check: it would wait for the stopped thread */
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	t_flags = HM_CHECK;
+	struct hm_mm *mm;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 4 * HM_PAGE_SIZE, RW, PA, &a) == 0);
+	t_poke(mm, a, 1);
+	struct hitter h = { mm, a, -1, -1 };
+	struct t_op f = { .mm = mm };
+
+	REQUIRE(hm__race_arm("access_copy", 1) == 0);	/* pass the fill, stop the hit */
+	pthread_t tw = t_spawn(fill_then_hit, &h);
+	REQUIRE(hm__race_wait("access_copy", STOP_MS) == 0);
+	pthread_t tf = t_spawn(fork_it, &f);
+	bool forked_early = t_join_within(tf, HOLD_MS);
+	hm__race_release("access_copy");
+	pthread_join(tw, NULL);
+	if (!forked_early)
+		pthread_join(tf, NULL);
+	hm__race_reset();
+	CHECK(!forked_early);
+	CHECK_EQ(h.r1, 0);
+	CHECK_EQ(h.r2, 0);
+	REQUIRE(f.r == 0 && f.mm);
+	CHECK_EQ(t_peek(f.mm, a), 2);
+	CHECK_EQ(t_peek(f.mm, a + 8), 3);	/* landed before fork returned */
+	STEP(sys);
+	hm_mm_destroy(f.mm);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 T_MAIN(T(hit_after_fill), T(flush_makes_miss), T(write_sets_dirty), T(more_mms_than_contexts),
-       T(thread_tlbs))
+       T(thread_tlbs), T(grace_period_waits_for_hit))
