@@ -19,19 +19,31 @@
 
 static pthread_key_t tlb_key;
 static pthread_once_t tlb_once = PTHREAD_ONCE_INIT;
-static __thread struct tlb *tlb_tls;
+static __thread struct tlb *tlb_tls __attribute__((tls_model("initial-exec")));
+/* Initial-exec, so that the hit path holds no __tls_get_addr call (see
+ * pgtable/rcu.h). tlb_cur is tlb_tls->ctx[0], one load closer. */
+static __thread struct tlb_ctx *tlb_cur __attribute__((tls_model("initial-exec")));
+
+/* At thread exit: an access from a later key destructor starts afresh
+ * instead of using the freed TLB. */
+static void tlb_free(void *t)
+{
+	tlb_tls = NULL;
+	tlb_cur = NULL;
+	free(t);
+}
 
 static void tlb_key_init(void)
 {
-	(void)pthread_key_create(&tlb_key, free);
+	(void)pthread_key_create(&tlb_key, tlb_free);
 }
 
 struct tlb_ctx *hm_tlb_ctx(struct hm_mm *mm)
 {
 	struct tlb *t = tlb_tls;
 
-	if (hm_likely(t && t->ctx[0]->mm_id == mm->id))
-		return t->ctx[0];
+	if (hm_likely(tlb_cur && tlb_cur->mm_id == mm->id))
+		return tlb_cur;
 	if (!t) {
 		pthread_once(&tlb_once, tlb_key_init);
 		t = calloc(1, sizeof(*t));
@@ -49,9 +61,11 @@ struct tlb_ctx *hm_tlb_ctx(struct hm_mm *mm)
 	if (c->mm_id != mm->id) {	/* evict the least recently used */
 		memset(c, 0, sizeof(*c));
 		c->mm_id = mm->id;
+		tlb_set_last(c, 0);
 	}
 	memmove(&t->ctx[1], &t->ctx[0], i * sizeof(t->ctx[0]));
 	t->ctx[0] = c;
+	tlb_cur = c;
 	return c;
 }
 
@@ -81,9 +95,10 @@ static uint8_t *tlb_fill(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint6
 		uint64_t size = hm_level_size(level), off = va & (size - 1);
 		struct tlb_entry *te = tlb_slot(c, level, va);
 		te->tag = (va >> hm_level_shift(level)) + 1;
+		te->wtag = (want & (HM_PTE_RW | HM_PTE_D)) == (HM_PTE_RW | HM_PTE_D) ? te->tag : 0;
 		te->gen = gen;
 		te->host = hm_pfn_ptr(ph, pt_pfn(want, level));
-		te->writable = (want & (HM_PTE_RW | HM_PTE_D)) == (HM_PTE_RW | HM_PTE_D);
+		tlb_set_last(c, level);
 		*avail = size - off;
 		return te->host + off;
 	}
@@ -278,10 +293,72 @@ static int write_span(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, const ui
 	return r;
 }
 
+/* Copy @n <= 16 bytes with at most two loads and two stores, each of a
+ * size the compiler knows (overlapping when @n is not a power of two). */
+static inline void small_copy(uint8_t *dst, const uint8_t *src, uint64_t n)
+{
+	if (hm_likely(n == 8)) {
+		uint64_t a;
+
+		memcpy(&a, src, 8);
+		memcpy(dst, &a, 8);
+	} else if (n > 8) {
+		uint64_t a, b;
+
+		memcpy(&a, src, 8);
+		memcpy(&b, src + n - 8, 8);
+		memcpy(dst, &a, 8);
+		memcpy(dst + n - 8, &b, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+
+		memcpy(&a, src, 4);
+		memcpy(&b, src + n - 4, 4);
+		memcpy(dst, &a, 4);
+		memcpy(dst + n - 4, &b, 4);
+	} else {	/* 1..3 */
+		uint8_t a = src[0], b = src[n / 2], c = src[n - 1];
+
+		dst[0] = a;
+		dst[n / 2] = b;
+		dst[n - 1] = c;
+	}
+}
+
+/* Context: inside the read section, @p translating the access of @len
+ * bytes within one page; leaves it. */
+static inline __attribute__((always_inline)) void copy_page(uint8_t *p, uint8_t *buf, uint64_t len,
+							      bool write)
+{
+	uint8_t *dst = write ? p : buf;
+	const uint8_t *src = write ? buf : p;
+
+	hm_race_point("access_copy");
+	if (len > 16)
+		memcpy(dst, src, len);
+	else
+		small_copy(dst, src, len);
+	hm_rcu_read_unlock();
+}
+
+/* Context: inside the read section; leaves it. The access within one page
+ * through the TLB, else a fill from the tables, else the fault. */
+static int access_page(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint8_t *buf,
+		       uint64_t len, bool write, bool *faulted)
+{
+	uint64_t avail, gen = hm_load(&mm->tlb_gen);
+	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
+
+	if (!p && !(p = tlb_fill(mm, c, va, gen, write, &avail)))
+		return copy(mm, c, va, buf, len, write, false, true, faulted);
+	copy_page(p, buf, len, write);
+	return 0;
+}
+
 /* *faulted is set when the access changed the tables (HM_CHECK checks
  * after those only: a TLB hit changes nothing but A/D bits). */
-static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, bool write,
-		  bool *faulted)
+static int access_mem(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, bool write,
+		      bool *faulted)
 {
 	if (!mm || (!buf && len))
 		return -EINVAL;
@@ -302,36 +379,71 @@ static int access(struct hm_mm *mm, uint64_t va, uint8_t *buf, uint64_t len, boo
 		return write_span(mm, c, va, buf, len, faulted);
 	if (span)
 		return copy(mm, c, va, buf, len, false, false, false, faulted);
-	/* One page: the TLB hit and the refill inline; copy() from the fault on
-	 * (it is entered inside the read section it leaves). */
-	uint64_t avail;
-
 	hm_rcu_read_lock();
-	uint64_t gen = hm_load(&mm->tlb_gen);
-	uint8_t *p = tlb_lookup(c, va, gen, write, &avail);
-	if (hm_unlikely(!p) && !(p = tlb_fill(mm, c, va, gen, write, &avail)))
-		return copy(mm, c, va, buf, len, write, false, true, faulted);
-	hm_race_point("access_copy");
-	if (write)
-		memcpy(p, buf, len);
-	else
-		memcpy(buf, p, len);
-	hm_rcu_read_unlock();
+	return access_page(mm, c, va, buf, len, write, faulted);
+}
+
+/* Everything but the TLB hit of a small access: out of line, so that the
+ * hit path in hm_read/hm_write saves no registers for it. */
+static __attribute__((noinline)) int access_slow(struct hm_mm *mm, uint64_t va, uint8_t *buf,
+						  uint64_t len, bool write)
+{
+	bool faulted = false;
+	int r = access_mem(mm, va, buf, len, write, &faulted);
+
+	return faulted ? hm_check_enabled(mm->sys, r) : r;
+}
+
+/*
+ * The small access's probe of the last level missed, inside the read
+ * section: go on from there (the other levels, the fill, the fault) rather
+ * than leave it and look up again. Five arguments, so that the hit path
+ * jumps here without a frame of its own: tlb_cur is the context the hit
+ * path used, and tlb_gen is read again inside the same section, which is
+ * as good as the first read.
+ */
+static __attribute__((noinline)) int access_miss(struct hm_mm *mm, uint64_t va, uint8_t *buf,
+						  uint64_t len, bool write)
+{
+	bool faulted = false;
+	int r = access_page(mm, tlb_cur, va, buf, len, write, &faulted);
+
+	return faulted ? hm_check_enabled(mm->sys, r) : r;
+}
+
+/*
+ * The TLB hit of a small access within one page, inlined into hm_read and
+ * hm_write: no call, no atomic read-modify-write, no check a hit makes
+ * needless. An entry exists only for an address that was valid when it was
+ * filled, below task_size, and the access ends on the same page, so the
+ * bounds checks belong to the slow path. Anything else (no fast case, a
+ * first access of this thread or to another mm than the last) goes the
+ * whole way through access_slow.
+ */
+static inline __attribute__((always_inline)) int access_fast(struct hm_mm *mm, uint64_t va,
+							      uint8_t *buf, uint64_t len, bool write)
+{
+	struct tlb_ctx *c = tlb_cur;
+
+	if (hm_unlikely(!mm || !buf || len - 1 >= 16 || (va & (HM_PAGE_SIZE - 1)) + len > HM_PAGE_SIZE ||
+			!c || c->mm_id != mm->id || !hm_rcu_read_trylock()))
+		return access_slow(mm, va, buf, len, write);
+	/* tlb_gen is read inside the section: a flush that bumps it after
+	 * this load waits for our unlock before it frees the page. */
+	uint8_t *p = tlb_probe_last(c, va, hm_load(&mm->tlb_gen), write);
+
+	if (hm_unlikely(!p))
+		return access_miss(mm, va, buf, len, write);
+	copy_page(p, buf, len, write);
 	return 0;
 }
 
 int hm_read(struct hm_mm *mm, uint64_t va, void *buf, uint64_t len)
 {
-	bool faulted = false;
-	int r = access(mm, va, buf, len, false, &faulted);
-
-	return faulted ? hm_check_enabled(mm->sys, r) : r;
+	return access_fast(mm, va, buf, len, false);
 }
 
 int hm_write(struct hm_mm *mm, uint64_t va, const void *buf, uint64_t len)
 {
-	bool faulted = false;
-	int r = access(mm, va, (uint8_t *)(uintptr_t)buf, len, true, &faulted);
-
-	return faulted ? hm_check_enabled(mm->sys, r) : r;
+	return access_fast(mm, va, (uint8_t *)(uintptr_t)buf, len, true);
 }
