@@ -232,6 +232,32 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
 	return &hm_pfn_page(ph, pfn)->pmd_mapcount;
 }
 
+uint32_t hm_folio_add_pte_run(struct hm_mm *mm, uint32_t pfn, uint32_t n)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	uint32_t head;
+	hm_spin_t *lock = hm_lock_folio_of(mm->sys, pfn, &head);
+	struct hm_page *h = hm_pfn_page(ph, head);
+
+	hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));	/* uncounted: zero.c */
+	n = HM_MIN(n, head + (1u << h->order) - pfn);
+	/* Every writer of these counts holds the folio lock: a load and a
+	 * store, not a locked add (readers without it load them whole). */
+	for (uint32_t i = 0; i < n; i++) {
+		int32_t *c = &hm_pfn_page(ph, pfn + i)->mapcount;
+
+		__atomic_store_n(c, hm_load_relaxed(c) + 1, __ATOMIC_RELAXED);
+	}
+	int32_t was = hm_load_relaxed(&h->large_mapcount);
+
+	__atomic_store_n(&h->large_mapcount, was + (int32_t)n, __ATOMIC_RELAXED);
+	if (was == 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED))
+		hm_lru_add(mm->sys, head, false);
+	slots_add(h, mm->slot_id, (int)n);
+	hm_spin_unlock(lock);
+	return n;
+}
+
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
