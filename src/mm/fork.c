@@ -108,44 +108,22 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 	pt_set(cs, e & ~HM_PTE_A);	/* young in the parent, old in the child */
 }
 
-/* Map counts for pages [run, run + n), which may span folios. */
-static void count_run(struct hm_mm *child, uint32_t run, uint32_t n)
-{
-	while (n) {
-		uint32_t done = hm_folio_add_pte_run(child, run, n);
-
-		run += done;
-		n -= done;
-	}
-}
-
-/* Descriptors are prefetched this many entries ahead. */
-#define FORK_PREFETCH 32
-
 /*
- * The PTEs [from, to) of the parent's table @pt into the child's @ct. The
- * map counts of a run of consecutive pages of one folio are taken in one
- * step under its lock (hm_folio_add_pte_run), and the leaves are counted
+ * The PTEs [from, to) of the parent's table @pt into the child's @ct; then
+ * the map counts of the pages, a run of consecutive pages of one folio in
+ * one step under its lock (hm_folio_add_pte_maps), and the leaves counted
  * once for the table. A fork of 4 KiB pages is bound by memory (a
- * descriptor per page): descriptors are prefetched well ahead. (Two passes,
- * entries first and counts then, measured slower.)
+ * descriptor per page) and by what is done per page: one call per table.
  */
 static void copy_ptes(struct fork_ctx *f, hm_pte_t *pt, hm_pte_t *ct, unsigned from, unsigned to)
 {
 	struct hm_system *sys = f->child->sys;
-	struct hm_phys *ph = &sys->phys;
-	uint32_t run = HM_PFN_NONE, n = 0;	/* pages [run, run + n) not counted yet */
-	uint64_t leaves = 0;
+	uint32_t pfns[HM_PTRS];
+	unsigned n = 0;
 
 	for (unsigned i = from; i < to; i++) {
 		hm_pte_t e = pt_get(&pt[i]);
 
-		if (i + FORK_PREFETCH < to) {
-			hm_pte_t ahead = pt_get(&pt[i + FORK_PREFETCH]);
-
-			if (pt_mapped(ahead))
-				__builtin_prefetch(hm_pfn_page(ph, pt_pfn(ahead, 0)), 1);
-		}
 		if (pt_none(e))
 			continue;
 		uint32_t pfn = pt_pfn(e, 0);
@@ -157,21 +135,14 @@ static void copy_ptes(struct fork_ctx *f, hm_pte_t *pt, hm_pte_t *ct, unsigned f
 		}
 		e = wrprotect(&pt[i], e);
 		pt_set(&ct[i], e & ~HM_PTE_A);	/* young in the parent, old in the child */
-		leaves++;
-		if (n && pfn == run + n) {
-			n++;
-			continue;
-		}
-		count_run(f->child, run, n);
-		run = pfn;
-		n = 1;
+		pfns[n++] = pfn;
 	}
-	count_run(f->child, run, n);
-	if (leaves) {
-		f->copied = true;
-		hm_add(&f->child->nr_leaf[0], leaves);
-		hm_add(&sys->nr_leaf[0], leaves);
-	}
+	if (!n)
+		return;
+	hm_folio_add_pte_maps(f->child, pfns, n);
+	f->copied = true;
+	hm_add(&f->child->nr_leaf[0], n);
+	hm_add(&sys->nr_leaf[0], n);
 }
 
 static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, unsigned level,
