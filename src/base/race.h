@@ -23,6 +23,7 @@
  *                        frames are about to be freed and its pins dropped
  *   fork_reserved        fork has reserved its room in the anon_vma
  *                        families, before it copies and adds the child
+ *   fork_wrprotect       fork read a writable PTE and is about to write-protect it
  *   access_copy          hm_read/hm_write have a translation and are about
  *                        to copy through it, inside their RCU read section
  *   folio_lock_of        a map count change looked up a frame's head

@@ -31,7 +31,7 @@ uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
  * by the time we hold it: look again under the lock, and go round if the
  * frame has another head now. Every map count change goes through here.
  */
-hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
+static inline hm_spin_t *lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
 {
 	struct hm_phys *ph = &sys->phys;
 
@@ -47,6 +47,11 @@ hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
 		}
 		hm_spin_unlock(lock);
 	}
+}
+
+hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
+{
+	return lock_folio_of(sys, pfn, head);
 }
 
 /*
@@ -241,6 +246,46 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
 		return &h->entire_mapcount;
 	hm_assert(level == 1 && h->order == HM_PUD_ORDER);
 	return &hm_pfn_page(ph, pfn)->pmd_mapcount;
+}
+
+/* Descriptors are prefetched this many pages ahead. */
+#define ADD_PTE_PREFETCH 16
+
+void hm_folio_add_pte_maps(struct hm_mm *mm, const uint32_t *pfn, unsigned nr)
+{
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+
+	for (unsigned i = 0; i < HM_MIN(nr, ADD_PTE_PREFETCH); i++)
+		__builtin_prefetch(hm_pfn_page(ph, pfn[i]), 1);
+	for (unsigned i = 0; i < nr;) {
+		uint32_t head;
+		hm_spin_t *lock = lock_folio_of(sys, pfn[i], &head);
+		struct hm_page *h = hm_pfn_page(ph, head);
+		uint32_t end = head + (1u << h->order);
+		unsigned n = 1;
+
+		hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));	/* uncounted: zero.c */
+		while (i + n < nr && pfn[i + n] == pfn[i] + n && pfn[i + n] < end)
+			n++;
+		/* Every writer of these counts holds the folio lock: a load and
+		 * a store, not a locked add (readers without it load them whole). */
+		for (unsigned k = i; k < i + n; k++) {
+			int32_t *c = &hm_pfn_page(ph, pfn[k])->mapcount;
+
+			__atomic_store_n(c, hm_load_relaxed(c) + 1, __ATOMIC_RELAXED);
+		}
+		int32_t was = hm_load_relaxed(&h->large_mapcount);
+
+		__atomic_store_n(&h->large_mapcount, was + (int32_t)n, __ATOMIC_RELAXED);
+		if (was == 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED))
+			hm_lru_add(sys, head, false);
+		slots_add(h, mm->slot_id, (int)n);
+		hm_spin_unlock(lock);
+		for (unsigned k = i + ADD_PTE_PREFETCH; k < HM_MIN(nr, i + n + ADD_PTE_PREFETCH); k++)
+			__builtin_prefetch(hm_pfn_page(ph, pfn[k]), 1);
+		i += n;
+	}
 }
 
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)

@@ -59,6 +59,28 @@ static void child_deposit(struct fork_ctx *f, uint32_t holder, unsigned level)
 	hm_pt_deposit(pc, holder, t);
 }
 
+/*
+ * The parent's leaf @e at *ps, made read-only if it was writable; the
+ * child's copy is what is returned (A aside). Readers set A and D in a leaf
+ * by compare-and-exchange inside a read section, without any lock
+ * (tlb_fill), and only bits not yet set: in a present leaf that has both,
+ * nobody but the holder of mmap_lock for writing (us) changes anything, so
+ * a plain store cannot lose a bit there. Otherwise, one atomic update.
+ */
+static hm_pte_t wrprotect(hm_pte_t *ps, hm_pte_t e)
+{
+	const hm_pte_t settled = HM_PTE_P | HM_PTE_RW | HM_PTE_A | HM_PTE_D;
+
+	if (!pt_writable(e))
+		return e;
+	hm_race_point("fork_wrprotect");
+	if ((e & settled) == settled) {
+		__atomic_store_n(ps, e & ~HM_PTE_RW, __ATOMIC_RELAXED);
+		return e & ~HM_PTE_RW;
+	}
+	return pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
+}
+
 static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t ctable, unsigned level)
 {
 	hm_pte_t e = pt_get(ps);
@@ -75,8 +97,7 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 		return;
 	}
 
-	if (pt_writable(e))
-		e = pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
+	e = wrprotect(ps, e);
 	f->copied = true;
 	if (level > 0 && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
 		child_deposit(f, ctable, level);
@@ -87,6 +108,43 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 	pt_set(cs, e & ~HM_PTE_A);	/* young in the parent, old in the child */
 }
 
+/*
+ * The PTEs [from, to) of the parent's table @pt into the child's @ct; then
+ * the map counts of the pages, a run of consecutive pages of one folio in
+ * one step under its lock (hm_folio_add_pte_maps), and the leaves counted
+ * once for the table. A fork of 4 KiB pages is bound by memory (a
+ * descriptor per page) and by what is done per page: one call per table.
+ */
+static void copy_ptes(struct fork_ctx *f, hm_pte_t *pt, hm_pte_t *ct, unsigned from, unsigned to)
+{
+	struct hm_system *sys = f->child->sys;
+	uint32_t pfns[HM_PTRS];
+	unsigned n = 0;
+
+	for (unsigned i = from; i < to; i++) {
+		hm_pte_t e = pt_get(&pt[i]);
+
+		if (pt_none(e))
+			continue;
+		uint32_t pfn = pt_pfn(e, 0);
+
+		if (!pt_mapped(e) || hm_is_huge_zero(sys, pfn)) {
+			if (pt_mapped(e) || pt_swp_entry(e))
+				copy_leaf(f, &pt[i], &ct[i], HM_PFN_NONE, 0);	/* counted there */
+			continue;
+		}
+		e = wrprotect(&pt[i], e);
+		pt_set(&ct[i], e & ~HM_PTE_A);	/* young in the parent, old in the child */
+		pfns[n++] = pfn;
+	}
+	if (!n)
+		return;
+	hm_folio_add_pte_maps(f->child, pfns, n);
+	f->copied = true;
+	hm_add(&f->child->nr_leaf[0], n);
+	hm_add(&sys->nr_leaf[0], n);
+}
+
 static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, unsigned level,
 		       uint64_t base, uint64_t start, uint64_t end)
 {
@@ -95,6 +153,12 @@ static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, uns
 	hm_pte_t *ct = f->count ? NULL : hm_pt_entries(ph, ctable);
 	uint64_t size = hm_level_size(level);
 
+	if (level == 0 && !f->count) {
+		uint64_t lo = HM_MAX(start, base), hi = HM_MIN(end, base + size * HM_PTRS);
+
+		copy_ptes(f, pt, ct, hm_level_index(lo, 0), hm_level_index(hi - 1, 0) + 1);
+		return;
+	}
 	hm_for_each_entry(i, va, level, base, start, end) {
 		hm_pte_t e = pt_get(&pt[i]);
 

@@ -237,6 +237,10 @@ bool hm_reserve_refill(struct hm_system *sys, unsigned order);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
+/* Fork: one PTE map of each page @pfn[0..nr), in one step for each run of
+ * consecutive pages of one folio. Unlike hm_folio_add_map, the caller adds
+ * the leaves to nr_leaf[0] (once per table, not once per page). */
+void hm_folio_add_pte_maps(struct hm_mm *mm, const uint32_t *pfn, unsigned nr);
 /* Take one leaf's mapping away. UNMAPPED: the folio has no mapping left
  * (the caller frees it after a grace period). Otherwise, with @pin, if
  * another mm maps it the folio is pinned in the same step (hm_pin_slot; see
