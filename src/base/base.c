@@ -9,6 +9,7 @@
 #include "base.h"
 #include "fail.h"
 #include "lock.h"
+#include "cpu.h"
 
 /* glibc's backtrace() loads the unwinder (malloc, dlopen) at its first
  * call: make that call now, so that the panic path never allocates. */
@@ -214,4 +215,18 @@ void *hm_realloc(struct hm_fail *f, void *p, size_t size)
 	if (f && hm_fail_hit(f))
 		return NULL;
 	return realloc(p, size);
+}
+
+unsigned hm_nr_cpus(void)
+{
+	static unsigned nr;	/* atomic: 0 until the first call */
+	unsigned n = hm_load_relaxed(&nr);
+
+	if (hm_unlikely(!n)) {
+		long c = sysconf(_SC_NPROCESSORS_CONF);
+
+		n = c < 1 ? 1u : c > (long)HM_MAX_CPUS ? HM_MAX_CPUS : (unsigned)c;
+		hm_store(&nr, n);
+	}
+	return n;
 }

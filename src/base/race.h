@@ -56,6 +56,11 @@
  *   pageout_edge_walked  MADV_PAGEOUT walked to the entry at an end of its
  *                        range (to split a huge page it covers in part),
  *                        inside a read section, and is about to read it
+ *   window_pcp_drain     hm_window_open has opened its window (frees into
+ *                        the block now pass the per-CPU caches) and is
+ *                        about to drain the caches of its node
+ *   alloc_drained        an allocation found no frame, drained every
+ *                        per-CPU cache and is about to try again
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

@@ -59,9 +59,12 @@ hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
 
 bool hm_below_reserve(struct hm_system *sys, unsigned order)
 {
-	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&sys->pc.nr_free_slots);
+	/* Summing the per-CPU caches costs a look at each: only with swap. */
+	if (!hm_swap_enabled(&sys->swap))
+		return false;
+	uint64_t free = hm_phys_nr_free(&sys->phys) + hm_load_relaxed(&sys->pc.nr_free_slots);
 
-	return hm_swap_enabled(&sys->swap) && free < HM_SWAPIN_RESERVE + (1u << order);
+	return free < HM_SWAPIN_RESERVE + (1u << order);
 }
 
 static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve);
@@ -155,7 +158,7 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	}
 	if (zero)
 		hm_zero_pages(ph, pfn, order);
-	hm_add(&sys->nr_anon_frames, 1u << order);
+	hm_anon_add(sys, 1u << order);
 	return pfn;
 }
 
@@ -166,7 +169,7 @@ void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head)
 	unsigned order = hm_pfn_page(ph, head)->order;
 
 	hm_assert(hm_pfn_page(ph, head)->large_mapcount == 0);
-	hm_sub(&mm->sys->nr_anon_frames, 1u << order);
+	hm_anon_add(mm->sys, -((uint64_t)1 << order));
 	hm_free_frames(&mm->sys->pc, head, order);
 }
 
@@ -247,8 +250,7 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 		hm_lru_add(mm->sys, head, false);
 	slots_add(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
-	hm_add(&mm->nr_leaf[level], 1);
-	hm_add(&mm->sys->nr_leaf[level], 1);
+	hm_leaf_add(mm, level, 1);
 }
 
 static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn);
@@ -293,10 +295,8 @@ bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_
 		ok = true;
 	}
 	hm_spin_unlock(lock);
-	if (ok) {
-		hm_add(&mm->nr_leaf[level], 1);
-		hm_add(&mm->sys->nr_leaf[level], 1);
-	}
+	if (ok)
+		hm_leaf_add(mm, level, 1);
 	return ok;
 }
 
@@ -377,11 +377,10 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 	}
 	unsigned order = h->order;
 	hm_spin_unlock(lock);
-	hm_sub(&mm->nr_leaf[level], 1);
-	hm_sub(&sys->nr_leaf[level], 1);
+	hm_leaf_add(mm, level, (uint64_t)-1);
 	*headp = head;
 	if (r == HM_FOLIO_UNMAPPED)
-		hm_sub(&sys->nr_anon_frames, 1u << order);
+		hm_anon_add(sys, -((uint64_t)1 << order));
 	return r;
 }
 
@@ -449,10 +448,8 @@ static bool change_leaf_level(struct hm_mm *mm, uint32_t pfn, unsigned level, bo
 	/* Added modulo 2^64: a negative step takes away. */
 	uint64_t upper = (uint64_t)(int64_t)-d, lower = (uint64_t)(int64_t)(d * (int)HM_PTRS);
 
-	hm_add(&mm->nr_leaf[level], upper);
-	hm_add(&mm->nr_leaf[level - 1], lower);
-	hm_add(&sys->nr_leaf[level], upper);
-	hm_add(&sys->nr_leaf[level - 1], lower);
+	hm_leaf_add(mm, level, upper);
+	hm_leaf_add(mm, level - 1, lower);
 	return true;
 }
 

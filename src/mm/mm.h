@@ -151,9 +151,14 @@ struct hm_system {
 					 * (deferred_lock) */
 	uint64_t nr_deferred;		/* written under deferred_lock,
 					 * atomically: read without */
+	/* Counters: each is the sum of this shared part (written where the
+	 * count changes rarely) and the per-CPU parts below (hot paths: a
+	 * fault, an unmap), modulo 2^64. */
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
+	struct hm_cpu_stats *cpu_stats;	/* [phys.nr_cpus], in the same
+					 * allocation as the system; constant */
 	uint32_t huge_zero_pfn;	/* the huge zero page (zero.c): HM_PFN_NONE
 				 * until a read fault creates it; set once,
 				 * by compare-and-swap, kept until destroy */
@@ -198,14 +203,68 @@ struct hm_mm {
 	struct hm_vma *vmas;	/* mmap_lock */
 	size_t nr_vmas, cap_vmas; /* mmap_lock */
 	uint64_t tlb_gen;	/* bumped when present entries change; atomic */
-	uint64_t nr_leaf[3];	/* atomic */
+	uint64_t nr_leaf[3];	/* atomic; plus the per-CPU parts: */
+	struct hm_mm_cpu *cpu;	/* [phys.nr_cpus], in the mm's allocation;
+				 * constant */
 	uint64_t nr_tables;	/* atomic */
 	struct hm_mm *next, *prev; /* sys->mms_lock */
 };
 
+/*
+ * Per-CPU parts of the counters that every fault and unmap changes
+ * (base/cpu.h): two threads faulting on two CPUs write no counter line in
+ * common. Read by summing (hm_sys_events and below).
+ */
+struct hm_cpu_stats {
+	uint64_t events[HM_NR_EVENTS];	/* atomic */
+	uint64_t nr_leaf[3];		/* atomic */
+	uint64_t nr_anon_frames;	/* atomic */
+} __attribute__((aligned(64)));
+
+struct hm_mm_cpu {
+	uint64_t nr_leaf[3];		/* atomic */
+} __attribute__((aligned(64)));
+
+static inline struct hm_cpu_stats *hm_this_cpu_stats(struct hm_system *sys)
+{
+	return &sys->cpu_stats[hm_this_cpu(sys->phys.nr_cpus)];
+}
+
 static inline void hm_count(struct hm_system *sys, enum hm_stat_id id)
 {
-	hm_add(&sys->events[id], 1);
+	hm_add(&hm_this_cpu_stats(sys)->events[id], 1);
+}
+
+/* @mm's leaves of @level change by @d (modulo 2^64: a negative step takes
+ * away), and so do the system's. */
+static inline void hm_leaf_add(struct hm_mm *mm, unsigned level, uint64_t d)
+{
+	unsigned cpu = hm_this_cpu(mm->sys->phys.nr_cpus);
+
+	hm_add(&mm->cpu[cpu].nr_leaf[level], d);
+	hm_add(&mm->sys->cpu_stats[cpu].nr_leaf[level], d);
+}
+
+static inline void hm_anon_add(struct hm_system *sys, uint64_t d)
+{
+	hm_add(&hm_this_cpu_stats(sys)->nr_anon_frames, d);
+}
+
+/* The sums (mm.c). Exact while nothing changes them (hm_check). */
+uint64_t hm_sys_events(struct hm_system *sys, unsigned id);
+uint64_t hm_sys_nr_leaf(struct hm_system *sys, unsigned level);
+uint64_t hm_sys_nr_anon_frames(struct hm_system *sys);
+uint64_t hm_mm_nr_leaf(struct hm_mm *mm, unsigned level);
+/* Bytes to allocate after a struct of @size for @nr per-CPU parts of
+ * @part bytes each (64-byte aligned), and where they start. */
+static inline size_t hm_cpu_tail_bytes(size_t part, unsigned nr)
+{
+	return 64 + part * nr;
+}
+
+static inline void *hm_cpu_tail(void *obj, size_t size)
+{
+	return (void *)HM_ALIGN_UP((uintptr_t)obj + size, 64);
 }
 
 static inline struct hm_phys *mm_phys(struct hm_mm *mm) { return &mm->sys->phys; }
