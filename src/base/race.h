@@ -61,6 +61,8 @@
  *                        about to drain the caches of its node
  *   alloc_drained        an allocation found no frame, drained every
  *                        per-CPU cache and is about to try again
+ *   rwsem_read_counted   a reader of an hm_rwsem counted itself in its
+ *                        CPU's count and is about to look for a writer
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

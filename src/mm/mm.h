@@ -124,7 +124,8 @@ struct hm_system {
 	pthread_mutex_t av_lock;	/* the table below */
 	struct hm_anon_vma **avs;	/* by id; NULL = free slot; av_lock */
 	uint32_t nr_avs, cap_avs;	/* av_lock */
-	hm_spin_t folio_locks[HM_FOLIO_LOCKS];	/* map counts and mm slots of
+	hm_spin_t folio_locks[HM_FOLIO_LOCKS] __attribute__((aligned(64)));
+						/* map counts and mm slots of
 						 * the folios hashed to each */
 	/* Reclaim (vmscan.c, lru.c). */
 	struct hm_swap swap;		/* the swap device; its own lock */
@@ -494,10 +495,21 @@ void hm_swap_entry_free(struct hm_system *sys, hm_pte_t e, unsigned level);
  * under the lock, as a folio split may move it. Returns the lock held. */
 hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head);
 
-/* folio locks (innermost after the ptls) */
+/*
+ * folio locks (innermost after the ptls). Sixteen 4-byte locks share a
+ * cache line: the 16 frames of an aligned group take the 16 locks of one
+ * line, and the groups are hashed over the lines. A CPU's frame cache hands
+ * out runs of adjacent frames, so two threads faulting at once mostly take
+ * locks in lines of their own, where hashing each frame over all lines made
+ * nearly every lock a line written last by the other CPU.
+ */
+#define HM_FOLIO_LOCKS_PER_LINE 16u
 static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 {
-	return &sys->folio_locks[(head * 0x9e3779b1u) >> 24];
+	const unsigned lines = HM_FOLIO_LOCKS / HM_FOLIO_LOCKS_PER_LINE;
+	uint32_t line = ((head / HM_FOLIO_LOCKS_PER_LINE) * 0x9e3779b1u) >> (32 - __builtin_ctz(lines));
+
+	return &sys->folio_locks[line * HM_FOLIO_LOCKS_PER_LINE + head % HM_FOLIO_LOCKS_PER_LINE];
 }
 
 /*

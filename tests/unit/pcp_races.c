@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The per-CPU order-0 frame caches (phys/buddy.c): decisions that two
- * threads make at once, made deterministic with race points, and the
- * accounting hm_check verifies. Each race test fails with its fix reverted
+ * Per-CPU data: the order-0 frame caches (phys/buddy.c) and the per-CPU
+ * reader counts of hm_rwsem (base/base.c): decisions that two threads make
+ * at once, made deterministic with race points, and the accounting
+ * hm_check verifies. Each race test fails with its fix reverted
  * (said per test).
  */
 #define _GNU_SOURCE
@@ -193,4 +194,69 @@ static void cached_frames_are_checked(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(window_open_vs_cached_free), T(refill_after_drain_no_enomem), T(cached_frames_are_checked))
+#define HOLD_MS 200
+
+struct rw_op {
+	struct hm_rwsem *s;
+	int inside;	/* readers in; atomic */
+	int seen;	/* readers the writer found in with it */
+};
+
+static void *do_read(void *p)
+{
+	struct rw_op *o = p;
+
+	hm_down_read(o->s);
+	__atomic_add_fetch(&o->inside, 1, __ATOMIC_SEQ_CST);
+	__atomic_sub_fetch(&o->inside, 1, __ATOMIC_SEQ_CST);
+	hm_up_read(o->s);
+	return NULL;
+}
+
+static void *do_write_lock(void *p)
+{
+	struct rw_op *o = p;
+
+	hm_down_write(o->s);
+	o->seen = __atomic_load_n(&o->inside, __ATOMIC_SEQ_CST);
+	hm_up_write(o->s);
+	return NULL;
+}
+
+/*
+ * A reader has counted itself in its CPU's count and not yet looked for a
+ * writer when a writer comes: the writer must wait for it (the reader then
+ * sees the writer, backs off and waits behind it). Fails with the reader
+ * looking for a writer before it counts itself: the writer, finding no
+ * count, takes the lock while the reader goes on into its read section.
+ */
+static void writer_waits_for_counted_reader(void)
+{
+	struct hm_rwsem s;
+	struct rw_op o = { .s = &s };
+
+	REQUIRE(hm_rwsem_init(&s) == 0);
+	REQUIRE(hm__race_arm("rwsem_read_counted", 0) == 0);
+	pthread_t r = t_spawn(do_read, &o);
+	REQUIRE(hm__race_wait("rwsem_read_counted", STOP_MS) == 0);
+	pthread_t w = t_spawn(do_write_lock, &o);
+	bool w_done = t_join_within(w, HOLD_MS);
+	CHECK(!w_done);		/* waits for the counted reader */
+	hm__race_release("rwsem_read_counted");
+	if (!w_done)
+		pthread_join(w, NULL);
+	pthread_join(r, NULL);
+	CHECK_EQ(o.seen, 0);
+	CHECK_EQ(hm_rwsem_readers(&s), 0);
+	/* Both ways still work afterwards, and a trylock sees a reader. */
+	hm_down_read(&s);
+	CHECK(!hm_down_write_trylock(&s));
+	hm_up_read(&s);
+	CHECK(hm_down_write_trylock(&s));
+	hm_up_write(&s);
+	hm__race_reset();
+	hm_rwsem_destroy(&s);
+}
+
+T_MAIN(T(window_open_vs_cached_free), T(refill_after_drain_no_enomem), T(cached_frames_are_checked),
+       T(writer_waits_for_counted_reader))
