@@ -733,6 +733,9 @@ int hm_check(struct hm_system *sys)
 	hm_mutex_lock(&sys->mms_lock);
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		hm_down_write(&mm->mmap_lock);
+	/* First mappings are batched only under a mmap_lock: with all of them
+	 * held, every mapped folio is on a list after this. */
+	hm_lru_drain_all(sys);
 	hm_mutex_lock(&sys->split_lock);
 	hm_mutex_lock(&sys->pc.lock);
 	hm_phys_lock_all(&sys->phys);

@@ -246,8 +246,12 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	/* The first mapping puts it on the LRU: before that, reclaim could
 	 * not tell a new folio from one on its way out. */
-	if (hm_add(&h->large_mapcount, 1) == 1 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED))
-		hm_lru_add(mm->sys, head, false);
+	if (hm_add(&h->large_mapcount, 1) == 1 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
+		if (h->order)
+			hm_lru_add(mm->sys, head, false);
+		else
+			hm_lru_add_new(mm->sys, head);
+	}
 	slots_add(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
 	hm_leaf_add(mm, level, 1);

@@ -538,7 +538,7 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
 	case HM_STAT_swap_free_pages:	return hm_load_relaxed(&sys->swap.nr_free);
 	case HM_STAT_swap_total_pages:	return sys->swap.nr_slots;
-	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]);
+	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]) + hm_lru_batched(sys);
 	case HM_STAT_nr_active_anon:	return hm_load_relaxed(&sys->nr_lru[1]);
 	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
 	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);

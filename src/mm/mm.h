@@ -67,6 +67,7 @@ struct hm_anon_vma {
 };
 
 #define HM_FOLIO_LOCKS 256	/* striped locks for folio map counts */
+#define HM_LRU_BATCH 30		/* folios per per-CPU LRU add batch */
 
 /* Counters: the events first, then the ones computed when read. */
 #define HM_EVENT_STATS(X)						\
@@ -220,6 +221,12 @@ struct hm_cpu_stats {
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];		/* atomic */
 	uint64_t nr_anon_frames;	/* atomic */
+	/* Order-0 folios mapped for the first time on this CPU, on their way
+	 * to the inactive list (lru.c), as the kernel's per-CPU LRU add
+	 * batches: lru_lock once per batch instead of once per fault. */
+	hm_spin_t lru_batch_lock __attribute__((aligned(64)));
+	uint32_t lru_batch_nr;			/* lru_batch_lock; atomic */
+	uint32_t lru_batch[HM_LRU_BATCH];	/* heads; lru_batch_lock */
 } __attribute__((aligned(64)));
 
 struct hm_mm_cpu {
@@ -405,6 +412,12 @@ uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void 
  */
 void hm_lru_add(struct hm_system *sys, uint32_t head, bool active);
 void hm_lru_del_locked(struct hm_system *sys, uint32_t head);	/* folio lock */
+/* An order-0 folio's first mapping: onto the inactive list by way of this
+ * CPU's add batch. Context: its folio lock. */
+void hm_lru_add_new(struct hm_system *sys, uint32_t head);
+/* Every CPU's add batch onto the lists. Context: no lru_lock, no batch lock. */
+void hm_lru_drain_all(struct hm_system *sys);
+uint64_t hm_lru_batched(struct hm_system *sys);	/* folios in batches */
 /* Take up to @max folios off the end of list @active into @out, isolated.
  * Context: no spinlock. */
 unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsigned max);

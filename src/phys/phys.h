@@ -61,6 +61,9 @@ enum {
 	PG_ACTIVE	= 1u << 14,	/* that list is the active one */
 	PG_PCP		= 1u << 15,	/* free, in a per-CPU frame cache (buddy.c):
 					 * its owner is that cache (its lock) */
+	PG_LRU_BATCH	= 1u << 16,	/* order-0 folio head in a per-CPU LRU add
+					 * batch (mm/lru.c): that batch's lock,
+					 * atomically */
 };
 
 struct hm_page {

@@ -258,5 +258,49 @@ static void writer_waits_for_counted_reader(void)
 	hm_rwsem_destroy(&s);
 }
 
-T_MAIN(T(window_open_vs_cached_free), T(refill_after_drain_no_enomem), T(cached_frames_are_checked),
+/*
+ * A new 4 KiB folio waits in its CPU's LRU add batch: migration's
+ * isolation by frame (hm_folio_isolate_pfn) must still find it (it drains
+ * the batches first), its last unmap takes it out of the batch, and the
+ * inactive count includes it all along. Fails without the drain in
+ * hm_folio_isolate_pfn (the folio is on no list, so it is not isolated).
+ */
+static void batched_folio_isolates_and_unmaps(void)
+{
+	t_flags = 0;	/* no hm_check after each call: it drains the batches */
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	struct hm_mapping m;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &a) == 0);
+	for (uint64_t i = 0; i < 3; i++)
+		t_poke(mm, a + i * 4096, i + 7);
+	CHECK_EQ(t_stat(sys, "nr_inactive_anon"), 3);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	uint32_t pfn = (uint32_t)(m.pa >> 12);
+	CHECK(hm_load_relaxed(&sys->phys.pages[pfn].flags) & PG_LRU_BATCH);
+	bool isolated = hm_folio_isolate_pfn(sys, pfn);
+	CHECK(isolated);
+	if (isolated)
+		hm_folio_putback(sys, pfn, false);
+	CHECK_EQ(t_stat(sys, "nr_inactive_anon"), 3);
+	STEP(sys);
+	/* Unmapped while batched. */
+	t_poke(mm, a + 4096, 9);
+	REQUIRE(hm_mmap(mm, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &a) == 0);
+	t_poke(mm, a, 1);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	CHECK(hm_load_relaxed(&sys->phys.pages[m.pa >> 12].flags) & PG_LRU_BATCH);
+	CHECK_EQ(hm_munmap(mm, a, 4096), 0);
+	CHECK_EQ(t_stat(sys, "nr_inactive_anon"), 3);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	CHECK_EQ(t_stat(sys, "nr_inactive_anon"), 0);
+	hm_system_destroy(sys);
+	t_flags = HM_CHECK;
+}
+
+T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(refill_after_drain_no_enomem), T(cached_frames_are_checked),
        T(writer_waits_for_counted_reader))
