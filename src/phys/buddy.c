@@ -254,20 +254,27 @@ static void pcp_drain_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_nod
 	hm_store(&c->count, c->count - nr);
 }
 
+/* The most recently freed frame of @c, or HM_PFN_NONE. Context: c->lock. */
+static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c)
+{
+	if (!c->count)
+		return HM_PFN_NONE;
+	uint32_t pfn = c->pfns[c->count - 1];
+
+	hm_store(&c->count, c->count - 1);
+	ph->pages[pfn].flags = 0;
+	return pfn;
+}
+
 /* A 4 KiB frame of @node from this CPU's cache, refilled if empty. */
 static uint32_t pcp_alloc(struct hm_phys *ph, unsigned node)
 {
 	struct hm_pcp *c = pcp_of(ph, hm_this_cpu(ph->nr_cpus), node);
-	uint32_t pfn = HM_PFN_NONE;
 
 	hm_mutex_lock(&c->lock);
 	if (!c->count)
 		pcp_refill_locked(ph, c, &ph->nodes[node]);
-	if (c->count) {
-		pfn = c->pfns[c->count - 1];
-		hm_store(&c->count, c->count - 1);
-		ph->pages[pfn].flags = 0;
-	}
+	uint32_t pfn = pcp_pop_locked(ph, c);
 	hm_mutex_unlock(&c->lock);
 	return pfn;
 }
@@ -379,14 +386,9 @@ static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags)
 
 		for (unsigned cpu = 0; cpu < ph->nr_cpus; cpu++) {
 			struct hm_pcp *c = pcp_of(ph, cpu, nd);
-			uint32_t pfn = HM_PFN_NONE;
 
 			hm_mutex_lock(&c->lock);
-			if (c->count) {
-				pfn = c->pfns[c->count - 1];
-				hm_store(&c->count, c->count - 1);
-				ph->pages[pfn].flags = 0;
-			}
+			uint32_t pfn = pcp_pop_locked(ph, c);
 			hm_mutex_unlock(&c->lock);
 			if (pfn != HM_PFN_NONE)
 				return pfn;
