@@ -39,13 +39,18 @@
  *                                  whoever locks the folio of a frame
  *                                  looks its head up again under the lock.
  *               sys->deferred_lock (spin: the deferred split queue)
- *               lru_lock          (spin: the LRU lists)
+ *               lru_batch_lock    (spin, per CPU: its LRU add batch)
+ *                 lru_lock        (spin: the LRU lists)
  *             swap->lock          (spin: the swap map; innermost, beside
  *                                  the folio locks)
  *             av->lock            (mutex: an anon_vma's members)
  *               sys->av_lock      (mutex: the table of anon_vmas)
  *             ptcache->lock       (mutex: page-table cache)
- *               node->lock        (mutex: buddy free lists of one node)
+ *               pcp->lock         (mutex, per CPU and node: a cache of
+ *                                  free 4 KiB frames, phys.h)
+ *                 node->lock      (mutex: buddy free lists of one node)
+ *             rwsem->wait_lock    (mutex: a writer waiting for an hm_rwsem's
+ *                                  readers; innermost, nothing under it)
  *
  * An RCU read section (lock-free table walks, the software TLB's memory
  * accesses) must never be held while taking mmap_lock.

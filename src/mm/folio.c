@@ -208,13 +208,13 @@ static void slots_sub(struct hm_page *h, uint32_t id, int n)
 			found = true;
 			h->mm_count[s] -= n;
 			if (h->mm_count[s] < 0) {
-				hm_assert(h->flags & PG_MAYBE_SHARED);
+				hm_assert(hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED);
 				h->mm_count[s] = 0;
 			}
 		}
 	}
-	hm_assert(found || (h->flags & PG_MAYBE_SHARED));
-	if (!(h->flags & PG_MAYBE_SHARED))
+	hm_assert(found || (hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED));
+	if (!(hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED))
 		return;
 	for (int s = 0; s < 2; s++) {
 		if (h->mm_count[s] == h->large_mapcount) {
@@ -307,7 +307,7 @@ bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_
 bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id)
 {
 	for (int s = 0; s < 2; s++)
-		if (!(h->flags & PG_MAYBE_SHARED) && h->mm_count[s] && h->mm_id[s] == id)
+		if (!(hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED) && h->mm_count[s] && h->mm_id[s] == id)
 			return h->mm_count[s] == h->large_mapcount;
 	return false;
 }

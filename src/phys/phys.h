@@ -289,7 +289,8 @@ bool hm_block_unmovable(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, uns
  * it normally); -EBUSY if a window is open already. Close: with @take, if
  * the whole block is free now, allocate it and return its pfn; otherwise
  * (or without @take) give its free blocks back and return HM_PFN_NONE.
- * Context: no spinlock; takes node->lock.
+ * Open drains the node's per-CPU caches into the window once it is set.
+ * Context: no spinlock; takes node->lock and the caches' locks.
  */
 int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned order);
 uint32_t hm_window_close(struct hm_phys *ph, unsigned node, bool take);
