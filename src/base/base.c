@@ -4,11 +4,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "base.h"
 #include "fail.h"
 #include "lock.h"
+#include "cpu.h"
+#include "race.h"
 
 /* glibc's backtrace() loads the unwinder (malloc, dlopen) at its first
  * call: make that call now, so that the panic path never allocates. */
@@ -68,9 +71,15 @@ int hm_rwsem_init(struct hm_rwsem *s)
 	int r;
 
 	s->writer = 0;
-	s->readers = 0;
-	if ((r = pthread_rwlockattr_init(&attr)))
+	s->wpending = 0;
+	s->cpu = aligned_alloc(64, hm_nr_cpus() * sizeof(*s->cpu));
+	if (!s->cpu)
+		return -ENOMEM;
+	memset(s->cpu, 0, hm_nr_cpus() * sizeof(*s->cpu));
+	if ((r = pthread_rwlockattr_init(&attr))) {
+		free(s->cpu);
 		return -r;
+	}
 	/*
 	 * Writers first: with glibc's default a steady stream of readers (faults,
 	 * hm_query) keeps a map change waiting for ever. The price: a thread that
@@ -81,12 +90,31 @@ int hm_rwsem_init(struct hm_rwsem *s)
 	if (!r)
 		r = pthread_rwlock_init(&s->rw, &attr);
 	pthread_rwlockattr_destroy(&attr);
-	return -r;
+	if (r) {
+		free(s->cpu);
+		return -r;
+	}
+	pthread_mutex_init(&s->wait_lock, NULL);
+	pthread_cond_init(&s->wait_cond, NULL);
+	return 0;
 }
 
 void hm_rwsem_destroy(struct hm_rwsem *s)
 {
+	hm_assert(hm_rwsem_readers(s) == 0);
+	pthread_cond_destroy(&s->wait_cond);
+	pthread_mutex_destroy(&s->wait_lock);
 	pthread_rwlock_destroy(&s->rw);
+	free(s->cpu);
+}
+
+int64_t hm_rwsem_readers(struct hm_rwsem *s)
+{
+	int64_t n = 0;
+
+	for (unsigned c = 0, nr = hm_nr_cpus(); c < nr; c++)
+		n += __atomic_load_n(&s->cpu[c].readers, __ATOMIC_SEQ_CST);
+	return n;
 }
 
 #if HM_DEBUG >= 2
@@ -125,29 +153,78 @@ static void held_del(struct hm_rwsem *s)
 #define held_del(s) ((void)0)
 #endif
 
+static inline int64_t *my_count(struct hm_rwsem *s)
+{
+	return &s->cpu[hm_this_cpu(hm_nr_cpus())].readers;
+}
+
+/* Take a reader out; wake a writer that waits for the readers. The writer
+ * checks the sum under wait_lock before it sleeps, and we take wait_lock
+ * after our count is gone: it cannot miss us. */
+static void read_leave(struct hm_rwsem *s, int64_t *n)
+{
+	__atomic_sub_fetch(n, 1, __ATOMIC_SEQ_CST);
+	if (hm_unlikely(__atomic_load_n(&s->wpending, __ATOMIC_SEQ_CST))) {
+		pthread_mutex_lock(&s->wait_lock);
+		pthread_cond_broadcast(&s->wait_cond);
+		pthread_mutex_unlock(&s->wait_lock);
+	}
+}
+
+/* Count ourselves in; false (not counted) if a writer is pending. */
+static bool read_fast(struct hm_rwsem *s)
+{
+	int64_t *n = my_count(s);
+
+	__atomic_add_fetch(n, 1, __ATOMIC_SEQ_CST);
+	hm_race_point("rwsem_read_counted");
+	if (hm_likely(!__atomic_load_n(&s->wpending, __ATOMIC_SEQ_CST)))
+		return true;
+	read_leave(s, n);
+	return false;
+}
+
 void hm_down_read(struct hm_rwsem *s)
 {
 	hm_might_sleep();
 	held_add(s);
+	if (read_fast(s))
+		return;
+	/* Behind the writer: it holds rw until it is done. Counted while we
+	 * hold rw's read side, no writer can be past its wait for us. */
 	int r = pthread_rwlock_rdlock(&s->rw);
 	hm_assert(r == 0);
-	__atomic_add_fetch(&s->readers, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(my_count(s), 1, __ATOMIC_SEQ_CST);
+	pthread_rwlock_unlock(&s->rw);
 }
 
 bool hm_down_read_trylock(struct hm_rwsem *s)
 {
-	if (pthread_rwlock_tryrdlock(&s->rw))
-		return false;
+	if (!read_fast(s)) {
+		if (pthread_rwlock_tryrdlock(&s->rw))
+			return false;
+		__atomic_add_fetch(my_count(s), 1, __ATOMIC_SEQ_CST);
+		pthread_rwlock_unlock(&s->rw);
+	}
 	held_add(s);
-	__atomic_add_fetch(&s->readers, 1, __ATOMIC_RELAXED);
 	return true;
 }
 
 void hm_up_read(struct hm_rwsem *s)
 {
 	held_del(s);
-	__atomic_sub_fetch(&s->readers, 1, __ATOMIC_RELAXED);
-	pthread_rwlock_unlock(&s->rw);
+	read_leave(s, my_count(s));
+}
+
+/* Wait until no reader is in. Context: rw held for writing, wpending set. */
+static void wait_readers(struct hm_rwsem *s)
+{
+	if (!hm_rwsem_readers(s))
+		return;
+	hm_mutex_lock(&s->wait_lock);
+	while (hm_rwsem_readers(s))
+		pthread_cond_wait(&s->wait_cond, &s->wait_lock);
+	hm_mutex_unlock(&s->wait_lock);
 }
 
 void hm_down_write(struct hm_rwsem *s)
@@ -156,6 +233,8 @@ void hm_down_write(struct hm_rwsem *s)
 	held_add(s);
 	int r = pthread_rwlock_wrlock(&s->rw);
 	hm_assert(r == 0);
+	__atomic_store_n(&s->wpending, 1, __ATOMIC_SEQ_CST);
+	wait_readers(s);
 	__atomic_store_n(&s->writer, hm_thread_token(), __ATOMIC_RELAXED);
 }
 
@@ -165,6 +244,12 @@ bool hm_down_write_trylock(struct hm_rwsem *s)
 	 * list learns of it only once we have it. */
 	if (pthread_rwlock_trywrlock(&s->rw))
 		return false;
+	__atomic_store_n(&s->wpending, 1, __ATOMIC_SEQ_CST);
+	if (hm_rwsem_readers(s)) {
+		__atomic_store_n(&s->wpending, 0, __ATOMIC_SEQ_CST);
+		pthread_rwlock_unlock(&s->rw);
+		return false;
+	}
 	held_add(s);
 	__atomic_store_n(&s->writer, hm_thread_token(), __ATOMIC_RELAXED);
 	return true;
@@ -175,6 +260,7 @@ void hm_up_write(struct hm_rwsem *s)
 	hm_assert_int(hm_rwsem_write_held(s));
 	held_del(s);
 	__atomic_store_n(&s->writer, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->wpending, 0, __ATOMIC_SEQ_CST);
 	pthread_rwlock_unlock(&s->rw);
 }
 
@@ -214,4 +300,18 @@ void *hm_realloc(struct hm_fail *f, void *p, size_t size)
 	if (f && hm_fail_hit(f))
 		return NULL;
 	return realloc(p, size);
+}
+
+unsigned hm_nr_cpus(void)
+{
+	static unsigned nr;	/* atomic: 0 until the first call */
+	unsigned n = hm_load_relaxed(&nr);
+
+	if (hm_unlikely(!n)) {
+		long c = sysconf(_SC_NPROCESSORS_CONF);
+
+		n = c < 1 ? 1u : c > (long)HM_MAX_CPUS ? HM_MAX_CPUS : (unsigned)c;
+		hm_store(&nr, n);
+	}
+	return n;
 }

@@ -39,13 +39,18 @@
  *                                  whoever locks the folio of a frame
  *                                  looks its head up again under the lock.
  *               sys->deferred_lock (spin: the deferred split queue)
- *               lru_lock          (spin: the LRU lists)
+ *               lru_batch_lock    (spin, per CPU: its LRU add batch)
+ *                 lru_lock        (spin: the LRU lists)
  *             swap->lock          (spin: the swap map; innermost, beside
  *                                  the folio locks)
  *             av->lock            (mutex: an anon_vma's members)
  *               sys->av_lock      (mutex: the table of anon_vmas)
  *             ptcache->lock       (mutex: page-table cache)
- *               node->lock        (mutex: buddy free lists of one node)
+ *               pcp->lock         (mutex, per CPU and node: a cache of
+ *                                  free 4 KiB frames, phys.h)
+ *                 node->lock      (mutex: buddy free lists of one node)
+ *             rwsem->wait_lock    (mutex: a writer waiting for an hm_rwsem's
+ *                                  readers; innermost, nothing under it)
  *
  * An RCU read section (lock-free table walks, the software TLB's memory
  * accesses) must never be held while taking mmap_lock.
@@ -132,11 +137,32 @@ static inline bool hm_spin_held(const hm_spin_t *l)
  * Writers first: once a writer waits, new readers queue behind it, so that
  * map changes are not starved by faults. Hence a thread must never take
  * it again while it holds it, not even for reading twice (DEBUG >= 2
- * asserts it). */
+ * asserts it).
+ *
+ * Readers count themselves per CPU, as the kernel's percpu_rw_semaphore
+ * (mmap_lock is taken for reading by every fault: with one shared reader
+ * count, two threads faulting at once wrote the same line twice a fault).
+ * A reader adds one to its CPU's count and then checks wpending; a writer
+ * takes rw for writing (which serializes writers and holds up the readers
+ * that find wpending set: they wait in rw's read side), sets wpending, and
+ * then waits until the counts add up to zero. Both steps are sequentially
+ * consistent, so either the reader sees wpending (and backs off) or the
+ * writer sees the reader's count (and waits for its up_read). A count is
+ * taken from the CPU the reader runs on when it leaves, so one CPU's count
+ * may go negative: only the sum means anything. */
+struct hm_rwsem_cpu {
+	int64_t readers;	/* atomic */
+} __attribute__((aligned(64)));
+
 struct hm_rwsem {
 	pthread_rwlock_t rw;
 	uint32_t writer;	/* token of the writer, 0 if none; atomic */
-	int readers;		/* atomic: assertions read both unlocked */
+	uint32_t wpending;	/* a writer holds rw or waits for the readers
+				 * to leave; atomic */
+	struct hm_rwsem_cpu *cpu;	/* [hm_nr_cpus()]; constant */
+	pthread_mutex_t wait_lock;	/* wait_cond; a writer waiting for
+					 * the readers sleeps on it */
+	pthread_cond_t wait_cond;
 };
 
 int hm_rwsem_init(struct hm_rwsem *s);
@@ -162,9 +188,11 @@ static inline bool hm_rwsem_write_held(struct hm_rwsem *s)
 /* Held for reading by someone, or for writing by this thread. A reader is
  * not told apart from other readers; that is enough to catch a caller that
  * forgot the lock altogether. */
+int64_t hm_rwsem_readers(struct hm_rwsem *s);
+
 static inline bool hm_rwsem_held(struct hm_rwsem *s)
 {
-	return hm_rwsem_write_held(s) || __atomic_load_n(&s->readers, __ATOMIC_RELAXED) > 0;
+	return hm_rwsem_write_held(s) || hm_rwsem_readers(s) > 0;
 }
 
 #define hm_assert_locked(l)	  hm_assert_int(hm_spin_held(l))

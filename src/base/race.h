@@ -60,6 +60,13 @@
  *   fault_drain          a fault that needs frames unmaps are giving back
  *                        (or pins to drop) has dropped mmap_lock and is
  *                        about to wait for the grace period
+ *   window_pcp_drain     hm_window_open has opened its window (frees into
+ *                        the block now pass the per-CPU caches) and is
+ *                        about to drain the caches of its node
+ *   alloc_drained        an allocation found no frame, drained every
+ *                        per-CPU cache and is about to try again
+ *   rwsem_read_counted   a reader of an hm_rwsem counted itself in its
+ *                        CPU's count and is about to look for a writer
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

@@ -31,6 +31,7 @@ struct shadow {			/* per frame, recounted from the tables */
 	uint8_t table, overflow;
 	uint8_t shared, writable;	/* page: mapped by 2+ mms; mapped writable */
 	uint8_t queued;			/* folio head: met on the deferred queue */
+	uint8_t cached;			/* met in a per-CPU frame cache */
 };
 
 struct chk {
@@ -48,6 +49,7 @@ struct chk {
 	uint64_t swap_entries;		/* all mms, PMD ones counting 512 */
 	uint32_t *unmov[64];		/* per node and region: unmovable
 					 * frames found (mobility grouping) */
+	struct totals *t;
 };
 
 #define SWC_CACHED (1u << 31)
@@ -290,10 +292,10 @@ static void check_mm(struct chk *c, struct hm_mm *mm)
 		report(c, "mm %llu: %llu tables found, nr_tables says %llu", (unsigned long long)mm->id,
 		       (unsigned long long)c->mm_tables, (unsigned long long)mm->nr_tables);
 	for (int l = 0; l < 3; l++) {
-		if (c->mm_leaves[l] != mm->nr_leaf[l])
+		if (c->mm_leaves[l] != hm_mm_nr_leaf(mm, l))
 			report(c, "mm %llu: %llu level-%d leaves found, counter says %llu",
 			       (unsigned long long)mm->id, (unsigned long long)c->mm_leaves[l], l,
-			       (unsigned long long)mm->nr_leaf[l]);
+			       (unsigned long long)hm_mm_nr_leaf(mm, l));
 		c->leaves[l] += c->mm_leaves[l];
 	}
 	c->tables += c->mm_tables;
@@ -425,12 +427,37 @@ static void check_folio(struct chk *c, uint32_t head)
 
 struct totals {
 	uint64_t free, folio, tables, pending, slots, freeing, zero;
+	uint64_t cached;	/* frames marked PG_PCP */
+	uint64_t in_pcp;	/* frames listed in per-CPU caches */
+	uint64_t node_free[64];	/* free frames per node, caches included */
 };
 
 static int count_free(void *arg, uint32_t pfn, unsigned order)
 {
-	(void)pfn;
-	((struct totals *)arg)->free += 1ull << order;
+	struct chk *c = arg;
+
+	c->t->free += 1ull << order;
+	c->t->node_free[hm_pfn_node(c->ph, pfn)] += 1ull << order;
+	return 0;
+}
+
+/* A frame in the cache of (@cpu, @node): free, marked so, of that node,
+ * and in no other cache. */
+static int count_cached(void *arg, uint32_t pfn, unsigned cpu, unsigned node)
+{
+	struct chk *c = arg;
+
+	if (pfn >= c->ph->nr_frames) {
+		report(c, "cpu %u node %u: cached frame %#x is out of range", cpu, node, pfn);
+		return 0;
+	}
+	if (hm_pfn_page(c->ph, pfn)->flags != PG_PCP || hm_pfn_page(c->ph, pfn)->buddy ||
+	    hm_pfn_node(c->ph, pfn) != node || c->sh[pfn].cached)
+		report(c, "cpu %u node %u: cached frame %#x (flags %#x) is not free, of another node, or cached twice",
+		       cpu, node, pfn, hm_pfn_page(c->ph, pfn)->flags);
+	c->sh[pfn].cached = 1;
+	c->t->in_pcp++;
+	c->t->node_free[node]++;
 	return 0;
 }
 
@@ -504,6 +531,12 @@ static void scan_frames(struct chk *c, struct totals *t)
 		if (pg->buddy) {
 			buddy += 1ull << (pg->buddy - 1);
 			pfn += 1u << (pg->buddy - 1);
+		} else if (pg->flags == PG_PCP) {
+			/* Free, in a per-CPU cache: check_pcp found it there. */
+			if (!c->sh[pfn].cached)
+				report(c, "frame %#x is marked cached but is in no per-CPU cache", pfn);
+			t->cached++;
+			pfn++;
 		} else if ((pg->flags & PG_HEAD) && (pg->flags & PG_HUGE_ZERO)) {
 			check_zero_block(c, pfn);
 			count_unmovable(c, pfn, 1u << pg->order);
@@ -540,6 +573,10 @@ static void scan_frames(struct chk *c, struct totals *t)
 	if (buddy != t->free)
 		report(c, "free lists hold %llu frames, descriptors mark %llu",
 		       (unsigned long long)t->free, (unsigned long long)buddy);
+	if (t->cached != t->in_pcp)
+		report(c, "per-CPU caches hold %llu frames, descriptors mark %llu",
+		       (unsigned long long)t->in_pcp, (unsigned long long)t->cached);
+	t->free += t->cached;
 }
 
 static void check_balances(struct chk *c, const struct totals *t)
@@ -560,9 +597,15 @@ static void check_balances(struct chk *c, const struct totals *t)
 	if (pc->nr_pending_frames != t->freeing)
 		report(c, "frames waiting for a grace period: %llu counted, %llu marked",
 		       (unsigned long long)pc->nr_pending_frames, (unsigned long long)t->freeing);
-	if (t->free != sys->phys.nr_free)
-		report(c, "nr_free %llu, free lists %llu", (unsigned long long)sys->phys.nr_free,
-		       (unsigned long long)t->free);
+	if (t->free != hm_phys_nr_free(&sys->phys) || t->free - t->cached != sys->phys.nr_free)
+		report(c, "nr_free %llu (%llu on free lists), free lists %llu + per-CPU caches %llu",
+		       (unsigned long long)hm_phys_nr_free(&sys->phys), (unsigned long long)sys->phys.nr_free,
+		       (unsigned long long)(t->free - t->cached), (unsigned long long)t->cached);
+	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)
+		if (hm_node_nr_free(&sys->phys, i) != t->node_free[i])
+			report(c, "node %u: nr_free %llu, found %llu free", i,
+			       (unsigned long long)hm_node_nr_free(&sys->phys, i),
+			       (unsigned long long)t->node_free[i]);
 	if (t->tables != c->tables || pc->nr_tables != c->tables)
 		report(c, "tables: %llu marked, %llu reachable, nr_tables %llu",
 		       (unsigned long long)t->tables, (unsigned long long)c->tables,
@@ -574,13 +617,13 @@ static void check_balances(struct chk *c, const struct totals *t)
 		report(c, "cache: pending %llu/%llu, free slots %llu/%llu",
 		       (unsigned long long)pc->nr_pending, (unsigned long long)t->pending,
 		       (unsigned long long)pc->nr_free_slots, (unsigned long long)t->slots);
-	if (sys->nr_anon_frames != t->folio)
-		report(c, "nr_anon_pages %llu, folios hold %llu", (unsigned long long)sys->nr_anon_frames,
+	if (hm_sys_nr_anon_frames(sys) != t->folio)
+		report(c, "nr_anon_pages %llu, folios hold %llu", (unsigned long long)hm_sys_nr_anon_frames(sys),
 		       (unsigned long long)t->folio);
 	for (int l = 0; l < 3; l++)
-		if (sys->nr_leaf[l] != c->leaves[l])
+		if (hm_sys_nr_leaf(sys, l) != c->leaves[l])
 			report(c, "system level-%d leaves %llu, found %llu", l,
-			       (unsigned long long)sys->nr_leaf[l], (unsigned long long)c->leaves[l]);
+			       (unsigned long long)hm_sys_nr_leaf(sys, l), (unsigned long long)c->leaves[l]);
 	for (int l = 0; l < 2; l++)
 		if (sys->nr_zero_leaf[l] != c->zero_leaves[l])
 			report(c, "huge zero page: %llu level-%d leaves counted, found %llu",
@@ -690,6 +733,9 @@ int hm_check(struct hm_system *sys)
 	hm_mutex_lock(&sys->mms_lock);
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		hm_down_write(&mm->mmap_lock);
+	/* First mappings are batched only under a mmap_lock: with all of them
+	 * held, every mapped folio is on a list after this. */
+	hm_lru_drain_all(sys);
 	hm_mutex_lock(&sys->split_lock);
 	hm_mutex_lock(&sys->pc.lock);
 	hm_phys_lock_all(&sys->phys);
@@ -697,8 +743,10 @@ int hm_check(struct hm_system *sys)
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		check_mm(&c, mm);
 	check_deferred(&c);
-	if (hm_phys_for_each_free(&sys->phys, count_free, &t))
+	c.t = &t;
+	if (hm_phys_for_each_free(&sys->phys, count_free, &c))
 		report(&c, "a free list is corrupt (loop or wrong length)");
+	hm_pcp_for_each(&sys->phys, count_cached, &c);
 	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)
 		c.unmov[i] = calloc(sys->phys.nodes[i].nr_regions, sizeof(uint32_t));
 	scan_frames(&c, &t);

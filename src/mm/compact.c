@@ -63,6 +63,11 @@ static int64_t scan_block(struct hm_system *sys, uint32_t pfn, unsigned order, u
 			p += 1u << (b - 1);	/* a free block */
 			continue;
 		}
+		if (flags == PG_PCP) {	/* free, in a per-CPU cache: the window
+					 * drains it */
+			p++;
+			continue;
+		}
 		/* A tail whose head lies before the block (a larger folio), or
 		 * a frame on its way in or out of the allocator. */
 		if ((flags & UNMOVABLE_FLAGS) || !(flags & PG_HEAD))
@@ -83,13 +88,7 @@ static int64_t scan_block(struct hm_system *sys, uint32_t pfn, unsigned order, u
 	return used;
 }
 
-static uint64_t node_free(struct hm_node *n)
-{
-	hm_mutex_lock(&n->lock);
-	uint64_t f = n->nr_free;
-	hm_mutex_unlock(&n->lock);
-	return f;
-}
+
 
 /* Is a block of @order free on @n already? Then the allocation failed for
  * another reason (an injected failure, a race lost) and compaction would
@@ -138,7 +137,7 @@ static uint32_t pick_block(struct hm_system *sys, unsigned node, unsigned order,
 	}
 	/* The folios need room elsewhere on the node: the node's free frames
 	 * outside the block, nr_free - (size - used), must hold them. */
-	if (best != HM_PFN_NONE && node_free(n) < size)
+	if (best != HM_PFN_NONE && hm_node_nr_free(ph, node) < size)
 		return HM_PFN_NONE;
 	return best;
 }

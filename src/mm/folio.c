@@ -64,9 +64,12 @@ hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
 
 bool hm_below_reserve(struct hm_system *sys, unsigned order)
 {
-	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&sys->pc.nr_free_slots);
+	/* Summing the per-CPU caches costs a look at each: only with swap. */
+	if (!hm_swap_enabled(&sys->swap))
+		return false;
+	uint64_t free = hm_phys_nr_free(&sys->phys) + hm_load_relaxed(&sys->pc.nr_free_slots);
 
-	return hm_swap_enabled(&sys->swap) && free < HM_SWAPIN_RESERVE + (1u << order);
+	return free < HM_SWAPIN_RESERVE + (1u << order);
 }
 
 static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve);
@@ -171,7 +174,7 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	}
 	if (zero)
 		hm_zero_pages(ph, pfn, order);
-	hm_add(&sys->nr_anon_frames, 1u << order);
+	hm_anon_add(sys, 1u << order);
 	return pfn;
 }
 
@@ -182,7 +185,7 @@ void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head)
 	unsigned order = hm_pfn_page(ph, head)->order;
 
 	hm_assert(hm_pfn_page(ph, head)->large_mapcount == 0);
-	hm_sub(&mm->sys->nr_anon_frames, 1u << order);
+	hm_anon_add(mm->sys, -((uint64_t)1 << order));
 	hm_free_frames(&mm->sys->pc, head, order);
 }
 
@@ -221,13 +224,13 @@ static void slots_sub(struct hm_page *h, uint32_t id, int n)
 			found = true;
 			h->mm_count[s] -= n;
 			if (h->mm_count[s] < 0) {
-				hm_assert(h->flags & PG_MAYBE_SHARED);
+				hm_assert(hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED);
 				h->mm_count[s] = 0;
 			}
 		}
 	}
-	hm_assert(found || (h->flags & PG_MAYBE_SHARED));
-	if (!(h->flags & PG_MAYBE_SHARED))
+	hm_assert(found || (hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED));
+	if (!(hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED))
 		return;
 	for (int s = 0; s < 2; s++) {
 		if (h->mm_count[s] == h->large_mapcount) {
@@ -299,12 +302,15 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_add(leaf_counter(ph, h, pfn, level), 1);
 	/* The first mapping puts it on the LRU: before that, reclaim could
 	 * not tell a new folio from one on its way out. */
-	if (hm_add(&h->large_mapcount, 1) == 1 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED))
-		hm_lru_add(mm->sys, head, false);
+	if (hm_add(&h->large_mapcount, 1) == 1 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
+		if (h->order)
+			hm_lru_add(mm->sys, head, false);
+		else
+			hm_lru_add_new(mm->sys, head);
+	}
 	slots_add(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
-	hm_add(&mm->nr_leaf[level], 1);
-	hm_add(&mm->sys->nr_leaf[level], 1);
+	hm_leaf_add(mm, level, 1);
 }
 
 static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn);
@@ -349,17 +355,15 @@ bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_
 		ok = true;
 	}
 	hm_spin_unlock(lock);
-	if (ok) {
-		hm_add(&mm->nr_leaf[level], 1);
-		hm_add(&mm->sys->nr_leaf[level], 1);
-	}
+	if (ok)
+		hm_leaf_add(mm, level, 1);
 	return ok;
 }
 
 bool hm_folio_alone_locked(const struct hm_page *h, uint32_t id)
 {
 	for (int s = 0; s < 2; s++)
-		if (!(h->flags & PG_MAYBE_SHARED) && h->mm_count[s] && h->mm_id[s] == id)
+		if (!(hm_load_relaxed(&h->flags) & PG_MAYBE_SHARED) && h->mm_count[s] && h->mm_id[s] == id)
 			return h->mm_count[s] == h->large_mapcount;
 	return false;
 }
@@ -433,11 +437,10 @@ enum hm_unmapped hm_folio_remove_map(struct hm_mm *mm, uint32_t pfn, unsigned le
 	}
 	unsigned order = h->order;
 	hm_spin_unlock(lock);
-	hm_sub(&mm->nr_leaf[level], 1);
-	hm_sub(&sys->nr_leaf[level], 1);
+	hm_leaf_add(mm, level, (uint64_t)-1);
 	*headp = head;
 	if (r == HM_FOLIO_UNMAPPED)
-		hm_sub(&sys->nr_anon_frames, 1u << order);
+		hm_anon_add(sys, -((uint64_t)1 << order));
 	return r;
 }
 
@@ -505,10 +508,8 @@ static bool change_leaf_level(struct hm_mm *mm, uint32_t pfn, unsigned level, bo
 	/* Added modulo 2^64: a negative step takes away. */
 	uint64_t upper = (uint64_t)(int64_t)-d, lower = (uint64_t)(int64_t)(d * (int)HM_PTRS);
 
-	hm_add(&mm->nr_leaf[level], upper);
-	hm_add(&mm->nr_leaf[level - 1], lower);
-	hm_add(&sys->nr_leaf[level], upper);
-	hm_add(&sys->nr_leaf[level - 1], lower);
+	hm_leaf_add(mm, level, upper);
+	hm_leaf_add(mm, level - 1, lower);
 	return true;
 }
 

@@ -73,9 +73,73 @@ void hm_lru_add(struct hm_system *sys, uint32_t head, bool active)
 	hm_spin_unlock(&sys->lru_lock);
 }
 
+/*
+ * Per-CPU add batches (struct hm_cpu_stats): a folio in one has
+ * PG_LRU_BATCH and is on no list yet. Whoever needs it on its list takes it
+ * there by draining every batch: its last unmap (hm_lru_del_locked),
+ * isolation for reclaim or migration, hm_check. Only order-0 folios are
+ * batched, so a folio split never meets one.
+ * Lock order: folio lock > lru_batch_lock > lru_lock.
+ */
+static void batch_flush_locked(struct hm_system *sys, struct hm_cpu_stats *c)
+{
+	hm_assert_locked(&c->lru_batch_lock);
+	hm_spin_lock(&sys->lru_lock);
+	for (uint32_t i = 0; i < c->lru_batch_nr; i++) {
+		uint32_t head = c->lru_batch[i];
+
+		__atomic_and_fetch(&hm_pfn_page(&sys->phys, head)->flags, ~PG_LRU_BATCH, __ATOMIC_RELAXED);
+		add_locked(sys, head, false);
+	}
+	hm_spin_unlock(&sys->lru_lock);
+	hm_store(&c->lru_batch_nr, 0);
+}
+
+void hm_lru_add_new(struct hm_system *sys, uint32_t head)
+{
+	hm_assert_locked(hm_folio_lock(sys, head));
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	struct hm_cpu_stats *c = hm_this_cpu_stats(sys);
+
+	hm_assert(h->order == 0 && !(hm_load_relaxed(&h->flags) & (PG_LRU | PG_LRU_BATCH)));
+	hm_spin_lock(&c->lru_batch_lock);
+	__atomic_or_fetch(&h->flags, PG_LRU_BATCH, __ATOMIC_RELAXED);
+	c->lru_batch[c->lru_batch_nr] = head;
+	hm_store(&c->lru_batch_nr, c->lru_batch_nr + 1);
+	if (c->lru_batch_nr == HM_LRU_BATCH)
+		batch_flush_locked(sys, c);
+	hm_spin_unlock(&c->lru_batch_lock);
+}
+
+void hm_lru_drain_all(struct hm_system *sys)
+{
+	for (unsigned i = 0; i < sys->phys.nr_cpus; i++) {
+		struct hm_cpu_stats *c = &sys->cpu_stats[i];
+
+		if (!hm_load_relaxed(&c->lru_batch_nr))
+			continue;
+		hm_spin_lock(&c->lru_batch_lock);
+		batch_flush_locked(sys, c);
+		hm_spin_unlock(&c->lru_batch_lock);
+	}
+}
+
+uint64_t hm_lru_batched(struct hm_system *sys)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < sys->phys.nr_cpus; i++)
+		n += hm_load_relaxed(&sys->cpu_stats[i].lru_batch_nr);
+	return n;
+}
+
 void hm_lru_del_locked(struct hm_system *sys, uint32_t head)
 {
 	hm_assert_locked(hm_folio_lock(sys, head));
+	/* In a batch: the drain puts it on its list first. Under its folio
+	 * lock, nobody can batch it again meanwhile. */
+	if (hm_load_relaxed(&hm_pfn_page(&sys->phys, head)->flags) & PG_LRU_BATCH)
+		hm_lru_drain_all(sys);
 	hm_spin_lock(&sys->lru_lock);
 	if (hm_load_relaxed(&hm_pfn_page(&sys->phys, head)->flags) & PG_LRU)
 		del_locked(sys, head);
@@ -144,6 +208,7 @@ unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsig
 {
 	unsigned n = 0, tries = 0;
 
+	hm_lru_drain_all(sys);	/* the newest folios are reclaim's too */
 	hm_rcu_read_lock();
 	while (n < max && tries++ < 4 * max) {
 		hm_spin_lock(&sys->lru_lock);
@@ -224,6 +289,8 @@ bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn)
 
 	if (pfn >= sys->phys.nr_frames)
 		return false;
+	/* A new folio in a batch is on no list yet: put it there. */
+	hm_lru_drain_all(sys);
 	/* Off its list first, inside a read section: then it is freed, if at
 	 * all, after a grace period (see the top of the file). */
 	hm_rcu_read_lock();

@@ -63,9 +63,11 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 {
 	if (!cfg || !out || !config_valid(cfg))
 		return -EINVAL;
-	struct hm_system *sys = calloc(1, sizeof(*sys));
+	unsigned nr_cpus = hm_nr_cpus();
+	struct hm_system *sys = calloc(1, sizeof(*sys) + hm_cpu_tail_bytes(sizeof(struct hm_cpu_stats), nr_cpus));
 	if (!sys)
 		return -ENOMEM;
+	sys->cpu_stats = hm_cpu_tail(sys, sizeof(*sys));
 	sys->cfg = *cfg;
 	sys->huge_zero_pfn = HM_PFN_NONE;	/* pfn 0 is a frame like any other */
 	sys->cfg.phys_bytes = HM_ALIGN_DOWN(cfg->phys_bytes, HM_PAGE_SIZE);
@@ -126,6 +128,7 @@ void hm_system_destroy(struct hm_system *sys)
 	pthread_mutex_destroy(&sys->reclaim_lock);
 	hm_huge_zero_fini(sys);
 	hm_ptcache_fini(&sys->pc);
+	hm_pcp_drain_all(&sys->phys, -1);
 	pthread_cond_destroy(&sys->khugepaged_left);
 	pthread_mutex_destroy(&sys->mms_lock);
 	pthread_mutex_destroy(&sys->av_lock);
@@ -136,6 +139,42 @@ void hm_system_destroy(struct hm_system *sys)
 	free(sys->free_slot_ids);
 	hm_phys_fini(&sys->phys);
 	free(sys);
+}
+
+uint64_t hm_sys_events(struct hm_system *sys, unsigned id)
+{
+	uint64_t v = hm_load_relaxed(&sys->events[id]);
+
+	for (unsigned c = 0; c < sys->phys.nr_cpus; c++)
+		v += hm_load_relaxed(&sys->cpu_stats[c].events[id]);
+	return v;
+}
+
+uint64_t hm_sys_nr_leaf(struct hm_system *sys, unsigned level)
+{
+	uint64_t v = hm_load_relaxed(&sys->nr_leaf[level]);
+
+	for (unsigned c = 0; c < sys->phys.nr_cpus; c++)
+		v += hm_load_relaxed(&sys->cpu_stats[c].nr_leaf[level]);
+	return v;
+}
+
+uint64_t hm_sys_nr_anon_frames(struct hm_system *sys)
+{
+	uint64_t v = hm_load_relaxed(&sys->nr_anon_frames);
+
+	for (unsigned c = 0; c < sys->phys.nr_cpus; c++)
+		v += hm_load_relaxed(&sys->cpu_stats[c].nr_anon_frames);
+	return v;
+}
+
+uint64_t hm_mm_nr_leaf(struct hm_mm *mm, unsigned level)
+{
+	uint64_t v = hm_load_relaxed(&mm->nr_leaf[level]);
+
+	for (unsigned c = 0; c < mm->sys->phys.nr_cpus; c++)
+		v += hm_load_relaxed(&mm->cpu[c].nr_leaf[level]);
+	return v;
 }
 
 static uint64_t next_mm_id = 1;	/* atomic */
@@ -189,9 +228,11 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 {
 	if (!sys || !out)
 		return -EINVAL;
-	struct hm_mm *mm = hm_calloc(&sys->phys.fail, 1, sizeof(*mm));
+	struct hm_mm *mm = hm_calloc(&sys->phys.fail, 1,
+				     sizeof(*mm) + hm_cpu_tail_bytes(sizeof(struct hm_mm_cpu), sys->phys.nr_cpus));
 	if (!mm)
 		return -ENOMEM;
+	mm->cpu = hm_cpu_tail(mm, sizeof(*mm));
 	mm->sys = sys;
 	mm->id = __atomic_fetch_add(&next_mm_id, 1, __ATOMIC_RELAXED);
 	if (hm_rwsem_init(&mm->mmap_lock)) {
@@ -483,21 +524,21 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_free_pages:
 		/* Frames and tables on their way back (after a grace period)
 		 * count as free: an allocation waits for them before failing. */
-		return hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&pc->nr_free_slots) +
+		return hm_phys_nr_free(&sys->phys) + hm_load_relaxed(&pc->nr_free_slots) +
 		       hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_pgtable_bytes:	return hm_load_relaxed(&pc->nr_tables) << HM_PAGE_SHIFT;
 	case HM_STAT_pgtable_deposited:	return hm_load_relaxed(&pc->nr_deposited);
-	case HM_STAT_nr_anon_pages:	return hm_load_relaxed(&sys->nr_anon_frames);
-	case HM_STAT_nr_anon_pte:	return hm_load_relaxed(&sys->nr_leaf[0]);
-	case HM_STAT_nr_anon_pmd:	return hm_load_relaxed(&sys->nr_leaf[1]);
-	case HM_STAT_nr_anon_pud:	return hm_load_relaxed(&sys->nr_leaf[2]);
+	case HM_STAT_nr_anon_pages:	return hm_sys_nr_anon_frames(sys);
+	case HM_STAT_nr_anon_pte:	return hm_sys_nr_leaf(sys, 0);
+	case HM_STAT_nr_anon_pmd:	return hm_sys_nr_leaf(sys, 1);
+	case HM_STAT_nr_anon_pud:	return hm_sys_nr_leaf(sys, 2);
 	case HM_STAT_nr_mms:		return hm_load_relaxed(&sys->nr_mms);
 	case HM_STAT_nr_free_pending:
 		return hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
 	case HM_STAT_swap_free_pages:	return hm_load_relaxed(&sys->swap.nr_free);
 	case HM_STAT_swap_total_pages:	return sys->swap.nr_slots;
-	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]);
+	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]) + hm_lru_batched(sys);
 	case HM_STAT_nr_active_anon:	return hm_load_relaxed(&sys->nr_lru[1]);
 	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
 	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
@@ -508,7 +549,8 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	return 0;
 }
 
-/* "node<N>/nr_free_pages": free frames of node N (its buddy lists). */
+/* "node<N>/nr_free_pages": free frames of node N (its buddy lists and
+ * per-CPU caches). */
 static int node_stat(struct hm_system *sys, const char *name, uint64_t *value)
 {
 	char *rest;
@@ -520,7 +562,7 @@ static int node_stat(struct hm_system *sys, const char *name, uint64_t *value)
 	n = strtoul(name + 4, &rest, 10);
 	if (strcmp(rest, "/nr_free_pages") || n >= sys->phys.nr_nodes)
 		return -ENOENT;
-	*value = hm_load_relaxed(&sys->phys.nodes[n].nr_free);
+	*value = hm_node_nr_free(&sys->phys, (unsigned)n);
 	return 0;
 }
 
@@ -533,7 +575,7 @@ int hm_stat(struct hm_system *sys, const char *name, uint64_t *value)
 	for (unsigned i = 0; i < HM_NR_STATS; i++) {
 		if (!stat_names[i] || strcmp(stat_names[i], name))
 			continue;
-		*value = i < HM_NR_EVENTS ? hm_load_relaxed(&sys->events[i]) : stat_computed(sys, i);
+		*value = i < HM_NR_EVENTS ? hm_sys_events(sys, i) : stat_computed(sys, i);
 		return 0;
 	}
 	return -ENOENT;

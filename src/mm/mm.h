@@ -67,6 +67,7 @@ struct hm_anon_vma {
 };
 
 #define HM_FOLIO_LOCKS 256	/* striped locks for folio map counts */
+#define HM_LRU_BATCH 30		/* folios per per-CPU LRU add batch */
 
 /* Counters: the events first, then the ones computed when read. */
 #define HM_EVENT_STATS(X)						\
@@ -124,7 +125,8 @@ struct hm_system {
 	pthread_mutex_t av_lock;	/* the table below */
 	struct hm_anon_vma **avs;	/* by id; NULL = free slot; av_lock */
 	uint32_t nr_avs, cap_avs;	/* av_lock */
-	hm_spin_t folio_locks[HM_FOLIO_LOCKS];	/* map counts and mm slots of
+	hm_spin_t folio_locks[HM_FOLIO_LOCKS] __attribute__((aligned(64)));
+						/* map counts and mm slots of
 						 * the folios hashed to each */
 	/* Reclaim (vmscan.c, lru.c). */
 	struct hm_swap swap;		/* the swap device; its own lock */
@@ -151,9 +153,14 @@ struct hm_system {
 					 * (deferred_lock) */
 	uint64_t nr_deferred;		/* written under deferred_lock,
 					 * atomically: read without */
+	/* Counters: each is the sum of this shared part (written where the
+	 * count changes rarely) and the per-CPU parts below (hot paths: a
+	 * fault, an unmap), modulo 2^64. */
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
+	struct hm_cpu_stats *cpu_stats;	/* [phys.nr_cpus], in the same
+					 * allocation as the system; constant */
 	uint32_t huge_zero_pfn;	/* the huge zero page (zero.c): HM_PFN_NONE
 				 * until a read fault creates it; set once,
 				 * by compare-and-swap, kept until destroy */
@@ -198,14 +205,74 @@ struct hm_mm {
 	struct hm_vma *vmas;	/* mmap_lock */
 	size_t nr_vmas, cap_vmas; /* mmap_lock */
 	uint64_t tlb_gen;	/* bumped when present entries change; atomic */
-	uint64_t nr_leaf[3];	/* atomic */
+	uint64_t nr_leaf[3];	/* atomic; plus the per-CPU parts: */
+	struct hm_mm_cpu *cpu;	/* [phys.nr_cpus], in the mm's allocation;
+				 * constant */
 	uint64_t nr_tables;	/* atomic */
 	struct hm_mm *next, *prev; /* sys->mms_lock */
 };
 
+/*
+ * Per-CPU parts of the counters that every fault and unmap changes
+ * (base/cpu.h): two threads faulting on two CPUs write no counter line in
+ * common. Read by summing (hm_sys_events and below).
+ */
+struct hm_cpu_stats {
+	uint64_t events[HM_NR_EVENTS];	/* atomic */
+	uint64_t nr_leaf[3];		/* atomic */
+	uint64_t nr_anon_frames;	/* atomic */
+	/* Order-0 folios mapped for the first time on this CPU, on their way
+	 * to the inactive list (lru.c), as the kernel's per-CPU LRU add
+	 * batches: lru_lock once per batch instead of once per fault. */
+	hm_spin_t lru_batch_lock __attribute__((aligned(64)));
+	uint32_t lru_batch_nr;			/* lru_batch_lock; atomic */
+	uint32_t lru_batch[HM_LRU_BATCH];	/* heads; lru_batch_lock */
+} __attribute__((aligned(64)));
+
+struct hm_mm_cpu {
+	uint64_t nr_leaf[3];		/* atomic */
+} __attribute__((aligned(64)));
+
+static inline struct hm_cpu_stats *hm_this_cpu_stats(struct hm_system *sys)
+{
+	return &sys->cpu_stats[hm_this_cpu(sys->phys.nr_cpus)];
+}
+
 static inline void hm_count(struct hm_system *sys, enum hm_stat_id id)
 {
-	hm_add(&sys->events[id], 1);
+	hm_add(&hm_this_cpu_stats(sys)->events[id], 1);
+}
+
+/* @mm's leaves of @level change by @d (modulo 2^64: a negative step takes
+ * away), and so do the system's. */
+static inline void hm_leaf_add(struct hm_mm *mm, unsigned level, uint64_t d)
+{
+	unsigned cpu = hm_this_cpu(mm->sys->phys.nr_cpus);
+
+	hm_add(&mm->cpu[cpu].nr_leaf[level], d);
+	hm_add(&mm->sys->cpu_stats[cpu].nr_leaf[level], d);
+}
+
+static inline void hm_anon_add(struct hm_system *sys, uint64_t d)
+{
+	hm_add(&hm_this_cpu_stats(sys)->nr_anon_frames, d);
+}
+
+/* The sums (mm.c). Exact while nothing changes them (hm_check). */
+uint64_t hm_sys_events(struct hm_system *sys, unsigned id);
+uint64_t hm_sys_nr_leaf(struct hm_system *sys, unsigned level);
+uint64_t hm_sys_nr_anon_frames(struct hm_system *sys);
+uint64_t hm_mm_nr_leaf(struct hm_mm *mm, unsigned level);
+/* Bytes to allocate after a struct of @size for @nr per-CPU parts of
+ * @part bytes each (64-byte aligned), and where they start. */
+static inline size_t hm_cpu_tail_bytes(size_t part, unsigned nr)
+{
+	return 64 + part * nr;
+}
+
+static inline void *hm_cpu_tail(void *obj, size_t size)
+{
+	return (void *)HM_ALIGN_UP((uintptr_t)obj + size, 64);
 }
 
 static inline struct hm_phys *mm_phys(struct hm_mm *mm) { return &mm->sys->phys; }
@@ -349,6 +416,12 @@ uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void 
  */
 void hm_lru_add(struct hm_system *sys, uint32_t head, bool active);
 void hm_lru_del_locked(struct hm_system *sys, uint32_t head);	/* folio lock */
+/* An order-0 folio's first mapping: onto the inactive list by way of this
+ * CPU's add batch. Context: its folio lock. */
+void hm_lru_add_new(struct hm_system *sys, uint32_t head);
+/* Every CPU's add batch onto the lists. Context: no lru_lock, no batch lock. */
+void hm_lru_drain_all(struct hm_system *sys);
+uint64_t hm_lru_batched(struct hm_system *sys);	/* folios in batches */
 /* Take up to @max folios off the end of list @active into @out, isolated.
  * Context: no spinlock. */
 unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsigned max);
@@ -439,10 +512,21 @@ void hm_swap_entry_free(struct hm_system *sys, hm_pte_t e, unsigned level);
  * under the lock, as a folio split may move it. Returns the lock held. */
 hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head);
 
-/* folio locks (innermost after the ptls) */
+/*
+ * folio locks (innermost after the ptls). Sixteen 4-byte locks share a
+ * cache line: the 16 frames of an aligned group take the 16 locks of one
+ * line, and the groups are hashed over the lines. A CPU's frame cache hands
+ * out runs of adjacent frames, so two threads faulting at once mostly take
+ * locks in lines of their own, where hashing each frame over all lines made
+ * nearly every lock a line written last by the other CPU.
+ */
+#define HM_FOLIO_LOCKS_PER_LINE 16u
 static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 {
-	return &sys->folio_locks[(head * 0x9e3779b1u) >> 24];
+	const unsigned lines = HM_FOLIO_LOCKS / HM_FOLIO_LOCKS_PER_LINE;
+	uint32_t line = ((head / HM_FOLIO_LOCKS_PER_LINE) * 0x9e3779b1u) >> (32 - __builtin_ctz(lines));
+
+	return &sys->folio_locks[line * HM_FOLIO_LOCKS_PER_LINE + head % HM_FOLIO_LOCKS_PER_LINE];
 }
 
 /*

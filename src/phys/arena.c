@@ -13,6 +13,10 @@
 
 static void hm_phys_fini_nodes(struct hm_phys *ph, unsigned nr)
 {
+	for (unsigned i = 0; ph->pcp && i < ph->nr_cpus * ph->nr_nodes; i++)
+		pthread_mutex_destroy(&ph->pcp[i].lock);
+	free(ph->pcp);
+	ph->pcp = NULL;
 	for (unsigned i = 0; i < nr; i++) {
 		pthread_mutex_destroy(&ph->nodes[i].lock);
 		free(ph->nodes[i].unmovable);
@@ -51,6 +55,17 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 			ph->base[off] = 0;
 	}
 
+	ph->nr_cpus = hm_nr_cpus();
+	ph->pcp = aligned_alloc(64, (size_t)ph->nr_cpus * nr_nodes * sizeof(*ph->pcp));
+	if (!ph->pcp) {
+		munmap(ph->pages, ph->pages_len);
+		munmap(ph->map, ph->map_len);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < ph->nr_cpus * nr_nodes; i++) {
+		pthread_mutex_init(&ph->pcp[i].lock, NULL);
+		ph->pcp[i].count = 0;
+	}
 	ph->node_span = ph->nr_frames / nr_nodes;
 	for (unsigned i = 0; i < nr_nodes; i++) {
 		struct hm_node *n = &ph->nodes[i];

@@ -11,6 +11,7 @@
  */
 #include <string.h>
 
+#include "../base/race.h"
 #include "phys.h"
 
 static void list_add_to(struct hm_phys *ph, struct hm_node *n, uint32_t *heads, uint32_t pfn, unsigned o)
@@ -161,28 +162,26 @@ static uint32_t pick_unmovable_locked(struct hm_phys *ph, struct hm_node *n, uns
 	return HM_PFN_NONE;
 }
 
-static uint32_t node_alloc(struct hm_phys *ph, struct hm_node *n, unsigned order, unsigned flags)
+static void free_block_locked(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned o);
+
+/* A block of @order from @n's lists, or HM_PFN_NONE. Context: node->lock. */
+static uint32_t alloc_locked(struct hm_phys *ph, struct hm_node *n, unsigned order, unsigned flags)
 {
 	unsigned o = order;
 	uint32_t pfn;
 
-	hm_mutex_lock(&n->lock);
 	if (hm_unlikely(flags & HM_ALLOC_UNMOVABLE)) {
 		pfn = pick_unmovable_locked(ph, n, order, &o);
-		if (pfn == HM_PFN_NONE) {
-			hm_mutex_unlock(&n->lock);
+		if (pfn == HM_PFN_NONE)
 			return HM_PFN_NONE;
-		}
 		/* Take the block's lowest part: an unmovable block split
 		 * from a region's start leaves the rest of it in one piece. */
 		unmovable_add_locked(n, pfn, order, (int64_t)1 << order);
 	} else {
 		while (o <= HM_MAX_ORDER && n->free_head[o] == HM_PFN_NONE)
 			o++;
-		if (o > HM_MAX_ORDER) {
-			hm_mutex_unlock(&n->lock);
+		if (o > HM_MAX_ORDER)
 			return HM_PFN_NONE;
-		}
 		pfn = o == order ? n->free_head[o] : pick_movable_locked(ph, n, &o);
 	}
 	list_del(ph, n, pfn, o);
@@ -192,9 +191,212 @@ static uint32_t node_alloc(struct hm_phys *ph, struct hm_node *n, unsigned order
 		list_add(ph, n, pfn + (1u << o), o);
 	}
 	n->nr_free -= 1u << order;
-	hm_mutex_unlock(&n->lock);
-	hm_sub(&ph->nr_free, 1u << order);
 	return pfn;
+}
+
+static uint32_t node_alloc(struct hm_phys *ph, struct hm_node *n, unsigned order, unsigned flags)
+{
+	hm_mutex_lock(&n->lock);
+	uint32_t pfn = alloc_locked(ph, n, order, flags);
+	hm_mutex_unlock(&n->lock);
+	if (pfn != HM_PFN_NONE)
+		hm_sub(&ph->nr_free, 1u << order);
+	return pfn;
+}
+
+static inline struct hm_pcp *pcp_of(struct hm_phys *ph, unsigned cpu, unsigned node)
+{
+	return &ph->pcp[cpu * ph->nr_nodes + node];
+}
+
+/* HM_PCP_BATCH frames of @n into the empty cache @c: one block of that
+ * size where there is one (one list operation instead of 32, and frames
+ * that lie together), else single frames. Context: c->lock. */
+static void pcp_refill_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n)
+{
+	const unsigned batch_order = (unsigned)__builtin_ctz(HM_PCP_BATCH);
+	uint32_t got = 0;
+
+	hm_assert_int(c->count == 0);
+	hm_mutex_lock(&n->lock);
+	uint32_t pfn = alloc_locked(ph, n, batch_order, 0);
+	if (pfn != HM_PFN_NONE) {
+		/* Handed out lowest first: the cache is taken from the end. */
+		for (uint32_t i = HM_PCP_BATCH; i-- > 0;)
+			c->pfns[got++] = pfn + i;
+	} else {
+		while (got < HM_PCP_BATCH && (pfn = alloc_locked(ph, n, 0, 0)) != HM_PFN_NONE)
+			c->pfns[got++] = pfn;
+	}
+	hm_mutex_unlock(&n->lock);
+	if (!got)
+		return;
+	hm_sub(&ph->nr_free, got);
+	for (uint32_t i = 0; i < got; i++)
+		ph->pages[c->pfns[i]].flags = PG_PCP;
+	hm_store(&c->count, got);
+}
+
+/* The oldest @nr frames of @c back to the free lists of @n (all of them
+ * belong to it). Context: c->lock. */
+static void pcp_drain_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n, uint32_t nr)
+{
+	hm_assert_int(nr <= c->count);
+	for (uint32_t i = 0; i < nr; i++)
+		ph->pages[c->pfns[i]].flags = 0;
+	hm_mutex_lock(&n->lock);
+	for (uint32_t i = 0; i < nr; i++)
+		free_block_locked(ph, n, c->pfns[i], 0);
+	n->nr_free += nr;
+	hm_mutex_unlock(&n->lock);
+	hm_add(&ph->nr_free, nr);
+	memmove(c->pfns, c->pfns + nr, (c->count - nr) * sizeof(c->pfns[0]));
+	hm_store(&c->count, c->count - nr);
+}
+
+/* The most recently freed frame of @c, or HM_PFN_NONE. Context: c->lock. */
+static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c)
+{
+	if (!c->count)
+		return HM_PFN_NONE;
+	uint32_t pfn = c->pfns[c->count - 1];
+
+	hm_store(&c->count, c->count - 1);
+	ph->pages[pfn].flags = 0;
+	return pfn;
+}
+
+/* A 4 KiB frame of @node from this CPU's cache, refilled if empty. */
+static uint32_t pcp_alloc(struct hm_phys *ph, unsigned node)
+{
+	struct hm_pcp *c = pcp_of(ph, hm_this_cpu(ph->nr_cpus), node);
+
+	hm_mutex_lock(&c->lock);
+	if (!c->count)
+		pcp_refill_locked(ph, c, &ph->nodes[node]);
+	uint32_t pfn = pcp_pop_locked(ph, c);
+	hm_mutex_unlock(&c->lock);
+	return pfn;
+}
+
+/*
+ * Put a free 4 KiB frame (descriptor reset) in this CPU's cache; false if
+ * it must go to the free lists instead: while a compaction window is open
+ * on its node, whose frames must merge there. The window's opener sets
+ * win_len and then drains every cache under its lock, and we read win_len
+ * under the cache's lock: either we see the window, or the drain sees our
+ * frame.
+ */
+static bool pcp_free(struct hm_phys *ph, struct hm_node *n, unsigned node, uint32_t pfn)
+{
+	struct hm_pcp *c = pcp_of(ph, hm_this_cpu(ph->nr_cpus), node);
+	bool cached = false;
+
+	hm_mutex_lock(&c->lock);
+	if (hm_likely(!hm_load_relaxed(&n->win_len))) {
+		ph->pages[pfn].flags = PG_PCP;
+		c->pfns[c->count] = pfn;
+		hm_store(&c->count, c->count + 1);
+		if (c->count == HM_PCP_HIGH)
+			pcp_drain_locked(ph, c, n, HM_PCP_BATCH);
+		cached = true;
+	}
+	hm_mutex_unlock(&c->lock);
+	return cached;
+}
+
+bool hm_pcp_drain_all(struct hm_phys *ph, int node)
+{
+	bool any = false;
+
+	for (unsigned cpu = 0; cpu < ph->nr_cpus; cpu++) {
+		for (unsigned i = 0; i < ph->nr_nodes; i++) {
+			if (node >= 0 && i != (unsigned)node)
+				continue;
+			struct hm_pcp *c = pcp_of(ph, cpu, i);
+
+			hm_mutex_lock(&c->lock);
+			if (c->count) {
+				pcp_drain_locked(ph, c, &ph->nodes[i], c->count);
+				any = true;
+			}
+			hm_mutex_unlock(&c->lock);
+		}
+	}
+	return any;
+}
+
+static uint64_t pcp_count(struct hm_phys *ph, int node)
+{
+	uint64_t nr = 0;
+
+	for (unsigned cpu = 0; cpu < ph->nr_cpus; cpu++)
+		for (unsigned i = 0; i < ph->nr_nodes; i++)
+			if (node < 0 || i == (unsigned)node)
+				nr += hm_load_relaxed(&pcp_of(ph, cpu, i)->count);
+	return nr;
+}
+
+uint64_t hm_phys_nr_free(struct hm_phys *ph)
+{
+	return hm_load_relaxed(&ph->nr_free) + pcp_count(ph, -1);
+}
+
+uint64_t hm_node_nr_free(struct hm_phys *ph, unsigned node)
+{
+	return hm_load_relaxed(&ph->nodes[node].nr_free) + pcp_count(ph, (int)node);
+}
+
+int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node), void *arg)
+{
+	for (unsigned cpu = 0; cpu < ph->nr_cpus; cpu++) {
+		for (unsigned i = 0; i < ph->nr_nodes; i++) {
+			struct hm_pcp *c = pcp_of(ph, cpu, i);
+
+			for (uint32_t k = 0; k < c->count; k++) {
+				int r = fn(arg, c->pfns[k], cpu, i);
+
+				if (r)
+					return r;
+			}
+		}
+	}
+	return 0;
+}
+
+static uint32_t alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags)
+{
+	bool pcp = order == 0 && !(flags & HM_ALLOC_UNMOVABLE);
+
+	for (unsigned i = 0; i < ph->nr_nodes; i++) {
+		unsigned nd = (node + i) % ph->nr_nodes;
+		uint32_t pfn = pcp ? pcp_alloc(ph, nd) : node_alloc(ph, &ph->nodes[nd], order, flags);
+
+		if (pfn != HM_PFN_NONE || (flags & HM_ALLOC_THISNODE))
+			return pfn;
+	}
+	return HM_PFN_NONE;
+}
+
+/* A frame from any CPU's cache of an allowed node, or HM_PFN_NONE. */
+static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags)
+{
+	for (unsigned i = 0; i < ph->nr_nodes; i++) {
+		unsigned nd = (node + i) % ph->nr_nodes;
+
+		for (unsigned cpu = 0; cpu < ph->nr_cpus; cpu++) {
+			struct hm_pcp *c = pcp_of(ph, cpu, nd);
+
+			hm_mutex_lock(&c->lock);
+			uint32_t pfn = pcp_pop_locked(ph, c);
+			hm_mutex_unlock(&c->lock);
+			if (pfn != HM_PFN_NONE)
+				return pfn;
+		}
+		if (flags & HM_ALLOC_THISNODE)
+			break;
+	}
+	return HM_PFN_NONE;
 }
 
 uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags)
@@ -203,9 +405,18 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 	if (hm_fail_hit(&ph->fail))
 		return HM_PFN_NONE;
 
-	uint32_t pfn = node_alloc(ph, &ph->nodes[node], order, flags);
-	for (unsigned i = 1; pfn == HM_PFN_NONE && !(flags & HM_ALLOC_THISNODE) && i < ph->nr_nodes; i++)
-		pfn = node_alloc(ph, &ph->nodes[(node + i) % ph->nr_nodes], order, flags);
+	uint32_t pfn = alloc_pages(ph, node, order, flags);
+	/* Frames in other CPUs' caches are free too, and may complete a block
+	 * once merged: never fail while there are any. */
+	if (pfn == HM_PFN_NONE && hm_pcp_drain_all(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1)) {
+		hm_race_point("alloc_drained");
+		pfn = alloc_pages(ph, node, order, flags);
+	}
+	/* Another CPU may have refilled its cache with what the drain gave
+	 * back, a batch where it needed one frame: take one from it rather
+	 * than fail while frames are free. */
+	if (pfn == HM_PFN_NONE && order == 0 && !(flags & HM_ALLOC_UNMOVABLE))
+		pfn = pcp_steal(ph, node, flags);
 	if (pfn != HM_PFN_NONE && (flags & HM_ALLOC_ZERO))
 		hm_zero_pages(ph, pfn, order);
 	return pfn;
@@ -258,6 +469,8 @@ static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool un
 		hm_page_reset(pg);
 	}
 
+	if (order == 0 && !unmovable && pcp_free(ph, n, hm_pfn_node(ph, pfn), pfn))
+		return;
 	hm_mutex_lock(&n->lock);
 	if (unmovable) {
 		hm_assert(n->unmovable[hm_region_of(n, pfn)] >= (1u << (order < n->group_shift ? order : n->group_shift)));
@@ -315,8 +528,12 @@ int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned ord
 		p += 1u << (b - 1);
 	}
 	n->win_start = pfn;
-	n->win_len = 1u << order;
+	hm_store(&n->win_len, 1u << order);
 	hm_mutex_unlock(&n->lock);
+	/* Frames of the block in per-CPU caches go to the window's lists;
+	 * from now on, frees into the block pass the caches (pcp_free). */
+	hm_race_point("window_pcp_drain");
+	hm_pcp_drain_all(ph, (int)node);
 	return 0;
 }
 
@@ -333,7 +550,7 @@ uint32_t hm_window_close(struct hm_phys *ph, unsigned node, bool take)
 		n->nr_free -= 1u << order;
 		got = pfn;
 	}
-	n->win_len = 0;
+	hm_store(&n->win_len, 0);
 	/* What is left goes back, merging where the window stopped it. */
 	for (unsigned o = 0; o <= HM_MAX_ORDER; o++) {
 		while (n->win_head[o] != HM_PFN_NONE) {
@@ -404,6 +621,8 @@ void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n)
 
 void hm_phys_lock_all(struct hm_phys *ph)
 {
+	for (unsigned i = 0; i < ph->nr_cpus * ph->nr_nodes; i++)
+		hm_mutex_lock(&ph->pcp[i].lock);
 	for (unsigned i = 0; i < ph->nr_nodes; i++)
 		hm_mutex_lock(&ph->nodes[i].lock);
 }
@@ -412,6 +631,8 @@ void hm_phys_unlock_all(struct hm_phys *ph)
 {
 	for (unsigned i = ph->nr_nodes; i-- > 0;)
 		hm_mutex_unlock(&ph->nodes[i].lock);
+	for (unsigned i = ph->nr_cpus * ph->nr_nodes; i-- > 0;)
+		hm_mutex_unlock(&ph->pcp[i].lock);
 }
 
 int hm_phys_for_each_free(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned order), void *arg)

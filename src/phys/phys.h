@@ -35,6 +35,7 @@
 #include <urcu-bp.h>
 
 #include "../base/base.h"
+#include "../base/cpu.h"
 #include "../base/fail.h"
 #include "../base/lock.h"
 
@@ -58,6 +59,11 @@ enum {
 					 * never freed before the system */
 	PG_LRU		= 1u << 13,	/* on an LRU list (sys->lru_lock) */
 	PG_ACTIVE	= 1u << 14,	/* that list is the active one */
+	PG_PCP		= 1u << 15,	/* free, in a per-CPU frame cache (buddy.c):
+					 * its owner is that cache (its lock) */
+	PG_LRU_BATCH	= 1u << 16,	/* order-0 folio head in a per-CPU LRU add
+					 * batch (mm/lru.c): that batch's lock,
+					 * atomically */
 };
 
 struct hm_page {
@@ -152,8 +158,9 @@ struct hm_node {
 	pthread_mutex_t lock;
 	uint32_t start_pfn, end_pfn;	/* [start, end); constant */
 	uint32_t free_head[HM_MAX_ORDER + 1];	/* node->lock */
-	uint64_t nr_free;		/* frames free in this node (window
-					 * included); node->lock */
+	uint64_t nr_free;		/* frames on this node's free lists
+					 * (window included), not in per-CPU
+					 * caches; node->lock */
 	uint64_t nr_blocks[HM_MAX_ORDER + 1];	/* free blocks per order, on
 					 * either list; node->lock */
 	uint32_t win_head[HM_MAX_ORDER + 1];	/* node->lock */
@@ -164,6 +171,34 @@ struct hm_node {
 					 * start_pfn's): unmovable frames
 					 * allocated there; node->lock */
 };
+
+/*
+ * Per-CPU order-0 frame caches, one per (CPU, node), as the kernel's
+ * per-CPU page lists: a 4 KiB allocation or free takes a frame from (puts
+ * it on) the cache of the CPU it runs on, under that cache's lock, which
+ * only a drain from another CPU contends for; the cache is refilled from
+ * the buddy allocator and drained to it HM_PCP_BATCH frames at a time, so
+ * node->lock is taken once per batch and the buddy's list links (cache
+ * misses in a large memmap) are not touched per fault.
+ *
+ * A cached frame is free: its descriptor is reset but for PG_PCP, it
+ * counts in nr_free_pages (hm_phys_nr_free) and hm_check verifies it. It
+ * is not on a free list, so it does not merge: before an allocation fails,
+ * and before compaction opens a window, the caches are drained
+ * (hm_pcp_drain_all, the kernel's drain_all_pages).
+ *
+ * Lock order: ptcache->lock > pcp->lock > node->lock.
+ */
+#define HM_PCP_HIGH	64u	/* frames a cache holds at most */
+#define HM_PCP_BATCH	32u	/* frames per refill or drain */
+
+struct hm_pcp {
+	pthread_mutex_t lock;
+	uint32_t count;			/* lock; read atomically for statistics */
+	uint32_t pfns[HM_PCP_HIGH];	/* [0, count): the cached frames, the
+					 * most recently freed (cache-hot) last;
+					 * lock */
+} __attribute__((aligned(64)));
 
 /*
  * Pins: references to a folio held by an unmap (or a copy-on-write) that
@@ -196,7 +231,11 @@ struct hm_phys {
 				 * the remainder. Constant */
 	struct hm_node nodes[64];
 	struct hm_fail fail;	/* failpoint for every allocation */
-	uint64_t nr_free;	/* all nodes; atomic, for statistics */
+	uint64_t nr_free;	/* on the free lists of all nodes (the sum of
+				 * node->nr_free: per-CPU caches not included,
+				 * see hm_phys_nr_free); atomic, for statistics */
+	struct hm_pcp *pcp;	/* [cpu * nr_nodes + node]; constant pointer */
+	unsigned nr_cpus;	/* cache slots (hm_nr_cpus); constant */
 	bool no_grouping;	/* tests and the grouping measurement: place
 				 * unmovable allocations like movable ones
 				 * (still counted per region) */
@@ -250,7 +289,8 @@ bool hm_block_unmovable(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, uns
  * it normally); -EBUSY if a window is open already. Close: with @take, if
  * the whole block is free now, allocate it and return its pfn; otherwise
  * (or without @take) give its free blocks back and return HM_PFN_NONE.
- * Context: no spinlock; takes node->lock.
+ * Open drains the node's per-CPU caches into the window once it is set.
+ * Context: no spinlock; takes node->lock and the caches' locks.
  */
 int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned order);
 uint32_t hm_window_close(struct hm_phys *ph, unsigned node, bool take);
@@ -291,6 +331,21 @@ static inline unsigned hm_pfn_node(const struct hm_phys *ph, uint32_t pfn)
 	return n < ph->nr_nodes ? n : ph->nr_nodes - 1;
 }
 
+/*
+ * Free frames, per-CPU caches included: exact while nothing allocates or
+ * frees (hm_check, the tests' before/after counts), a snapshot otherwise.
+ * Context: any.
+ */
+uint64_t hm_phys_nr_free(struct hm_phys *ph);
+uint64_t hm_node_nr_free(struct hm_phys *ph, unsigned node);
+/* Give the frames of every CPU's cache for @node (all nodes: -1) back to
+ * the free lists. Returns whether any were cached. Context: no spinlock,
+ * no pcp->lock or node->lock; takes them. */
+bool hm_pcp_drain_all(struct hm_phys *ph, int node);
+/* Frames in the caches, for hm_check: calls @fn for each; returns the
+ * first nonzero result. Context: hm_phys_lock_all. */
+int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node), void *arg);
+
 /* Zero 2^order frames at @pfn (clear.c: huge ones with the routine chosen
  * for this CPU). */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
@@ -312,6 +367,7 @@ void hm_copy_pages(struct hm_phys *ph, uint32_t dst, uint32_t src, unsigned orde
 /* Walk the free lists of every node under their locks (hm_check). Calls
  * @fn for every free block; returns the first nonzero result. */
 int hm_phys_for_each_free(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned order), void *arg);
+/* Every per-CPU cache's lock, then every node's. */
 void hm_phys_lock_all(struct hm_phys *ph);
 void hm_phys_unlock_all(struct hm_phys *ph);
 

@@ -11,7 +11,7 @@ static void cache_blocks(void)
 
 	REQUIRE(hm_phys_init(&ph, 64 * MiB, 1, false) == 0);
 	REQUIRE(hm_ptcache_init(&pc, &ph, false) == 0);
-	uint64_t free0 = ph.nr_free;
+	uint64_t free0 = hm_phys_nr_free(&ph);
 	for (int i = 0; i < 600; i++)
 		t[i] = hm_pt_alloc(&pc, 0, 1);
 	/* The first 512 come from one 2 MiB block, all zero and marked. */
@@ -22,7 +22,7 @@ static void cache_blocks(void)
 	}
 	CHECK_EQ(same_block, 512);
 	CHECK_EQ(marked, 512);
-	CHECK_EQ(ph.nr_free, free0 - 2 * 512);
+	CHECK_EQ(hm_phys_nr_free(&ph), free0 - 2 * 512);
 	CHECK_EQ(pc.nr_tables, 600);
 	CHECK_EQ(pc.nr_free_slots, 1024 - 600);
 	for (int i = 0; i < 600; i++)
@@ -30,9 +30,9 @@ static void cache_blocks(void)
 	CHECK_EQ(pc.nr_tables, 0);
 	/* One empty block is kept as a spare, the other went back. */
 	CHECK_EQ(pc.nr_free_slots, 512);
-	CHECK_EQ(ph.nr_free, free0 - 512);
+	CHECK_EQ(hm_phys_nr_free(&ph), free0 - 512);
 	CHECK_EQ(hm_ptcache_shrink(&pc), 512);
-	CHECK_EQ(ph.nr_free, free0);
+	CHECK_EQ(hm_phys_nr_free(&ph), free0);
 	CHECK(!(hm_pfn_page(&ph, t[0])->flags & (PG_TABLE | PG_PT_FREE)));
 	hm_ptcache_fini(&pc);
 	hm_phys_fini(&ph);
@@ -56,7 +56,7 @@ static void cache_fallback_single(void)
 	CHECK_EQ(pc.nr_single, 0);
 	hm_free_pages(&ph, a, 0);
 	hm_free_pages(&ph, b, 9);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm_ptcache_fini(&pc);
 	hm_phys_fini(&ph);
 }
@@ -140,7 +140,7 @@ static void rcu_deferred_free(void)
 	hm_gather_finish(&g);
 	CHECK_EQ(gen, 2);
 	hm_ptcache_fini(&pc);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm_phys_fini(&ph);
 }
 
@@ -183,7 +183,7 @@ static void rcu_head_apart_from_lock(void)
 	CHECK_EQ(pc.nr_free_slots, slots + 1);
 	CHECK_EQ(pc.nr_tables, 0);
 	hm_ptcache_fini(&pc);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm_phys_fini(&ph);
 }
 

@@ -10,17 +10,20 @@ static void orders_and_alignment(void)
 	struct hm_phys ph;
 
 	REQUIRE(hm_phys_init(&ph, 2 * GiB, 1, false) == 0);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	CHECK_EQ(ph.nodes[0].nr_blocks[HM_MAX_ORDER], 2);
 	for (unsigned o = 0; o <= HM_MAX_ORDER; o += 3) {
 		uint32_t p = hm_alloc_pages(&ph, 0, o, 0);
 
 		CHECK(p != HM_PFN_NONE);
 		CHECK_EQ(p & ((1u << o) - 1), 0);
-		CHECK_EQ(ph.nr_free, ph.nr_frames - (1u << o));
+		CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames - (1u << o));
 		hm_free_pages(&ph, p, o);
 	}
-	/* Everything merged back. */
+	/* Everything merged back, once the per-CPU caches give back the
+	 * 4 KiB frames they keep. */
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	hm_pcp_drain_all(&ph, -1);
 	CHECK_EQ(ph.nr_free, ph.nr_frames);
 	CHECK_EQ(ph.nodes[0].nr_blocks[HM_MAX_ORDER], 2);
 	for (unsigned o = 0; o < HM_MAX_ORDER; o++)
@@ -38,7 +41,7 @@ static void exhaustion_and_zero(void)
 	while (n < 1024 && (got[n] = hm_alloc_pages(&ph, 0, 0, 0)) != HM_PFN_NONE)
 		n++;
 	CHECK_EQ(n, 1024);
-	CHECK_EQ(ph.nr_free, 0);
+	CHECK_EQ(hm_phys_nr_free(&ph), 0);
 	CHECK_EQ(hm_alloc_pages(&ph, 0, 0, 0), HM_PFN_NONE);
 	/* Distinct frames. */
 	unsigned dup = 0;
@@ -56,7 +59,8 @@ static void exhaustion_and_zero(void)
 	CHECK_EQ(nonzero, 0);
 	for (unsigned i = 0; i < n; i++)
 		hm_free_pages(&ph, got[i], 0);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	hm_pcp_drain_all(&ph, -1);
 	CHECK_EQ(ph.nodes[0].nr_blocks[10], 1);	/* 4 MiB is one order-10 block */
 	hm_phys_fini(&ph);
 }
@@ -79,7 +83,7 @@ static void failpoint(void)
 	hm_fail_arm(&ph.fail, 0, false);
 	hm_free_pages(&ph, a, 0);
 	hm_free_pages(&ph, b, 0);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm_phys_fini(&ph);
 }
 
@@ -98,7 +102,7 @@ static void nodes(void)
 	CHECK_EQ(hm_pfn_node(&ph, b), 0);
 	hm_free_pages(&ph, a, 10);
 	hm_free_pages(&ph, b, 0);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm_phys_fini(&ph);
 }
 
@@ -118,7 +122,7 @@ static void node_of_pfn(void)
 	CHECK_EQ(ph.nodes[2].end_pfn, ph.nr_frames);
 	CHECK_EQ(ph.nodes[0].end_pfn, ph.nodes[1].start_pfn);
 	CHECK_EQ(ph.nodes[1].end_pfn, ph.nodes[2].start_pfn);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm_phys_fini(&ph);
 }
 
@@ -157,7 +161,7 @@ static void descriptors_lazy(void)
 	/* 512 descriptors are 8 host pages; the halves given back (orders
 	 * 9..17) have their heads in at most 9 more. */
 	CHECK(resident_pages(ph.pages, ph.pages_len) <= 65 + 8 + 9);
-	CHECK_EQ(ph.nr_free, ph.nr_frames);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	CHECK_EQ(ph.nodes[0].nr_blocks[HM_MAX_ORDER], 64);
 	hm_phys_fini(&ph);
 }
