@@ -246,7 +246,9 @@ HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
  *                     (the rules above);
  *                     -ENOMEM for a hole in the range (then nothing is
  *                     done) or when no huge page can be had, even after
- *                     reclaim and compaction (it stops at that piece);
+ *                     reclaim and compaction, or its pages in swap
+ *                     cannot all be in memory at once (it stops at
+ *                     that piece);
  *                     -EAGAIN when a piece stayed busy (pages under
  *                     migration or reclaim, a split under way): try
  *                     again. A piece that fails does not stop the

@@ -57,6 +57,17 @@ struct t_op {
 	int r;
 };
 
+/* The forked child goes to o->mm (NULL if the fork failed). */
+static inline void *t_do_fork(void *p)
+{
+	struct t_op *o = p;
+	struct hm_mm *child = NULL;
+
+	o->r = hm_fork(o->mm, &child);
+	o->mm = child;
+	return NULL;
+}
+
 static inline void *t_do_read(void *p)
 {
 	struct t_op *o = p;

@@ -152,7 +152,8 @@ static hm_pte_t *entry_at(struct hm_mm *mm, uint64_t va, unsigned level)
 /*
  * First pass, under mmap_lock for reading: what is at the 2 MiB piece at
  * @va, with its pages in swap brought in (MADV_COLLAPSE, or khugepaged
- * within max_ptes_swap). HM_COLLAPSE_DONE: a huge leaf is there already.
+ * within max_ptes_swap). HM_COLLAPSE_DONE: a huge leaf is there already;
+ * -ENOMEM: its pages in swap did not stay in.
  */
 static int look_pmd(struct hm_mm *mm, uint64_t va, const struct hm_collapse_ctl *cc, struct scan *s)
 {
@@ -194,7 +195,9 @@ static int look_pmd(struct hm_mm *mm, uint64_t va, const struct hm_collapse_ctl 
 			}
 		}
 	}
-	return -EAGAIN;
+	/* Every swap-in pushed another of these pages back out: memory
+	 * and swap are full, which no retry mends. */
+	return -ENOMEM;
 }
 
 /* After clearing upper entries: no access through the old ones is under

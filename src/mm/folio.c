@@ -64,10 +64,14 @@ hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
 
 bool hm_below_reserve(struct hm_system *sys, unsigned order)
 {
-	/* Summing the per-CPU caches costs a look at each: only with swap. */
 	if (!hm_swap_enabled(&sys->swap))
 		return false;
-	uint64_t free = hm_phys_nr_free(&sys->phys) + hm_load_relaxed(&sys->pc.nr_free_slots);
+	/* The per-CPU caches only add to the shared count, and summing them
+	 * reads a line that each CPU writes per fault: only near the end. */
+	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&sys->pc.nr_free_slots);
+	if (free >= HM_SWAPIN_RESERVE + (1u << order))
+		return false;
+	free = hm_phys_nr_free(&sys->phys) + hm_load_relaxed(&sys->pc.nr_free_slots);
 
 	return free < HM_SWAPIN_RESERVE + (1u << order);
 }

@@ -525,8 +525,11 @@ static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 {
 	const unsigned lines = HM_FOLIO_LOCKS / HM_FOLIO_LOCKS_PER_LINE;
 	uint32_t line = ((head / HM_FOLIO_LOCKS_PER_LINE) * 0x9e3779b1u) >> (32 - __builtin_ctz(lines));
+	/* Huge folios' heads are 512-aligned: mixing in the bits above
+	 * spreads them over a line's 16 locks instead of its first. */
+	uint32_t slot = (head ^ (head >> HM_PMD_ORDER)) % HM_FOLIO_LOCKS_PER_LINE;
 
-	return &sys->folio_locks[line * HM_FOLIO_LOCKS_PER_LINE + head % HM_FOLIO_LOCKS_PER_LINE];
+	return &sys->folio_locks[line * HM_FOLIO_LOCKS_PER_LINE + slot];
 }
 
 /*

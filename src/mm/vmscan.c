@@ -160,8 +160,8 @@ static bool test_clear_young(const struct hm_lockset *ls, uint32_t head)
 /* ---- the lists ------------------------------------------------------- */
 
 /* Age the active list: folios not accessed since the last look go to the
- * inactive one. */
-static unsigned age_active(struct hm_system *sys)
+ * inactive one. *busy counts those whose mappers could not be locked. */
+static unsigned age_active(struct hm_system *sys, unsigned *busy)
 {
 	uint32_t batch[BATCH];
 	unsigned n = hm_lru_isolate(sys, true, batch, BATCH);
@@ -172,6 +172,8 @@ static unsigned age_active(struct hm_system *sys)
 
 		if (!hm_lockset_add_mappers(sys, batch[i], &ls))
 			young = test_clear_young(&ls, batch[i]);
+		else
+			++*busy;
 		hm_lockset_release(&ls);
 		if (!young)
 			hm_count(sys, HM_STAT_pgdeactivate);
@@ -184,10 +186,11 @@ static unsigned age_active(struct hm_system *sys)
  * Swap out isolated folios (@check_young: those not accessed since the
  * last look; the others go to the active list) with one grace period for
  * all of them. Folios that do not go are put back. Returns frames freed;
- * sets *full when swap had no room.
+ * sets *full when swap had no room; counts in *busy the folios whose
+ * mappers could not be locked or that could not start out.
  */
 static uint64_t swap_out_batch(struct hm_system *sys, const uint32_t *heads, unsigned n, bool check_young,
-			       bool *full)
+			       bool *full, unsigned *busy)
 {
 	struct hm_lockset ls = { 0 };
 	struct hm_swapout so[BATCH];
@@ -213,6 +216,8 @@ static uint64_t swap_out_batch(struct hm_system *sys, const uint32_t *heads, uns
 		}
 		if (r == 1)
 			hm_count(sys, HM_STAT_pgactivate);
+		else if (r)
+			++*busy;
 		if (r)
 			hm_folio_putback(sys, head, r == 1);
 	}
@@ -235,13 +240,13 @@ static uint64_t swap_out_batch(struct hm_system *sys, const uint32_t *heads, uns
 }
 
 /* Reclaim from the inactive list. */
-static uint64_t shrink_inactive(struct hm_system *sys, bool *full, unsigned *looked)
+static uint64_t shrink_inactive(struct hm_system *sys, bool *full, unsigned *looked, unsigned *busy)
 {
 	uint32_t batch[BATCH];
 	unsigned n = hm_lru_isolate(sys, false, batch, BATCH);
 
 	*looked = n;
-	return swap_out_batch(sys, batch, n, true, full);
+	return swap_out_batch(sys, batch, n, true, full, busy);
 }
 
 /*
@@ -256,6 +261,7 @@ static uint64_t shrink_swapcache(struct hm_system *sys, uint64_t want)
 	unsigned max = (unsigned)HM_MIN(want, BATCH);
 	uint64_t freed = 0;
 	bool full = true;
+	unsigned busy = 0;
 
 	/* Once round the device at most, a window at a time. */
 	for (uint64_t looked = 0; !freed && looked < sys->swap.nr_slots; looked += 64ull * max) {
@@ -272,7 +278,7 @@ static uint64_t shrink_swapcache(struct hm_system *sys, uint64_t want)
 		}
 		hm_rcu_read_unlock();
 		if (got)
-			freed += swap_out_batch(sys, batch, got, false, &full);
+			freed += swap_out_batch(sys, batch, got, false, &full, &busy);
 	}
 	return freed;
 }
@@ -306,26 +312,31 @@ static uint64_t shrink_lists(struct hm_system *sys, uint64_t want)
 	 * idle folio lay further down the lists than that (hmbench-swap's
 	 * direct reclaim, 16k pages of 64 MiB). */
 	uint64_t all = hm_load_relaxed(&sys->nr_lru[0]) + hm_load_relaxed(&sys->nr_lru[1]);
-	uint64_t budget = 3 * all + BATCH;
+	uint64_t budget = 3 * all + BATCH, futile = 0;
 
 	bool stuck = false;
 
-	while (freed < want && scanned < budget) {
-		unsigned aged = 0, looked;
+	/* ... but a folio whose mappers are busy (an mm held for a fork or
+	 * an munmap, pinned pages) ages no further for being looked at
+	 * again: once a whole round of the lists found only such folios,
+	 * another will not do better. */
+	while (freed < want && scanned < budget && futile < all + BATCH) {
+		unsigned aged = 0, looked, busy = 0;
 
 		/* Keep the inactive list a third of the whole, as the kernel's
 		 * inactive_is_low(), and age the active one too when the
 		 * inactive one gave nothing (all busy, or dirty with swap full). */
 		if (stuck || hm_load_relaxed(&sys->nr_lru[0]) < BATCH ||
 		    hm_load_relaxed(&sys->nr_lru[0]) < hm_load_relaxed(&sys->nr_lru[1]) / 2)
-			aged = age_active(sys);
-		uint64_t got = shrink_inactive(sys, &full, &looked);
+			aged = age_active(sys, &busy);
+		uint64_t got = shrink_inactive(sys, &full, &looked, &busy);
 
 		freed += got;
 		stuck = !got;
 		if ((!looked && !aged) || full)
 			break;
 		scanned += looked + aged;
+		futile = busy == looked + aged ? futile + busy : 0;
 	}
 	/* Swap ran full on the way (or the lists gave too little within the
 	 * budget): what is in the swap cache can still go. */
@@ -413,7 +424,7 @@ int hm_pageout_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
 	uint32_t batch[BATCH], last = HM_PFN_NONE;
-	unsigned n = 0;
+	unsigned n = 0, busy = 0;
 	bool full = false;
 
 	if (!hm_swap_enabled(&sys->swap))
@@ -427,7 +438,7 @@ int hm_pageout_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 		unsigned level;
 
 		if (va >= end || n == BATCH) {
-			swap_out_batch(sys, batch, n, false, &full);
+			swap_out_batch(sys, batch, n, false, &full, &busy);
 			n = 0;
 			continue;
 		}

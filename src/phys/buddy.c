@@ -209,17 +209,30 @@ static inline struct hm_pcp *pcp_of(struct hm_phys *ph, unsigned cpu, unsigned n
 	return &ph->pcp[cpu * ph->nr_nodes + node];
 }
 
+/* Is a block of order [lo, hi) free on @n? Context: n->lock. */
+static bool has_block_locked(const struct hm_node *n, unsigned lo, unsigned hi)
+{
+	for (unsigned o = lo; o < hi; o++)
+		if (n->free_head[o] != HM_PFN_NONE)
+			return true;
+	return false;
+}
+
 /* HM_PCP_BATCH frames of @n into the empty cache @c: one block of that
- * size where there is one (one list operation instead of 32, and frames
- * that lie together), else single frames. Context: c->lock. */
+ * size where there is one below 2 MiB (one list operation instead of 32,
+ * and frames that lie together), else single frames, smallest blocks
+ * first, as a single allocation takes them: a refill that split a huge
+ * block while 4 KiB holes lay free would cost a huge page for nothing.
+ * Context: c->lock. */
 static void pcp_refill_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n)
 {
 	const unsigned batch_order = (unsigned)__builtin_ctz(HM_PCP_BATCH);
-	uint32_t got = 0;
+	uint32_t got = 0, pfn = HM_PFN_NONE;
 
 	hm_assert_int(c->count == 0);
 	hm_mutex_lock(&n->lock);
-	uint32_t pfn = alloc_locked(ph, n, batch_order, 0);
+	if (has_block_locked(n, batch_order, HM_PMD_ORDER))
+		pfn = alloc_locked(ph, n, batch_order, 0);
 	if (pfn != HM_PFN_NONE) {
 		/* Handed out lowest first: the cache is taken from the end. */
 		for (uint32_t i = HM_PCP_BATCH; i-- > 0;)
@@ -453,15 +466,22 @@ static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool un
 
 	hm_assert(!(pfn & ((1u << order) - 1)));
 	hm_assert(pfn >= n->start_pfn && pfn + (1u << order) <= n->end_pfn);
-	/* Reset the descriptors outside the lock; the block is ours alone.
-	 * A huge block's in one memset: no frame of a block in use heads a
-	 * free one (buddy 0). The field-by-field reset took 3.5 % of a 2 MiB
-	 * fault-in round trip in the profile, the memset 2.2 %; streaming
-	 * stores (clear.c) take the read for ownership out of that too. */
+	/* Reset the descriptors outside the lock; the block is ours alone,
+	 * but for its head's buddy byte, which a free of a neighbouring block
+	 * reads under node->lock to see whether it may merge (the buddy of
+	 * any other block is our block whole or lies outside it):
+	 * hm_page_reset leaves that byte alone. The other frames of a huge
+	 * block whole lines at a time, with streaming stores (clear.c): no
+	 * frame of a block in use heads a free one (buddy 0). The
+	 * field-by-field reset took 3.5 % of a 2 MiB fault-in round trip in
+	 * the profile, a memset 2.2 %; the streaming stores also take the
+	 * read for ownership out. */
 	if (order >= HM_PMD_ORDER) {
-		for (uint32_t i = 0; HM_DEBUG >= 2 && i < (1u << order); i++)
+		for (uint32_t i = 1; HM_DEBUG >= 2 && i < (1u << order); i++)
 			hm_assert(!(ph->pages[pfn + i].flags & PG_TABLE) && !ph->pages[pfn + i].buddy);
-		hm_pages_reset_huge(ph, pfn, order);
+		hm_assert_int(!(ph->pages[pfn].flags & PG_TABLE));
+		hm_page_reset(&ph->pages[pfn]);
+		hm_pages_reset_tails(ph, pfn, order);
 	}
 	for (uint32_t i = 0; order < HM_PMD_ORDER && i < (1u << order); i++) {
 		struct hm_page *pg = &ph->pages[pfn + i];

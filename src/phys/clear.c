@@ -261,10 +261,10 @@ void hm_pages_mark_tails(struct hm_phys *ph, uint32_t head, unsigned order)
 	fill_pages(pg + 1, ((size_t)1 << order) - 1, PG_TAIL | (uint64_t)order << 32);
 }
 
-void hm_pages_reset_huge(struct hm_phys *ph, uint32_t pfn, unsigned order)
+void hm_pages_reset_tails(struct hm_phys *ph, uint32_t head, unsigned order)
 {
 	hm_assert(order >= HM_PMD_ORDER);
-	fill_pages(hm_pfn_page(ph, pfn), (size_t)1 << order, 0);
+	fill_pages(hm_pfn_page(ph, head) + 1, ((size_t)1 << order) - 1, 0);
 }
 
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)

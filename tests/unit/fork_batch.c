@@ -107,16 +107,6 @@ static void counts_exact(void)
 	hm_system_destroy(sys);
 }
 
-static void *do_fork(void *p)
-{
-	struct t_op *o = p;
-	struct hm_mm *child = NULL;
-
-	o->r = hm_fork(o->mm, &child);
-	o->mm = child;
-	return NULL;
-}
-
 /*
  * A reader's write sets D in a writable PTE (tlb_fill, a compare-and-
  * exchange without any lock) after fork read the PTE and before fork
@@ -145,7 +135,7 @@ static void wrprotect_keeps_dirty(void)
 
 	struct t_op f = { .mm = parent };
 	REQUIRE(hm__race_arm("fork_wrprotect", 0) == 0);
-	pthread_t tf = t_spawn(do_fork, &f);
+	pthread_t tf = t_spawn(t_do_fork, &f);
 	REQUIRE(hm__race_wait("fork_wrprotect", STOP_MS) == 0);
 	uint64_t v = 2;
 	CHECK_EQ(hm_write(parent, a, &v, sizeof(v)), 0);	/* a fill: sets D */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The buddy allocator: orders, alignment, exhaustion, merging, nodes. */
-#include <sys/mman.h>
-
+#define _GNU_SOURCE
 #include "harness.h"
+#include "race.h"
+
+#include <sys/mman.h>
 #include "../../src/phys/phys.h"
 
 static void orders_and_alignment(void)
@@ -166,5 +168,73 @@ static void descriptors_lazy(void)
 	hm_phys_fini(&ph);
 }
 
+/* A 4 KiB allocation takes a free 4 KiB hole before it splits a 2 MiB
+ * block, also when it refills a per-CPU cache. */
+static void refill_takes_holes(void)
+{
+	struct hm_phys ph;
+
+	REQUIRE(hm_phys_init(&ph, 8 * MiB, 1, false) == 0);
+	uint32_t a = hm_alloc_pages(&ph, 0, HM_PMD_ORDER, 0);
+	REQUIRE(a != HM_PFN_NONE);
+	for (uint32_t i = 1; i < HM_PTRS; i += 2)
+		hm_free_pages(&ph, a + i, 0);
+	hm_pcp_drain_all(&ph, -1);
+	uint64_t huge = ph.nodes[0].nr_blocks[HM_PMD_ORDER];
+	uint32_t p = hm_alloc_pages(&ph, 0, 0, 0);
+
+	CHECK(p >= a && p < a + HM_PTRS);
+	CHECK_EQ(ph.nodes[0].nr_blocks[HM_PMD_ORDER], huge);
+	hm_free_pages(&ph, p, 0);
+	for (uint32_t i = 0; i < HM_PTRS; i += 2)
+		hm_free_pages(&ph, a + i, 0);
+	hm_pcp_drain_all(&ph, -1);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	hm_phys_fini(&ph);
+}
+
+struct free_op {
+	struct hm_phys *ph;
+	uint32_t pfn;
+	pthread_barrier_t *bar;
+};
+
+static void *free_huge(void *arg)
+{
+	struct free_op *o = arg;
+
+	pthread_barrier_wait(o->bar);
+	hm_free_pages(o->ph, o->pfn, HM_PMD_ORDER);
+	return NULL;
+}
+
+/* Two buddy 2 MiB blocks freed at once: one's descriptor reset must not
+ * write the head's buddy byte that the other's merge reads under the node
+ * lock (ThreadSanitizer reports it under SAN=thread). */
+static void huge_buddies_freed_together(void)
+{
+	struct hm_phys ph;
+
+	REQUIRE(hm_phys_init(&ph, 8 * MiB, 1, false) == 0);
+	for (int it = 0; it < 200; it++) {
+		uint32_t a = hm_alloc_pages(&ph, 0, HM_PMD_ORDER, 0);
+		uint32_t b = hm_alloc_pages(&ph, 0, HM_PMD_ORDER, 0);
+		pthread_barrier_t bar;
+
+		REQUIRE(a != HM_PFN_NONE && b != HM_PFN_NONE);
+		pthread_barrier_init(&bar, NULL, 2);
+		struct free_op oa = { &ph, a, &bar }, ob = { &ph, b, &bar };
+		pthread_t t = t_spawn(free_huge, &oa);
+
+		free_huge(&ob);
+		pthread_join(t, NULL);
+		pthread_barrier_destroy(&bar);
+	}
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	CHECK_EQ(ph.nodes[0].nr_blocks[11], 1);	/* the 8 MiB merged whole */
+	hm_phys_fini(&ph);
+}
+
 T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(failpoint), T(nodes),
-       T(node_of_pfn), T(descriptors_lazy))
+       T(node_of_pfn), T(descriptors_lazy), T(refill_takes_holes),
+       T(huge_buddies_freed_together))

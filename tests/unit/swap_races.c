@@ -273,6 +273,46 @@ static void fault_waits_for_pending_not_swap(void)
 	hm_system_destroy(sys);
 }
 
+/*
+ * Reclaim that finds every folio's mapper busy (here: a fork holds the
+ * mm's mmap_lock for writing) gives up after about one round of the
+ * lists, not three (and not three per retry of a fault): looking again at
+ * a folio it could not lock ages nothing. Fails with the round limit
+ * removed (pgscan about 1.5x the folios).
+ */
+static void reclaim_gives_up_on_busy_mappers(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm;
+	uint64_t a, len = 16 * MiB, freed = 1, pages = len / 4096;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &a) == 0);
+	CHECK_EQ(t_fill(mm, a, len, 5), 0);
+	STEP(sys);
+	struct t_op f = { .mm = mm };
+	REQUIRE(hm__race_arm("fork_reserved", 0) == 0);
+	pthread_t tf = t_spawn(t_do_fork, &f);
+	REQUIRE(hm__race_wait("fork_reserved", STOP_MS) == 0);
+	uint64_t scan = t_stat(sys, "pgscan");
+	CHECK_EQ(hm_reclaim(sys, 4096, &freed), 0);
+	CHECK_EQ(freed, 0);
+	scan = t_stat(sys, "pgscan") - scan;
+	CHECK(scan >= pages / 2);
+	CHECK(scan <= pages + 128);
+	hm__race_release("fork_reserved");
+	pthread_join(tf, NULL);
+	hm__race_reset();
+	CHECK_EQ(f.r, 0);
+	CHECK_EQ(t_stat(sys, "pswpout"), 0);
+	STEP(sys);
+	CHECK_EQ(t_pages_wrong(f.mm, a, len, 5, 0, 0), 0);
+	hm_mm_destroy(f.mm);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 T_MAIN(T(swapin_waits_for_writeback), T(pageout_skips_pinned_write), T(refill_sees_new_table),
        T(orphan_freed_after_grace_period), T(pageout_edge_sees_new_table),
-       T(fault_waits_for_pending_not_swap))
+       T(fault_waits_for_pending_not_swap), T(reclaim_gives_up_on_busy_mappers))
