@@ -172,10 +172,7 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	struct hm_page *head = hm_pfn_page(ph, pfn);
 	head->flags = PG_HEAD | (head->flags & PG_PT_SLOT);
 	head->order = (uint8_t)order;
-	for (uint32_t i = 1; i < (1u << order); i++) {
-		head[i].flags = PG_TAIL;
-		head[i].order = (uint8_t)order;
-	}
+	hm_pages_mark_tails(ph, pfn, order);
 	if (zero)
 		hm_zero_pages(ph, pfn, order);
 	hm_anon_add(sys, 1u << order);

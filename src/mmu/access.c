@@ -333,6 +333,19 @@ static inline __attribute__((always_inline)) void copy_page(uint8_t *p, uint8_t 
 	uint8_t *dst = write ? p : buf;
 	const uint8_t *src = write ? buf : p;
 
+	/*
+	 * A write's line, fetched for ownership now: a store that misses
+	 * holds up the read section's closing store behind it (x86 commits
+	 * stores in order), and with it the next access's, so that only the
+	 * prefetch lets the misses of a run of writes overlap. Such misses are
+	 * the common case right after a huge fault, whose non-temporal zeroing
+	 * leaves no line in the cache: after it, a write per 4 KiB took 70 ns
+	 * with the section's stores around it, 37 ns with the prefetch, and
+	 * 30 ns as a bare store (1 GiB, 2 MiB chunks; /tmp microbenchmark).
+	 * On a hit it costs an instruction.
+	 */
+	if (write)
+		__builtin_prefetch(dst, 1);
 	hm_race_point("access_copy");
 	if (len > 16)
 		memcpy(dst, src, len);

@@ -350,6 +350,13 @@ int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsig
  * for this CPU). */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
 
+/* Make the descriptors after @head, zero as a free block's are, the tails
+ * of a folio of @order; a huge one's with streaming stores (clear.c). */
+void hm_pages_mark_tails(struct hm_phys *ph, uint32_t head, unsigned order);
+/* Zero the descriptors after @head of a block of @order (>= HM_PMD_ORDER),
+ * likewise (the head's buddy byte is not ours to write: buddy.c). */
+void hm_pages_reset_tails(struct hm_phys *ph, uint32_t head, unsigned order);
+
 /* The zeroing routines (clear.c), for tests and benchmarks. */
 enum { HM_CLEAR_MEMSET, HM_CLEAR_SSE2, HM_CLEAR_AVX2, HM_CLEAR_AVX512, HM_CLEAR_NR };
 const char *hm_clear_name(unsigned kind);

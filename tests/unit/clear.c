@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Zeroing routines (clear.c): each one the CPU has zeroes exactly its
- * range, and huge pages are zeroed with one the CPU has. */
+ * range, and huge pages are zeroed with one the CPU has; huge blocks'
+ * descriptors are written whole as they should be. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -138,4 +139,68 @@ static void selection(void)
 	hm_phys_fini(&ph);
 }
 
-T_MAIN(T(variants), T(calibration_threads), T(selection))
+/* Whether the descriptor at @pg is all zero but for its first word, which
+ * is @first (flags, order, spare, pt_level: little-endian). */
+static bool desc_is(const struct hm_page *pg, uint64_t first)
+{
+	uint64_t w[sizeof(*pg) / 8];
+
+	memcpy(w, pg, sizeof(w));
+	if (w[0] != first)
+		return false;
+	for (size_t i = 1; i < sizeof(w) / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Descriptors that a huge block's allocation marks as tails and its free
+ * resets, whole lines with streaming stores: every tail becomes exactly
+ * (PG_TAIL, order) and nothing else, the head and the descriptors beside
+ * the block stay as they were, and at free all go back to zero but the
+ * free block's head (buddy and list links). Orders 9 and 18 (the streaming
+ * path) and 3 (the plain one). */
+static void descriptors(void)
+{
+	static const unsigned orders[] = { 3, HM_PMD_ORDER, HM_PUD_ORDER };
+	struct hm_phys ph;
+
+	REQUIRE(hm_phys_init(&ph, 2 * GiB, 1, false) == 0);
+	for (size_t k = 0; k < sizeof(orders) / sizeof(orders[0]); k++) {
+		unsigned order = orders[k];
+		uint32_t n = 1u << order;
+		uint32_t pfn = hm_alloc_pages(&ph, 0, order, 0);
+
+		REQUIRE(pfn != HM_PFN_NONE);
+		struct hm_page *pg = hm_pfn_page(&ph, pfn);
+		struct hm_page after = pfn + n < ph.nr_frames ? pg[n] : pg[0];
+		struct hm_page below = pfn ? pg[-1] : pg[0];
+
+		pg[0].flags = PG_HEAD;
+		pg[0].order = (uint8_t)order;
+		struct hm_page before = pg[0];
+		hm_pages_mark_tails(&ph, pfn, order);
+		CHECK(!memcmp(&pg[0], &before, sizeof(before)));
+		uint32_t bad = 0;
+		for (uint32_t i = 1; i < n; i++)
+			bad += !desc_is(&pg[i], PG_TAIL | (uint64_t)order << 32);
+		CHECK_EQ(bad, 0);
+		if (pfn + n < ph.nr_frames)
+			CHECK(!memcmp(&pg[n], &after, sizeof(after)));
+		if (pfn)
+			CHECK(!memcmp(&pg[-1], &below, sizeof(below)));
+
+		hm_free_pages(&ph, pfn, order);
+		bad = 0;
+		for (uint32_t i = 1; i < n; i++)
+			bad += !desc_is(&pg[i], 0);
+		CHECK_EQ(bad, 0);
+		CHECK_EQ(pg[0].flags, 0);
+		CHECK_EQ(pg[0].order, 0);
+		CHECK_EQ(pg[0].mapcount, 0);
+	}
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	hm_phys_fini(&ph);
+}
+
+T_MAIN(T(variants), T(calibration_threads), T(selection), T(descriptors))
