@@ -200,7 +200,10 @@ void fz_op_madvise(struct fz_case *c)
 	int r = c->rc = hm_madvise(null_mm ? NULL : m->mm, addr, len, adv);
 	bool splits = adv == MADV_DONTNEED || adv == MADV_HUGEPAGE || adv == MADV_NOHUGEPAGE ||
 		      adv == MADV_DONTFORK || adv == MADV_DOFORK || fut;
-	int nomem = len && splits && fz_enomem_ok(c, fz_split_need(c)) ? -ENOMEM : want;
+	/* A collapse allocates a 2 MiB page (512 frames) besides what a
+	 * split takes. */
+	uint64_t need = fz_split_need(c) + (adv == MADV_COLLAPSE ? 512 : 0);
+	int nomem = len && splits && fz_enomem_ok(c, need) ? -ENOMEM : want;
 
 	if (!FZ_RC(c, r, want, fut ? -EINVAL : want, want ? want : nomem) || r || !len) {
 		verify_edges(c, m, addr & ~(FZ_PAGE - 1), l);
