@@ -289,8 +289,11 @@ bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn)
 
 	if (pfn >= sys->phys.nr_frames)
 		return false;
-	/* A new folio in a batch is on no list yet: put it there. */
-	hm_lru_drain_all(sys);
+	/* A new folio in a batch is on no list yet: put it there. One that
+	 * joins a batch after this look is not isolated (as one mapped after
+	 * the caller listed its folios): the caller's retry finds it. */
+	if (hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags) & PG_LRU_BATCH)
+		hm_lru_drain_all(sys);
 	/* Off its list first, inside a read section: then it is freed, if at
 	 * all, after a grace period (see the top of the file). */
 	hm_rcu_read_lock();
