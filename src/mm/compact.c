@@ -90,20 +90,6 @@ static int64_t scan_block(struct hm_system *sys, uint32_t pfn, unsigned order, u
 
 
 
-/* Is a block of @order free on @n already? Then the allocation failed for
- * another reason (an injected failure, a race lost) and compaction would
- * not help (the kernel's compaction_suitable). */
-static bool node_has_block(struct hm_node *n, unsigned order)
-{
-	bool has = false;
-
-	hm_mutex_lock(&n->lock);
-	for (unsigned o = order; o <= HM_MAX_ORDER && !has; o++)
-		has = n->free_head[o] != HM_PFN_NONE;
-	hm_mutex_unlock(&n->lock);
-	return has;
-}
-
 /* The candidate block with the fewest allocated frames, or HM_PFN_NONE. */
 static uint32_t pick_block(struct hm_system *sys, unsigned node, unsigned order, uint64_t *scanned)
 {
@@ -207,7 +193,10 @@ uint32_t hm_compact_alloc(struct hm_system *sys, unsigned node, unsigned order)
 	hm_assert(node < sys->phys.nr_nodes && order >= HM_PMD_ORDER && order <= HM_PUD_ORDER);
 	/* Migration waits for grace periods: a fault's first pass asks for
 	 * the retry without its mmap_lock instead (see hm_fault). */
-	if (node_has_block(&sys->phys.nodes[node], order))
+	/* A block of @order free already: the allocation failed for another
+	 * reason (an injected failure, a race lost) and compaction would not
+	 * help (the kernel's compaction_suitable). */
+	if (hm_node_has_block(&sys->phys, node, order))
 		return HM_PFN_NONE;
 	if (hm_drain_defer_wait())
 		return HM_PFN_NONE;

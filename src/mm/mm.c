@@ -141,40 +141,39 @@ void hm_system_destroy(struct hm_system *sys)
 	free(sys);
 }
 
+/* @shared plus the same field in each of @nr per-CPU parts, the first of
+ * which is @part0 and the next @stride bytes further. */
+static uint64_t cpu_sum(const uint64_t *shared, const uint64_t *part0, size_t stride, unsigned nr)
+{
+	uint64_t v = hm_load_relaxed(shared);
+
+	for (unsigned c = 0; c < nr; c++)
+		v += hm_load_relaxed((const uint64_t *)(const void *)((const char *)part0 + c * stride));
+	return v;
+}
+
 uint64_t hm_sys_events(struct hm_system *sys, unsigned id)
 {
-	uint64_t v = hm_load_relaxed(&sys->events[id]);
-
-	for (unsigned c = 0; c < sys->phys.nr_cpus; c++)
-		v += hm_load_relaxed(&sys->cpu_stats[c].events[id]);
-	return v;
+	return cpu_sum(&sys->events[id], &sys->cpu_stats[0].events[id], sizeof(struct hm_cpu_stats),
+		       sys->phys.nr_cpus);
 }
 
 uint64_t hm_sys_nr_leaf(struct hm_system *sys, unsigned level)
 {
-	uint64_t v = hm_load_relaxed(&sys->nr_leaf[level]);
-
-	for (unsigned c = 0; c < sys->phys.nr_cpus; c++)
-		v += hm_load_relaxed(&sys->cpu_stats[c].nr_leaf[level]);
-	return v;
+	return cpu_sum(&sys->nr_leaf[level], &sys->cpu_stats[0].nr_leaf[level], sizeof(struct hm_cpu_stats),
+		       sys->phys.nr_cpus);
 }
 
 uint64_t hm_sys_nr_anon_frames(struct hm_system *sys)
 {
-	uint64_t v = hm_load_relaxed(&sys->nr_anon_frames);
-
-	for (unsigned c = 0; c < sys->phys.nr_cpus; c++)
-		v += hm_load_relaxed(&sys->cpu_stats[c].nr_anon_frames);
-	return v;
+	return cpu_sum(&sys->nr_anon_frames, &sys->cpu_stats[0].nr_anon_frames, sizeof(struct hm_cpu_stats),
+		       sys->phys.nr_cpus);
 }
 
 uint64_t hm_mm_nr_leaf(struct hm_mm *mm, unsigned level)
 {
-	uint64_t v = hm_load_relaxed(&mm->nr_leaf[level]);
-
-	for (unsigned c = 0; c < mm->sys->phys.nr_cpus; c++)
-		v += hm_load_relaxed(&mm->cpu[c].nr_leaf[level]);
-	return v;
+	return cpu_sum(&mm->nr_leaf[level], &mm->cpu[0].nr_leaf[level], sizeof(struct hm_mm_cpu),
+		       mm->sys->phys.nr_cpus);
 }
 
 static uint64_t next_mm_id = 1;	/* atomic */

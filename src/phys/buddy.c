@@ -218,6 +218,16 @@ static bool has_block_locked(const struct hm_node *n, unsigned lo, unsigned hi)
 	return false;
 }
 
+bool hm_node_has_block(struct hm_phys *ph, unsigned node, unsigned order)
+{
+	struct hm_node *n = &ph->nodes[node];
+
+	hm_mutex_lock(&n->lock);
+	bool has = has_block_locked(n, order, HM_MAX_ORDER + 1);
+	hm_mutex_unlock(&n->lock);
+	return has;
+}
+
 /* HM_PCP_BATCH frames of @n into the empty cache @c: one block of that
  * size where there is one below 2 MiB (one list operation instead of 32,
  * and frames that lie together), else single frames, smallest blocks
@@ -482,12 +492,13 @@ static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool un
 		hm_assert_int(!(ph->pages[pfn].flags & PG_TABLE));
 		hm_page_reset(&ph->pages[pfn]);
 		hm_pages_reset_tails(ph, pfn, order);
-	}
-	for (uint32_t i = 0; order < HM_PMD_ORDER && i < (1u << order); i++) {
-		struct hm_page *pg = &ph->pages[pfn + i];
+	} else {
+		for (uint32_t i = 0; i < (1u << order); i++) {
+			struct hm_page *pg = &ph->pages[pfn + i];
 
-		hm_assert_int(!(pg->flags & PG_TABLE));
-		hm_page_reset(pg);
+			hm_assert_int(!(pg->flags & PG_TABLE));
+			hm_page_reset(pg);
+		}
 	}
 
 	if (order == 0 && !unmovable && pcp_free(ph, n, hm_pfn_node(ph, pfn), pfn))

@@ -342,6 +342,9 @@ uint64_t hm_node_nr_free(struct hm_phys *ph, unsigned node);
  * the free lists. Returns whether any were cached. Context: no spinlock,
  * no pcp->lock or node->lock; takes them. */
 bool hm_pcp_drain_all(struct hm_phys *ph, int node);
+/* Is a block of @order or larger on @node's free lists (per-CPU caches
+ * hold single frames only)? Context: no node->lock; takes it. */
+bool hm_node_has_block(struct hm_phys *ph, unsigned node, unsigned order);
 /* Frames in the caches, for hm_check: calls @fn for each; returns the
  * first nonzero result. Context: hm_phys_lock_all. */
 int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node), void *arg);
