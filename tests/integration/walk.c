@@ -114,6 +114,20 @@ static uintptr_t check_leaf(struct hm_mm *mm, uint64_t va, unsigned levels, int 
 	return base;
 }
 
+/* An entry at @level that no hardware walk translates through, left raw:
+ * not zero, P clear. Returns the walk's base. */
+static uintptr_t check_not_present(struct hm_mm *mm, uint64_t va, unsigned levels, int level, struct hm_walk *w)
+{
+	CHECK_EQ(hm_walk(mm, va, w), 0);
+	uintptr_t base = check_chain(w, levels);
+
+	CHECK_EQ(w->leaf_level, -1);
+	CHECK_EQ(stop_level(w), level);
+	CHECK(w->entry[level] != 0);
+	CHECK_EQ(w->entry[level] & P, 0);
+	return base;
+}
+
 static struct hm_system *walk_system(uint64_t phys, unsigned levels, int pud, int pmd)
 {
 	struct hm_config cfg;
@@ -324,20 +338,11 @@ static void pageout_and_protnone(unsigned levels)
 	STEP(sys);
 	CHECK_EQ(hm_query(mm, s, &m), 0);
 	CHECK(m.swapped);
-	CHECK_EQ(hm_walk(mm, s, &w), 0);
-	CHECK_EQ(check_chain(&w, levels), base);
-	CHECK_EQ(w.leaf_level, -1);
-	CHECK_EQ(stop_level(&w), 0);
-	CHECK(w.entry[0] != 0);
-	CHECK_EQ(w.entry[0] & P, 0);
+	CHECK_EQ(check_not_present(mm, s, levels, 0, &w), base);
 	CHECK(w.table[0] == before.table[0]);
 	CHECK_EQ(t_stat(sys, "thp_swpout"), 1);
-	CHECK_EQ(hm_walk(mm, a + 4096, &w), 0);
-	CHECK_EQ(check_chain(&w, levels), base);
-	CHECK_EQ(w.leaf_level, -1);
-	CHECK_EQ(stop_level(&w), 1);	/* the whole 2 MiB in one entry */
-	CHECK(w.entry[1] != 0);
-	CHECK_EQ(w.entry[1] & P, 0);
+	/* The whole 2 MiB in one entry. */
+	CHECK_EQ(check_not_present(mm, a + 4096, levels, 1, &w), base);
 	/* The neighbour stayed in memory. */
 	check_leaf(mm, s + 4096, levels, 0, RW, ACC | DIRTY, 13, &w);
 
@@ -349,12 +354,7 @@ static void pageout_and_protnone(unsigned levels)
 
 	REQUIRE(hm_mprotect(mm, s + 4096, 4096, PROT_NONE) == 0);
 	STEP(sys);
-	CHECK_EQ(hm_walk(mm, s + 4096, &w), 0);
-	CHECK_EQ(check_chain(&w, levels), base);
-	CHECK_EQ(w.leaf_level, -1);
-	CHECK_EQ(stop_level(&w), 0);
-	CHECK(w.entry[0] != 0);
-	CHECK_EQ(w.entry[0] & P, 0);
+	CHECK_EQ(check_not_present(mm, s + 4096, levels, 0, &w), base);
 	REQUIRE(hm_mprotect(mm, s + 4096, 4096, PROT_READ) == 0);
 	STEP(sys);
 	check_leaf(mm, s + 4096, levels, 0, PROT_READ, ACC | DIRTY, 13, &w);
