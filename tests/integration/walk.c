@@ -492,7 +492,9 @@ static void concurrent(void)
 		failed += hm_mprotect(mm, c.a + 4096 * (uint64_t)(round + 1), 4096, PROT_READ) != 0;
 		failed += hm_madvise(mm, c.a + 2 * MiB, 2 * MiB, MADV_DONTNEED) != 0;
 		failed += hm_munmap(mm, c.a, 4 * MiB) != 0;
-		failed += hm_mmap(mm, c.a, 4 * MiB, RW, PA | MAP_FIXED, &c.a) != 0;
+		uint64_t again;	/* not c.a, which the walker reads */
+
+		failed += hm_mmap(mm, c.a, 4 * MiB, RW, PA | MAP_FIXED, &again) != 0 || again != c.a;
 	}
 	__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
 	CHECK(t_join_within(t, 60000));
