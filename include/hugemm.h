@@ -442,8 +442,10 @@ struct hm_walk {
  * non-canonical @va (bits 63..47 not all equal with 4 levels, 63..56 with
  * 5). Canonical addresses outside the user half walk as unmapped.
  * Context: any thread, concurrently with every call on @mm but
- * hm_mm_destroy: it takes no lock of hugemm's, never waits for other
- * threads, and changes nothing (not even accessed bits).
+ * hm_mm_destroy: it takes no lock of hugemm's, does not wait for other
+ * threads' operations (a thread's first call into hugemm registers it
+ * with liburcu, whichever call that is), and changes nothing (not even
+ * accessed bits).
  * Must not: be called on an @mm that is being or has been destroyed.
  */
 HM_API int hm_walk(struct hm_mm *mm, uint64_t va, struct hm_walk *out);
