@@ -69,8 +69,8 @@ $(BUILD)/libhugemm.a: $(LIB_OBJ)
 $(BUILD)/libhugemm.so: $(LIB_OBJ)
 	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/hugemm: tools/hugemm.c $(BUILD)/libhugemm.a
-	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+$(BUILD)/hugemm: tools/hugemm.c tools/ptdump.c tools/ptdump.h $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude tools/hugemm.c tools/ptdump.c $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)

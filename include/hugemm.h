@@ -396,6 +396,60 @@ struct hm_mapping {
  */
 HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
 
+/* The page-table walk for an address, as a ptdump would show it. */
+struct hm_walk {
+	unsigned levels;	/* 4 or 5 */
+	int leaf_level;		/* 0 = PTE, 1 = PMD, 2 = PUD; -1 when no
+				 * present leaf maps va */
+	uint64_t entry[5];	/* raw entry read at each level: [0] PTE ...
+				 * [levels-1] top; 0 below where the walk
+				 * stopped */
+	const void *table[5];	/* host address of the table that holds
+				 * entry[i]; NULL below where the walk stopped */
+};
+
+/*
+ * hm_walk - the raw x86-64 entries on the way to @va, top level first, as
+ * the hardware walker (or the kernel's ptdump) would read them: for a VMM
+ * that hands the tables to a CPU, or a debugger. The walk goes down while
+ * the entry read is present and points at a table; it stops at a leaf, at
+ * level 0, or at an entry that is not present. The level where it stopped
+ * is the lowest i with table[i] != NULL, and entry[i] there is what was
+ * read, raw:
+ *  - a present leaf (P set; PS set at levels 1 and 2): leaf_level = i;
+ *  - zero (nothing mapped there, or not faulted in yet): leaf_level = -1;
+ *  - any other non-present entry: leaf_level = -1 too, since no hardware
+ *    walk would translate through it. These are hugemm's own formats
+ *    (bits 9-11 and the frame bits are software-defined): a PROT_NONE
+ *    mapping (it keeps its frame; hm_query reports it with PROT_NONE), a
+ *    page in swap (at level 0, or at level 1 for a 2 MiB page written out
+ *    whole; hm_query reports it as swapped), a page being migrated, or a
+ *    huge leaf a split holds invalid for a moment.
+ * Each entry[i + 1] above the stop is a present table entry whose frame
+ * bits (12-51) give the physical address of table[i]; entry[leaf_level]'s
+ * frame bits are the physical address hm_query reports as pa. Physical
+ * memory is one host block, so table[i] minus the physical address of
+ * table[i] is the same for every table: the host address of physical
+ * address 0. Entries at levels 1 and up that point at a table have P, RW,
+ * US and A set: the leaf alone decides the access rights.
+ * table[i] points into hugemm's physical memory; it is for reading only
+ * (a store there corrupts the address space; with HM_PROTECT_TABLES it
+ * faults). It stays readable while the system exists, but once hm_walk
+ * returns, another thread's map change may free that table and reuse its
+ * memory: the walk is a snapshot, each level read atomically and the levels
+ * consistent with each other at the moment they were read.
+ * Returns 0 (also when nothing maps @va); -EINVAL for a NULL argument or a
+ * non-canonical @va (bits 63..47 not all equal with 4 levels, 63..56 with
+ * 5). Canonical addresses outside the user half walk as unmapped.
+ * Context: any thread, concurrently with every call on @mm but
+ * hm_mm_destroy: it takes no lock of hugemm's, does not wait for other
+ * threads' operations (a thread's first call into hugemm registers it
+ * with liburcu, whichever call that is), and changes nothing (not even
+ * accessed bits).
+ * Must not: be called on an @mm that is being or has been destroyed.
+ */
+HM_API int hm_walk(struct hm_mm *mm, uint64_t va, struct hm_walk *out);
+
 /*
  * hm_stat - read a counter by name (see README: /proc/vmstat names where
  * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free

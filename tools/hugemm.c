@@ -6,6 +6,10 @@
  *       Map a few GiB, fault it in with 1 GiB, 2 MiB and 4 KiB pages, split
  *       huge pages by partial munmap and mprotect, verify every page, and
  *       report mappings, page-table memory, faults, splits and timings.
+ *   hugemm ptdump [--levels 4|5] [--fork] [--range START END] [--walk VA]
+ *                 [--swap FILE | --no-swap]
+ *       Build a small address space with every kind of entry and print its
+ *       page tables through hm_walk, as the kernel's ptdump (tools/ptdump.c).
  *   hugemm stats
  *       List every counter name.
  */
@@ -18,6 +22,8 @@
 #include <unistd.h>
 
 #include <hugemm.h>
+
+#include "ptdump.h"
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -412,6 +418,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "demo"))
 		return demo(argc - 2, argv + 2);
+	if (argc >= 2 && !strcmp(argv[1], "ptdump"))
+		return ptdump_main(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "stats")) {
 		const char *n;
 
@@ -419,7 +427,18 @@ int main(int argc, char **argv)
 			puts(n);
 		return 0;
 	}
-	fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n"
-			"       hugemm stats\n");
-	return 2;
+	bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+
+	fprintf(help ? stdout : stderr,
+		"usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n"
+		"       " PTDUMP_USAGE
+		"       hugemm stats\n");
+	if (help)
+		printf("\n"
+		       "  demo    map 2.5 GiB as 1 GiB, 2 MiB and 4 KiB pages, split, verify, fork, swap; report\n"
+		       "  ptdump  build a small address space with every kind of entry and print its page\n"
+		       "          tables as the kernel's ptdump does (hm_walk); --range START END limits the\n"
+		       "          dump, --walk VA shows every level of one walk, --fork dumps parent and child\n"
+		       "  stats   list every counter name (hm_stat)\n");
+	return help ? 0 : 2;
 }

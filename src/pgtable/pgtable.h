@@ -87,6 +87,20 @@ uint32_t hm_pt_withdraw(struct hm_ptcache *pc, uint32_t holder);
 hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level);
 
 /*
+ * hm_pt_walk, also recording each level it visits: trace[l] for l from top
+ * down to *level is the entry's slot and the value read there (the value
+ * the walk went on from, so that the levels agree with each other even if
+ * a slot changes at once). Entries below *level are not written.
+ * Context: as hm_pt_walk.
+ */
+struct hm_pt_step {
+	hm_pte_t *slot;
+	hm_pte_t e;
+};
+hm_pte_t *hm_pt_walk_trace(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level,
+			   struct hm_pt_step *trace);
+
+/*
  * mmu_gather: collects what an operation takes out of the tables, and frees
  * it once no walker and no TLB entry can still reach it. Nobody waits for
  * that: the TLB generation is bumped (every translation cached before is

@@ -294,7 +294,12 @@ uint32_t hm_pt_withdraw(struct hm_ptcache *pc, uint32_t holder)
 	return table;
 }
 
-hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level)
+/* The one walker behind hm_pt_walk and hm_pt_walk_trace. Inlined into both
+ * with @trace constant, so the untraced walk (the MMU's miss path) carries
+ * no trace code at all. */
+static inline __attribute__((always_inline)) hm_pte_t *
+pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level,
+	struct hm_pt_step *trace)
 {
 	uint32_t table = root;
 
@@ -302,10 +307,23 @@ hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t v
 		hm_pte_t *p = hm_pt_entries(ph, table) + hm_level_index(va, l);
 		hm_pte_t e = pt_get(p);
 
+		if (trace)
+			trace[l] = (struct hm_pt_step){ p, e };
 		if (l == 0 || !pt_present(e) || pt_leaf(e, l)) {
 			*level = l;
 			return p;
 		}
 		table = pt_pfn(e, l);
 	}
+}
+
+hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level)
+{
+	return pt_walk(ph, root, top, va, level, NULL);
+}
+
+hm_pte_t *hm_pt_walk_trace(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level,
+			   struct hm_pt_step *trace)
+{
+	return pt_walk(ph, root, top, va, level, trace);
 }
