@@ -213,8 +213,8 @@ static bool table_empty(struct hm_phys *ph, uint32_t table)
 	return true;
 }
 
-/* Unlink the table @slot links to if it is empty. Context: the lock of
- * @slot's table; @slot links to a table of level <= 1. */
+/* Unlink the table that @slot, an entry of a table of @level (1 or 2),
+ * links to, if it is empty. Context: the lock of @slot's table. */
 static void reclaim_one_locked(struct hm_mm *mm, struct hm_gather *g, hm_pte_t *slot, unsigned level)
 {
 	struct hm_phys *ph = mm_phys(mm);
