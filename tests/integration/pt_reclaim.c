@@ -5,7 +5,8 @@
  * part of a VMA, a collapse or a dropped zero page is freed, so that
  * pgtable_bytes falls back (pgtable_reclaimed counts them). A table that
  * still holds a swap entry stays. The range reads as zeros afterwards and
- * faults back in; hm_check runs after every step.
+ * faults back in; hm_check runs after every step (STEP(): HM_CHECK, which
+ * would check after every one of thousands of faults, is off).
  */
 #include "harness.h"
 
@@ -82,8 +83,8 @@ static unsigned long nonzero_samples(struct hm_mm *mm, uint64_t a, uint64_t len)
  * address space). The range then reads as zeros and faults back in. */
 static void dontneed_1g_of_4k(void)
 {
-	t_flags = 0;	/* 2 x 262,144 faults: STEP() checks each step */
-	struct hm_system *sys = t_system(1536 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	t_flags = 0;
+	struct hm_system *sys = t_system(BIG + 512 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
 	struct hm_mm *mm;
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
@@ -107,7 +108,6 @@ static void dontneed_1g_of_4k(void)
 	hm_mm_destroy(mm);
 	STEP(sys);
 	hm_system_destroy(sys);
-	t_flags = HM_CHECK;
 }
 
 /* Only tables that are empty as a whole go: DONTNEED of a range that
@@ -115,6 +115,7 @@ static void dontneed_1g_of_4k(void)
  * is mapped in them, and frees them once it is not. */
 static void dontneed_partial(void)
 {
+	t_flags = 0;
 	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
 	struct hm_mm *mm;
 
@@ -155,6 +156,7 @@ static void dontneed_partial(void)
  * mapped there any more: it is given back. */
 static void munmap_part(void)
 {
+	t_flags = 0;
 	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
 	struct hm_mm *mm;
 
@@ -197,6 +199,7 @@ static void munmap_part(void)
  * keeps it, and the page in swap reads back. */
 static void swap_entry_keeps_table(void)
 {
+	t_flags = 0;
 	struct hm_system *sys = t_system_swap(64 * MiB, 64 * MiB, HM_THP_NEVER, HM_THP_NEVER,
 					      HM_DEPOSIT_EAGER);
 	struct hm_mm *mm;
@@ -232,6 +235,7 @@ static void swap_entry_keeps_table(void)
  * the PMD table empty, and it goes. */
 static void collapse_then_dontneed(int deposit)
 {
+	t_flags = 0;
 	struct hm_system *sys = t_system(64 * MiB, HM_THP_MADVISE, HM_THP_MADVISE, deposit);
 	struct hm_mm *mm;
 
@@ -276,6 +280,7 @@ static void collapse_lazy(void) { collapse_then_dontneed(HM_DEPOSIT_LAZY); }
  * child's tables go, the parent's stay. */
 static void huge_leaves_and_fork(void)
 {
+	t_flags = 0;
 	struct hm_system *sys = t_system(128 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
 	struct hm_mm *mm, *child;
 
