@@ -209,6 +209,8 @@ HM_API int hm_mprotect(struct hm_mm *mm, uint64_t addr, uint64_t len, int prot);
  *   MADV_NOHUGEPAGE   later faults map no huge page, whatever the policy
  *                     (huge pages mapped already stay);
  *   MADV_DONTNEED     free the range's pages; it reads as zeros afterwards;
+ *                     page tables left with nothing in them are freed too
+ *                     (pgtable_reclaimed), as after a partial munmap;
  *   MADV_DONTFORK     hm_fork does not copy the range into the child;
  *   MADV_DOFORK       undoes MADV_DONTFORK;
  *   MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED
@@ -491,6 +493,10 @@ HM_API int hm_walk(struct hm_mm *mm, uint64_t va, struct hm_walk *out);
  * (huge pages mapped whole again in place, no copy), thp_collapse_pud
  * (1 GiB pages made), khugepaged_pages_scanned, khugepaged_pages_collapsed
  * (huge pages the scan made), khugepaged_full_scans (passes over every mm).
+ * Page tables: pgtable_bytes (tables in use, deposits included),
+ * pgtable_deposited, pgtable_reclaimed (PTE and PMD tables freed because
+ * MADV_DONTNEED, a partial munmap or a dropped zero page left nothing in
+ * them while their range stayed mapped).
  * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);

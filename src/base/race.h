@@ -67,6 +67,10 @@
  *                        per-CPU cache and is about to try again
  *   rwsem_read_counted   a reader of an hm_rwsem counted itself in its
  *                        CPU's count and is about to look for a writer
+ *   tlb_fill_walked      the TLB refill walked to an entry without locks,
+ *                        inside its read section, and is about to read it
+ *   fault_pte_found      a 4 KiB fault has its PTE table and its folio and
+ *                        is about to take the table's lock
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

@@ -479,6 +479,10 @@ static uint64_t shrink_underused(struct hm_system *sys, uint32_t head, struct hm
 		}
 	}
 	write_restore(&u);
+	/* A folio that was all zeros may leave its PTE tables empty. */
+	for (unsigned i = 0; freed && i < u.nr_mms; i++)
+		hm_reclaim_tables(u.mms[i], g, u.index << HM_PAGE_SHIFT,
+				  (u.index + HM_PTRS) << HM_PAGE_SHIFT);
 out:
 	free(u.leaf);
 	unlock_family(&u);

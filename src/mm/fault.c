@@ -195,6 +195,10 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
 
 	hm_pte_t prot;
 	hm_leaf_prot_bits(v, write, &prot);
+	/* No re-check that the PMD entry still links to this table once its
+	 * lock is held: empty tables are given back only under mmap_lock for
+	 * writing, which our reader's hold excludes (unmap.c). */
+	hm_race_point("fault_pte_found");
 	hm_spin_t *lock = hm_mm_table_lock(mm, hm_slot_table(ph, slot));
 	bool won = false;
 

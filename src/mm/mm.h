@@ -85,7 +85,8 @@ struct hm_anon_vma {
 	X(thp_underused_split_page)					\
 	X(pgmigrate_success) X(pgmigrate_fail) X(thp_migration_fail) X(thp_migration_split) \
 	X(compact_stall) X(compact_success) X(compact_fail) X(compact_migrate_scanned) \
-	X(thp_collapse_alloc_failed) X(collapse_refold) X(thp_collapse_pud) X(khugepaged_pages_scanned) X(khugepaged_pages_collapsed) X(khugepaged_full_scans)
+	X(thp_collapse_alloc_failed) X(collapse_refold) X(thp_collapse_pud) X(khugepaged_pages_scanned) X(khugepaged_pages_collapsed) X(khugepaged_full_scans)	\
+	X(pgtable_reclaimed)
 #define HM_COMPUTED_STATS(X)						\
 	X(nr_free_pages) X(pgtable_bytes) X(pgtable_deposited)		\
 	X(nr_anon_pages) X(nr_anon_pte) X(nr_anon_pmd) X(nr_anon_pud)	\
@@ -683,7 +684,11 @@ int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
 /* unmap.c — Context: mmap_lock held for writing. */
 void hm_zap_range(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end);
 void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end);
-/* Take everything out of [start, end) and free the tables no VMA needs. */
+/* Unlink the PTE and PMD tables serving [start, end) that map nothing
+ * (pgtable_reclaimed); they are freed after a grace period. */
+void hm_reclaim_tables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end);
+/* Take everything out of [start, end), free the tables no VMA needs, and
+ * give back those left empty. */
 void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables);
 int hm_munmap_locked(struct hm_mm *mm, uint64_t start, uint64_t end);
 

@@ -179,6 +179,122 @@ void hm_free_pgtables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uin
 	} while (!done);
 }
 
+/*
+ * Empty tables given back (the kernel's PT_RECLAIM): a PTE or PMD table
+ * whose 512 entries are all none, left so by a zap while its range stays
+ * mapped (MADV_DONTNEED, the edges of a munmap, dropped zero pages), is
+ * unlinked and freed through the gather. An entry in swap, a migration
+ * entry or a split under way keeps its table; so do deposits, which only
+ * a huge leaf (or a PMD swap entry) holds.
+ *
+ * Who may still reach an unlinked table:
+ *  - lock-free walkers (the TLB's refill, hm_migration_wait) inside an
+ *    RCU read section: the table is freed a grace period later, and they
+ *    find only none entries there, so they fault and walk again;
+ *  - anything that walks to a table and then takes its ptl (faults,
+ *    copy-on-write, swap-in and -out, migration, collapse's first pass,
+ *    pageout, hm_query): all of it holds mmap_lock, for reading at least,
+ *    and tables are given back only under mmap_lock for writing, so none
+ *    of it runs meanwhile and none re-validates the parent entry after
+ *    taking the ptl. A reclaim under mmap_lock for reading would need
+ *    that (the kernel's pte_offset_map_lock).
+ * The ptls are still taken, parent before child (the lock order), so that
+ * the emptiness seen and the entry cleared are one step for any holder.
+ */
+static bool table_empty(struct hm_phys *ph, uint32_t table)
+{
+	const hm_pte_t *t = hm_pt_entries(ph, table);
+
+	if (hm_pfn_page(ph, table)->pt.nr_deposited)
+		return false;
+	for (unsigned i = 0; i < HM_PTRS; i++)
+		if (!pt_none(pt_get(&t[i])))
+			return false;
+	return true;
+}
+
+/* Unlink the table that @slot, an entry of a table of @level (1 or 2),
+ * links to, if it is empty. Context: the lock of @slot's table. */
+static void reclaim_one_locked(struct hm_mm *mm, struct hm_gather *g, hm_pte_t *slot, unsigned level)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	uint32_t table = pt_pfn(pt_get(slot), level);
+	hm_spin_t *ptl = hm_mm_table_lock(mm, table);
+	bool empty;
+
+	hm_spin_lock(ptl);
+	empty = table_empty(ph, table);
+	if (empty)
+		pt_set(slot, 0);
+	hm_spin_unlock(ptl);
+	if (!empty)
+		return;
+	hm_mm_pt_unlink(mm, g, table);
+	hm_count(mm->sys, HM_STAT_pgtable_reclaimed);
+}
+
+struct reclaim {
+	struct hm_mm *mm;
+	struct hm_gather *g;
+	uint64_t start, end;
+	uint64_t next;		/* where to go on when the gather is full */
+};
+
+/* Give back the empty tables below @table (of level @level >= 1) that
+ * serve [start, end), lowest first, so that a PMD table emptied of its
+ * PTE tables goes too. False when the gather ran out of room (at r->next).
+ * Context: page_table_lock, and the ptl of @table if it has one. */
+static bool reclaim_below(struct reclaim *r, uint32_t table, unsigned level, uint64_t base)
+{
+	struct hm_mm *mm = r->mm;
+	hm_pte_t *t = hm_pt_entries(mm_phys(mm), table);
+
+	hm_for_each_entry(i, va, level, base, r->start, r->end) {
+		hm_pte_t e = pt_get(&t[i]);
+
+		if (!pt_present(e) || pt_leaf(e, level))
+			continue;
+		if (level >= 2) {
+			uint32_t below = pt_pfn(e, level);
+			bool go = true;
+
+			if (level == 2) {
+				/* A PMD table and its 512 PTE tables. */
+				if (!hm_gather_room(r->g, HM_PTRS + 1)) {
+					r->next = va;
+					return false;
+				}
+				hm_spin_lock(hm_mm_table_lock(mm, below));
+			}
+			go = reclaim_below(r, below, level - 1, va);
+			if (level == 2)
+				hm_spin_unlock(hm_mm_table_lock(mm, below));
+			if (!go)
+				return false;
+		}
+		if (level <= 2)
+			reclaim_one_locked(mm, r->g, &t[i], level);
+	}
+	return true;
+}
+
+void hm_reclaim_tables(struct hm_mm *mm, struct hm_gather *g, uint64_t start, uint64_t end)
+{
+	hm_assert_write_locked(&mm->mmap_lock);
+	struct reclaim r = { mm, g, start, end, end };
+	bool done;
+
+	do {
+		hm_spin_lock(&mm->page_table_lock);
+		done = reclaim_below(&r, mm->root, mm->sys->top, 0);
+		hm_spin_unlock(&mm->page_table_lock);
+		if (!done) {
+			hm_gather_next(g);
+			r.start = r.next;
+		}
+	} while (!done);
+}
+
 void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_tables_too)
 {
 	hm_assert_write_locked(&mm->mmap_lock);
@@ -190,6 +306,7 @@ void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_ta
 		hm_vma_remove_range(mm, start, end);
 		hm_free_pgtables(mm, &g, start, end);
 	}
+	hm_reclaim_tables(mm, &g, start, end);
 	hm_gather_finish(&g);
 }
 

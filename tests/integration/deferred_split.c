@@ -464,6 +464,39 @@ static void underused(unsigned max, unsigned written)
 	hm_system_destroy(sys);
 }
 
+/* A 2 MiB page that holds only zeros, mapped by PTEs: the shrinker drops
+ * all 512, which leaves their PTE table empty, and it goes too
+ * (pgtable_reclaimed). */
+static void underused_all_zero(void)
+{
+	struct hm_system *sys = make_system(64 * MiB, HM_THP_NEVER, 0, HM_CHECK);
+	struct hm_mm *mm;
+	struct hm_mapping m;
+	uint64_t a;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	CHECK_EQ(hm_mmap(mm, 0, 2 * MiB, RW, PA, &a), 0);
+	t_poke(mm, a + 16, 0);
+	CHECK_EQ(hm_query(mm, a, &m), 0);
+	REQUIRE(m.size == 2 * MiB);
+	CHECK_EQ(hm__split(mm, a, 0), 0);
+	STEP(sys);
+	uint64_t tables = t_stat(sys, "pgtable_bytes");
+	CHECK_EQ(hm__thp_shrink(sys, 512), 512);
+	STEP(sys);
+	CHECK_EQ(t_stat(sys, "thp_underused_split_page"), 1);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 0);
+	CHECK(t_stat(sys, "pgtable_reclaimed") >= 1);
+	CHECK(t_stat(sys, "pgtable_bytes") <= tables - 4096);
+	CHECK(page_reads_zero(mm, a + 5 * PG));
+	t_poke(mm, a + 7 * PG, 0x77);
+	CHECK_EQ(t_peek(mm, a + 7 * PG), 0x77);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	STEP(sys);
+	hm_system_destroy(sys);
+}
+
 static void underused_max_0(void) { underused(0, 1); }
 static void underused_max_255(void) { underused(255, 1); }
 static void underused_max_510(void) { underused(510, 1); }
@@ -547,4 +580,4 @@ static void underused_by_allocation(void)
 T_MAIN(T(munmap_4k), T(pressure_by_allocation), T(dontneed_half), T(partial_then_full_unmap),
        T(fork_shared), T(whole_unmap_not_queued), T(one_gib), T(underused_max_0), T(underused_max_255), T(underused_max_510),
        T(underused_max_511), T(underused_not_enough), T(underused_some_written), T(underused_fork),
-       T(underused_by_allocation))
+       T(underused_by_allocation), T(underused_all_zero))
