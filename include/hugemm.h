@@ -437,8 +437,8 @@ struct hm_walk {
  * table[i] points into hugemm's physical memory; it is for reading only
  * (a store there corrupts the address space; with HM_PROTECT_TABLES it
  * faults). It stays readable while the system exists, but once hm_walk
- * returns, another thread's map change may free that table and reuse its
- * memory: the walk is a snapshot, each level read atomically and the levels
+ * returns, a map change (munmap, MADV_DONTNEED, a collapse: tables that
+ * become empty are given back) may free that table and reuse its memory: the walk is a snapshot, each level read atomically and the levels
  * consistent with each other at the moment they were read.
  * Returns 0 (also when nothing maps @va); -EINVAL for a NULL argument or a
  * non-canonical @va (bits 63..47 not all equal with 4 levels, 63..56 with
