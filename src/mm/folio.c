@@ -198,7 +198,7 @@ void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head)
  * of its mm, clamped at 0), so a slot whose count equals large_mapcount
  * proves that its mm maps all of the folio: then the mark is cleared.
  */
-static void slots_add(struct hm_page *h, uint32_t id, int n)
+static inline void slots_add(struct hm_page *h, uint32_t id, int n)
 {
 	for (int s = 0; s < 2; s++) {
 		if (h->mm_count[s] && h->mm_id[s] == id) {
@@ -255,29 +255,59 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
 /* Descriptors are prefetched this many pages ahead. */
 #define ADD_PTE_PREFETCH 16
 
+/*
+ * One more PTE map of each page @pfn[0..nr) (fork: the pages of one table,
+ * in order). Consecutive pages of one folio are counted in one step, and
+ * consecutive folios that share a lock under one hold of it: while we hold
+ * any folio lock no folio split is under way (it takes them all), so the
+ * head of the next page, looked up under ours, is its head, and if its lock
+ * is ours, we hold the right one. A 4 KiB folio (order 0: a tail has its
+ * folio's order) in the group whose lock we hold needs not even the lookup.
+ */
 void hm_folio_add_pte_maps(struct hm_mm *mm, const uint32_t *pfn, unsigned nr)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
+	hm_spin_t *lock = NULL;
+	uint32_t group = UINT32_MAX;	/* the frames whose lock we hold */
+	unsigned ahead = 0;		/* pfn[ahead] is the next to prefetch */
 
-	for (unsigned i = 0; i < HM_MIN(nr, ADD_PTE_PREFETCH); i++)
-		__builtin_prefetch(hm_pfn_page(ph, pfn[i]), 1);
 	for (unsigned i = 0; i < nr;) {
-		uint32_t head;
-		hm_spin_t *lock = lock_folio_of(sys, pfn[i], &head);
+		while (ahead < nr && ahead < i + ADD_PTE_PREFETCH)
+			__builtin_prefetch(hm_pfn_page(ph, pfn[ahead++]), 1);
+		uint32_t head = pfn[i];
 		struct hm_page *h = hm_pfn_page(ph, head);
-		uint32_t end = head + (1u << h->order);
 		unsigned n = 1;
 
+		if (hm_load_relaxed(&h->order) || head / HM_FOLIO_LOCK_GROUP != group) {
+			if (lock) {
+				head = hm_folio_head(ph, pfn[i]);
+				if (hm_folio_lock(sys, head) != lock) {
+					hm_spin_unlock(lock);
+					lock = NULL;
+				}
+			}
+			if (!lock)
+				lock = lock_folio_of(sys, pfn[i], &head);
+			group = head / HM_FOLIO_LOCK_GROUP;
+			h = hm_pfn_page(ph, head);
+		}
+		hm_assert_int(hm_spin_held(lock) && lock == hm_folio_lock(sys, head));
 		hm_assert(!(hm_load_relaxed(&h->flags) & PG_HUGE_ZERO));	/* uncounted: zero.c */
-		while (i + n < nr && pfn[i + n] == pfn[i] + n && pfn[i + n] < end)
-			n++;
 		/* Every writer of these counts holds the folio lock: a load and
 		 * a store, not a locked add (readers without it load them whole). */
-		for (unsigned k = i; k < i + n; k++) {
-			int32_t *c = &hm_pfn_page(ph, pfn[k])->mapcount;
+		if (h->order) {
+			uint32_t end = head + (1u << h->order);
 
-			__atomic_store_n(c, hm_load_relaxed(c) + 1, __ATOMIC_RELAXED);
+			while (i + n < nr && pfn[i + n] == pfn[i] + n && pfn[i + n] < end)
+				n++;
+			for (unsigned k = i; k < i + n; k++) {
+				int32_t *c = &hm_pfn_page(ph, pfn[k])->mapcount;
+
+				__atomic_store_n(c, hm_load_relaxed(c) + 1, __ATOMIC_RELAXED);
+			}
+		} else {
+			__atomic_store_n(&h->mapcount, hm_load_relaxed(&h->mapcount) + 1, __ATOMIC_RELAXED);
 		}
 		int32_t was = hm_load_relaxed(&h->large_mapcount);
 
@@ -285,11 +315,10 @@ void hm_folio_add_pte_maps(struct hm_mm *mm, const uint32_t *pfn, unsigned nr)
 		if (was == 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED))
 			hm_lru_add(sys, head, false);
 		slots_add(h, mm->slot_id, (int)n);
-		hm_spin_unlock(lock);
-		for (unsigned k = i + ADD_PTE_PREFETCH; k < HM_MIN(nr, i + n + ADD_PTE_PREFETCH); k++)
-			__builtin_prefetch(hm_pfn_page(ph, pfn[k]), 1);
 		i += n;
 	}
+	if (lock)
+		hm_spin_unlock(lock);
 }
 
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)

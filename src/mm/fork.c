@@ -153,7 +153,12 @@ static void copy_table(struct fork_ctx *f, uint32_t ptable, uint32_t ctable, uns
 	hm_pte_t *ct = f->count ? NULL : hm_pt_entries(ph, ctable);
 	uint64_t size = hm_level_size(level);
 
-	if (level == 0 && !f->count) {
+	/* The first pass counts tables and deposits, and a PTE table holds
+	 * neither: reading its 512 entries (16 MiB for 8 GiB of 4 KiB pages)
+	 * was a tenth of a fork's time. */
+	if (level == 0 && f->count)
+		return;
+	if (level == 0) {
 		uint64_t lo = HM_MAX(start, base), hi = HM_MIN(end, base + size * HM_PTRS);
 
 		copy_ptes(f, pt, ct, hm_level_index(lo, 0), hm_level_index(hi - 1, 0) + 1);

@@ -514,23 +514,22 @@ void hm_swap_entry_free(struct hm_system *sys, hm_pte_t e, unsigned level);
 hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head);
 
 /*
- * folio locks (innermost after the ptls). Sixteen 4-byte locks share a
- * cache line: the 16 frames of an aligned group take the 16 locks of one
- * line, and the groups are hashed over the lines. A CPU's frame cache hands
- * out runs of adjacent frames, so two threads faulting at once mostly take
- * locks in lines of their own, where hashing each frame over all lines made
- * nearly every lock a line written last by the other CPU.
+ * folio locks (innermost after the ptls). One lock serves the 16 frames of
+ * an aligned group, and the groups are hashed over the locks. A CPU's frame
+ * cache hands out runs of adjacent frames, so a thread mostly takes locks
+ * that the other CPU does not (hashing each frame over all locks made
+ * nearly every lock a line written last by the other CPU). And fork, which
+ * goes through the pages of a table in order, takes one lock for 16 4 KiB
+ * folios, not 16 (hm_folio_add_pte_maps): a locked compare-and-swap per
+ * page was a fifth of its time. Nobody holds two folio locks but a folio
+ * split, which takes them all, so a coarser lock cannot deadlock.
  */
-#define HM_FOLIO_LOCKS_PER_LINE 16u
+#define HM_FOLIO_LOCK_GROUP 16u
 static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 {
-	const unsigned lines = HM_FOLIO_LOCKS / HM_FOLIO_LOCKS_PER_LINE;
-	uint32_t line = ((head / HM_FOLIO_LOCKS_PER_LINE) * 0x9e3779b1u) >> (32 - __builtin_ctz(lines));
-	/* Huge folios' heads are 512-aligned: mixing in the bits above
-	 * spreads them over a line's 16 locks instead of its first. */
-	uint32_t slot = (head ^ (head >> HM_PMD_ORDER)) % HM_FOLIO_LOCKS_PER_LINE;
+	uint32_t group = head / HM_FOLIO_LOCK_GROUP;
 
-	return &sys->folio_locks[line * HM_FOLIO_LOCKS_PER_LINE + slot];
+	return &sys->folio_locks[(group * 0x9e3779b1u) >> (32 - __builtin_ctz(HM_FOLIO_LOCKS))];
 }
 
 /*
