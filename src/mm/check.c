@@ -179,7 +179,8 @@ static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned lev
 		return;
 	}
 	struct hm_page *pg = hm_pfn_page(ph, pfn);
-	if (!(pg->flags & (PG_HEAD | PG_TAIL)) || pg->order < level * HM_PMD_ORDER) {
+	bool pud_tail = hm_pud_tail(ph, pfn) != HM_PFN_NONE;	/* unmarked, see phys.h */
+	if (!pud_tail && (!(pg->flags & (PG_HEAD | PG_TAIL)) || pg->order < level * HM_PMD_ORDER)) {
 		report(c, "leaf at %#llx maps frame %#x that is no folio of order >= %u (flags %#x)",
 		       (unsigned long long)va, pfn, level * HM_PMD_ORDER, pg->flags);
 		return;
@@ -391,7 +392,9 @@ static void check_folio(struct chk *c, uint32_t head)
 		int32_t pte = pg->mapcount + (h->order ? chunk->pte_all : 0);
 		int32_t pmd = h->order == HM_PUD_ORDER ? chunk->pmd_mapcount + h->pmd_all : 0;
 
-		if (i && (pg->flags != PG_TAIL || pg->order != h->order)) {
+		/* An order-18 folio's tails are not marked (phys.h). */
+		if (i && (h->order == HM_PUD_ORDER ? pg->flags || pg->order :
+			  pg->flags != PG_TAIL || pg->order != h->order)) {
 			report(c, "folio %#x: frame %#x is not its tail", head, head + i);
 			return;
 		}

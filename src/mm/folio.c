@@ -19,8 +19,19 @@ uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
 
 	/* Without the folio lock: a head's PG_MAYBE_SHARED changes under it,
 	 * and a folio split (folio_split.c) rewrites flags and order under
-	 * every folio lock. A mapped frame is always a head or a tail; whoever
-	 * acts on the head looks it up again under its lock (lock_folio_of). */
+	 * every folio lock. A mapped frame is always a head, a tail, or an
+	 * unmarked tail of a 1 GiB folio (phys.h); whoever acts on the head
+	 * looks it up again under its lock (lock_folio_of). A split to order
+	 * 9 marks the frame before it changes the 1 GiB head, so the second
+	 * look finds the mark. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (hm_load_relaxed(&pg->flags) & (PG_HEAD | PG_TAIL))
+			break;
+		uint32_t head = hm_pud_tail(ph, pfn);
+
+		if (hm_likely(head != HM_PFN_NONE))
+			return head;
+	}
 	hm_assert_int(hm_load_relaxed(&pg->flags) & (PG_HEAD | PG_TAIL));
 	return pfn & ~((1u << hm_load_relaxed(&pg->order)) - 1);
 }

@@ -158,7 +158,10 @@ static void split_pud_folio(struct hm_system *sys, uint32_t head, const struct s
 	int32_t pmd_all = h->pmd_all;
 	bool underused = sys->cfg.khugepaged_max_ptes_none < HM_PTRS - 1;
 
-	for (uint32_t j = 0; j < HM_PTRS; j++) {
+	/* The old folio's tails were never marked (phys.h, "Tails"): mark
+	 * them, and the old head last, with release, so that hm_folio_head
+	 * finds a frame marked once the head says order 9. */
+	for (uint32_t j = HM_PTRS; j-- > 0;) {
 		struct hm_page *c = &h[j * HM_PTRS];
 		int32_t entire = pmd_all + c->pmd_mapcount;
 		int32_t large = entire + (int32_t)HM_PTRS * c->pte_all;
@@ -166,9 +169,13 @@ static void split_pud_folio(struct hm_system *sys, uint32_t head, const struct s
 		for (uint32_t i = 0; i < HM_PTRS; i++)
 			large += c[i].mapcount;
 		hm_assert(entire >= 0 && large >= entire);
-		new_head(c, sp, HM_PMD_ORDER, sp->index + j * HM_PTRS, entire, large);
-		for (uint32_t i = 1; i < HM_PTRS; i++)
+		for (uint32_t i = 1; i < HM_PTRS; i++) {
 			__atomic_store_n(&c[i].order, (uint8_t)HM_PMD_ORDER, __ATOMIC_RELAXED);
+			__atomic_store_n(&c[i].flags, PG_TAIL, __ATOMIC_RELAXED);
+		}
+		if (!j)
+			__atomic_thread_fence(__ATOMIC_RELEASE);
+		new_head(c, sp, HM_PMD_ORDER, sp->index + j * HM_PTRS, entire, large);
 	}
 	/* The new 2 MiB folios are queued as any other: partly mapped ones to
 	 * be split in turn, PTE-mapped ones for the underused shrinker. */

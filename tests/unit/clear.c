@@ -156,10 +156,11 @@ static bool desc_is(const struct hm_page *pg, uint64_t first)
 
 /* Descriptors that a huge block's allocation marks as tails and its free
  * resets, whole lines with streaming stores: every tail becomes exactly
- * (PG_TAIL, order) and nothing else, the head and the descriptors beside
- * the block stay as they were, and at free all go back to zero but the
- * free block's head (buddy and list links). Orders 9 and 18 (the streaming
- * path) and 3 (the plain one). */
+ * (PG_TAIL, order) and nothing else (order 18: stays zero, and reads as an
+ * unmarked tail of its head), the head and the descriptors beside the
+ * block stay as they were, and at free all go back to zero, map counts
+ * left on tails included, but the free block's head (buddy and list
+ * links). Orders 9 and 18 (the streaming path) and 3 (the plain one). */
 static void descriptors(void)
 {
 	static const unsigned orders[] = { 3, HM_PMD_ORDER, HM_PUD_ORDER };
@@ -182,9 +183,22 @@ static void descriptors(void)
 		hm_pages_mark_tails(&ph, pfn, order);
 		CHECK(!memcmp(&pg[0], &before, sizeof(before)));
 		uint32_t bad = 0;
+		uint64_t tail = order >= HM_PUD_ORDER ? 0 : PG_TAIL | (uint64_t)order << 32;
 		for (uint32_t i = 1; i < n; i++)
-			bad += !desc_is(&pg[i], PG_TAIL | (uint64_t)order << 32);
+			bad += !desc_is(&pg[i], tail);
 		CHECK_EQ(bad, 0);
+		if (order >= HM_PUD_ORDER) {
+			CHECK_EQ(hm_pud_tail(&ph, pfn + 1), pfn);
+			CHECK_EQ(hm_pud_tail(&ph, pfn + n - 1), pfn);
+			CHECK_EQ(hm_pud_tail(&ph, pfn), HM_PFN_NONE);	/* the head */
+			pg[0].order = HM_PMD_ORDER;	/* as a split leaves it */
+			CHECK_EQ(hm_pud_tail(&ph, pfn + 1), HM_PFN_NONE);
+			pg[0].order = (uint8_t)order;
+		}
+		/* What a mapping split leaves on tails, the free must clear. */
+		pg[1].mapcount = -1;
+		pg[n - 1].pmd_mapcount = 2;
+		pg[n - 1].pte_all = 3;
 		if (pfn + n < ph.nr_frames)
 			CHECK(!memcmp(&pg[n], &after, sizeof(after)));
 		if (pfn)

@@ -650,6 +650,60 @@ static void split_vs_zap(void)
 }
 
 /*
+ * The same with a 1 GiB folio, whose tails are not marked (phys/phys.h,
+ * "Tails"), mapped by PMD leaves and its chunk 1 by PTEs: the zap of page
+ * 1 of chunk 1 has found the 1 GiB head through hm_pud_tail, not locked it
+ * yet, when the split makes 512 folios of 2 MiB and frees chunk 0. The
+ * split marks every tail before it changes the old head's order, so the
+ * zap's second look under that lock finds chunk 1's folio, and goes round
+ * to it. Reverted (the split sets only the tails' order, as when tails
+ * were marked at allocation), the second look finds a frame that says
+ * neither head nor tail under a head of order 9: hm_folio_head's assertion
+ * stops the test.
+ */
+static void split_pud_vs_zap(void)
+{
+	t_flags = 0;
+	struct hm_system *sys = t_system(2 * GiB, HM_THP_ALWAYS, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mapping m;
+	struct hm_mm *mm;
+	uint64_t a = 0, c1;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	REQUIRE(hm_mmap(mm, 0, GiB, RW, PA, &a) == 0);
+	c1 = a + 2 * MiB;
+	for (unsigned j = 0; j < 512; j++)
+		t_poke(mm, a + j * 2 * MiB, 1000 + j);
+	t_poke(mm, c1 + 4096, 0xc1);
+	REQUIRE(hm_query(mm, a, &m) == 0);
+	REQUIRE(m.size == GiB);
+	CHECK_EQ(hm__split(mm, a, 1), 0);	/* 512 PMD leaves */
+	CHECK_EQ(hm__split(mm, c1, 0), 0);	/* chunk 1: 512 PTEs */
+	CHECK_EQ(hm_munmap(mm, a, 2 * MiB), 0);
+	CHECK_EQ(t_stat(sys, "thp_deferred_split_page"), 1);
+	STEP(sys);
+
+	struct op u = { .mm = mm, .va = c1 + 4096, .len = 4096 };
+	REQUIRE(hm__race_arm("folio_lock_of", 0) == 0);
+	pthread_t tu = t_spawn(do_munmap, &u);
+	REQUIRE(hm__race_wait("folio_lock_of", STOP_MS) == 0);
+	CHECK_EQ(hm__thp_shrink(sys, 1), 512);	/* chunk 0 */
+	hm__race_release("folio_lock_of");
+	pthread_join(tu, NULL);
+	hm__race_reset();
+	CHECK_EQ(u.r, 0);
+	CHECK_EQ(t_stat(sys, "thp_split_page"), 1);
+	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 511 * 512);
+	CHECK_EQ(hm_read(mm, c1 + 4096, &u.val, 8), -EFAULT);
+	CHECK_EQ(t_peek(mm, c1), 1001);
+	CHECK_EQ(t_peek(mm, c1 + 2 * 4096), 0);
+	CHECK_EQ(t_peek(mm, a + 2 * 2 * MiB), 1002);
+	CHECK_EQ(t_peek(mm, a + 511 * 2 * MiB), 1511);
+	hm_drain(sys);
+	finish(sys, mm, NULL);
+}
+
+/*
  * The same against a copy-on-write: the child's write to a page shared
  * with the parent copies it, and is about to take the old page's count
  * (its third folio lock: reuse decision, the copy's map, the old page's
@@ -738,5 +792,5 @@ T_MAIN(T(cow_counts_vs_split_pmd), T(cow_counts_vs_split_pud), T(unmap_pin_vs_re
        T(split_vs_fault), T(fork_vs_inflight_write), T(fork_after_mprotect),
        T(reuse_waits_for_pin), T(pin_wait_without_mmap_lock),
        T(fault_waits_for_memory_without_mmap_lock), T(concurrent_forks_one_family),
-       T(unmap_does_not_wait_for_readers), T(split_vs_zap), T(split_vs_cow),
+       T(unmap_does_not_wait_for_readers), T(split_vs_zap), T(split_pud_vs_zap), T(split_vs_cow),
        T(underused_vs_inflight_write))
