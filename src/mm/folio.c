@@ -124,6 +124,24 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 	return folio_alloc(mm, order, zero, false);
 }
 
+/*
+ * A zeroed folio for a fault at @va. A 4 KiB one is zeroed so that the
+ * faulting access finds its line in the cache (hm_zero_frame_at).
+ */
+uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	uint32_t pfn = folio_alloc(mm, order, false, false);
+
+	if (pfn == HM_PFN_NONE)
+		return pfn;
+	if (order == 0)
+		hm_zero_frame_at(ph, pfn, (unsigned)(va & (HM_PAGE_SIZE - 1)));
+	else
+		hm_zero_pages(ph, pfn, order);
+	return pfn;
+}
+
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order)
 {
 	return folio_alloc(mm, order, false, true);

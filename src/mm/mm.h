@@ -294,6 +294,8 @@ int hm_vma_find_gap(struct hm_mm *mm, uint64_t hint, uint64_t len, uint64_t *out
 
 /* folio.c */
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero);
+/* A zeroed folio of @order for a fault at @va (see folio.c). */
+uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va);
 /* For a swap-in: may take the frames kept back for it (see folio.c). */
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
 /* With swap, the last free frames are kept for swap-ins (folio.c): is

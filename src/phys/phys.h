@@ -352,6 +352,9 @@ int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsig
 /* Zero 2^order frames at @pfn (clear.c: huge ones with the routine chosen
  * for this CPU). */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+/* Zero the 4 KiB frame @pfn for an access at byte @off of it, which finds
+ * its line in the cache (the others streamed past it). */
+void hm_zero_frame_at(struct hm_phys *ph, uint32_t pfn, unsigned off);
 
 /* Make the descriptors after @head, zero as a free block's are, the tails
  * of a folio of @order; a huge one's with streaming stores (clear.c). */
