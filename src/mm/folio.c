@@ -124,15 +124,43 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 	return folio_alloc(mm, order, zero, false);
 }
 
+/* A folio from the idle-zeroing pools (phys/prezero.c), or HM_PFN_NONE. */
+static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order)
+{
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+
+	if (!hm_reserve_refill(sys, order))
+		return HM_PFN_NONE;
+	uint32_t pfn = hm_prezero_take(ph, order);
+	if (pfn == HM_PFN_NONE)
+		return pfn;
+	struct hm_page *head = hm_pfn_page(ph, pfn);
+	head->flags = PG_HEAD;
+	head->order = (uint8_t)order;
+	hm_pages_mark_tails(ph, pfn, order);
+	hm_anon_add(sys, 1u << order);
+	return pfn;
+}
+
 /*
- * A zeroed folio for a fault at @va. A 4 KiB one is zeroed so that the
+ * A zeroed folio for a fault at @va, from the idle-zeroing pools where
+ * there are some. A 4 KiB one is zeroed so that the
  * faulting access finds its line in the cache (hm_zero_frame_at).
  */
 uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 {
 	struct hm_phys *ph = mm_phys(mm);
-	uint32_t pfn = folio_alloc(mm, order, false, false);
+	uint32_t pfn;
 
+	if (ph->zpool && order <= HM_PMD_ORDER) {
+		/* One allocation for the failpoint, wherever it is served. */
+		if (hm_fail_hit(&ph->fail))
+			return HM_PFN_NONE;
+		if ((pfn = prezeroed_alloc(mm, order)) != HM_PFN_NONE)
+			return pfn;
+	}
+	pfn = folio_alloc(mm, order, false, false);
 	if (pfn == HM_PFN_NONE)
 		return pfn;
 	if (order == 0)
