@@ -64,8 +64,9 @@ static uint32_t take_frame_locked(struct hm_zpool *z)
 	if (z->cur == HM_PFN_NONE) {
 		if (!z->nr)
 			return HM_PFN_NONE;
-		z->cur = z->blocks[--z->nr];
+		hm_store(&z->nr, z->nr - 1);
 		hm_store(&z->used, 0);
+		hm_store(&z->cur, z->blocks[z->nr]);
 	}
 	uint32_t pfn = z->cur + z->used;
 
@@ -99,8 +100,10 @@ uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order)
 		hm_mutex_lock(&z->lock);
 		if (order == 0)
 			pfn = take_frame_locked(z);
-		else if (z->nr)
-			pfn = z->blocks[--z->nr];
+		else if (z->nr) {
+			hm_store(&z->nr, z->nr - 1);
+			pfn = z->blocks[z->nr];
+		}
 		bool low = zpool_frames(z) < ph->zero_target / 2;
 		hm_mutex_unlock(&z->lock);
 		if (pfn == HM_PFN_NONE)
