@@ -199,7 +199,7 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
 
 	hm_spin_lock(lock);
 	if (pt_none(pt_get(slot))) {
-		hm_folio_add_map(mm, folio, 0);
+		hm_folio_add_new_map(mm, folio);
 		pt_set(slot, pt_mk_leaf(folio, 0, prot));
 		won = true;
 	}

@@ -360,6 +360,29 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	hm_leaf_add(mm, level, 1);
 }
 
+/*
+ * hm_folio_add_map for the first mapping of a new 4 KiB folio, by a PTE:
+ * no other thread can reach the folio yet (it is in no table, on no LRU
+ * list, in no batch), so its counts are written without the folio lock
+ * and without atomic read-modify-writes, as the kernel's
+ * folio_add_new_anon_rmap. Whoever finds it later finds it through the
+ * LRU batch (its lock publishes these stores) or the table (its ptl).
+ * Context: the ptl of the table the leaf goes into.
+ */
+void hm_folio_add_new_map(struct hm_mm *mm, uint32_t head)
+{
+	struct hm_page *h = hm_pfn_page(mm_phys(mm), head);
+
+	hm_assert(h->order == 0 && (h->flags & ~PG_PT_SLOT) == PG_HEAD && !h->large_mapcount && !h->mapcount &&
+		  !h->mm_count[0] && !h->mm_count[1]);
+	h->mapcount = 1;
+	h->large_mapcount = 1;
+	h->mm_id[0] = mm->slot_id;
+	h->mm_count[0] = 1;
+	hm_lru_add_fresh(mm->sys, head);
+	hm_leaf_add(mm, 0, 1);
+}
+
 static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn);
 
 /* Is a page of the large folio at @head mapped by nothing? Context: the
