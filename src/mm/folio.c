@@ -157,8 +157,13 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 		/* One allocation for the failpoint, wherever it is served. */
 		if (hm_fail_hit(&ph->fail))
 			return HM_PFN_NONE;
-		if ((pfn = prezeroed_alloc(mm, order)) != HM_PFN_NONE)
+		if ((pfn = prezeroed_alloc(mm, order)) != HM_PFN_NONE) {
+			/* Zeroed long ago, with streaming stores: the line the
+			 * access writes is in no cache. Fetch it for ownership
+			 * now, while the rest of the fault runs. */
+			__builtin_prefetch((uint8_t *)hm_pfn_ptr(ph, pfn) + (va & ((HM_PAGE_SIZE << order) - 1)), 1);
 			return pfn;
+		}
 	}
 	pfn = folio_alloc(mm, order, false, false);
 	if (pfn == HM_PFN_NONE)
