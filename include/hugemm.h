@@ -81,6 +81,19 @@ struct hm_mm;
 				 * hm_khugepaged_scan of 4096 pages every
 				 * 10 ms, with no lock held while it sleeps;
 				 * hm_system_destroy stops it first */
+#define HM_PREZERO	 0x8u	/* idle zeroing: a thread zeroes free 2 MiB
+				 * blocks ahead of time (non-temporal
+				 * stores) into a pool per node of up to an
+				 * eighth of the node (at most 1 GiB), while
+				 * a quarter of memory is free; 4 KiB and
+				 * 2 MiB faults take zeroed frames from it
+				 * and skip their zeroing. The cost moves to
+				 * that thread (another CPU), counted in
+				 * prezero_pages and prezero_ns; pooled
+				 * frames count as free and go back to the
+				 * allocator when it runs short.
+				 * hm_system_destroy stops the thread. Off
+				 * by default */
 
 struct hm_config {
 	uint64_t phys_bytes;	/* size of physical memory; default 4 GiB;
@@ -95,7 +108,8 @@ struct hm_config {
 	int thp_pud;		/* HM_THP_*; default HM_THP_MADVISE */
 	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
 	int deposit;		/* HM_DEPOSIT_EAGER (default) or HM_DEPOSIT_LAZY */
-	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA, HM_KHUGEPAGED */
+	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA, HM_KHUGEPAGED,
+				 * HM_PREZERO */
 	int cow;		/* HM_COW_4K (default) or HM_COW_2M */
 	unsigned khugepaged_max_ptes_none; /* 0..511, default 511, as in sysfs:
 				 * a huge page with more zero-filled 4 KiB
@@ -497,6 +511,10 @@ HM_API int hm_walk(struct hm_mm *mm, uint64_t va, struct hm_walk *out);
  * pgtable_deposited, pgtable_reclaimed (PTE and PMD tables freed because
  * MADV_DONTNEED, a partial munmap or a dropped zero page left nothing in
  * them while their range stayed mapped).
+ * Idle zeroing (HM_PREZERO): prezero_pages (4 KiB frames the thread has
+ * zeroed ahead, in all), prezero_ns (nanoseconds it spent zeroing them),
+ * prezero_used (frames faults took zeroed from the pools), nr_prezeroed
+ * (zeroed frames in the pools now, counted in nr_free_pages too).
  * Context: any thread; never blocks.
  */
 HM_API int hm_stat(struct hm_system *sys, const char *name, uint64_t *value);

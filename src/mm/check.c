@@ -432,6 +432,8 @@ struct totals {
 	uint64_t free, folio, tables, pending, slots, freeing, zero;
 	uint64_t cached;	/* frames marked PG_PCP */
 	uint64_t in_pcp;	/* frames listed in per-CPU caches */
+	uint64_t zeroed;	/* frames marked PG_ZEROED */
+	uint64_t in_zpool;	/* frames listed in idle-zeroing pools */
 	uint64_t node_free[64];	/* free frames per node, caches included */
 };
 
@@ -460,6 +462,38 @@ static int count_cached(void *arg, uint32_t pfn, unsigned cpu, unsigned node)
 		       cpu, node, pfn, hm_pfn_page(c->ph, pfn)->flags);
 	c->sh[pfn].cached = 1;
 	c->t->in_pcp++;
+	c->t->node_free[node]++;
+	return 0;
+}
+
+/* A frame in @node's idle-zeroing pool: free, marked so, of that node, in
+ * no cache or other pool, and (DEBUG >= 3, a page to compare per frame)
+ * all zero, as a fault that takes it assumes. */
+static int count_zeroed(void *arg, uint32_t pfn, unsigned node)
+{
+	struct chk *c = arg;
+	struct hm_page *pg;
+
+	if (pfn >= c->ph->nr_frames) {
+		report(c, "node %u: pooled frame %#x is out of range", node, pfn);
+		return 0;
+	}
+	pg = hm_pfn_page(c->ph, pfn);
+	if (pg->flags != PG_ZEROED || pg->buddy || hm_pfn_node(c->ph, pfn) != node || c->sh[pfn].cached)
+		report(c, "node %u: pooled frame %#x (flags %#x) is not free, of another node, or listed twice",
+		       node, pfn, pg->flags);
+#if HM_DEBUG >= 3
+	const uint64_t *w = hm_pfn_ptr(c->ph, pfn);
+	for (size_t i = 0; i < HM_PAGE_SIZE / 8; i++) {
+		if (w[i]) {
+			report(c, "node %u: pooled frame %#x is marked zeroed, but byte %#zx is not zero",
+			       node, pfn, i * 8);
+			break;
+		}
+	}
+#endif
+	c->sh[pfn].cached = 1;
+	c->t->in_zpool++;
 	c->t->node_free[node]++;
 	return 0;
 }
@@ -540,6 +574,12 @@ static void scan_frames(struct chk *c, struct totals *t)
 				report(c, "frame %#x is marked cached but is in no per-CPU cache", pfn);
 			t->cached++;
 			pfn++;
+		} else if (pg->flags == PG_ZEROED) {
+			/* Free, in an idle-zeroing pool: count_zeroed found it. */
+			if (!c->sh[pfn].cached)
+				report(c, "frame %#x is marked zeroed but is in no pool", pfn);
+			t->zeroed++;
+			pfn++;
 		} else if ((pg->flags & PG_HEAD) && (pg->flags & PG_HUGE_ZERO)) {
 			check_zero_block(c, pfn);
 			count_unmovable(c, pfn, 1u << pg->order);
@@ -579,7 +619,10 @@ static void scan_frames(struct chk *c, struct totals *t)
 	if (t->cached != t->in_pcp)
 		report(c, "per-CPU caches hold %llu frames, descriptors mark %llu",
 		       (unsigned long long)t->in_pcp, (unsigned long long)t->cached);
-	t->free += t->cached;
+	if (t->zeroed != t->in_zpool)
+		report(c, "idle-zeroing pools hold %llu frames, descriptors mark %llu",
+		       (unsigned long long)t->in_zpool, (unsigned long long)t->zeroed);
+	t->free += t->cached + t->zeroed;
 }
 
 static void check_balances(struct chk *c, const struct totals *t)
@@ -600,10 +643,11 @@ static void check_balances(struct chk *c, const struct totals *t)
 	if (pc->nr_pending_frames != t->freeing)
 		report(c, "frames waiting for a grace period: %llu counted, %llu marked",
 		       (unsigned long long)pc->nr_pending_frames, (unsigned long long)t->freeing);
-	if (t->free != hm_phys_nr_free(&sys->phys) || t->free - t->cached != sys->phys.nr_free)
-		report(c, "nr_free %llu (%llu on free lists), free lists %llu + per-CPU caches %llu",
+	if (t->free != hm_phys_nr_free(&sys->phys) || t->free - t->cached - t->zeroed != sys->phys.nr_free)
+		report(c, "nr_free %llu (%llu on free lists), free lists %llu + per-CPU caches %llu + pools %llu",
 		       (unsigned long long)hm_phys_nr_free(&sys->phys), (unsigned long long)sys->phys.nr_free,
-		       (unsigned long long)(t->free - t->cached), (unsigned long long)t->cached);
+		       (unsigned long long)(t->free - t->cached - t->zeroed), (unsigned long long)t->cached,
+		       (unsigned long long)t->zeroed);
 	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)
 		if (hm_node_nr_free(&sys->phys, i) != t->node_free[i])
 			report(c, "node %u: nr_free %llu, found %llu free", i,
@@ -750,6 +794,7 @@ int hm_check(struct hm_system *sys)
 	if (hm_phys_for_each_free(&sys->phys, count_free, &c))
 		report(&c, "a free list is corrupt (loop or wrong length)");
 	hm_pcp_for_each(&sys->phys, count_cached, &c);
+	hm_prezero_for_each(&sys->phys, count_zeroed, &c);
 	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)
 		c.unmov[i] = calloc(sys->phys.nodes[i].nr_regions, sizeof(uint32_t));
 	scan_frames(&c, &t);

@@ -138,7 +138,7 @@ static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 			return z;
 	}
 
-	uint32_t folio = hm_folio_alloc(mm, order, false);
+	uint32_t folio = hm_folio_alloc_fault(mm, order, va);
 	if (folio != HM_PFN_NONE && sys->cfg.deposit == HM_DEPOSIT_EAGER) {
 		deposit = deposit_prepare(mm, level);
 		if (deposit == HM_PFN_NONE) {
@@ -153,7 +153,6 @@ static int fault_huge(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot,
 		hm_count(sys, level == 2 ? HM_STAT_pud_fault_fallback : HM_STAT_pmd_fault_fallback);
 		return 1;
 	}
-	hm_zero_pages(ph, folio, order);
 	hm_folio_set_rmap(ph, folio, v, HM_ALIGN_DOWN(va, hm_level_size(level)));
 
 	hm_pte_t prot;
@@ -188,7 +187,7 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
 
 	if (!pt_none(pt_get(slot)))
 		return 0;
-	uint32_t folio = hm_folio_alloc(mm, 0, true);
+	uint32_t folio = hm_folio_alloc_fault(mm, 0, va);
 	if (folio == HM_PFN_NONE)
 		return -ENOMEM;
 	hm_folio_set_rmap(ph, folio, v, HM_ALIGN_DOWN(va, HM_PAGE_SIZE));
@@ -204,7 +203,7 @@ static int fault_pte(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, u
 
 	hm_spin_lock(lock);
 	if (pt_none(pt_get(slot))) {
-		hm_folio_add_map(mm, folio, 0);
+		hm_folio_add_new_map(mm, folio);
 		pt_set(slot, pt_mk_leaf(folio, 0, prot));
 		won = true;
 	}

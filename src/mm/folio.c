@@ -135,6 +135,57 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 	return folio_alloc(mm, order, zero, false);
 }
 
+/* A folio from the idle-zeroing pools (phys/prezero.c), or HM_PFN_NONE. */
+static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order)
+{
+	struct hm_system *sys = mm->sys;
+	struct hm_phys *ph = &sys->phys;
+
+	if (!hm_reserve_refill(sys, order))
+		return HM_PFN_NONE;
+	uint32_t pfn = hm_prezero_take(ph, order);
+	if (pfn == HM_PFN_NONE)
+		return pfn;
+	struct hm_page *head = hm_pfn_page(ph, pfn);
+	head->flags = PG_HEAD;
+	head->order = (uint8_t)order;
+	hm_pages_mark_tails(ph, pfn, order);
+	hm_anon_add(sys, 1u << order);
+	return pfn;
+}
+
+/*
+ * A zeroed folio for a fault at @va, from the idle-zeroing pools where
+ * there are some. A 4 KiB one is zeroed so that the
+ * faulting access finds its line in the cache (hm_zero_frame_at).
+ */
+uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
+{
+	struct hm_phys *ph = mm_phys(mm);
+	uint32_t pfn;
+
+	if (ph->zpool && order <= HM_PMD_ORDER) {
+		/* One allocation for the failpoint, wherever it is served. */
+		if (hm_fail_hit(&ph->fail))
+			return HM_PFN_NONE;
+		if ((pfn = prezeroed_alloc(mm, order)) != HM_PFN_NONE) {
+			/* Zeroed long ago, with streaming stores: the line the
+			 * access writes is in no cache. Fetch it for ownership
+			 * now, while the rest of the fault runs. */
+			__builtin_prefetch((uint8_t *)hm_pfn_ptr(ph, pfn) + (va & ((HM_PAGE_SIZE << order) - 1)), 1);
+			return pfn;
+		}
+	}
+	pfn = folio_alloc(mm, order, false, false);
+	if (pfn == HM_PFN_NONE)
+		return pfn;
+	if (order == 0)
+		hm_zero_frame_at(ph, pfn, (unsigned)(va & (HM_PAGE_SIZE - 1)));
+	else
+		hm_zero_pages(ph, pfn, order);
+	return pfn;
+}
+
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order)
 {
 	return folio_alloc(mm, order, false, true);
@@ -352,6 +403,29 @@ void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level)
 	slots_add(h, mm->slot_id, 1);
 	hm_spin_unlock(lock);
 	hm_leaf_add(mm, level, 1);
+}
+
+/*
+ * hm_folio_add_map for the first mapping of a new 4 KiB folio, by a PTE:
+ * no other thread can reach the folio yet (it is in no table, on no LRU
+ * list, in no batch), so its counts are written without the folio lock
+ * and without atomic read-modify-writes, as the kernel's
+ * folio_add_new_anon_rmap. Whoever finds it later finds it through the
+ * LRU batch (its lock publishes these stores) or the table (its ptl).
+ * Context: the ptl of the table the leaf goes into.
+ */
+void hm_folio_add_new_map(struct hm_mm *mm, uint32_t head)
+{
+	struct hm_page *h = hm_pfn_page(mm_phys(mm), head);
+
+	hm_assert(h->order == 0 && (h->flags & ~PG_PT_SLOT) == PG_HEAD && !h->large_mapcount && !h->mapcount &&
+		  !h->mm_count[0] && !h->mm_count[1]);
+	h->mapcount = 1;
+	h->large_mapcount = 1;
+	h->mm_id[0] = mm->slot_id;
+	h->mm_count[0] = 1;
+	hm_lru_add_fresh(mm->sys, head);
+	hm_leaf_add(mm, 0, 1);
 }
 
 static int32_t page_maps_locked(struct hm_phys *ph, struct hm_page *h, uint32_t pfn);

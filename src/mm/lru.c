@@ -95,9 +95,8 @@ static void batch_flush_locked(struct hm_system *sys, struct hm_cpu_stats *c)
 	hm_store(&c->lru_batch_nr, 0);
 }
 
-void hm_lru_add_new(struct hm_system *sys, uint32_t head)
+static void batch_add(struct hm_system *sys, uint32_t head)
 {
-	hm_assert_locked(hm_folio_lock(sys, head));
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	struct hm_cpu_stats *c = hm_this_cpu_stats(sys);
 
@@ -109,6 +108,19 @@ void hm_lru_add_new(struct hm_system *sys, uint32_t head)
 	if (c->lru_batch_nr == HM_LRU_BATCH)
 		batch_flush_locked(sys, c);
 	hm_spin_unlock(&c->lru_batch_lock);
+}
+
+void hm_lru_add_new(struct hm_system *sys, uint32_t head)
+{
+	hm_assert_locked(hm_folio_lock(sys, head));
+	batch_add(sys, head);
+}
+
+void hm_lru_add_fresh(struct hm_system *sys, uint32_t head)
+{
+	/* Context: a folio no other thread can reach yet (see mm.h). */
+	hm_assert(hm_pfn_page(&sys->phys, head)->large_mapcount == 1);
+	batch_add(sys, head);
 }
 
 void hm_lru_drain_all(struct hm_system *sys)

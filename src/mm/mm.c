@@ -38,7 +38,7 @@ static bool config_valid(const struct hm_config *c)
 	       c->thp_pud >= HM_THP_NEVER && c->thp_pud <= HM_THP_ALWAYS &&
 	       c->thp_pmd >= HM_THP_NEVER && c->thp_pmd <= HM_THP_ALWAYS &&
 	       (c->deposit == HM_DEPOSIT_EAGER || c->deposit == HM_DEPOSIT_LAZY) &&
-	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA | HM_KHUGEPAGED)) &&
+	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA | HM_KHUGEPAGED | HM_PREZERO)) &&
 	       (c->cow == HM_COW_4K || c->cow == HM_COW_2M) &&
 	       c->khugepaged_max_ptes_none < HM_PTRS && c->khugepaged_max_ptes_swap < HM_PTRS &&
 	       c->khugepaged_max_ptes_shared < HM_PTRS;
@@ -105,6 +105,12 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	pthread_mutex_init(&sys->compact_lock, NULL);
 	sys->deferred_first = sys->deferred_last = sys->deferred_claim = HM_PFN_NONE;
 	sys->cow_policy = cfg->cow;
+	if ((cfg->flags & HM_PREZERO) && (r = hm_prezero_start(&sys->phys))) {
+		hm_khugepaged_start(sys);	/* its locks, for destroy */
+		hm_khugepaged_stop(sys);
+		hm_system_destroy(sys);
+		return r;
+	}
 	if ((r = hm_khugepaged_start(sys))) {
 		hm_khugepaged_stop(sys);
 		hm_system_destroy(sys);
@@ -120,6 +126,7 @@ void hm_system_destroy(struct hm_system *sys)
 		return;
 	if (!sys->khugepaged_stop)
 		hm_khugepaged_stop(sys);
+	hm_prezero_stop(&sys->phys);
 	while (sys->mms)
 		hm_mm_destroy(sys->mms);
 	hm_rcu_barrier();
@@ -544,6 +551,10 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_huge_zero_pmd:	return hm_load_relaxed(&sys->nr_zero_leaf[1]);
 	case HM_STAT_nr_free_1g_possible:
 		return hm_phys_movable_blocks(&sys->phys, HM_PUD_ORDER);
+	case HM_STAT_prezero_pages:	return hm_load_relaxed(&sys->phys.prezero_frames);
+	case HM_STAT_prezero_ns:	return hm_load_relaxed(&sys->phys.prezero_ns);
+	case HM_STAT_prezero_used:	return hm_load_relaxed(&sys->phys.prezero_used);
+	case HM_STAT_nr_prezeroed:	return hm_prezero_count(&sys->phys, -1);
 	}
 	return 0;
 }

@@ -94,7 +94,8 @@ struct hm_anon_vma {
 	X(swap_free_pages) X(swap_total_pages) X(nr_inactive_anon)	\
 	X(nr_active_anon) X(nr_swap_entries)			\
 	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)			\
-	X(nr_free_1g_possible)
+	X(nr_free_1g_possible) X(prezero_pages) X(prezero_ns)	\
+	X(prezero_used) X(nr_prezeroed)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
@@ -295,6 +296,10 @@ int hm_vma_find_gap(struct hm_mm *mm, uint64_t hint, uint64_t len, uint64_t *out
 
 /* folio.c */
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero);
+/* The first mapping of a new 4 KiB folio (folio.c). */
+void hm_folio_add_new_map(struct hm_mm *mm, uint32_t head);
+/* A zeroed folio of @order for a fault at @va (see folio.c). */
+uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va);
 /* For a swap-in: may take the frames kept back for it (see folio.c). */
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
 /* With swap, the last free frames are kept for swap-ins (folio.c): is
@@ -420,6 +425,10 @@ void hm_lru_del_locked(struct hm_system *sys, uint32_t head);	/* folio lock */
 /* An order-0 folio's first mapping: onto the inactive list by way of this
  * CPU's add batch. Context: its folio lock. */
 void hm_lru_add_new(struct hm_system *sys, uint32_t head);
+/* The same for a new folio that no other thread can reach yet (its first
+ * mapping, not yet in any table, as hm_folio_add_new_map), without the
+ * folio lock. */
+void hm_lru_add_fresh(struct hm_system *sys, uint32_t head);
 /* Every CPU's add batch onto the lists. Context: no lru_lock, no batch lock. */
 void hm_lru_drain_all(struct hm_system *sys);
 uint64_t hm_lru_batched(struct hm_system *sys);	/* folios in batches */

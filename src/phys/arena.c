@@ -13,6 +13,10 @@
 
 static void hm_phys_fini_nodes(struct hm_phys *ph, unsigned nr)
 {
+	hm_prezero_stop(ph);
+	pthread_cond_destroy(&ph->zero_wake);
+	pthread_mutex_destroy(&ph->zero_lock);
+	pthread_mutex_destroy(&ph->zero_busy);
 	for (unsigned i = 0; ph->pcp && i < ph->nr_cpus * ph->nr_nodes; i++)
 		pthread_mutex_destroy(&ph->pcp[i].lock);
 	free(ph->pcp);
@@ -66,6 +70,9 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 		pthread_mutex_init(&ph->pcp[i].lock, NULL);
 		ph->pcp[i].count = 0;
 	}
+	pthread_mutex_init(&ph->zero_busy, NULL);
+	pthread_mutex_init(&ph->zero_lock, NULL);
+	pthread_cond_init(&ph->zero_wake, NULL);
 	ph->node_span = ph->nr_frames / nr_nodes;
 	for (unsigned i = 0; i < nr_nodes; i++) {
 		struct hm_node *n = &ph->nodes[i];

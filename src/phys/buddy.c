@@ -362,12 +362,13 @@ static uint64_t pcp_count(struct hm_phys *ph, int node)
 
 uint64_t hm_phys_nr_free(struct hm_phys *ph)
 {
-	return hm_load_relaxed(&ph->nr_free) + pcp_count(ph, -1);
+	return hm_load_relaxed(&ph->nr_free) + pcp_count(ph, -1) + hm_prezero_count(ph, -1);
 }
 
 uint64_t hm_node_nr_free(struct hm_phys *ph, unsigned node)
 {
-	return hm_load_relaxed(&ph->nodes[node].nr_free) + pcp_count(ph, (int)node);
+	return hm_load_relaxed(&ph->nodes[node].nr_free) + pcp_count(ph, (int)node) +
+	       hm_prezero_count(ph, (int)node);
 }
 
 int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node), void *arg)
@@ -431,7 +432,9 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 	uint32_t pfn = alloc_pages(ph, node, order, flags);
 	/* Frames in other CPUs' caches are free too, and may complete a block
 	 * once merged: never fail while there are any. */
-	if (pfn == HM_PFN_NONE && hm_pcp_drain_all(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1)) {
+	if (pfn == HM_PFN_NONE &&
+	    (hm_pcp_drain_all(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1) |
+	     hm_prezero_drain(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1))) {
 		hm_race_point("alloc_drained");
 		pfn = alloc_pages(ph, node, order, flags);
 	}
@@ -470,7 +473,7 @@ static void free_block_locked(struct hm_phys *ph, struct hm_node *n, uint32_t pf
 	list_add_to(ph, n, lists_of(n, pfn), pfn, o);
 }
 
-static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool unmovable)
+static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool unmovable, bool direct)
 {
 	struct hm_node *n = &ph->nodes[hm_pfn_node(ph, pfn)];
 
@@ -501,7 +504,7 @@ static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool un
 		}
 	}
 
-	if (order == 0 && !unmovable && pcp_free(ph, n, hm_pfn_node(ph, pfn), pfn))
+	if (order == 0 && !unmovable && !direct && pcp_free(ph, n, hm_pfn_node(ph, pfn), pfn))
 		return;
 	hm_mutex_lock(&n->lock);
 	if (unmovable) {
@@ -516,12 +519,22 @@ static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool un
 
 void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 {
-	free_pages(ph, pfn, order, false);
+	free_pages(ph, pfn, order, false, false);
 }
 
 void hm_free_unmovable(struct hm_phys *ph, uint32_t pfn, unsigned order)
 {
-	free_pages(ph, pfn, order, true);
+	free_pages(ph, pfn, order, true, false);
+}
+
+void hm_free_pages_direct(struct hm_phys *ph, uint32_t pfn, unsigned order)
+{
+	free_pages(ph, pfn, order, false, true);
+}
+
+uint32_t hm_alloc_block_quiet(struct hm_phys *ph, unsigned node, unsigned order)
+{
+	return node_alloc(ph, &ph->nodes[node], order, 0);
 }
 
 int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned order)
@@ -653,8 +666,11 @@ void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n)
 
 void hm_phys_lock_all(struct hm_phys *ph)
 {
+	hm_mutex_lock(&ph->zero_busy);
 	for (unsigned i = 0; i < ph->nr_cpus * ph->nr_nodes; i++)
 		hm_mutex_lock(&ph->pcp[i].lock);
+	for (unsigned i = 0; ph->zpool && i < ph->nr_nodes; i++)
+		hm_mutex_lock(&ph->zpool[i].lock);
 	for (unsigned i = 0; i < ph->nr_nodes; i++)
 		hm_mutex_lock(&ph->nodes[i].lock);
 }
@@ -663,8 +679,11 @@ void hm_phys_unlock_all(struct hm_phys *ph)
 {
 	for (unsigned i = ph->nr_nodes; i-- > 0;)
 		hm_mutex_unlock(&ph->nodes[i].lock);
+	for (unsigned i = ph->nr_nodes; ph->zpool && i-- > 0;)
+		hm_mutex_unlock(&ph->zpool[i].lock);
 	for (unsigned i = ph->nr_cpus * ph->nr_nodes; i-- > 0;)
 		hm_mutex_unlock(&ph->pcp[i].lock);
+	hm_mutex_unlock(&ph->zero_busy);
 }
 
 int hm_phys_for_each_free(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned order), void *arg)

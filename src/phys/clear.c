@@ -281,3 +281,44 @@ void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 	else
 		clear_huge(p, len);
 }
+
+/*
+ * A 4 KiB frame for a fault whose access lands at byte @off: every line
+ * with non-temporal stores but the one the access writes next, which is
+ * stored through the cache. memset reads each line for ownership only to
+ * overwrite it; non-temporal stores alone leave the written line to be
+ * fetched from memory right after the fence, and that load waits for the
+ * streamed lines to drain. Measured per 4 KiB page over 1 GiB, zeroing
+ * then an 8-byte write: memset 770-1220 ns, rep stosb 620-1150, all
+ * non-temporal 670-1220, this 390-540 (2-core VM under load, best of 5).
+ * SSE2 stores: every x86-64 has them, and a 4 KiB frame gains nothing
+ * from wider ones (25.3 and 25.6 GB/s over 1 GiB here).
+ */
+#if defined(__x86_64__)
+void hm_zero_frame_at(struct hm_phys *ph, uint32_t pfn, unsigned off)
+{
+	__m128i *q = hm_pfn_ptr(ph, pfn), z = _mm_setzero_si128();
+	unsigned hot = (off & (HM_PAGE_SIZE - 1)) / 64;
+
+	for (unsigned line = 0; line < HM_PAGE_SIZE / 64; line++, q += 4) {
+		if (hm_unlikely(line == hot)) {
+			_mm_store_si128(q, z);
+			_mm_store_si128(q + 1, z);
+			_mm_store_si128(q + 2, z);
+			_mm_store_si128(q + 3, z);
+			continue;
+		}
+		_mm_stream_si128(q, z);
+		_mm_stream_si128(q + 1, z);
+		_mm_stream_si128(q + 2, z);
+		_mm_stream_si128(q + 3, z);
+	}
+	_mm_sfence();
+}
+#else
+void hm_zero_frame_at(struct hm_phys *ph, uint32_t pfn, unsigned off)
+{
+	(void)off;
+	memset(hm_pfn_ptr(ph, pfn), 0, HM_PAGE_SIZE);
+}
+#endif

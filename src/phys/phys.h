@@ -72,6 +72,9 @@ enum {
 	PG_LRU_BATCH	= 1u << 16,	/* order-0 folio head in a per-CPU LRU add
 					 * batch (mm/lru.c): that batch's lock,
 					 * atomically */
+	PG_ZEROED	= 1u << 17,	/* free, all zero, in an idle-zeroing
+					 * pool (prezero.c): its owner is that
+					 * pool (its lock) */
 };
 
 struct hm_page {
@@ -209,6 +212,21 @@ struct hm_pcp {
 } __attribute__((aligned(64)));
 
 /*
+ * Idle zeroing (prezero.c, HM_PREZERO): per node, zeroed 2 MiB blocks,
+ * and the one being handed out 4 KiB at a time.
+ */
+struct hm_zpool {
+	pthread_mutex_t lock;
+	uint32_t *blocks;	/* [0, nr): heads of zeroed blocks; lock */
+	uint32_t nr;		/* lock; read atomically */
+	uint32_t cap;		/* constant */
+	uint32_t cur;		/* frames [cur + used, cur + 512) are in the
+				 * pool; HM_PFN_NONE: none. lock; read
+				 * atomically */
+	uint32_t used;		/* lock; read atomically */
+} __attribute__((aligned(64)));
+
+/*
  * Pins: references to a folio held by an unmap (or a copy-on-write) that
  * took a mapping away but whose TLB shootdown has not completed: some
  * thread may still be reading or writing the folio through a translation it
@@ -248,6 +266,20 @@ struct hm_phys {
 				 * unmovable allocations like movable ones
 				 * (still counted per region) */
 	int32_t pins[HM_PIN_STRIPES];	/* atomic; see above */
+	/* Idle zeroing (prezero.c). */
+	struct hm_zpool *zpool;		/* [node]; NULL without HM_PREZERO */
+	uint64_t zero_target;		/* frames a pool fills up to; constant */
+	pthread_mutex_t zero_busy;	/* held by the thread from taking a
+					 * block to pooling it; hm_phys_lock_all */
+	pthread_mutex_t zero_lock;	/* the three fields below */
+	pthread_cond_t zero_wake;	/* stop asked, or a pool ran low */
+	pthread_t zero_thread;
+	bool zero_running;		/* zero_lock */
+	bool zero_stop;			/* zero_lock; read atomically */
+	bool zero_sleeping;		/* zero_lock; read atomically */
+	uint64_t prezero_frames;	/* frames zeroed ahead; atomic */
+	uint64_t prezero_ns;		/* time the thread spent zeroing; atomic */
+	uint64_t prezero_used;		/* frames handed out zeroed; atomic */
 };
 
 static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
@@ -276,6 +308,28 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
 /* The same for a block allocated with HM_ALLOC_UNMOVABLE. */
 void hm_free_unmovable(struct hm_phys *ph, uint32_t pfn, unsigned order);
+/* hm_free_pages, to the free lists even for order 0 (not the per-CPU
+ * cache). Context: no pcp->lock held (see the lock order). */
+void hm_free_pages_direct(struct hm_phys *ph, uint32_t pfn, unsigned order);
+/* A block of @order from @node's free lists alone: no per-CPU cache, no
+ * other node, no drain, no failpoint (the idle zeroing thread, whose
+ * allocations must not shift the fault tests' counts). */
+uint32_t hm_alloc_block_quiet(struct hm_phys *ph, unsigned node, unsigned order);
+
+/*
+ * Idle zeroing (prezero.c). Start: the pools and their thread; stop: the
+ * thread joined, the pools drained (hm_system_destroy). Take: a zeroed
+ * frame (@order 0) or 2 MiB block (@order 9) from a pool, descriptors
+ * reset, or HM_PFN_NONE. Drain: every pool frame of @node (-1: all) back
+ * to the free lists; whether there were any. Count: frames in the pools.
+ * For each: every pool frame (hm_check, under hm_phys_lock_all).
+ */
+int hm_prezero_start(struct hm_phys *ph);
+void hm_prezero_stop(struct hm_phys *ph);
+uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order);
+bool hm_prezero_drain(struct hm_phys *ph, int node);
+uint64_t hm_prezero_count(struct hm_phys *ph, int node);
+int hm_prezero_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned node), void *arg);
 
 /* Region of @pfn in @n (mobility grouping), and whether it holds
  * unmovable frames. Context: node->lock for an exact answer. */
@@ -376,6 +430,9 @@ int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsig
 /* Zero 2^order frames at @pfn (clear.c: huge ones with the routine chosen
  * for this CPU). */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+/* Zero the 4 KiB frame @pfn for an access at byte @off of it, which finds
+ * its line in the cache (the others streamed past it). */
+void hm_zero_frame_at(struct hm_phys *ph, uint32_t pfn, unsigned off);
 
 /* Make the descriptors after @head, zero as a free block's are, the tails
  * of a folio of @order; a 2 MiB one's with streaming stores (clear.c); a

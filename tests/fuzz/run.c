@@ -84,8 +84,9 @@ static void bad_configs(struct fz_case *c)
 	case 6: b.cow = 2 + (int)fz_below(c->s, 10); break;
 	case 7: b.khugepaged_max_ptes_swap = HM_PTRS_FZ + (unsigned)fz_below(c->s, 1000); break;
 	case 8: b.khugepaged_max_ptes_shared = HM_PTRS_FZ + (unsigned)fz_below(c->s, 1000); break;
-	/* 0x1 HM_CHECK, 0x2 HM_POPULATE_ARENA, 0x4 HM_KHUGEPAGED are known */
-	default: b.flags = 0x8u << fz_below(c->s, 28); break;
+	/* 0x1 HM_CHECK, 0x2 HM_POPULATE_ARENA, 0x4 HM_KHUGEPAGED, 0x8
+	 * HM_PREZERO are known */
+	default: b.flags = 0x10u << fz_below(c->s, 27); break;
 	}
 	snprintf(c->desc, sizeof(c->desc), "hm_system_create with a bad config");
 	FZ_RC(c, hm_system_create(&b, &s), -EINVAL);

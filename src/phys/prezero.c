@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Idle zeroing (HM_PREZERO): a thread zeroes free 2 MiB blocks ahead of
+ * time, with non-temporal stores, and keeps them in a pool per node, so
+ * that a fault takes a zeroed 4 KiB frame (or a whole 2 MiB block) and
+ * skips its zeroing. The work is not free, only moved: the thread's frames
+ * and nanoseconds are counted (prezero_pages, prezero_ns), and so are the
+ * frames faults took zeroed (prezero_used).
+ *
+ * A frame in a pool is free and marked PG_ZEROED, which means it is all
+ * zero: the thread marks a block only after zeroing it, and the mark is
+ * dropped when the frame leaves the pool (to a fault, or back to the free
+ * lists, where a free frame is dirty again). Pool frames count in
+ * nr_free_pages; an allocation that finds nothing free drains the pools
+ * (hm_alloc_pages), as it drains the per-CPU caches.
+ *
+ * The thread takes blocks only while a quarter of all frames are free on
+ * the buddy lists, up to a target of an eighth of the node (at
+ * most 1 GiB): under memory pressure it stays idle. It holds zero_busy
+ * from taking a block until the block is in the pool, so that hm_check,
+ * which takes zero_busy first (hm_phys_lock_all), never finds a block in
+ * flight.
+ *
+ * Lock order: zero_busy > pcp->lock > zpool->lock > node->lock.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "phys.h"
+
+#define HM_ZPOOL_MAX_FRAMES (1u << HM_PUD_ORDER)	/* 1 GiB per node */
+#define HM_ZPOOL_SLEEP_MS 10
+
+static uint64_t ns_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Frames in @z: whole blocks, and what is left of the current one. */
+static uint64_t zpool_frames(const struct hm_zpool *z)
+{
+	uint32_t used = hm_load_relaxed(&z->used);
+
+	return ((uint64_t)hm_load_relaxed(&z->nr) << HM_PMD_ORDER) +
+	       (hm_load_relaxed(&z->cur) != HM_PFN_NONE ? HM_PTRS - used : 0);
+}
+
+uint64_t hm_prezero_count(struct hm_phys *ph, int node)
+{
+	uint64_t nr = 0;
+
+	for (unsigned i = 0; ph->zpool && i < ph->nr_nodes; i++)
+		if (node < 0 || i == (unsigned)node)
+			nr += zpool_frames(&ph->zpool[i]);
+	return nr;
+}
+
+/* The next zeroed frame of @z, or HM_PFN_NONE. Context: z->lock. */
+static uint32_t take_frame_locked(struct hm_zpool *z)
+{
+	if (z->cur == HM_PFN_NONE) {
+		if (!z->nr)
+			return HM_PFN_NONE;
+		hm_store(&z->nr, z->nr - 1);
+		hm_store(&z->used, 0);
+		hm_store(&z->cur, z->blocks[z->nr]);
+	}
+	uint32_t pfn = z->cur + z->used;
+
+	hm_store(&z->used, z->used + 1);
+	if (z->used == HM_PTRS) {
+		hm_store(&z->cur, HM_PFN_NONE);
+		hm_store(&z->used, 0);
+	}
+	return pfn;
+}
+
+/* Check the frames handed out at DEBUG >= 2: a frame marked zeroed that
+ * is not would be one address space's data showing in another's page. */
+static void assert_zero(struct hm_phys *ph, uint32_t pfn, unsigned order)
+{
+	const uint64_t *w = hm_pfn_ptr(ph, pfn);
+
+	for (size_t i = 0; HM_DEBUG >= 2 && i < (HM_PAGE_SIZE << order) / 8; i++)
+		hm_assert(w[i] == 0);
+}
+
+uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order)
+{
+	hm_assert(order == 0 || order == HM_PMD_ORDER);
+	for (unsigned i = 0; ph->zpool && i < ph->nr_nodes; i++) {
+		struct hm_zpool *z = &ph->zpool[i];
+		uint32_t pfn = HM_PFN_NONE;
+
+		if (!hm_load_relaxed(&z->nr) && (order || hm_load_relaxed(&z->cur) == HM_PFN_NONE))
+			continue;
+		hm_mutex_lock(&z->lock);
+		if (order == 0)
+			pfn = take_frame_locked(z);
+		else if (z->nr) {
+			hm_store(&z->nr, z->nr - 1);
+			pfn = z->blocks[z->nr];
+		}
+		bool low = zpool_frames(z) < ph->zero_target / 2;
+		hm_mutex_unlock(&z->lock);
+		if (pfn == HM_PFN_NONE)
+			continue;
+		for (uint32_t k = 0; k < (1u << order); k++) {
+			hm_assert_int(ph->pages[pfn + k].flags == PG_ZEROED);
+			ph->pages[pfn + k].flags = 0;
+		}
+		assert_zero(ph, pfn, order);
+		hm_add(&ph->prezero_used, 1u << order);
+		if (low && hm_load_relaxed(&ph->zero_sleeping))
+			pthread_cond_signal(&ph->zero_wake);
+		return pfn;
+	}
+	return HM_PFN_NONE;
+}
+
+/* Free [pfn, pfn + nr) back to @node's lists in aligned blocks, bypassing
+ * the per-CPU caches (the pool's lock is held: see the lock order). */
+static void free_range(struct hm_phys *ph, uint32_t pfn, uint32_t nr)
+{
+	while (nr) {
+		unsigned o = (unsigned)__builtin_ctz(pfn | (1u << HM_PMD_ORDER));
+
+		while ((1u << o) > nr)
+			o--;
+		hm_free_pages_direct(ph, pfn, o);	/* resets PG_ZEROED */
+		pfn += 1u << o;
+		nr -= 1u << o;
+	}
+}
+
+bool hm_prezero_drain(struct hm_phys *ph, int node)
+{
+	bool any = false;
+
+	for (unsigned i = 0; ph->zpool && i < ph->nr_nodes; i++) {
+		struct hm_zpool *z = &ph->zpool[i];
+
+		if ((node >= 0 && i != (unsigned)node) || !zpool_frames(z))
+			continue;
+		hm_mutex_lock(&z->lock);
+		if (z->cur != HM_PFN_NONE) {
+			free_range(ph, z->cur + z->used, HM_PTRS - z->used);
+			hm_store(&z->cur, HM_PFN_NONE);
+			hm_store(&z->used, 0);
+			any = true;
+		}
+		while (z->nr) {
+			free_range(ph, z->blocks[z->nr - 1], HM_PTRS);
+			hm_store(&z->nr, z->nr - 1);
+			any = true;
+		}
+		hm_mutex_unlock(&z->lock);
+	}
+	return any;
+}
+
+int hm_prezero_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned node), void *arg)
+{
+	for (unsigned i = 0; ph->zpool && i < ph->nr_nodes; i++) {
+		struct hm_zpool *z = &ph->zpool[i];
+
+		for (uint32_t b = 0; b < z->nr; b++)
+			for (uint32_t k = 0; k < HM_PTRS; k++) {
+				int r = fn(arg, z->blocks[b] + k, i);
+
+				if (r)
+					return r;
+			}
+		for (uint32_t k = z->used; z->cur != HM_PFN_NONE && k < HM_PTRS; k++) {
+			int r = fn(arg, z->cur + k, i);
+
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* One block for @node's pool, if it wants one and the node can spare it.
+ * Returns whether it added one. Context: the zeroing thread. */
+static bool fill_one(struct hm_phys *ph, unsigned node)
+{
+	struct hm_zpool *z = &ph->zpool[node];
+
+	/* The free lists' count of all nodes, which is atomic (a node's is
+	 * written under its lock). */
+	if (zpool_frames(z) + HM_PTRS > ph->zero_target || hm_load_relaxed(&ph->nr_free) < ph->nr_frames / 4)
+		return false;
+	hm_mutex_lock(&ph->zero_busy);
+	uint32_t pfn = hm_alloc_block_quiet(ph, node, HM_PMD_ORDER);
+	if (pfn == HM_PFN_NONE) {
+		hm_mutex_unlock(&ph->zero_busy);
+		return false;
+	}
+	uint64_t t0 = ns_now();
+	hm_zero_pages(ph, pfn, HM_PMD_ORDER);
+	hm_add(&ph->prezero_ns, ns_now() - t0);
+	hm_add(&ph->prezero_frames, HM_PTRS);
+	hm_mutex_lock(&z->lock);
+	for (uint32_t k = 0; k < HM_PTRS; k++)
+		ph->pages[pfn + k].flags = PG_ZEROED;
+	hm_assert_int(z->nr < z->cap);
+	z->blocks[z->nr] = pfn;
+	hm_store(&z->nr, z->nr + 1);
+	hm_mutex_unlock(&z->lock);
+	hm_mutex_unlock(&ph->zero_busy);
+	return true;
+}
+
+static void *zero_main(void *arg)
+{
+	struct hm_phys *ph = arg;
+
+	hm_mutex_lock(&ph->zero_lock);
+	while (!ph->zero_stop) {
+		hm_mutex_unlock(&ph->zero_lock);
+		bool did = false;
+
+		for (unsigned i = 0; i < ph->nr_nodes && !hm_load_relaxed(&ph->zero_stop); i++)
+			did |= fill_one(ph, i);
+		hm_mutex_lock(&ph->zero_lock);
+		if (did || ph->zero_stop)
+			continue;
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += HM_ZPOOL_SLEEP_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		hm_store(&ph->zero_sleeping, true);
+		pthread_cond_timedwait(&ph->zero_wake, &ph->zero_lock, &ts);
+		hm_store(&ph->zero_sleeping, false);
+	}
+	hm_mutex_unlock(&ph->zero_lock);
+	return NULL;
+}
+
+int hm_prezero_start(struct hm_phys *ph)
+{
+	uint32_t span = ph->node_span;
+
+	ph->zero_target = HM_MIN(span / 8, HM_ZPOOL_MAX_FRAMES) & ~(uint64_t)(HM_PTRS - 1);
+	ph->zpool = calloc(ph->nr_nodes, sizeof(*ph->zpool));
+	if (!ph->zpool)
+		return -ENOMEM;
+	for (unsigned i = 0; i < ph->nr_nodes; i++) {
+		struct hm_zpool *z = &ph->zpool[i];
+
+		pthread_mutex_init(&z->lock, NULL);
+		z->cur = HM_PFN_NONE;
+		z->cap = (uint32_t)(ph->zero_target >> HM_PMD_ORDER) + 1;
+		if (!(z->blocks = calloc(z->cap, sizeof(*z->blocks)))) {
+			hm_prezero_stop(ph);
+			return -ENOMEM;
+		}
+	}
+	if (pthread_create(&ph->zero_thread, NULL, zero_main, ph)) {
+		hm_prezero_stop(ph);
+		return -ENOMEM;
+	}
+	ph->zero_running = true;
+	return 0;
+}
+
+void hm_prezero_stop(struct hm_phys *ph)
+{
+	if (!ph->zpool)
+		return;
+	hm_mutex_lock(&ph->zero_lock);
+	hm_store(&ph->zero_stop, true);
+	pthread_cond_signal(&ph->zero_wake);
+	hm_mutex_unlock(&ph->zero_lock);
+	if (ph->zero_running)
+		pthread_join(ph->zero_thread, NULL);
+	ph->zero_running = false;
+	hm_prezero_drain(ph, -1);
+	for (unsigned i = 0; i < ph->nr_nodes; i++) {
+		pthread_mutex_destroy(&ph->zpool[i].lock);
+		free(ph->zpool[i].blocks);
+	}
+	free(ph->zpool);
+	ph->zpool = NULL;
+}
