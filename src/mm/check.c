@@ -34,6 +34,8 @@ struct shadow {			/* per frame, recounted from the tables */
 	uint8_t shared, writable;	/* page: mapped by 2+ mms; mapped writable */
 	uint8_t queued;			/* folio head: met on the deferred queue */
 	uint8_t cached;			/* met in a per-CPU frame cache */
+	uint8_t ptblock;		/* first frame of a table block on the
+					 * cache's list */
 };
 
 struct chk {
@@ -83,7 +85,8 @@ static struct hm_ptdesc *ptdesc_ok(struct chk *c, uint32_t pfn)
 		report(c, "table frame %#x (flags %#x) has no ptdesc", pfn, pg->flags);
 		return NULL;
 	}
-	if (pg->flags & PG_PT_SLOT ? !b || d != &b->desc[pfn & (HM_PTRS - 1)] || d->block != b
+	if (pg->flags & PG_PT_SLOT ? !b || d != &b->desc[pfn & (HM_PTRS - 1)] || d->block != b ||
+				     !c->sh[pfn & ~(HM_PTRS - 1)].ptblock
 				   : d->block != NULL) {
 		report(c, "table frame %#x (flags %#x): ptdesc %p of block %p, not its %s", pfn, pg->flags,
 		       (void *)d, (void *)d->block, pg->flags & PG_PT_SLOT ? "block's" : "own");
@@ -562,7 +565,7 @@ static void scan_frames(struct chk *c, struct totals *t)
 
 		if ((pg->flags & PG_HEAD) && (pg->flags & PG_PT_SLOT)) {
 			count_unmovable(c, pfn, 1);	/* a lent table slot */
-			if (!c->sys->pc.blk_desc[pfn >> HM_PMD_ORDER])
+			if (!c->sh[pfn & ~(HM_PTRS - 1)].ptblock)
 				report(c, "lent table slot %#x is in no table block", pfn);
 		}
 		if (pg->buddy) {
@@ -622,15 +625,17 @@ static void scan_frames(struct chk *c, struct totals *t)
 /* A table block holds tables (deposits and pending ones included), free
  * slots and lent frames (hm_ptcache_lend), nothing else, and its count of
  * slots in use is right. */
-static void check_table_block(struct chk *c, uint32_t blk, struct hm_ptblock *b, uint64_t *empty)
+static void check_table_block(struct chk *c, struct hm_ptblock *b, uint64_t *empty)
 {
 	struct hm_ptcache *pc = &c->sys->pc;
-	uint32_t base = blk << HM_PMD_ORDER, used = 0;
+	uint32_t base = b->base, blk = base >> HM_PMD_ORDER, used = 0;
 
-	if (b->base != base) {
-		report(c, "table block %#x: its ptdescs are block %#x's", base, b->base);
+	if (base >= c->ph->nr_frames || base % HM_PTRS || pc->blk_desc[blk] != b) {
+		report(c, "table block list: ptdescs %p for block %#x, which has %p", (void *)b, base,
+		       base < c->ph->nr_frames ? (void *)pc->blk_desc[blk] : NULL);
 		return;
 	}
+	c->sh[base].ptblock = 1;
 	for (uint32_t i = 0; i < HM_PTRS; i++) {
 		const struct hm_page *pg = hm_pfn_page(c->ph, base + i);
 		uint32_t kind = pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE | PG_HEAD);
@@ -659,16 +664,15 @@ static void check_table_blocks(struct chk *c)
 	struct hm_ptcache *pc = &c->sys->pc;
 	uint64_t n = 0, empty = 0;
 
-	for (uint32_t blk = 0; blk <= c->ph->nr_frames >> HM_PMD_ORDER; blk++) {
-		struct hm_ptblock *b = pc->blk_desc[blk];
-
-		if (b) {
-			n++;
-			check_table_block(c, blk, b, &empty);
-		}
+	/* The list, not every block's pointer: checking a huge, mostly empty
+	 * system costs what is in use. A block off the list is caught by
+	 * scan_frames at its first slot (ptdesc_ok: no ptblock mark). */
+	for (struct hm_ptblock *b = pc->blocks; b && n <= pc->nr_blocks; b = b->next) {
+		n++;
+		check_table_block(c, b, &empty);
 	}
 	if (n != pc->nr_blocks || empty != pc->nr_empty_blocks)
-		report(c, "table blocks: %llu with ptdescs (%llu empty), nr_blocks %llu (%llu empty)",
+		report(c, "table blocks: %llu on the list (%llu empty), nr_blocks %llu (%llu empty)",
 		       (unsigned long long)n, (unsigned long long)empty,
 		       (unsigned long long)pc->nr_blocks, (unsigned long long)pc->nr_empty_blocks);
 }
@@ -834,6 +838,7 @@ int hm_check(struct hm_system *sys)
 	hm_mutex_lock(&sys->pc.lock);
 	hm_phys_lock_all(&sys->phys);
 
+	check_table_blocks(&c);	/* first: ptdesc_ok needs the blocks marked */
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		check_mm(&c, mm);
 	check_deferred(&c);
@@ -844,7 +849,6 @@ int hm_check(struct hm_system *sys)
 	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)
 		c.unmov[i] = calloc(sys->phys.nodes[i].nr_regions, sizeof(uint32_t));
 	scan_frames(&c, &t);
-	check_table_blocks(&c);
 	check_balances(&c, &t);
 	check_unmovable(&c);
 	for (unsigned i = 0; i < sys->phys.nr_nodes; i++)

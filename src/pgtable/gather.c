@@ -187,7 +187,6 @@ static void batch_flush(struct hm_gather *g)
 		if (E_KIND(b->e[i]) == E_TABLE)
 			hm_rcu_call(&hm_ptdesc(g->pc->ph, pfn)->rcu, table_free_rcu);
 		else
-
 			b->e[kept++] = b->e[i];
 	}
 	b->n = kept;

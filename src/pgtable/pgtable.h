@@ -39,7 +39,8 @@ struct hm_ptcache {
 	struct hm_ptblock **blk_desc; /* per 2 MiB block: its ptdescs while
 				 * carved, else NULL; lock */
 	uint64_t blk_desc_len;	/* bytes mapped for it; constant */
-	uint64_t nr_blocks;	/* carved blocks; lock */
+	struct hm_ptblock *blocks; /* carved blocks, linked; lock */
+	uint64_t nr_blocks;	/* their number; lock */
 	uint64_t nr_tables;	/* atomic */
 	uint64_t nr_pending;	/* tables waiting for a grace period; lock
 				 * (atomic, for statistics) */

@@ -5,8 +5,8 @@
  * A block is zeroed once when carved; tables are zero again when freed, so
  * handing one out costs a list pop. When no block can be had, a single
  * frame is used instead. Each block brings its 512 ptdescs along (ptdesc.h),
- * a single frame its own one. One fully empty block is kept as a spare; the rest
- * go back to the buddy allocator at once, and the spare on shrink. Blocks
+ * a single frame its own one. One fully empty block is kept as a spare; the
+ * rest go back to the buddy allocator at once, and the spare on shrink. Blocks
  * and single frames are unmovable allocations (HM_ALLOC_UNMOVABLE): they
  * gather in regions of their own, away from the folios compaction moves.
  */
@@ -108,9 +108,17 @@ static void block_release_locked(struct hm_ptcache *pc, uint32_t blk)
 		pg->flags = 0;
 		pg->pt.desc = NULL;
 	}
+	struct hm_ptblock *b = pc->blk_desc[blk];
+
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		pc->blocks = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
 	pc->nr_empty_blocks--;
 	pc->nr_blocks--;
-	free(pc->blk_desc[blk]);
+	free(b);
 	pc->blk_desc[blk] = NULL;
 	hm_free_unmovable(pc->ph, base, HM_PMD_ORDER);
 }
@@ -140,6 +148,10 @@ static bool block_carve_locked(struct hm_ptcache *pc)
 	}
 	memset(b, 0, offsetof(struct hm_ptblock, desc));
 	b->base = base;
+	b->next = pc->blocks;
+	if (pc->blocks)
+		pc->blocks->prev = b;
+	pc->blocks = b;
 	for (uint32_t i = HM_PTRS; i-- > 0;) {
 		desc_init(&b->desc[i], pc, base + i, b);
 		hm_pfn_page(pc->ph, base + i)->pt.desc = &b->desc[i];

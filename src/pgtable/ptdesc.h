@@ -69,7 +69,10 @@ _Static_assert(offsetof(struct hm_ptdesc, deposit_next) != offsetof(struct hm_pt
 /* A 2 MiB table block's ptdescs: desc[i] describes frame base + i. */
 struct hm_ptblock {
 	uint32_t base;		/* first frame of the block; constant */
-	uint8_t spare[60];	/* the ptdescs start on a cache line */
+	uint32_t spare;
+	struct hm_ptblock *next, *prev;	/* the cache's carved blocks (for
+				 * hm_check); the cache's lock */
+	uint8_t spare2[40];	/* the ptdescs start on a cache line */
 	struct hm_ptdesc desc[HM_PTRS];
 };
 

@@ -33,6 +33,7 @@
 
 #include <pthread.h>
 #include <string.h>
+
 #include "../base/base.h"
 #include "../base/cpu.h"
 #include "../base/fail.h"
