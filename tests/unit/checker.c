@@ -153,7 +153,7 @@ static void ptdescs(void)
 	uint32_t blk = t >> HM_PMD_ORDER;
 	struct hm_ptblock *b = pc->blk_desc[blk];
 
-	REQUIRE(level == 0 && b && d->block == b);
+	REQUIRE(level == 0 && b && d->block == b && pc->blocks == b);
 	CHECK_EQ(hm_check(sys), 0);
 	d->level = 1;
 	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* not the level it is linked at */
@@ -176,6 +176,9 @@ static void ptdescs(void)
 	pc->nr_blocks++;
 	CHECK_EQ(hm_check(sys), -EUCLEAN);
 	pc->nr_blocks--;
+	pc->blocks = b->next;			/* the block off the list */
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	pc->blocks = b;
 	/* A free slot of the block that became something else. */
 	uint32_t slot = (blk << HM_PMD_ORDER) + HM_PTRS - 1;
 	struct hm_page *sp = hm_pfn_page(&sys->phys, slot);
