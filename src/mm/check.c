@@ -7,7 +7,9 @@
  * then scan the frame descriptors: each frame must belong to exactly one
  * owner (a free block, a folio, a table in use, a table waiting for a grace
  * period, a free slot of the page-table cache, the huge zero page), and the
- * totals must balance. Leaves of the huge zero page are counted apart: they
+ * totals must balance. Every table, pending table and free slot has a
+ * ptdesc that points back to it, in its block's array if it is in a table
+ * block, and a table block holds nothing else. Leaves of the huge zero page are counted apart: they
  * are in no folio's map counts (zero.c).
  * The scan steps over a free block at its head, without reading the rest,
  * and the scratch array is a fresh anonymous mapping, so the parts for
@@ -32,6 +34,8 @@ struct shadow {			/* per frame, recounted from the tables */
 	uint8_t shared, writable;	/* page: mapped by 2+ mms; mapped writable */
 	uint8_t queued;			/* folio head: met on the deferred queue */
 	uint8_t cached;			/* met in a per-CPU frame cache */
+	uint8_t ptblock;		/* first frame of a table block on the
+					 * cache's list */
 };
 
 struct chk {
@@ -68,6 +72,33 @@ static void report(struct chk *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The ptdesc of a table, pending table or free slot at @pfn, if it is
+ * the one that describes that frame (its block's entry for a frame in a
+ * table block, one of its own otherwise); else NULL, reported. */
+static struct hm_ptdesc *ptdesc_ok(struct chk *c, uint32_t pfn)
+{
+	struct hm_page *pg = hm_pfn_page(c->ph, pfn);
+	struct hm_ptdesc *d = pg->pt.desc;
+	struct hm_ptblock *b = c->sys->pc.blk_desc[pfn >> HM_PMD_ORDER];
+
+	if (!d) {
+		report(c, "table frame %#x (flags %#x) has no ptdesc", pfn, pg->flags);
+		return NULL;
+	}
+	if (pg->flags & PG_PT_SLOT ? !b || d != &b->desc[pfn & (HM_PTRS - 1)] || d->block != b ||
+				     !c->sh[pfn & ~(HM_PTRS - 1)].ptblock
+				   : d->block != NULL) {
+		report(c, "table frame %#x (flags %#x): ptdesc %p of block %p, not its %s", pfn, pg->flags,
+		       (void *)d, (void *)d->block, pg->flags & PG_PT_SLOT ? "block's" : "own");
+		return NULL;
+	}
+	if (d->pfn != pfn || d->pc != &c->sys->pc) {
+		report(c, "table frame %#x: its ptdesc points to frame %#x", pfn, d->pfn);
+		return NULL;
+	}
+	return d;
+}
+
 static bool table_ok(struct chk *c, uint32_t pfn, unsigned level, uint64_t owner, uint8_t how)
 {
 	if (pfn >= c->ph->nr_frames) {
@@ -75,10 +106,16 @@ static bool table_ok(struct chk *c, uint32_t pfn, unsigned level, uint64_t owner
 		return false;
 	}
 	struct hm_page *pg = hm_pfn_page(c->ph, pfn);
-	if (!(pg->flags & PG_TABLE) || pg->pt_level != level || pg->owner != owner) {
-		report(c, "pfn %#x: not a level-%u table of mm %llu (flags %#x level %u owner %llu)",
-		       pfn, level, (unsigned long long)owner, pg->flags, pg->pt_level,
-		       (unsigned long long)pg->owner);
+	if (!(pg->flags & PG_TABLE)) {
+		report(c, "pfn %#x: not a table (flags %#x)", pfn, pg->flags);
+		return false;
+	}
+	struct hm_ptdesc *d = ptdesc_ok(c, pfn);
+	if (!d)
+		return false;
+	if (d->level != level || d->owner != owner) {
+		report(c, "pfn %#x: not a level-%u table of mm %llu (level %u owner %llu)",
+		       pfn, level, (unsigned long long)owner, d->level, (unsigned long long)d->owner);
 		return false;
 	}
 	if (c->sh[pfn].table) {
@@ -108,8 +145,8 @@ static uint32_t check_deposits(struct chk *c, uint32_t holder, unsigned level, u
 {
 	uint32_t n = 0;
 
-	for (uint32_t t = hm_pfn_page(c->ph, holder)->pt.deposit_head; t != HM_PFN_NONE;
-	     t = hm_pfn_page(c->ph, t)->pt.deposit_next) {
+	for (uint32_t t = hm_ptdesc(c->ph, holder)->deposit_head; t != HM_PFN_NONE;
+	     t = hm_ptdesc(c->ph, t)->deposit_next) {
 		if (!table_ok(c, t, level - 1, owner, 2))
 			return n;
 		check_zero_table(c, t);
@@ -122,9 +159,9 @@ static uint32_t check_deposits(struct chk *c, uint32_t holder, unsigned level, u
 				report(c, "deposited PMD table %#x holds %u PTE tables, not 512", t, sub);
 		}
 	}
-	if (n != hm_pfn_page(c->ph, holder)->pt.nr_deposited)
+	if (n != hm_ptdesc(c->ph, holder)->nr_deposited)
 		report(c, "table %#x: %u deposits on the list, nr_deposited %u",
-		       holder, n, hm_pfn_page(c->ph, holder)->pt.nr_deposited);
+		       holder, n, hm_ptdesc(c->ph, holder)->nr_deposited);
 	return n;
 }
 
@@ -563,8 +600,11 @@ static void scan_frames(struct chk *c, struct totals *t)
 	for (uint32_t pfn = 0; pfn < ph->nr_frames;) {
 		struct hm_page *pg = hm_pfn_page(ph, pfn);
 
-		if ((pg->flags & PG_HEAD) && (pg->flags & PG_PT_SLOT))
+		if ((pg->flags & PG_HEAD) && (pg->flags & PG_PT_SLOT)) {
 			count_unmovable(c, pfn, 1);	/* a lent table slot */
+			if (!c->sh[pfn & ~(HM_PTRS - 1)].ptblock)
+				report(c, "lent table slot %#x is in no table block", pfn);
+		}
 		if (pg->buddy) {
 			buddy += 1ull << (pg->buddy - 1);
 			pfn += 1u << (pg->buddy - 1);
@@ -595,11 +635,14 @@ static void scan_frames(struct chk *c, struct totals *t)
 		} else {
 			if (pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE | PG_PT_SLOT))
 				count_unmovable(c, pfn, 1);
+			if (pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE))
+				ptdesc_ok(c, pfn);
 			if (pg->flags & PG_TABLE) {
 				t->tables++;
 				if (!c->sh[pfn].table)
-					report(c, "table %#x (level %u, owner %llu) is reachable from no mm",
-					       pfn, pg->pt_level, (unsigned long long)pg->owner);
+					report(c, "table %#x (level %u, owner %llu) is reachable from no mm", pfn,
+					       pg->pt.desc ? pg->pt.desc->level : 0,
+					       (unsigned long long)(pg->pt.desc ? pg->pt.desc->owner : 0));
 			} else if (pg->flags & PG_PT_PENDING) {
 				t->pending++;
 			} else if (pg->flags & PG_PT_FREE) {
@@ -623,6 +666,61 @@ static void scan_frames(struct chk *c, struct totals *t)
 		report(c, "idle-zeroing pools hold %llu frames, descriptors mark %llu",
 		       (unsigned long long)t->in_zpool, (unsigned long long)t->zeroed);
 	t->free += t->cached + t->zeroed;
+}
+
+/* A table block holds tables (deposits and pending ones included), free
+ * slots and lent frames (hm_ptcache_lend), nothing else, and its count of
+ * slots in use is right. */
+static void check_table_block(struct chk *c, struct hm_ptblock *b, uint64_t *empty)
+{
+	struct hm_ptcache *pc = &c->sys->pc;
+	uint32_t base = b->base, blk = base >> HM_PMD_ORDER, used = 0;
+
+	if (base >= c->ph->nr_frames || base % HM_PTRS || pc->blk_desc[blk] != b) {
+		report(c, "table block list: ptdescs %p for block %#x, which has %p", (void *)b, base,
+		       base < c->ph->nr_frames ? (void *)pc->blk_desc[blk] : NULL);
+		return;
+	}
+	c->sh[base].ptblock = 1;
+	for (uint32_t i = 0; i < HM_PTRS; i++) {
+		const struct hm_page *pg = hm_pfn_page(c->ph, base + i);
+		uint32_t kind = pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE | PG_HEAD);
+		bool lent = kind == PG_HEAD && pg->order == 0;
+
+		if (!(pg->flags & PG_PT_SLOT) || pg->buddy || (!lent && kind != PG_TABLE &&
+		    kind != PG_PT_PENDING && kind != PG_PT_FREE)) {
+			report(c, "table block %#x: frame %#x (flags %#x, buddy %u) is no table, slot or lent frame",
+			       base, base + i, pg->flags, pg->buddy);
+			return;
+		}
+		if (!lent && pg->pt.desc != &b->desc[i]) {
+			report(c, "table block %#x: frame %#x points to ptdesc %p, not %p", base, base + i,
+			       (void *)pg->pt.desc, (void *)&b->desc[i]);
+			return;
+		}
+		used += kind != PG_PT_FREE;
+	}
+	if (used != pc->blk_used[blk])
+		report(c, "table block %#x: %u slots in use, blk_used %u", base, used, pc->blk_used[blk]);
+	*empty += used == 0;
+}
+
+static void check_table_blocks(struct chk *c)
+{
+	struct hm_ptcache *pc = &c->sys->pc;
+	uint64_t n = 0, empty = 0;
+
+	/* The list, not every block's pointer: checking a huge, mostly empty
+	 * system costs what is in use. A block off the list is caught by
+	 * scan_frames at its first slot (ptdesc_ok: no ptblock mark). */
+	for (struct hm_ptblock *b = pc->blocks; b && n <= pc->nr_blocks; b = b->next) {
+		n++;
+		check_table_block(c, b, &empty);
+	}
+	if (n != pc->nr_blocks || empty != pc->nr_empty_blocks)
+		report(c, "table blocks: %llu on the list (%llu empty), nr_blocks %llu (%llu empty)",
+		       (unsigned long long)n, (unsigned long long)empty,
+		       (unsigned long long)pc->nr_blocks, (unsigned long long)pc->nr_empty_blocks);
 }
 
 static void check_balances(struct chk *c, const struct totals *t)
@@ -787,6 +885,7 @@ int hm_check(struct hm_system *sys)
 	hm_mutex_lock(&sys->pc.lock);
 	hm_phys_lock_all(&sys->phys);
 
+	check_table_blocks(&c);	/* first: ptdesc_ok needs the blocks marked */
 	for (struct hm_mm *mm = sys->mms; mm; mm = mm->next)
 		check_mm(&c, mm);
 	check_deferred(&c);

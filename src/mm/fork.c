@@ -44,7 +44,7 @@ static uint32_t take(struct fork_ctx *f, unsigned level)
 	hm_assert(f->used < f->n);
 	uint32_t t = f->pre[f->used++];
 
-	hm_pfn_page(mm_phys(f->child), t)->pt_level = (uint8_t)level;
+	hm_pt_set(mm_phys(f->child), t, level, f->child->id);
 	return t;
 }
 

@@ -70,7 +70,6 @@ static void split_leaf_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 	__builtin_prefetch(hm_pfn_page(ph, pfn + 1), 1);
 	hm_race_point("split_invalidated");
 	uint32_t child = take_table(mm, holder, st);
-	struct hm_page *cd = hm_pfn_page(ph, child);
 	hm_pte_t *t = hm_pt_entries(ph, child);
 
 	for (unsigned i = 0; i < HM_PTRS; i += 8)
@@ -80,8 +79,7 @@ static void split_leaf_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 	uint64_t step = level == 2 ? HM_PTRS : 1;
 
 	hm_assert(pt_mapped(old) && level >= 1);
-	cd->pt_level = (uint8_t)(level - 1);
-	cd->owner = mm->id;
+	hm_pt_set(ph, child, level - 1, mm->id);
 	fill_table(t, bits | ((uint64_t)pfn << HM_PAGE_SHIFT), step << HM_PAGE_SHIFT);
 	if (hm_is_huge_zero(mm->sys, pfn))
 		hm_huge_zero_split_map(mm);	/* 512 zero PTEs, still read-only */
@@ -101,11 +99,8 @@ static void split_swap_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 	uint64_t first = pt_swp_offset(old);
 	uint32_t child = take_table(mm, holder, st);
 	hm_pte_t *t = hm_pt_entries(ph, child);
-	struct hm_page *cd = hm_pfn_page(ph, child);
-
 	hm_assert(pt_swp_entry(old));
-	cd->pt_level = 0;
-	cd->owner = mm->id;
+	hm_pt_set(ph, child, 0, mm->id);
 	for (unsigned i = 0; i < HM_PTRS; i++)
 		t[i] = pt_mk_swp_entry(first + i);
 	pt_set(slot, pt_mk_table(child));

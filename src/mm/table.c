@@ -48,9 +48,9 @@ void hm_mm_pt_unlink(struct hm_mm *mm, struct hm_gather *g, uint32_t pfn)
  * PMD and PTE tables carry their own. */
 hm_spin_t *hm_mm_table_lock(struct hm_mm *mm, uint32_t table)
 {
-	struct hm_page *pg = hm_pfn_page(mm_phys(mm), table);
+	struct hm_ptdesc *d = hm_ptdesc(mm_phys(mm), table);
 
-	return pg->pt_level >= 2 ? &mm->page_table_lock : &pg->pt.ptl;
+	return d->level >= 2 ? &mm->page_table_lock : &d->ptl;
 }
 
 void hm_tlb_flush(struct hm_mm *mm)

@@ -120,11 +120,10 @@ static void batch_free_rcu(struct rcu_head *head)
 
 static void table_free_rcu(struct rcu_head *head)
 {
-	struct hm_page *pg = (struct hm_page *)((char *)head - offsetof(struct hm_page, pt_rcu));
+	struct hm_ptdesc *d = (struct hm_ptdesc *)((char *)head - offsetof(struct hm_ptdesc, rcu));
 
 	hm_tsan_gp_acquire();
-	struct hm_ptcache *pc = (struct hm_ptcache *)(uintptr_t)pg->owner;
-	hm_pt_free(pc, hm_page_pfn(pc->ph, pg));
+	hm_pt_free(d->pc, d->pfn);	/* may free d */
 	hm_tsan_gp_release();
 }
 
@@ -140,7 +139,7 @@ static void batch_mark_pending(struct hm_gather_batch *b)
 		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
 
 		if (E_KIND(b->e[i]) == E_TABLE) {
-			hm_assert(pg->pt.nr_deposited == 0);
+			hm_assert(hm_ptdesc(pc->ph, pfn)->nr_deposited == 0);
 			pg->flags = (pg->flags & PG_PT_SLOT) | PG_PT_PENDING;
 			tables++;
 		} else if (E_KIND(b->e[i]) == E_FOLIO) {
@@ -185,14 +184,10 @@ static void batch_flush(struct hm_gather *g)
 	for (uint32_t i = 0; i < b->n; i++) {
 		uint32_t pfn = E_PFN(b->e[i]);
 
-		if (E_KIND(b->e[i]) == E_TABLE) {
-			struct hm_page *pg = hm_pfn_page(g->pc->ph, pfn);
-
-			pg->owner = (uint64_t)(uintptr_t)g->pc;
-			hm_rcu_call(&pg->pt_rcu, table_free_rcu);
-		} else {
+		if (E_KIND(b->e[i]) == E_TABLE)
+			hm_rcu_call(&hm_ptdesc(g->pc->ph, pfn)->rcu, table_free_rcu);
+		else
 			b->e[kept++] = b->e[i];
-		}
 	}
 	b->n = kept;
 	if (kept) {

@@ -1,25 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pgtable: page-table pages (the ptdesc view of a descriptor), the cache
- * they come from, deposits, RCU-deferred freeing, and walkers.
+ * pgtable: page-table pages (each with its own descriptor, ptdesc.h), the
+ * cache they come from, deposits, RCU-deferred freeing, and walkers.
  *
  * Invariants:
  *  - A table page is PG_TABLE from hm_pt_alloc() to hm_pt_free(), and only
  *    then; free tables are all zero, so allocation never zeroes.
  *  - cache: nr_free_pages contribution = nr_free_slots; for every 2 MiB
- *    block, blk_used = slots that are PG_TABLE or PG_PT_PENDING.
+ *    block, blk_used = slots that are PG_TABLE or PG_PT_PENDING (or lent).
+ *  - A carved block has its struct hm_ptblock in blk_desc (nr_blocks of
+ *    them); each of its frames is PG_PT_SLOT and, unless lent, points to
+ *    its own ptdesc there, which points back. A table outside blocks has a
+ *    ptdesc of its own (block NULL).
  *  - nr_tables = tables allocated and not yet freed (deposits included);
  *    nr_deposited = tables that sit on some deposit list.
- *  - Deposit lists are single-linked through pt.deposit_next; a table's own
- *    list starts at pt.deposit_head. A PMD table deposited under a PUD leaf
- *    keeps its 512 PTE tables on its own list while it is itself on its PUD
- *    table's list: the two fields never overlap.
+ *  - Deposit lists are single-linked through the ptdescs' deposit_next; a
+ *    table's own list starts at its deposit_head. A PMD table deposited
+ *    under a PUD leaf keeps its 512 PTE tables on its own list while it is
+ *    itself on its PUD table's list: the two fields never overlap.
  */
 #ifndef HM_PGTABLE_H
 #define HM_PGTABLE_H
 
 #include "../phys/phys.h"
 #include "entry.h"
+#include "ptdesc.h"
 #include "rcu.h"
 
 struct hm_ptcache {
@@ -31,6 +36,11 @@ struct hm_ptcache {
 	uint64_t nr_empty_blocks; /* blocks with no slot in use; lock */
 	uint16_t *blk_used;	/* per 2 MiB block of the arena; lock */
 	uint64_t blk_used_len;	/* bytes mapped for it; constant */
+	struct hm_ptblock **blk_desc; /* per 2 MiB block: its ptdescs while
+				 * carved, else NULL; lock */
+	uint64_t blk_desc_len;	/* bytes mapped for it; constant */
+	struct hm_ptblock *blocks; /* carved blocks, linked; lock */
+	uint64_t nr_blocks;	/* their number; lock */
 	uint64_t nr_tables;	/* atomic */
 	uint64_t nr_pending;	/* tables waiting for a grace period; lock
 				 * (atomic, for statistics) */

@@ -4,11 +4,13 @@
  * so that tables sit together (and could be write-protected as a group).
  * A block is zeroed once when carved; tables are zero again when freed, so
  * handing one out costs a list pop. When no block can be had, a single
- * frame is used instead. One fully empty block is kept as a spare; the rest
- * go back to the buddy allocator at once, and the spare on shrink. Blocks
+ * frame is used instead. Each block brings its 512 ptdescs along (ptdesc.h),
+ * a single frame its own one. One fully empty block is kept as a spare; the
+ * rest go back to the buddy allocator at once, and the spare on shrink. Blocks
  * and single frames are unmovable allocations (HM_ALLOC_UNMOVABLE): they
  * gather in regions of their own, away from the folios compaction moves.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -36,6 +38,15 @@ int hm_ptcache_init(struct hm_ptcache *pc, struct hm_phys *ph, bool lazy)
 		pc->blk_used = NULL;
 		return -ENOMEM;
 	}
+	pc->blk_desc_len = ((ph->nr_frames >> HM_PMD_ORDER) + 1) * sizeof(*pc->blk_desc);
+	pc->blk_desc = mmap(NULL, pc->blk_desc_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (pc->blk_desc == MAP_FAILED) {
+		munmap(pc->blk_used, pc->blk_used_len);
+		pc->blk_used = NULL;
+		pc->blk_desc = NULL;
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&pc->lock, NULL);
 	return 0;
 }
@@ -45,6 +56,19 @@ void hm_ptcache_fini(struct hm_ptcache *pc)
 	hm_ptcache_shrink(pc);
 	pthread_mutex_destroy(&pc->lock);
 	munmap(pc->blk_used, pc->blk_used_len);
+	munmap(pc->blk_desc, pc->blk_desc_len);
+}
+
+/* ptdescs, cache-line aligned; through the failpoint like every
+ * allocation. Context: no spinlock. */
+static void *desc_alloc(struct hm_ptcache *pc, size_t size)
+{
+	void *p;
+
+	hm_might_sleep();
+	if (hm_fail_hit(&pc->ph->fail) || posix_memalign(&p, 64, size))
+		return NULL;
+	return p;
 }
 
 static void slot_push(struct hm_ptcache *pc, uint32_t pfn)
@@ -78,35 +102,79 @@ static void block_release_locked(struct hm_ptcache *pc, uint32_t blk)
 	uint32_t base = blk << HM_PMD_ORDER;
 
 	for (uint32_t i = 0; i < HM_PTRS; i++) {
+		struct hm_page *pg = hm_pfn_page(pc->ph, base + i);
+
 		slot_unlink(pc, base + i);
-		hm_pfn_page(pc->ph, base + i)->flags = 0;
+		pg->flags = 0;
+		pg->pt.desc = NULL;
 	}
+	struct hm_ptblock *b = pc->blk_desc[blk];
+
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		pc->blocks = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
 	pc->nr_empty_blocks--;
+	pc->nr_blocks--;
+	free(b);
+	pc->blk_desc[blk] = NULL;
 	hm_free_unmovable(pc->ph, base, HM_PMD_ORDER);
 }
 
+static void desc_init(struct hm_ptdesc *d, struct hm_ptcache *pc, uint32_t pfn, struct hm_ptblock *b)
+{
+	memset(d, 0, sizeof(*d));
+	d->pfn = pfn;
+	d->block = b;
+	d->pc = pc;
+}
+
+/* The ptdescs come after the frames: when no 2 MiB block is free, every
+ * table allocation tries to carve, and should not allocate and free 32 KiB
+ * each time. */
 static bool block_carve_locked(struct hm_ptcache *pc)
 {
 	uint32_t base = hm_alloc_pages(pc->ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
+	struct hm_ptblock *b;
 
 	if (base == HM_PFN_NONE)
 		return false;
-	for (uint32_t i = HM_PTRS; i-- > 0;)
+	b = desc_alloc(pc, sizeof(*b));
+	if (!b) {
+		hm_free_unmovable(pc->ph, base, HM_PMD_ORDER);
+		return false;
+	}
+	memset(b, 0, offsetof(struct hm_ptblock, desc));
+	b->base = base;
+	b->next = pc->blocks;
+	if (pc->blocks)
+		pc->blocks->prev = b;
+	pc->blocks = b;
+	for (uint32_t i = HM_PTRS; i-- > 0;) {
+		desc_init(&b->desc[i], pc, base + i, b);
+		hm_pfn_page(pc->ph, base + i)->pt.desc = &b->desc[i];
 		slot_push(pc, base + i);
+	}
+	pc->blk_desc[blk_of(base)] = b;
 	pc->blk_used[blk_of(base)] = 0;
 	pc->nr_empty_blocks++;
+	pc->nr_blocks++;
 	return true;
 }
 
 static void table_init(struct hm_page *pg, unsigned level, uint64_t owner)
 {
+	struct hm_ptdesc *d = pg->pt.desc;
+
 	pg->flags = (pg->flags & PG_PT_SLOT) | PG_TABLE;
-	pg->pt_level = (uint8_t)level;
-	pg->pt.deposit_next = HM_PFN_NONE;
-	pg->pt.deposit_head = HM_PFN_NONE;
-	pg->pt.nr_deposited = 0;
-	hm_spin_init(&pg->pt.ptl);
-	pg->owner = owner;
+	d->level = (uint8_t)level;
+	d->deposit_next = HM_PFN_NONE;
+	d->deposit_head = HM_PFN_NONE;
+	d->nr_deposited = 0;
+	hm_spin_init(&d->ptl);
+	d->owner = owner;
 }
 
 static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
@@ -133,6 +201,13 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 		pfn = hm_alloc_pages(ph, 0, 0, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
 		if (pfn == HM_PFN_NONE)
 			return HM_PFN_NONE;
+		struct hm_ptdesc *d = desc_alloc(pc, sizeof(*d));
+		if (!d) {
+			hm_free_unmovable(ph, pfn, 0);
+			return HM_PFN_NONE;
+		}
+		desc_init(d, pc, pfn, NULL);
+		hm_pfn_page(ph, pfn)->pt.desc = d;
 		table_init(hm_pfn_page(ph, pfn), level, owner);
 		hm_add(&pc->nr_single, 1);
 		hm_add(&pc->nr_tables, 1);
@@ -162,7 +237,7 @@ static void table_check_empty(struct hm_ptcache *pc, uint32_t pfn)
 	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
 
 	hm_assert(pg->flags & (PG_TABLE | PG_PT_PENDING));
-	hm_assert(pg->pt.nr_deposited == 0 || (pg->flags & PG_PT_PENDING));
+	hm_assert(pg->pt.desc->nr_deposited == 0 || (pg->flags & PG_PT_PENDING));
 #if HM_DEBUG >= 2
 	const hm_pte_t *e = hm_pt_entries(pc->ph, pfn);
 	for (unsigned i = 0; i < HM_PTRS; i++)
@@ -185,6 +260,8 @@ void hm_pt_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 		/* Under the cache lock, so hm_check never sees the frame between
 		 * "pending" and "free". */
 		pg->flags = 0;
+		free(pg->pt.desc);
+		pg->pt.desc = NULL;
 		hm_free_unmovable(pc->ph, pfn, 0);
 		hm_sub(&pc->nr_single, 1);
 		return;
@@ -231,6 +308,7 @@ void hm_free_frames_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 	hm_assert(order == 0);
 	hm_zero_pages(pc->ph, pfn, 0);	/* free slots are kept zero */
 	hm_page_reset(pg);
+	pg->pt.desc = &pc->blk_desc[blk_of(pfn)]->desc[pfn & (HM_PTRS - 1)];
 	slot_free_locked(pc, pfn);
 }
 
@@ -267,29 +345,30 @@ uint64_t hm_ptcache_shrink(struct hm_ptcache *pc)
 
 void hm_pt_deposit(struct hm_ptcache *pc, uint32_t holder, uint32_t table)
 {
-	struct hm_page *h = hm_pfn_page(pc->ph, holder);
-	struct hm_page *t = hm_pfn_page(pc->ph, table);
+	struct hm_ptdesc *h = hm_ptdesc(pc->ph, holder);
+	struct hm_ptdesc *t = hm_ptdesc(pc->ph, table);
 
-	hm_assert_int((h->flags & PG_TABLE) && (t->flags & PG_TABLE));
-	hm_assert_int(t->pt_level + 1 == h->pt_level);
-	hm_assert_int(t->pt.deposit_next == HM_PFN_NONE);
-	t->pt.deposit_next = h->pt.deposit_head;
-	h->pt.deposit_head = table;
-	h->pt.nr_deposited++;
+	hm_assert_int((hm_pfn_page(pc->ph, holder)->flags & PG_TABLE) &&
+		      (hm_pfn_page(pc->ph, table)->flags & PG_TABLE));
+	hm_assert_int(t->level + 1 == h->level);
+	hm_assert_int(t->deposit_next == HM_PFN_NONE);
+	t->deposit_next = h->deposit_head;
+	h->deposit_head = table;
+	h->nr_deposited++;
 	hm_add(&pc->nr_deposited, 1);
 }
 
 uint32_t hm_pt_withdraw(struct hm_ptcache *pc, uint32_t holder)
 {
-	struct hm_page *h = hm_pfn_page(pc->ph, holder);
-	uint32_t table = h->pt.deposit_head;
+	struct hm_ptdesc *h = hm_ptdesc(pc->ph, holder);
+	uint32_t table = h->deposit_head;
 
 	if (table == HM_PFN_NONE)
 		return HM_PFN_NONE;
-	struct hm_page *t = hm_pfn_page(pc->ph, table);
-	h->pt.deposit_head = t->pt.deposit_next;
-	h->pt.nr_deposited--;
-	t->pt.deposit_next = HM_PFN_NONE;
+	struct hm_ptdesc *t = hm_ptdesc(pc->ph, table);
+	h->deposit_head = t->deposit_next;
+	h->nr_deposited--;
+	t->deposit_next = HM_PFN_NONE;
 	hm_sub(&pc->nr_deposited, 1);
 	return table;
 }

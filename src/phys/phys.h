@@ -6,7 +6,8 @@
  * A descriptor is read in one of three ways, as in the kernel's memmap:
  *   free frame    (buddy != 0 on the head of a free block: lru links)
  *   folio         (PG_HEAD / PG_TAIL: map counts, see below)
- *   page table    (PG_TABLE: the ptdesc fields, see pgtable/ptdesc.h)
+ *   page table    (PG_TABLE, PG_PT_PENDING, PG_PT_FREE: a pointer to the
+ *                  table's own descriptor, see pgtable/ptdesc.h)
  *
  * Folio map counts, as equations. A split must not touch 512 (or 262,144)
  * descriptors, so a count that a split gives to every page (or every 2 MiB
@@ -40,7 +41,6 @@
 
 #include <pthread.h>
 #include <string.h>
-#include <urcu-bp.h>
 
 #include "../base/base.h"
 #include "../base/cpu.h"
@@ -77,6 +77,8 @@ enum {
 					 * pool (its lock) */
 };
 
+struct hm_ptdesc;
+
 struct hm_page {
 	uint32_t flags;		/* PG_*: changed only by the frame's owner; a
 				 * folio head's PG_MAYBE_SHARED under the folio
@@ -85,7 +87,7 @@ struct hm_page {
 	uint8_t spare;		/* unused: a frame's node is computed from its
 				 * pfn, so that no descriptor is written before
 				 * its frame is used (hm_pfn_node) */
-	uint8_t pt_level;	/* PG_TABLE: level of the table */
+	uint8_t spare2;		/* unused (a table's level is in its ptdesc) */
 	uint8_t buddy;		/* order + 1 if this heads a free block, else 0;
 				 * node->lock (the only byte the buddy allocator
 				 * reads in frames it does not own) */
@@ -93,12 +95,13 @@ struct hm_page {
 		struct {	/* free lists (buddy, page-table cache) */
 			uint32_t next, prev;
 		} lru;
-		struct {	/* page table (ptdesc) */
-			uint32_t deposit_next;	/* link while deposited */
-			uint32_t deposit_head;	/* tables deposited for this
-						 * table's huge leaves */
-			uint32_t nr_deposited;	/* length of that list */
-			hm_spin_t ptl;		/* the table's split lock */
+		struct {	/* page table, pending table or free slot of
+				 * the page-table cache */
+			uint32_t lru_next, lru_prev;	/* = lru: a free slot's
+						 * links */
+			struct hm_ptdesc *desc;	/* its descriptor; set while
+						 * the frame is a table or a
+						 * slot (the cache's lock) */
 		} pt;
 		struct {	/* folio head (anonymous memory) */
 			uint32_t gather_next;	/* = lru.next: free list after unmap */
@@ -114,41 +117,29 @@ struct hm_page {
 						 * shrinker */
 		} deferred;
 	};
-	union {			/* 24, 32 bytes */
-		struct {	/* folio map counts: the folio lock */
-			int32_t mapcount;	/* 24: PTE maps of this page, less pte_all */
-			int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
-			int32_t entire_mapcount; /* 32: folio head */
-			int32_t large_mapcount;	/* 36: folio head */
-			uint32_t mm_id[2];	/* 40: folio head: the two tracked mms,
-						 * by slot_id (unique among live mms) */
-			int32_t mm_count[2];	/* 48: their leaf counts */
-		};
-		/* A table waiting for a grace period. Apart from the ptl and
-		 * the deposit links, which a late unlocker or a lock-free
-		 * walker may still touch after the table is queued. */
-		struct rcu_head pt_rcu;
+	struct {		/* 24, 32 bytes: folio map counts, the folio lock */
+		int32_t mapcount;	/* 24: PTE maps of this page, less pte_all */
+		int32_t pmd_mapcount;	/* 28: chunk: PMD maps, less head.pmd_all */
+		int32_t entire_mapcount; /* 32: folio head */
+		int32_t large_mapcount;	/* 36: folio head */
+		uint32_t mm_id[2];	/* 40: folio head: the two tracked mms,
+					 * by slot_id (unique among live mms) */
+		int32_t mm_count[2];	/* 48: their leaf counts */
 	};
-	union {			/* 56 */
-		uint64_t owner;	/* table: id of the owning mm */
-		struct {
-			int32_t pte_all;	/* chunk: PTE maps of all its pages */
-			union {
-				int32_t pmd_all;	/* head of an order-18 folio: PMD
-							 * maps of all its chunks */
-				uint32_t swap;		/* head of an order-0 or -9 folio
-							 * with PG_SWAPCACHE: its first slot */
-			};
+	struct {		/* 56 */
+		int32_t pte_all;	/* chunk: PTE maps of all its pages */
+		union {
+			int32_t pmd_all;	/* head of an order-18 folio: PMD
+						 * maps of all its chunks */
+			uint32_t swap;		/* head of an order-0 or -9 folio
+						 * with PG_SWAPCACHE: its first slot */
 		};
 	};
 };
 
 _Static_assert(sizeof(struct hm_page) == 64, "descriptor must be 64 bytes");
-_Static_assert(offsetof(struct hm_page, pt_rcu) >= offsetof(struct hm_page, pt) + sizeof(((struct hm_page *)0)->pt) &&
-	       offsetof(struct hm_page, pt_rcu) + sizeof(struct rcu_head) <= offsetof(struct hm_page, owner),
-	       "a table's rcu_head shares no byte with its lock, deposit links or owner");
-_Static_assert(offsetof(struct hm_page, pt.deposit_next) != offsetof(struct hm_page, pt.deposit_head),
-	       "a deposit link must never overlap the table's own deposit head");
+_Static_assert(offsetof(struct hm_page, pt.desc) >= offsetof(struct hm_page, lru) + sizeof(((struct hm_page *)0)->lru),
+	       "a free table slot keeps its ptdesc pointer while on the free list");
 _Static_assert(offsetof(struct hm_page, mapcount) >= 24, "map counts outside the overlay union");
 _Static_assert(offsetof(struct hm_page, folio.gather_next) == offsetof(struct hm_page, lru.next),
 	       "the gather list is threaded through lru.next");
@@ -363,7 +354,7 @@ static inline void hm_page_reset(struct hm_page *pg)
 {
 	pg->flags = 0;
 	pg->order = 0;
-	pg->pt_level = 0;
+	pg->spare2 = 0;
 	memset((char *)pg + 8, 0, sizeof(*pg) - 8);
 }
 

@@ -140,5 +140,55 @@ static void huge_zero(void)
 	hm_system_destroy(sys);
 }
 
+/* Each table's ptdesc: its level, owner and frame; the frame's pointer to
+ * it; the table block around it. */
+static void ptdescs(void)
+{
+	uint64_t a = setup(4096, HM_THP_NEVER);
+	unsigned level;
+	uint32_t t = hm_slot_table(&sys->phys, leaf(a, &level));
+	struct hm_ptcache *pc = &sys->pc;
+	struct hm_page *pg = hm_pfn_page(&sys->phys, t);
+	struct hm_ptdesc *d = hm_ptdesc(&sys->phys, t);
+	uint32_t blk = t >> HM_PMD_ORDER;
+	struct hm_ptblock *b = pc->blk_desc[blk];
+
+	REQUIRE(level == 0 && b && d->block == b && pc->blocks == b);
+	CHECK_EQ(hm_check(sys), 0);
+	d->level = 1;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* not the level it is linked at */
+	d->level = 0;
+	d->owner++;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* another mm's */
+	d->owner--;
+	d->pfn ^= 1;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* describes another frame */
+	d->pfn ^= 1;
+	pg->pt.desc = &b->desc[(t + 1) & (HM_PTRS - 1)];
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* the frame points to a neighbour's */
+	pg->pt.desc = d;
+	pc->blk_used[blk]++;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* the block's count of tables */
+	pc->blk_used[blk]--;
+	b->base ^= HM_PTRS;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);	/* another block's ptdescs */
+	b->base ^= HM_PTRS;
+	pc->nr_blocks++;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	pc->nr_blocks--;
+	pc->blocks = b->next;			/* the block off the list */
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	pc->blocks = b;
+	/* A free slot of the block that became something else. */
+	uint32_t slot = (blk << HM_PMD_ORDER) + HM_PTRS - 1;
+	struct hm_page *sp = hm_pfn_page(&sys->phys, slot);
+	REQUIRE(sp->flags == (PG_PT_FREE | PG_PT_SLOT));
+	sp->flags = PG_PT_PENDING;
+	CHECK_EQ(hm_check(sys), -EUCLEAN);
+	sp->flags = PG_PT_FREE | PG_PT_SLOT;
+	CHECK_EQ(hm_check(sys), 0);
+	hm_system_destroy(sys);
+}
+
 T_MAIN(T(mapcount), T(deposit_missing), T(leaked_folio_and_table), T(stray_leaf), T(counters),
-       T(huge_zero))
+       T(huge_zero), T(ptdescs))

@@ -140,7 +140,7 @@ static void selection(void)
 }
 
 /* Whether the descriptor at @pg is all zero but for its first word, which
- * is @first (flags, order, spare, pt_level: little-endian). */
+ * is @first (flags, order, spare, spare2, buddy: little-endian). */
 static bool desc_is(const struct hm_page *pg, uint64_t first)
 {
 	uint64_t w[sizeof(*pg) / 8];

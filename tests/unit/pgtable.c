@@ -77,9 +77,9 @@ static void two_level_deposit(void)
 	hm_pt_deposit(&pc, pud, pmd);
 	CHECK_EQ(pc.nr_deposited, 513);
 	/* The PMD table's own list survives its being on the PUD's list. */
-	CHECK_EQ(hm_pfn_page(&ph, pmd)->pt.nr_deposited, 512);
-	CHECK_EQ(hm_pfn_page(&ph, pmd)->pt.deposit_head, pte[511]);
-	CHECK_EQ(hm_pfn_page(&ph, pud)->pt.deposit_head, pmd);
+	CHECK_EQ(hm_ptdesc(&ph, pmd)->nr_deposited, 512);
+	CHECK_EQ(hm_ptdesc(&ph, pmd)->deposit_head, pte[511]);
+	CHECK_EQ(hm_ptdesc(&ph, pud)->deposit_head, pmd);
 	CHECK_EQ(hm_pt_withdraw(&pc, pud), pmd);
 	CHECK_EQ(hm_pt_withdraw(&pc, pud), HM_PFN_NONE);
 	unsigned lifo = 0;
@@ -161,6 +161,7 @@ static void rcu_head_apart_from_lock(void)
 	REQUIRE(hm_ptcache_init(&pc, &ph, false) == 0);
 	uint32_t t = hm_pt_alloc(&pc, 1, 1);
 	struct hm_page *pg = hm_pfn_page(&ph, t);
+	struct hm_ptdesc *d = hm_ptdesc(&ph, t);
 	uint64_t slots = pc.nr_free_slots;
 
 	hm_fail_arm(&ph.fail, 1, false);	/* no batch: the per-table rcu_head */
@@ -170,12 +171,14 @@ static void rcu_head_apart_from_lock(void)
 	hm_gather_finish(&g);
 	CHECK(pg->flags & PG_PT_PENDING);
 	for (int i = 0; i < 1000; i++) {
-		hm_spin_lock(&pg->pt.ptl);
-		hm_spin_unlock(&pg->pt.ptl);
+		hm_spin_lock(&d->ptl);
+		hm_spin_unlock(&d->ptl);
 	}
-	__atomic_store_n(&pg->pt.ptl, 0xdeadbeefu, __ATOMIC_RELAXED);	/* a stray late store */
-	__atomic_store_n(&pg->pt.ptl, 0, __ATOMIC_RELAXED);
-	pg->pt.deposit_next = HM_PFN_NONE;
+	__atomic_store_n(&d->ptl, 0xdeadbeefu, __ATOMIC_RELAXED);	/* a stray late store */
+	__atomic_store_n(&d->ptl, 0, __ATOMIC_RELAXED);
+	d->deposit_next = HM_PFN_NONE;
+	d->deposit_head = HM_PFN_NONE;
+	d->nr_deposited = 0;
 	hm_rcu_read_unlock();
 	hm_rcu_barrier();
 	CHECK(pg->flags & PG_PT_FREE);
