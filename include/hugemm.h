@@ -81,6 +81,27 @@ struct hm_mm;
 				 * hm_khugepaged_scan of 4096 pages every
 				 * 10 ms, with no lock held while it sleeps;
 				 * hm_system_destroy stops it first */
+/*
+ * HM_PROTECT_TABLES: write-protect the page tables, so that a stray store
+ * into one (a wild pointer in the program, or in hugemm) faults with
+ * SIGSEGV instead of corrupting an address space. hugemm's own stores go
+ * through helpers that open write access around each one; everything else
+ * in this header works unchanged, and reading the tables (hm_walk, a
+ * debugger) stays allowed.
+ *
+ * Where the CPU and the kernel have protection keys (x86 PKU; "pku" and
+ * "ospke" in /proc/cpuinfo), the tables' memory carries a key of its own
+ * (one of the process's 15, taken at the first such system and kept), and
+ * a store opens write access for the calling thread only: tens of cycles
+ * more per entry written. Elsewhere, or with HM_PROTECT_MODE=mprotect in
+ * the environment, page protection is used: the tables are read-only, and
+ * each store makes its table writable with two mprotect(2) calls (for
+ * tests and debugging: faults and splits are tens of times slower, and
+ * during a store any thread may write that one table). Each table block
+ * then splits the host's mapping of the arena (vm.max_map_count).
+ * With the flag off, protection costs one predictable branch per store.
+ */
+#define HM_PROTECT_TABLES 0x8u
 
 struct hm_config {
 	uint64_t phys_bytes;	/* size of physical memory; default 4 GiB;
@@ -95,7 +116,8 @@ struct hm_config {
 	int thp_pud;		/* HM_THP_*; default HM_THP_MADVISE */
 	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
 	int deposit;		/* HM_DEPOSIT_EAGER (default) or HM_DEPOSIT_LAZY */
-	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA, HM_KHUGEPAGED */
+	unsigned flags;		/* HM_CHECK, HM_POPULATE_ARENA, HM_KHUGEPAGED,
+				 * HM_PROTECT_TABLES */
 	int cow;		/* HM_COW_4K (default) or HM_COW_2M */
 	unsigned khugepaged_max_ptes_none; /* 0..511, default 511, as in sysfs:
 				 * a huge page with more zero-filled 4 KiB

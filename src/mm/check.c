@@ -495,9 +495,9 @@ static void check_zero_block(struct chk *c, uint32_t head)
 	}
 }
 
-/* Frames of page tables (and of the page-table cache's blocks, lent
- * slots included) and of the huge zero page: what the buddy allocator
- * counts as unmovable in their regions. */
+/* Frames of page tables (and of the page-table cache's blocks) and of the
+ * huge zero page: what the buddy allocator counts as unmovable in their
+ * regions. */
 static void count_unmovable(struct chk *c, uint32_t pfn, uint32_t nr)
 {
 	unsigned node = hm_pfn_node(c->ph, pfn);
@@ -526,8 +526,10 @@ static void scan_frames(struct chk *c, struct totals *t)
 	for (uint32_t pfn = 0; pfn < ph->nr_frames;) {
 		struct hm_page *pg = hm_pfn_page(ph, pfn);
 
-		if ((pg->flags & PG_HEAD) && (pg->flags & PG_PT_SLOT))
-			count_unmovable(c, pfn, 1);	/* a lent table slot */
+		/* A table block holds tables (live, deposited, pending, free)
+		 * and nothing else. */
+		if ((pg->flags & PG_PT_SLOT) && !(pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE)))
+			report(c, "frame %#x of a page-table block is no table (flags %#x)", pfn, pg->flags);
 		if (pg->buddy) {
 			buddy += 1ull << (pg->buddy - 1);
 			pfn += 1u << (pg->buddy - 1);

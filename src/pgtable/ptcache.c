@@ -8,6 +8,9 @@
  * go back to the buddy allocator at once, and the spare on shrink. Blocks
  * and single frames are unmovable allocations (HM_ALLOC_UNMOVABLE): they
  * gather in regions of their own, away from the folios compaction moves.
+ * A block holds tables (live, deposited, pending or free) and nothing else:
+ * its slots are never lent out as data, so that it can be write-protected
+ * whole (HM_PROTECT_TABLES, protect.h) from carving to release.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -40,11 +43,38 @@ int hm_ptcache_init(struct hm_ptcache *pc, struct hm_phys *ph, bool lazy)
 	return 0;
 }
 
+int hm_ptcache_protect(struct hm_ptcache *pc)
+{
+	return hm_ptp_create(&pc->prot, pc->ph->base, (uint64_t)pc->ph->nr_frames << HM_PAGE_SHIFT,
+			     HM_PTP_PKEY);
+}
+
 void hm_ptcache_fini(struct hm_ptcache *pc)
 {
 	hm_ptcache_shrink(pc);
+	hm_ptp_destroy(pc->prot);
 	pthread_mutex_destroy(&pc->lock);
 	munmap(pc->blk_used, pc->blk_used_len);
+}
+
+/* Table memory from the buddy allocator (zeroed), sealed when protected. */
+static uint32_t tables_get(struct hm_ptcache *pc, unsigned order)
+{
+	uint32_t pfn = hm_alloc_pages(pc->ph, 0, order, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
+
+	if (pfn != HM_PFN_NONE && pc->prot &&
+	    hm_ptp_seal(pc->prot, hm_pfn_ptr(pc->ph, pfn), HM_PAGE_SIZE << order)) {
+		hm_free_unmovable(pc->ph, pfn, order);
+		return HM_PFN_NONE;
+	}
+	return pfn;
+}
+
+static void tables_put(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
+{
+	if (pc->prot)
+		hm_ptp_unseal(pc->prot, hm_pfn_ptr(pc->ph, pfn), HM_PAGE_SIZE << order);
+	hm_free_unmovable(pc->ph, pfn, order);
 }
 
 static void slot_push(struct hm_ptcache *pc, uint32_t pfn)
@@ -81,20 +111,20 @@ static void block_release_locked(struct hm_ptcache *pc, uint32_t blk)
 		slot_unlink(pc, base + i);
 		hm_pfn_page(pc->ph, base + i)->flags = 0;
 	}
-	pc->nr_empty_blocks--;
-	hm_free_unmovable(pc->ph, base, HM_PMD_ORDER);
+	hm_sub(&pc->nr_empty_blocks, 1);
+	tables_put(pc, base, HM_PMD_ORDER);
 }
 
 static bool block_carve_locked(struct hm_ptcache *pc)
 {
-	uint32_t base = hm_alloc_pages(pc->ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
+	uint32_t base = tables_get(pc, HM_PMD_ORDER);
 
 	if (base == HM_PFN_NONE)
 		return false;
 	for (uint32_t i = HM_PTRS; i-- > 0;)
 		slot_push(pc, base + i);
 	pc->blk_used[blk_of(base)] = 0;
-	pc->nr_empty_blocks++;
+	hm_add(&pc->nr_empty_blocks, 1);
 	return true;
 }
 
@@ -130,7 +160,7 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	hm_mutex_lock(&pc->lock);
 	if (pc->free_head == HM_PFN_NONE && !block_carve_locked(pc)) {
 		hm_mutex_unlock(&pc->lock);
-		pfn = hm_alloc_pages(ph, 0, 0, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
+		pfn = tables_get(pc, 0);
 		if (pfn == HM_PFN_NONE)
 			return HM_PFN_NONE;
 		table_init(hm_pfn_page(ph, pfn), level, owner);
@@ -141,7 +171,7 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	pfn = pc->free_head;
 	slot_unlink(pc, pfn);
 	if (pc->blk_used[blk_of(pfn)]++ == 0)
-		pc->nr_empty_blocks--;
+		hm_sub(&pc->nr_empty_blocks, 1);
 	table_init(hm_pfn_page(ph, pfn), level, owner);
 	hm_mutex_unlock(&pc->lock);
 	hm_add(&pc->nr_tables, 1);
@@ -153,7 +183,7 @@ static void slot_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 	uint32_t blk = blk_of(pfn);
 
 	slot_push(pc, pfn);
-	if (--pc->blk_used[blk] == 0 && ++pc->nr_empty_blocks > 1)
+	if (--pc->blk_used[blk] == 0 && hm_add(&pc->nr_empty_blocks, 1) > 1)
 		block_release_locked(pc, blk);
 }
 
@@ -185,7 +215,7 @@ void hm_pt_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 		/* Under the cache lock, so hm_check never sees the frame between
 		 * "pending" and "free". */
 		pg->flags = 0;
-		hm_free_unmovable(pc->ph, pfn, 0);
+		tables_put(pc, pfn, 0);
 		hm_sub(&pc->nr_single, 1);
 		return;
 	}
@@ -199,50 +229,16 @@ void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
 	hm_mutex_unlock(&pc->lock);
 }
 
-uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
-{
-	if (hm_fail_hit(&pc->ph->fail))
-		return HM_PFN_NONE;
-	hm_mutex_lock(&pc->lock);
-	uint32_t pfn = pc->free_head;
-
-	if (pfn != HM_PFN_NONE) {
-		slot_unlink(pc, pfn);
-		if (pc->blk_used[blk_of(pfn)]++ == 0)
-			pc->nr_empty_blocks--;
-		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
-
-		hm_page_reset(pg);	/* no stale table fields */
-		pg->flags = PG_PT_SLOT;
-	}
-	hm_mutex_unlock(&pc->lock);
-	return pfn;
-}
-
-/* Context: pc->lock held. */
+/* Context: pc->lock held. Data frames never come from table blocks. */
 void hm_free_frames_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 {
-	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
-
-	if (!(pg->flags & PG_PT_SLOT)) {
-		hm_free_pages(pc->ph, pfn, order);
-		return;
-	}
-	hm_assert(order == 0);
-	hm_zero_pages(pc->ph, pfn, 0);	/* free slots are kept zero */
-	hm_page_reset(pg);
-	slot_free_locked(pc, pfn);
+	hm_assert(!(hm_pfn_page(pc->ph, pfn)->flags & PG_PT_SLOT));
+	hm_free_pages(pc->ph, pfn, order);
 }
 
 void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 {
-	if (!(hm_pfn_page(pc->ph, pfn)->flags & PG_PT_SLOT)) {
-		hm_free_pages(pc->ph, pfn, order);
-		return;
-	}
-	hm_mutex_lock(&pc->lock);
 	hm_free_frames_locked(pc, pfn, order);
-	hm_mutex_unlock(&pc->lock);
 }
 
 uint64_t hm_ptcache_shrink(struct hm_ptcache *pc)
