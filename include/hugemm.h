@@ -422,7 +422,10 @@ HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
  * hm_stat - read a counter by name (see README: /proc/vmstat names where
  * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free
  * frames, those on their way back from unmaps included), nr_free_pending
- * (frames and tables on their way back: 0 after hm_drain).
+ * (frames and tables on their way back: 0 after hm_drain),
+ * pgtable_free_slots (free slots of the 2 MiB blocks page tables are
+ * carved from, while a block holds a table: free for page tables only,
+ * so not in nr_free_pages; a block with no table left counts there).
  * Deferred split: thp_deferred_split_page (huge pages queued when an unmap
  * or a copy-on-write left them partly mapped, each counted once), thp_split_page (huge pages split under memory
  * pressure to free their unmapped or zero-filled parts; a 1 GiB page counts

@@ -546,6 +546,9 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 		       hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_pgtable_bytes:	return hm_load_relaxed(&pc->nr_tables) << HM_PAGE_SHIFT;
 	case HM_STAT_pgtable_deposited:	return hm_load_relaxed(&pc->nr_deposited);
+	case HM_STAT_pgtable_free_slots:
+		return hm_load_relaxed(&pc->nr_free_slots) - HM_MIN(hm_load_relaxed(&pc->nr_free_slots),
+								     hm_ptcache_spare(pc));
 	case HM_STAT_nr_anon_pages:	return hm_sys_nr_anon_frames(sys);
 	case HM_STAT_nr_anon_pte:	return hm_sys_nr_leaf(sys, 0);
 	case HM_STAT_nr_anon_pmd:	return hm_sys_nr_leaf(sys, 1);

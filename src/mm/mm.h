@@ -93,7 +93,7 @@ struct hm_anon_vma {
 	X(swap_free_pages) X(swap_total_pages) X(nr_inactive_anon)	\
 	X(nr_active_anon) X(nr_swap_entries)			\
 	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)			\
-	X(nr_free_1g_possible)
+	X(nr_free_1g_possible) X(pgtable_free_slots)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
