@@ -378,8 +378,9 @@ static inline void hm_mm_gather_init(struct hm_mm *mm, struct hm_gather *g)
  * table (@fn tells them apart with pt_swp_entry). A leaf must
  * not straddle either end (split first). @fn may change or clear the entry,
  * and returns false to stop the walk before it changed anything (to drop
- * the locks and make room). Returns the address where the walk stopped, or
- * @end. Context: mmap_lock held for writing.
+ * the locks and make room); a write window is open on the table for it
+ * (so it stores with the __pt_* helpers). Returns the address where the
+ * walk stopped, or @end. Context: mmap_lock held for writing.
  */
 typedef bool (*hm_leaf_fn)(struct hm_mm *mm, hm_pte_t *slot, unsigned level,
 			   uint64_t va, void *arg);

@@ -85,8 +85,7 @@ static bool walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t 
 
 	if (take)
 		hm_spin_lock(lock);
-	/* @fn may store into any entry: one write window for them all, which
-	 * their own helpers' windows nest in (cheap with protection on). */
+	/* @fn may store into any entry: one write window for them all. */
 	win = pt_win_open(t);
 	hm_for_each_entry(i, va, level, base, w->start, w->end) {
 		hm_pte_t e = pt_get(&t[i]);

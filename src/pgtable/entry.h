@@ -250,6 +250,8 @@ static inline hm_pte_t __pt_update(hm_pte_t *p, hm_pte_t clear, hm_pte_t set)
 	return old;
 }
 
+static inline hm_pte_t __pt_xchg(hm_pte_t *p, hm_pte_t e) { return __atomic_exchange_n(p, e, __ATOMIC_ACQ_REL); }
+
 static inline void pt_set(hm_pte_t *p, hm_pte_t e)
 {
 	pt_win_t w = pt_win_open(p);
@@ -261,7 +263,7 @@ static inline void pt_set(hm_pte_t *p, hm_pte_t e)
 static inline hm_pte_t pt_xchg(hm_pte_t *p, hm_pte_t e)
 {
 	pt_win_t w = pt_win_open(p);
-	hm_pte_t old = __atomic_exchange_n(p, e, __ATOMIC_ACQ_REL);
+	hm_pte_t old = __pt_xchg(p, e);
 
 	pt_win_close(p, w);
 	return old;

@@ -294,8 +294,9 @@ hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t v
 {
 	uint32_t table = root;
 
+	hm_ptp_read_prepare();	/* once, for hm_pfn_ptr below */
 	for (unsigned l = top;; l--) {
-		hm_pte_t *p = hm_pt_entries(ph, table) + hm_level_index(va, l);
+		hm_pte_t *p = (hm_pte_t *)hm_pfn_ptr(ph, table) + hm_level_index(va, l);
 		hm_pte_t e = pt_get(p);
 
 		if (l == 0 || !pt_present(e) || pt_leaf(e, l)) {
