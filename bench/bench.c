@@ -48,6 +48,10 @@
  *  - Map changes next to readers: p50/p99 of a 4 KiB mprotect and munmap
  *    with 0, 1 and 3 threads reading the same mm.
  *  - hm_system_create of 256 GiB: time and host memory it adds.
+ *  - Write-protected page tables (HM_PROTECT_TABLES): fault-in of 256 MiB
+ *    in 4 KiB and 2 MiB pages and the mprotect split above, on systems of
+ *    1 GiB with the tables unprotected, protected by keys (where the CPU
+ *    has them) and by page protection (HM_PROTECT_MODE=mprotect).
  *
  * Each figure is one row: hugemm's value, the baseline's, the ratio (how
  * many times better hugemm is; against a limit, the share of it reached),
@@ -612,6 +616,52 @@ static double mprotect_split_us(uint64_t size)
 	return median(t, n);
 }
 
+/* --- write-protected page tables (HM_PROTECT_TABLES) --- */
+
+#define PROT_LEN (256 * MiB)
+
+struct prot_res {
+	double f4, f2, ms2;	/* fault-in GB/s (4 KiB, 2 MiB); mprotect split us */
+};
+
+/* Does the CPU have protection keys, turned on by the kernel? */
+static bool cpu_pkeys(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[4096];
+	bool yes = false;
+
+	while (f && !yes && fgets(line, sizeof(line), f))
+		yes = !strncmp(line, "flags", 5) && strstr(line, " ospke");
+	if (f)
+		fclose(f);
+	return yes;
+}
+
+/* Fault-in of PROT_LEN in 4 KiB and in 2 MiB pages and the mprotect split,
+ * on a system of their own: tables unprotected (@mode NULL), or protected
+ * by keys ("pkey") or by page protection ("mprotect"). */
+static struct prot_res protected_figures(const char *mode)
+{
+	struct hm_system *keep = sys;
+	struct hm_config cfg;
+	struct prot_res r;
+
+	hm_config_default(&cfg);
+	cfg.phys_bytes = GiB;
+	cfg.flags = HM_POPULATE_ARENA | (mode ? HM_PROTECT_TABLES : 0);
+	if (mode)
+		setenv("HM_PROTECT_MODE", mode, 1);
+	ok("hm_system_create", hm_system_create(&cfg, &sys));
+	unsetenv("HM_PROTECT_MODE");
+	r.f4 = hugemm_fault(1, PROT_LEN, MADV_NOHUGEPAGE, 4096, NULL);
+	r.f2 = hugemm_fault(1, PROT_LEN, 0, 2 * MiB, NULL);
+	r.ms2 = mprotect_split_us(2 * MiB);
+	hm_system_destroy(sys);
+	sys = keep;
+	return r;
+}
+
 /* Nanoseconds per 8-byte access, best of the rounds: the same address (TLB
  * hit) or random pages of a @len range (a miss in a 256-entry 4 KiB TLB). */
 static double access_ns(bool write, bool miss, int advice)
@@ -1032,6 +1082,11 @@ int main(int argc, char **argv)
 	double rh = access_ns(false, false, 0), wh = access_ns(true, false, 0);
 	double rm4 = access_ns(false, true, MADV_NOHUGEPAGE), rm2 = access_ns(false, true, 0);
 	hm_system_destroy(sys);
+	progress("hugemm: write-protected page tables ...\n");
+	bool pkeys = cpu_pkeys();
+	struct prot_res poff = protected_figures(NULL), pmp = protected_figures("mprotect"), pk = { 0, 0, 0 };
+	if (pkeys)
+		pk = protected_figures("pkey");
 	progress("measuring the zeroing limit again ...\n");
 	zeroing_limit(rounds);
 
@@ -1119,6 +1174,23 @@ int main(int argc, char **argv)
 	fig("hm__split PMD -> 512 PTE", s10, "us", false, NULL, 0, false, NULL, NULL);
 	fig("hm__split PUD -> 512 PMD", s21, "us", false, NULL, 0, false, NULL, NULL);
 	fig("hm__split PUD -> PTE (whole 1 GiB)", s20, "us", false, NULL, 0, false, NULL, NULL);
+
+	table("Write-protected page tables (HM_PROTECT_TABLES), 256 MiB (ratio: protected / unprotected)");
+	for (int k = 0; k < 2; k++) {
+		const struct prot_res *p = k ? &pmp : &pk;
+		const char *how = k ? "page protection" : "protection keys";
+
+		if (!k && !pkeys) {
+			printf("%-44s %16s  (this CPU has no protection keys)\n", "tables protected by keys", "-");
+			continue;
+		}
+		snprintf(name, sizeof(name), "fault-in 4 KiB, tables: %s", how);
+		fig(name, p->f4, "GB/s", true, "tables unprotected", poff.f4, false, NULL, NULL);
+		snprintf(name, sizeof(name), "fault-in 2 MiB, tables: %s", how);
+		fig(name, p->f2, "GB/s", true, "tables unprotected", poff.f2, false, NULL, NULL);
+		snprintf(name, sizeof(name), "mprotect 4 KiB in 2 MiB, tables: %s", how);
+		fig(name, p->ms2, "us", false, "tables unprotected", poff.ms2, false, NULL, NULL);
+	}
 
 	if (fork_gib) {
 		struct fork_res none = { 0, 0, 0 };

@@ -51,6 +51,8 @@
  *                 node->lock      (mutex: buddy free lists of one node)
  *             rwsem->wait_lock    (mutex: a writer waiting for an hm_rwsem's
  *                                  readers; innermost, nothing under it)
+ *   HM_PROTECT_TABLES' registry and window locks (pgtable/protect.c): taken
+ *   by the entry helpers under any of the above; innermost.
  *
  * An RCU read section (lock-free table walks, the software TLB's memory
  * accesses) must never be held while taking mmap_lock.

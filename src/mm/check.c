@@ -569,9 +569,9 @@ static void check_zero_block(struct chk *c, uint32_t head)
 	}
 }
 
-/* Frames of page tables (and of the page-table cache's blocks, lent
- * slots included) and of the huge zero page: what the buddy allocator
- * counts as unmovable in their regions. */
+/* Frames of page tables (and of the page-table cache's blocks) and of the
+ * huge zero page: what the buddy allocator counts as unmovable in their
+ * regions. */
 static void count_unmovable(struct chk *c, uint32_t pfn, uint32_t nr)
 {
 	unsigned node = hm_pfn_node(c->ph, pfn);
@@ -600,11 +600,10 @@ static void scan_frames(struct chk *c, struct totals *t)
 	for (uint32_t pfn = 0; pfn < ph->nr_frames;) {
 		struct hm_page *pg = hm_pfn_page(ph, pfn);
 
-		if ((pg->flags & PG_HEAD) && (pg->flags & PG_PT_SLOT)) {
-			count_unmovable(c, pfn, 1);	/* a lent table slot */
-			if (!c->sh[pfn & ~(HM_PTRS - 1)].ptblock)
-				report(c, "lent table slot %#x is in no table block", pfn);
-		}
+		/* A table block holds tables (live, deposited, pending, free)
+		 * and nothing else. */
+		if ((pg->flags & PG_PT_SLOT) && !(pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE)))
+			report(c, "frame %#x of a page-table block is no table (flags %#x)", pfn, pg->flags);
 		if (pg->buddy) {
 			buddy += 1ull << (pg->buddy - 1);
 			pfn += 1u << (pg->buddy - 1);
@@ -668,9 +667,9 @@ static void scan_frames(struct chk *c, struct totals *t)
 	t->free += t->cached + t->zeroed;
 }
 
-/* A table block holds tables (deposits and pending ones included), free
- * slots and lent frames (hm_ptcache_lend), nothing else, and its count of
- * slots in use is right. */
+/* A table block holds tables (deposits and pending ones included) and free
+ * slots, nothing else (never data: it may be write-protected whole), and
+ * its count of slots in use is right. */
 static void check_table_block(struct chk *c, struct hm_ptblock *b, uint64_t *empty)
 {
 	struct hm_ptcache *pc = &c->sys->pc;
@@ -685,15 +684,14 @@ static void check_table_block(struct chk *c, struct hm_ptblock *b, uint64_t *emp
 	for (uint32_t i = 0; i < HM_PTRS; i++) {
 		const struct hm_page *pg = hm_pfn_page(c->ph, base + i);
 		uint32_t kind = pg->flags & (PG_TABLE | PG_PT_PENDING | PG_PT_FREE | PG_HEAD);
-		bool lent = kind == PG_HEAD && pg->order == 0;
 
-		if (!(pg->flags & PG_PT_SLOT) || pg->buddy || (!lent && kind != PG_TABLE &&
-		    kind != PG_PT_PENDING && kind != PG_PT_FREE)) {
-			report(c, "table block %#x: frame %#x (flags %#x, buddy %u) is no table, slot or lent frame",
+		if (!(pg->flags & PG_PT_SLOT) || pg->buddy ||
+		    (kind != PG_TABLE && kind != PG_PT_PENDING && kind != PG_PT_FREE)) {
+			report(c, "table block %#x: frame %#x (flags %#x, buddy %u) is no table or free slot",
 			       base, base + i, pg->flags, pg->buddy);
 			return;
 		}
-		if (!lent && pg->pt.desc != &b->desc[i]) {
+		if (pg->pt.desc != &b->desc[i]) {
 			report(c, "table block %#x: frame %#x points to ptdesc %p, not %p", base, base + i,
 			       (void *)pg->pt.desc, (void *)&b->desc[i]);
 			return;

@@ -215,7 +215,7 @@ static void collapse_sync(struct hm_mm *mm)
  * Context: the lock of @holder. */
 static void table_retire_locked(struct hm_mm *mm, uint32_t holder, uint32_t table)
 {
-	memset(hm_pt_entries(mm_phys(mm), table), 0, HM_PAGE_SIZE);
+	pt_clear_table(hm_pt_entries(mm_phys(mm), table));
 	if (mm->sys->cfg.deposit == HM_DEPOSIT_EAGER)
 		hm_pt_deposit(&mm->sys->pc, holder, table);
 }

@@ -79,10 +79,10 @@ bool hm_below_reserve(struct hm_system *sys, unsigned order)
 		return false;
 	/* The per-CPU caches only add to the shared count, and summing them
 	 * reads a line that each CPU writes per fault: only near the end. */
-	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_load_relaxed(&sys->pc.nr_free_slots);
+	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_ptcache_spare(&sys->pc);
 	if (free >= HM_SWAPIN_RESERVE + (1u << order))
 		return false;
-	free = hm_phys_nr_free(&sys->phys) + hm_load_relaxed(&sys->pc.nr_free_slots);
+	free = hm_phys_nr_free(&sys->phys) + hm_ptcache_spare(&sys->pc);
 
 	return free < HM_SWAPIN_RESERVE + (1u << order);
 }
@@ -217,22 +217,16 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	 * whose fallback to smaller ones costs more than a few copies. */
 	for (unsigned n = 0; pfn == HM_PFN_NONE && order >= HM_PMD_ORDER && n < ph->nr_nodes; n++)
 		pfn = hm_compact_alloc(sys, n, order);
-	if (pfn == HM_PFN_NONE && order == 0)
-		pfn = hm_ptcache_lend(&sys->pc);
 	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had
 	 * falls back to smaller ones, as the kernel's THP allocations do not
-	 * reclaim hard either. */
-	while (pfn == HM_PFN_NONE && order == 0 && reclaim_again(sys, &stalls)) {
+	 * reclaim hard either. (Free slots of partly used page-table blocks
+	 * are not lent out as data: table blocks hold only tables.) */
+	while (pfn == HM_PFN_NONE && order == 0 && reclaim_again(sys, &stalls))
 		pfn = hm_alloc_pages(ph, 0, order, 0);
-		/* A reclaimed frame that was a lent table slot went back to
-		 * the page-table cache. */
-		if (pfn == HM_PFN_NONE)
-			pfn = hm_ptcache_lend(&sys->pc);
-	}
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
 	struct hm_page *head = hm_pfn_page(ph, pfn);
-	head->flags = PG_HEAD | (head->flags & PG_PT_SLOT);
+	head->flags = PG_HEAD;
 	head->order = (uint8_t)order;
 	hm_pages_mark_tails(ph, pfn, order);
 	if (zero)

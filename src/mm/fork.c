@@ -66,6 +66,7 @@ static void child_deposit(struct fork_ctx *f, uint32_t holder, unsigned level)
  * (tlb_fill), and only bits not yet set: in a present leaf that has both,
  * nobody but the holder of mmap_lock for writing (us) changes anything, so
  * a plain store cannot lose a bit there. Otherwise, one atomic update.
+ * Context: a write window open on the parent's table (pt_win_open).
  */
 static hm_pte_t wrprotect(hm_pte_t *ps, hm_pte_t e)
 {
@@ -75,10 +76,10 @@ static hm_pte_t wrprotect(hm_pte_t *ps, hm_pte_t e)
 		return e;
 	hm_race_point("fork_wrprotect");
 	if ((e & settled) == settled) {
-		__atomic_store_n(ps, e & ~HM_PTE_RW, __ATOMIC_RELAXED);
+		__pt_set_relaxed(ps, e & ~HM_PTE_RW);
 		return e & ~HM_PTE_RW;
 	}
-	return pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
+	return __pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
 }
 
 static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t ctable, unsigned level)
@@ -97,7 +98,10 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 		return;
 	}
 
+	pt_win_t w = pt_win_open(ps);
+
 	e = wrprotect(ps, e);
+	pt_win_close(ps, w);
 	f->copied = true;
 	if (level > 0 && f->child->sys->cfg.deposit == HM_DEPOSIT_EAGER)
 		child_deposit(f, ctable, level);
@@ -120,6 +124,7 @@ static void copy_ptes(struct fork_ctx *f, hm_pte_t *pt, hm_pte_t *ct, unsigned f
 	struct hm_system *sys = f->child->sys;
 	uint32_t pfns[HM_PTRS];
 	unsigned n = 0;
+	pt_win_t pw = pt_win_open(pt), cw = pt_win_open(ct);
 
 	for (unsigned i = from; i < to; i++) {
 		hm_pte_t e = pt_get(&pt[i]);
@@ -134,9 +139,11 @@ static void copy_ptes(struct fork_ctx *f, hm_pte_t *pt, hm_pte_t *ct, unsigned f
 			continue;
 		}
 		e = wrprotect(&pt[i], e);
-		pt_set(&ct[i], e & ~HM_PTE_A);	/* young in the parent, old in the child */
+		__pt_set(&ct[i], e & ~HM_PTE_A);	/* young in the parent, old in the child */
 		pfns[n++] = pfn;
 	}
+	pt_win_close(ct, cw);
+	pt_win_close(pt, pw);
 	if (!n)
 		return;
 	hm_folio_add_pte_maps(f->child, pfns, n);

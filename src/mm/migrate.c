@@ -119,12 +119,7 @@ static void move_state(struct hm_system *sys, const struct mig *m)
 		partial = hm_deferred_partial_locked(sys, m->old);
 		hm_deferred_del_locked(sys, m->old);
 	}
-	for (uint32_t i = 0; i < nr; i++) {
-		uint32_t keep = n[i].flags & PG_PT_SLOT;
-
-		memcpy(&n[i], &o[i], sizeof(n[i]));
-		n[i].flags = (n[i].flags & ~PG_PT_SLOT) | keep;
-	}
+	memcpy(n, o, nr * sizeof(*n));
 	if (hm_load_relaxed(&o->flags) & PG_SWAPCACHE)
 		hm_swap_cache_move(&sys->swap, o->swap, nr, m->old, m->new);
 	hm_spin_unlock(lock);

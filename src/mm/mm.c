@@ -38,7 +38,7 @@ static bool config_valid(const struct hm_config *c)
 	       c->thp_pud >= HM_THP_NEVER && c->thp_pud <= HM_THP_ALWAYS &&
 	       c->thp_pmd >= HM_THP_NEVER && c->thp_pmd <= HM_THP_ALWAYS &&
 	       (c->deposit == HM_DEPOSIT_EAGER || c->deposit == HM_DEPOSIT_LAZY) &&
-	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA | HM_KHUGEPAGED | HM_PREZERO)) &&
+	       !(c->flags & ~(HM_CHECK | HM_POPULATE_ARENA | HM_KHUGEPAGED | HM_PREZERO | HM_PROTECT_TABLES)) &&
 	       (c->cow == HM_COW_4K || c->cow == HM_COW_2M) &&
 	       c->khugepaged_max_ptes_none < HM_PTRS && c->khugepaged_max_ptes_swap < HM_PTRS &&
 	       c->khugepaged_max_ptes_shared < HM_PTRS;
@@ -59,6 +59,20 @@ static int lru_init(struct hm_system *sys)
 	return 0;
 }
 
+/* Test builds: HM_FORCE_FLAGS (a number, e.g. 0x10) is or-ed into every
+ * system's flags, so that the whole suite runs with HM_PROTECT_TABLES
+ * (make check-protect). */
+static unsigned forced_flags(void)
+{
+#ifdef HM_RACE_POINTS
+	const char *env = getenv("HM_FORCE_FLAGS");
+
+	if (env)
+		return (unsigned)strtoul(env, NULL, 0) & HM_PROTECT_TABLES;
+#endif
+	return 0;
+}
+
 int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 {
 	if (!cfg || !out || !config_valid(cfg))
@@ -69,6 +83,7 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 		return -ENOMEM;
 	sys->cpu_stats = hm_cpu_tail(sys, sizeof(*sys));
 	sys->cfg = *cfg;
+	sys->cfg.flags |= forced_flags();
 	sys->huge_zero_pfn = HM_PFN_NONE;	/* pfn 0 is a frame like any other */
 	sys->cfg.phys_bytes = HM_ALIGN_DOWN(cfg->phys_bytes, HM_PAGE_SIZE);
 	sys->top = cfg->levels - 1;
@@ -81,6 +96,8 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 		return r;
 	}
 	r = hm_ptcache_init(&sys->pc, &sys->phys, cfg->deposit == HM_DEPOSIT_LAZY);
+	if (!r && (sys->cfg.flags & HM_PROTECT_TABLES) && (r = hm_ptcache_protect(&sys->pc)))
+		hm_ptcache_fini(&sys->pc);
 	if (r) {
 		hm_phys_fini(&sys->phys);
 		free(sys);
@@ -529,11 +546,16 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	switch (id) {
 	case HM_STAT_nr_free_pages:
 		/* Frames and tables on their way back (after a grace period)
-		 * count as free: an allocation waits for them before failing. */
-		return hm_phys_nr_free(&sys->phys) + hm_load_relaxed(&pc->nr_free_slots) +
+		 * count as free: an allocation waits for them before failing.
+		 * Free slots of table blocks in use do not: they hold only
+		 * tables. */
+		return hm_phys_nr_free(&sys->phys) + hm_ptcache_spare(pc) +
 		       hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_pgtable_bytes:	return hm_load_relaxed(&pc->nr_tables) << HM_PAGE_SHIFT;
 	case HM_STAT_pgtable_deposited:	return hm_load_relaxed(&pc->nr_deposited);
+	case HM_STAT_pgtable_free_slots:
+		return hm_load_relaxed(&pc->nr_free_slots) - HM_MIN(hm_load_relaxed(&pc->nr_free_slots),
+								     hm_ptcache_spare(pc));
 	case HM_STAT_nr_anon_pages:	return hm_sys_nr_anon_frames(sys);
 	case HM_STAT_nr_anon_pte:	return hm_sys_nr_leaf(sys, 0);
 	case HM_STAT_nr_anon_pmd:	return hm_sys_nr_leaf(sys, 1);

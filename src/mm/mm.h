@@ -95,7 +95,7 @@ struct hm_anon_vma {
 	X(nr_active_anon) X(nr_swap_entries)			\
 	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)			\
 	X(nr_free_1g_possible) X(prezero_pages) X(prezero_ns)	\
-	X(prezero_used) X(nr_prezeroed)
+	X(prezero_used) X(nr_prezeroed) X(pgtable_free_slots)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,
@@ -384,8 +384,9 @@ static inline void hm_mm_gather_init(struct hm_mm *mm, struct hm_gather *g)
  * table (@fn tells them apart with pt_swp_entry). A leaf must
  * not straddle either end (split first). @fn may change or clear the entry,
  * and returns false to stop the walk before it changed anything (to drop
- * the locks and make room). Returns the address where the walk stopped, or
- * @end. Context: mmap_lock held for writing.
+ * the locks and make room); a write window is open on the table for it
+ * (so it stores with the __pt_* helpers). Returns the address where the
+ * walk stopped, or @end. Context: mmap_lock held for writing.
  */
 typedef bool (*hm_leaf_fn)(struct hm_mm *mm, hm_pte_t *slot, unsigned level,
 			   uint64_t va, void *arg);

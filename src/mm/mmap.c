@@ -104,7 +104,7 @@ static bool prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t
 	/* A page shared after fork stays read-only: the write fault copies it. */
 	if ((bits & HM_PTE_RW) && hm_leaf_reuse(mm, pt_pfn(pt_get(slot), level), level) != HM_REUSE)
 		bits &= ~HM_PTE_RW;
-	pt_update(slot, perm, bits);
+	__pt_update(slot, perm, bits);	/* in the walk's write window */
 	return true;
 }
 

@@ -35,13 +35,15 @@ static uint32_t take_table(struct hm_mm *mm, uint32_t holder, struct hm_split_ta
 /*
  * t[i] = first + i * inc for the 512 entries: two at a time and four pairs
  * a step, as -O2 does not vectorise the plain loop. Most of a PMD split's
- * instructions were this loop's (seven an entry).
+ * instructions were this loop's (seven an entry). Plain stores, in one
+ * write window: the table is not published yet.
  */
 static void fill_table(hm_pte_t *t, hm_pte_t first, uint64_t inc)
 {
 	typedef uint64_t v2 __attribute__((vector_size(16)));
 	v2 a = { first, first + inc }, d = { 2 * inc, 2 * inc };
 	v2 b = a + d, c = b + d, e = c + d, step = 4 * d;
+	pt_win_t w = pt_win_open(t);
 
 	for (unsigned i = 0; i < HM_PTRS; i += 8) {
 		memcpy(&t[i], &a, sizeof(a));
@@ -53,6 +55,7 @@ static void fill_table(hm_pte_t *t, hm_pte_t first, uint64_t inc)
 		c += step;
 		e += step;
 	}
+	pt_win_close(t, w);
 }
 
 /* Context: the lock of @holder, the table that contains *slot. */
@@ -101,8 +104,10 @@ static void split_swap_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 	hm_pte_t *t = hm_pt_entries(ph, child);
 	hm_assert(pt_swp_entry(old));
 	hm_pt_set(ph, child, 0, mm->id);
+	pt_win_t w = pt_win_open(t);
 	for (unsigned i = 0; i < HM_PTRS; i++)
-		t[i] = pt_mk_swp_entry(first + i);
+		__pt_set_relaxed(&t[i], pt_mk_swp_entry(first + i));	/* published below */
+	pt_win_close(t, w);
 	pt_set(slot, pt_mk_table(child));
 }
 

@@ -81,9 +81,12 @@ static bool walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t 
 	hm_spin_t *lock = hm_mm_table_lock(w->mm, table);
 	bool take = level < 2;	/* page_table_lock is taken once, at the top */
 	bool go = true;
+	pt_win_t win;
 
 	if (take)
 		hm_spin_lock(lock);
+	/* @fn may store into any entry: one write window for them all. */
+	win = pt_win_open(t);
 	hm_for_each_entry(i, va, level, base, w->start, w->end) {
 		hm_pte_t e = pt_get(&t[i]);
 
@@ -102,6 +105,7 @@ static bool walk_table(struct walk *w, uint32_t table, unsigned level, uint64_t 
 			}
 		}
 	}
+	pt_win_close(t, win);
 	if (take)
 		hm_spin_unlock(lock);
 	return go;

@@ -43,7 +43,7 @@ static bool zap_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t 
 
 	if (!hm_gather_room(g, zap_room(level)))
 		return false;
-	hm_pte_t old = pt_get_and_clear(slot);
+	hm_pte_t old = __pt_xchg(slot, 0);	/* in the walk's write window */
 
 	if (pt_swp_entry(old)) {
 		/* Not present: no TLB entry to shoot down; a PMD swap entry

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 
 #include "../base/base.h"
+#include "protect.h"
 
 typedef uint64_t hm_pte_t;
 
@@ -214,31 +215,32 @@ static inline hm_pte_t pt_migration_leaf(hm_pte_t e, uint32_t pfn)
 	return pt_mk_leaf(pfn, pt_migration_level(e), bits & ~HM_PTE_PS);
 }
 
-/* Entries are read by lock-free walkers, so every access is atomic. */
+/*
+ * Entries are read by lock-free walkers, so every access is atomic.
+ *
+ * Every store into a table goes through the helpers below: with
+ * HM_PROTECT_TABLES the table is read-only outside a write window
+ * (protect.h), and each helper opens one around its store. A loop that
+ * stores into one table opens a window for the whole loop
+ * (pt_win_open/pt_win_close, on any entry of the table) and uses the __
+ * variants inside, which only store: with protection off that is one
+ * predictable test per table instead of one per entry. Windows nest.
+ */
+typedef uintptr_t pt_win_t;
+
+static inline pt_win_t pt_win_open(const hm_pte_t *p) { return hm_ptp_open(p); }
+static inline void pt_win_close(const hm_pte_t *p, pt_win_t w) { hm_ptp_close(p, w); }
+
 static inline hm_pte_t pt_get(const hm_pte_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline void pt_set(hm_pte_t *p, hm_pte_t e) { __atomic_store_n(p, e, __ATOMIC_RELEASE); }
-static inline hm_pte_t pt_get_and_clear(hm_pte_t *p) { return __atomic_exchange_n(p, 0, __ATOMIC_ACQ_REL); }
-static inline hm_pte_t pt_xchg(hm_pte_t *p, hm_pte_t e) { return __atomic_exchange_n(p, e, __ATOMIC_ACQ_REL); }
 
-/* Make the leaf at @p invalid (see HM_PTE_INVALID) and return what it was,
- * with the A/D bits a walker set up to that moment. */
-static inline hm_pte_t pt_invalidate(hm_pte_t *p)
-{
-	hm_pte_t e = __atomic_load_n(p, __ATOMIC_ACQUIRE);
-
-	while (!__atomic_compare_exchange_n(p, &e, (e & ~HM_PTE_P) | HM_PTE_INVALID, false,
-					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		;
-	return e;
-}
-static inline bool pt_cmpxchg(hm_pte_t *p, hm_pte_t old, hm_pte_t new)
-{
-	return __atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-}
-
+/* Inside a window. */
+static inline void __pt_set(hm_pte_t *p, hm_pte_t e) { __atomic_store_n(p, e, __ATOMIC_RELEASE); }
+/* A store no walker orders anything against (its value is settled; see
+ * fork's wrprotect). */
+static inline void __pt_set_relaxed(hm_pte_t *p, hm_pte_t e) { __atomic_store_n(p, e, __ATOMIC_RELAXED); }
 /* Change a present entry without losing an A/D update made by a walker
  * between our read and our write. */
-static inline hm_pte_t pt_update(hm_pte_t *p, hm_pte_t clear, hm_pte_t set)
+static inline hm_pte_t __pt_update(hm_pte_t *p, hm_pte_t clear, hm_pte_t set)
 {
 	hm_pte_t old = pt_get(p);
 
@@ -246,6 +248,68 @@ static inline hm_pte_t pt_update(hm_pte_t *p, hm_pte_t clear, hm_pte_t set)
 					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		;
 	return old;
+}
+
+static inline hm_pte_t __pt_xchg(hm_pte_t *p, hm_pte_t e) { return __atomic_exchange_n(p, e, __ATOMIC_ACQ_REL); }
+
+static inline void pt_set(hm_pte_t *p, hm_pte_t e)
+{
+	pt_win_t w = pt_win_open(p);
+
+	__pt_set(p, e);
+	pt_win_close(p, w);
+}
+
+static inline hm_pte_t pt_xchg(hm_pte_t *p, hm_pte_t e)
+{
+	pt_win_t w = pt_win_open(p);
+	hm_pte_t old = __pt_xchg(p, e);
+
+	pt_win_close(p, w);
+	return old;
+}
+
+static inline hm_pte_t pt_get_and_clear(hm_pte_t *p) { return pt_xchg(p, 0); }
+
+/* Make the leaf at @p invalid (see HM_PTE_INVALID) and return what it was,
+ * with the A/D bits a walker set up to that moment. */
+static inline hm_pte_t pt_invalidate(hm_pte_t *p)
+{
+	pt_win_t w = pt_win_open(p);
+	hm_pte_t e = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+
+	while (!__atomic_compare_exchange_n(p, &e, (e & ~HM_PTE_P) | HM_PTE_INVALID, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	pt_win_close(p, w);
+	return e;
+}
+
+static inline bool pt_cmpxchg(hm_pte_t *p, hm_pte_t old, hm_pte_t new)
+{
+	pt_win_t w = pt_win_open(p);
+	bool done = __atomic_compare_exchange_n(p, &old, new, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+
+	pt_win_close(p, w);
+	return done;
+}
+
+static inline hm_pte_t pt_update(hm_pte_t *p, hm_pte_t clear, hm_pte_t set)
+{
+	pt_win_t w = pt_win_open(p);
+	hm_pte_t old = __pt_update(p, clear, set);
+
+	pt_win_close(p, w);
+	return old;
+}
+
+/* Zero the whole table @t, which no walker can reach. */
+static inline void pt_clear_table(hm_pte_t *t)
+{
+	pt_win_t w = pt_win_open(t);
+
+	__builtin_memset(t, 0, HM_PTRS * sizeof(*t));
+	pt_win_close(t, w);
 }
 
 #endif /* HM_PGTABLE_ENTRY_H */

@@ -6,14 +6,19 @@
  * Invariants:
  *  - A table page is PG_TABLE from hm_pt_alloc() to hm_pt_free(), and only
  *    then; free tables are all zero, so allocation never zeroes.
- *  - cache: nr_free_pages contribution = nr_free_slots; for every 2 MiB
- *    block, blk_used = slots that are PG_TABLE or PG_PT_PENDING (or lent).
+ *  - cache: nr_free_pages contribution = the slots of its empty blocks
+ *    (hm_ptcache_spare: a shrink gives them back for data; the free slots
+ *    of a block in use are for tables only); for every 2 MiB block,
+ *    blk_used = slots that are PG_TABLE or PG_PT_PENDING.
  *  - A carved block has its struct hm_ptblock in blk_desc (nr_blocks of
- *    them); each of its frames is PG_PT_SLOT and, unless lent, points to
- *    its own ptdesc there, which points back. A table outside blocks has a
- *    ptdesc of its own (block NULL).
+ *    them); each of its frames is PG_PT_SLOT and points to its own ptdesc
+ *    there, which points back. A table outside blocks has a ptdesc of its
+ *    own (block NULL).
  *  - nr_tables = tables allocated and not yet freed (deposits included);
  *    nr_deposited = tables that sit on some deposit list.
+ *  - Table blocks hold tables only (never data frames); with
+ *    HM_PROTECT_TABLES their memory is written only by the helpers of
+ *    entry.h (protect.h).
  *  - Deposit lists are single-linked through the ptdescs' deposit_next; a
  *    table's own list starts at its deposit_head. A PMD table deposited
  *    under a PUD leaf keeps its 512 PTE tables on its own list while it is
@@ -33,7 +38,8 @@ struct hm_ptcache {
 	uint32_t free_head;	/* free slots, lru-linked; lock */
 	uint64_t nr_free_slots;	/* written under lock, atomically: statistics
 				 * read it without */
-	uint64_t nr_empty_blocks; /* blocks with no slot in use; lock */
+	uint64_t nr_empty_blocks; /* blocks with no slot in use; written under
+				 * lock, atomically: statistics read it */
 	uint16_t *blk_used;	/* per 2 MiB block of the arena; lock */
 	uint64_t blk_used_len;	/* bytes mapped for it; constant */
 	struct hm_ptblock **blk_desc; /* per 2 MiB block: its ptdescs while
@@ -49,6 +55,7 @@ struct hm_ptcache {
 	uint64_t nr_deposited;	/* atomic */
 	uint64_t nr_single;	/* tables outside blocks (fallback); atomic */
 	bool lazy;		/* deposits are made at split time */
+	struct hm_ptp *prot;	/* HM_PROTECT_TABLES, or NULL; constant */
 };
 
 int hm_ptcache_init(struct hm_ptcache *pc, struct hm_phys *ph, bool lazy);
@@ -56,11 +63,19 @@ void hm_ptcache_fini(struct hm_ptcache *pc);
 /* Give every empty 2 MiB block back to the buddy allocator: called when a
  * data allocation fails. Returns the frames released. */
 uint64_t hm_ptcache_shrink(struct hm_ptcache *pc);
+/* Frames the cache holds that a shrink would free for data: its empty
+ * blocks (a racy read, for statistics and the swap-in reserve). */
+static inline uint64_t hm_ptcache_spare(struct hm_ptcache *pc)
+{
+	return hm_load_relaxed(&pc->nr_empty_blocks) << HM_PMD_ORDER;
+}
 
-/* When the buddy allocator has no frame left, a free slot of the cache is
- * lent out as a data frame (the frame keeps PG_PT_SLOT); hm_free_frames()
- * returns it to the cache, and any other frames to the buddy allocator. */
-uint32_t hm_ptcache_lend(struct hm_ptcache *pc);
+/* Write-protect every table of the cache from now on (HM_PROTECT_TABLES,
+ * protect.h): 0 or -ENOMEM. Context: right after hm_ptcache_init. */
+int hm_ptcache_protect(struct hm_ptcache *pc);
+
+/* Free data frames (a folio's) to the buddy allocator. Table blocks never
+ * hold data: a free slot is not lent out when memory runs short. */
 void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order);
 void hm_free_frames_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned order);
 
@@ -72,8 +87,10 @@ uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
 void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn);
 void hm_pt_free_locked(struct hm_ptcache *pc, uint32_t pfn);
 
+/* The entries of table @pfn. Stores go through the helpers of entry.h. */
 static inline hm_pte_t *hm_pt_entries(struct hm_phys *ph, uint32_t pfn)
 {
+	hm_ptp_read_prepare();
 	return (hm_pte_t *)hm_pfn_ptr(ph, pfn);
 }
 

@@ -9,6 +9,9 @@
  * rest go back to the buddy allocator at once, and the spare on shrink. Blocks
  * and single frames are unmovable allocations (HM_ALLOC_UNMOVABLE): they
  * gather in regions of their own, away from the folios compaction moves.
+ * A block holds tables (live, deposited, pending or free) and nothing else:
+ * its slots are never lent out as data, so that it can be write-protected
+ * whole (HM_PROTECT_TABLES, protect.h) from carving to release.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +54,16 @@ int hm_ptcache_init(struct hm_ptcache *pc, struct hm_phys *ph, bool lazy)
 	return 0;
 }
 
+int hm_ptcache_protect(struct hm_ptcache *pc)
+{
+	return hm_ptp_create(&pc->prot, pc->ph->base, (uint64_t)pc->ph->nr_frames << HM_PAGE_SHIFT,
+			     HM_PTP_PKEY);
+}
+
 void hm_ptcache_fini(struct hm_ptcache *pc)
 {
 	hm_ptcache_shrink(pc);
+	hm_ptp_destroy(pc->prot);
 	pthread_mutex_destroy(&pc->lock);
 	munmap(pc->blk_used, pc->blk_used_len);
 	munmap(pc->blk_desc, pc->blk_desc_len);
@@ -69,6 +79,26 @@ static void *desc_alloc(struct hm_ptcache *pc, size_t size)
 	if (hm_fail_hit(&pc->ph->fail) || posix_memalign(&p, 64, size))
 		return NULL;
 	return p;
+}
+
+/* Table memory from the buddy allocator (zeroed), sealed when protected. */
+static uint32_t tables_get(struct hm_ptcache *pc, unsigned order)
+{
+	uint32_t pfn = hm_alloc_pages(pc->ph, 0, order, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
+
+	if (pfn != HM_PFN_NONE && pc->prot &&
+	    hm_ptp_seal(pc->prot, hm_pfn_ptr(pc->ph, pfn), HM_PAGE_SIZE << order)) {
+		hm_free_unmovable(pc->ph, pfn, order);
+		return HM_PFN_NONE;
+	}
+	return pfn;
+}
+
+static void tables_put(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
+{
+	if (pc->prot)
+		hm_ptp_unseal(pc->prot, hm_pfn_ptr(pc->ph, pfn), HM_PAGE_SIZE << order);
+	hm_free_unmovable(pc->ph, pfn, order);
 }
 
 static void slot_push(struct hm_ptcache *pc, uint32_t pfn)
@@ -116,11 +146,11 @@ static void block_release_locked(struct hm_ptcache *pc, uint32_t blk)
 		pc->blocks = b->next;
 	if (b->next)
 		b->next->prev = b->prev;
-	pc->nr_empty_blocks--;
+	hm_sub(&pc->nr_empty_blocks, 1);
 	pc->nr_blocks--;
 	free(b);
 	pc->blk_desc[blk] = NULL;
-	hm_free_unmovable(pc->ph, base, HM_PMD_ORDER);
+	tables_put(pc, base, HM_PMD_ORDER);
 }
 
 static void desc_init(struct hm_ptdesc *d, struct hm_ptcache *pc, uint32_t pfn, struct hm_ptblock *b)
@@ -136,14 +166,14 @@ static void desc_init(struct hm_ptdesc *d, struct hm_ptcache *pc, uint32_t pfn, 
  * each time. */
 static bool block_carve_locked(struct hm_ptcache *pc)
 {
-	uint32_t base = hm_alloc_pages(pc->ph, 0, HM_PMD_ORDER, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
+	uint32_t base = tables_get(pc, HM_PMD_ORDER);
 	struct hm_ptblock *b;
 
 	if (base == HM_PFN_NONE)
 		return false;
 	b = desc_alloc(pc, sizeof(*b));
 	if (!b) {
-		hm_free_unmovable(pc->ph, base, HM_PMD_ORDER);
+		tables_put(pc, base, HM_PMD_ORDER);
 		return false;
 	}
 	memset(b, 0, offsetof(struct hm_ptblock, desc));
@@ -159,7 +189,7 @@ static bool block_carve_locked(struct hm_ptcache *pc)
 	}
 	pc->blk_desc[blk_of(base)] = b;
 	pc->blk_used[blk_of(base)] = 0;
-	pc->nr_empty_blocks++;
+	hm_add(&pc->nr_empty_blocks, 1);
 	pc->nr_blocks++;
 	return true;
 }
@@ -198,12 +228,12 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	hm_mutex_lock(&pc->lock);
 	if (pc->free_head == HM_PFN_NONE && !block_carve_locked(pc)) {
 		hm_mutex_unlock(&pc->lock);
-		pfn = hm_alloc_pages(ph, 0, 0, HM_ALLOC_ZERO | HM_ALLOC_UNMOVABLE);
+		pfn = tables_get(pc, 0);
 		if (pfn == HM_PFN_NONE)
 			return HM_PFN_NONE;
 		struct hm_ptdesc *d = desc_alloc(pc, sizeof(*d));
 		if (!d) {
-			hm_free_unmovable(ph, pfn, 0);
+			tables_put(pc, pfn, 0);
 			return HM_PFN_NONE;
 		}
 		desc_init(d, pc, pfn, NULL);
@@ -216,7 +246,7 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	pfn = pc->free_head;
 	slot_unlink(pc, pfn);
 	if (pc->blk_used[blk_of(pfn)]++ == 0)
-		pc->nr_empty_blocks--;
+		hm_sub(&pc->nr_empty_blocks, 1);
 	table_init(hm_pfn_page(ph, pfn), level, owner);
 	hm_mutex_unlock(&pc->lock);
 	hm_add(&pc->nr_tables, 1);
@@ -228,7 +258,7 @@ static void slot_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 	uint32_t blk = blk_of(pfn);
 
 	slot_push(pc, pfn);
-	if (--pc->blk_used[blk] == 0 && ++pc->nr_empty_blocks > 1)
+	if (--pc->blk_used[blk] == 0 && hm_add(&pc->nr_empty_blocks, 1) > 1)
 		block_release_locked(pc, blk);
 }
 
@@ -262,7 +292,7 @@ void hm_pt_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 		pg->flags = 0;
 		free(pg->pt.desc);
 		pg->pt.desc = NULL;
-		hm_free_unmovable(pc->ph, pfn, 0);
+		tables_put(pc, pfn, 0);
 		hm_sub(&pc->nr_single, 1);
 		return;
 	}
@@ -276,51 +306,16 @@ void hm_pt_free(struct hm_ptcache *pc, uint32_t pfn)
 	hm_mutex_unlock(&pc->lock);
 }
 
-uint32_t hm_ptcache_lend(struct hm_ptcache *pc)
-{
-	if (hm_fail_hit(&pc->ph->fail))
-		return HM_PFN_NONE;
-	hm_mutex_lock(&pc->lock);
-	uint32_t pfn = pc->free_head;
-
-	if (pfn != HM_PFN_NONE) {
-		slot_unlink(pc, pfn);
-		if (pc->blk_used[blk_of(pfn)]++ == 0)
-			pc->nr_empty_blocks--;
-		struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
-
-		hm_page_reset(pg);	/* no stale table fields */
-		pg->flags = PG_PT_SLOT;
-	}
-	hm_mutex_unlock(&pc->lock);
-	return pfn;
-}
-
-/* Context: pc->lock held. */
+/* Context: pc->lock held. Data frames never come from table blocks. */
 void hm_free_frames_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 {
-	struct hm_page *pg = hm_pfn_page(pc->ph, pfn);
-
-	if (!(pg->flags & PG_PT_SLOT)) {
-		hm_free_pages(pc->ph, pfn, order);
-		return;
-	}
-	hm_assert(order == 0);
-	hm_zero_pages(pc->ph, pfn, 0);	/* free slots are kept zero */
-	hm_page_reset(pg);
-	pg->pt.desc = &pc->blk_desc[blk_of(pfn)]->desc[pfn & (HM_PTRS - 1)];
-	slot_free_locked(pc, pfn);
+	hm_assert(!(hm_pfn_page(pc->ph, pfn)->flags & PG_PT_SLOT));
+	hm_free_pages(pc->ph, pfn, order);
 }
 
 void hm_free_frames(struct hm_ptcache *pc, uint32_t pfn, unsigned order)
 {
-	if (!(hm_pfn_page(pc->ph, pfn)->flags & PG_PT_SLOT)) {
-		hm_free_pages(pc->ph, pfn, order);
-		return;
-	}
-	hm_mutex_lock(&pc->lock);
 	hm_free_frames_locked(pc, pfn, order);
-	hm_mutex_unlock(&pc->lock);
 }
 
 uint64_t hm_ptcache_shrink(struct hm_ptcache *pc)
@@ -382,8 +377,9 @@ pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *
 {
 	uint32_t table = root;
 
+	hm_ptp_read_prepare();	/* once, for hm_pfn_ptr below */
 	for (unsigned l = top;; l--) {
-		hm_pte_t *p = hm_pt_entries(ph, table) + hm_level_index(va, l);
+		hm_pte_t *p = (hm_pte_t *)hm_pfn_ptr(ph, table) + hm_level_index(va, l);
 		hm_pte_t e = pt_get(p);
 
 		if (trace)

@@ -85,8 +85,8 @@ static void bad_configs(struct fz_case *c)
 	case 7: b.khugepaged_max_ptes_swap = HM_PTRS_FZ + (unsigned)fz_below(c->s, 1000); break;
 	case 8: b.khugepaged_max_ptes_shared = HM_PTRS_FZ + (unsigned)fz_below(c->s, 1000); break;
 	/* 0x1 HM_CHECK, 0x2 HM_POPULATE_ARENA, 0x4 HM_KHUGEPAGED, 0x8
-	 * HM_PREZERO are known */
-	default: b.flags = 0x10u << fz_below(c->s, 27); break;
+	 * HM_PREZERO, 0x10 HM_PROTECT_TABLES are known */
+	default: b.flags = 0x20u << fz_below(c->s, 26); break;
 	}
 	snprintf(c->desc, sizeof(c->desc), "hm_system_create with a bad config");
 	FZ_RC(c, hm_system_create(&b, &s), -EINVAL);

@@ -84,7 +84,7 @@ static void munmap_4k(void)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	hm_drain(sys);
-	uint64_t free0 = t_stat(sys, "nr_free_pages");
+	uint64_t free0 = t_free_frames(sys);
 	uint64_t a = map_2m(sys, mm, 1);
 	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 512);
 	CHECK_EQ(t_stat(sys, "thp_deferred_split_page"), 0);
@@ -131,7 +131,7 @@ static void munmap_4k(void)
 	hm_mm_destroy(mm);
 	hm_drain(sys);
 	STEP(sys);
-	CHECK_EQ(t_stat(sys, "nr_free_pages"), free0 + 1);	/* the root table */
+	CHECK_EQ(t_free_frames(sys), free0 + 1);	/* the root table */
 	hm_system_destroy(sys);
 }
 
@@ -212,7 +212,7 @@ static void partial_then_full_unmap(void)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	hm_drain(sys);
-	uint64_t free0 = t_stat(sys, "nr_free_pages");
+	uint64_t free0 = t_free_frames(sys);
 	uint64_t a = map_2m(sys, mm, 4);
 	CHECK_EQ(hm_munmap(mm, a + 2 * PG, PG), 0);
 	STEP(sys);
@@ -230,7 +230,7 @@ static void partial_then_full_unmap(void)
 	hm_mm_destroy(mm);
 	hm_drain(sys);
 	STEP(sys);
-	CHECK_EQ(t_stat(sys, "nr_free_pages"), free0 + 1);	/* the root table */
+	CHECK_EQ(t_free_frames(sys), free0 + 1);	/* the root table */
 	CHECK_EQ(t_stat(sys, "thp_split_page"), 0);
 	hm_system_destroy(sys);
 }
@@ -361,7 +361,7 @@ static void one_gib(void)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	hm_drain(sys);
-	uint64_t free0 = t_stat(sys, "nr_free_pages");
+	uint64_t free0 = t_free_frames(sys);
 	CHECK_EQ(hm_mmap(mm, 0, GiB, RW, PA, &a), 0);
 	CHECK_EQ(hm_madvise(mm, a, GiB, MADV_HUGEPAGE), 0);
 	for (uint64_t off = 0; off < GiB; off += 2 * MiB)	/* one page of every chunk */
@@ -411,7 +411,7 @@ static void one_gib(void)
 	hm_mm_destroy(mm);
 	hm_drain(sys);
 	STEP(sys);
-	CHECK_EQ(t_stat(sys, "nr_free_pages"), free0 + 1);
+	CHECK_EQ(t_free_frames(sys), free0 + 1);
 	hm_system_destroy(sys);
 }
 

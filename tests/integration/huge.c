@@ -163,7 +163,7 @@ static void whole_range_no_split(const struct geo *g)
 	struct hm_system *sys = t_system(3 * GiB, g->pud, g->pmd, HM_DEPOSIT_EAGER);
 	struct hm_mm *mm;
 	struct hm_mapping m;
-	uint64_t v = 5, free0 = t_stat(sys, "nr_free_pages");
+	uint64_t v = 5, free0 = t_free_frames(sys);
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = map_huge(sys, mm, g);
@@ -185,7 +185,7 @@ static void whole_range_no_split(const struct geo *g)
 	STEP(sys);
 	CHECK_EQ(t_stat(sys, "thp_split_pud") + t_stat(sys, "thp_split_pmd"), 0);
 	hm_drain(sys);	/* munmap frees after a grace period */
-	CHECK_EQ(t_stat(sys, "nr_free_pages"), free0 - 1);	/* the root table */
+	CHECK_EQ(t_free_frames(sys), free0 - 1);	/* the root table */
 	hm_mm_destroy(mm);
 	hm_system_destroy(sys);
 }

@@ -53,7 +53,7 @@ static void fork_many_vmas(void)
 
 	uint64_t tables = tables_for(BASE, BASE + len);
 	uint64_t pt_parent = t_stat(sys, "pgtable_bytes");
-	uint64_t free_before = t_stat(sys, "nr_free_pages");
+	uint64_t free_before = t_free_frames(sys);
 	CHECK_EQ(tables, 1 + 2 + 2 + 79);
 	CHECK_EQ(pt_parent, tables * 4096);
 	CHECK(3 * NVMAS > free_before);		/* what a per-VMA count would ask for */
@@ -64,7 +64,7 @@ static void fork_many_vmas(void)
 	/* The child has the parent's tables, no more: the reservation that
 	 * was not needed went back. */
 	CHECK_EQ(t_stat(sys, "pgtable_bytes"), 2 * pt_parent);
-	CHECK_EQ(t_stat(sys, "nr_free_pages"), free_before - tables);
+	CHECK_EQ(t_free_frames(sys), free_before - tables);
 	CHECK_EQ(t_pages_wrong(child, BASE, len, 7, 0, 0), 0);
 	CHECK_EQ(t_pages_wrong(mm, BASE, len, 7, 0, 0), 0);
 
@@ -83,7 +83,7 @@ static void fork_many_vmas(void)
 	 * fork and the copies took. */
 	hm_mm_destroy(child);
 	STEP(sys);
-	CHECK_EQ(t_stat(sys, "nr_free_pages"), free_before);
+	CHECK_EQ(t_free_frames(sys), free_before);
 	CHECK_EQ(t_stat(sys, "pgtable_bytes"), pt_parent);
 	CHECK_EQ(t_pages_wrong(mm, BASE, len, 7, 0, 0), 0);
 	hm_mm_destroy(mm);

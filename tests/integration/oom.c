@@ -15,10 +15,18 @@ static void run(int deposit)
 	struct hm_system *sys = t_system(64 * MiB, HM_THP_ALWAYS, HM_THP_ALWAYS, deposit);
 	struct hm_mm *mm;
 	uint64_t free0 = t_stat(sys, "nr_free_pages");
-	uint64_t a[8], touched = 0;
+	uint64_t a[8], touched = 0, small;
 	int r = 0, maps = 0;
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	/* Half a 2 MiB block in 4 KiB pages first: the other half is what the
+	 * 4 KiB fallback gets once no 2 MiB block is left (the free slots of
+	 * the page-table block are not lent out as data). */
+	CHECK_EQ(hm_mmap(mm, 0, MiB, RW, PA, &small), 0);
+	CHECK_EQ(hm_madvise(mm, small, MiB, MADV_NOHUGEPAGE), 0);
+	for (uint64_t off = 0; off < MiB; off += 4096)
+		t_poke(mm, small + off, off + 1);
+	uint64_t pte0 = t_stat(sys, "nr_anon_pte");
 	/* 8 x 1 GiB of address space over 64 MiB of memory. */
 	while (maps < 8 && r == 0) {
 		CHECK_EQ(hm_mmap(mm, 0, GiB, RW, PA, &a[maps]), 0);
@@ -38,7 +46,7 @@ static void run(int deposit)
 	CHECK(t_stat(sys, "pud_fault_fallback") > 0);
 	CHECK(t_stat(sys, "pmd_fault_alloc") > 0);
 	CHECK(t_stat(sys, "pmd_fault_fallback") > 0);
-	CHECK(t_stat(sys, "nr_anon_pte") > 0);
+	CHECK(t_stat(sys, "nr_anon_pte") > pte0);
 	CHECK(t_stat(sys, "nr_free_pages") < 64);
 	/* What was written is all there. */
 	unsigned long bad = 0;
@@ -49,6 +57,8 @@ static void run(int deposit)
 
 			bad += hm_read(mm, a[m] + off, &v, 8) || v != t_pattern(m, off >> 12);
 		}
+	for (uint64_t off = 0; off < MiB; off += 4096)
+		bad += t_peek(mm, small + off) != off + 1;
 	CHECK_EQ(bad, 0);
 	/* Freeing some memory makes faults work again. */
 	CHECK_EQ(hm_munmap(mm, a[0], 16 * MiB), 0);

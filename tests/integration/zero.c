@@ -71,7 +71,7 @@ static void read_maps_zero(void)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = map(mm, 8 * MiB, RW);
-	uint64_t free1 = t_stat(sys, "nr_free_pages"), pt1 = tables(sys);
+	uint64_t free1 = t_free_frames(sys), pt1 = tables(sys);
 
 	CHECK_EQ(hm_read(mm, a + 100, &v, 8), 0);
 	CHECK_EQ(v, 0);
@@ -91,10 +91,10 @@ static void read_maps_zero(void)
 	CHECK_EQ(t_stat(sys, "thp_fault_alloc"), 0);
 	CHECK_EQ(t_stat(sys, "pgtable_deposited"), 1);	/* it splits without allocating */
 	/* The zero block, once, and the tables of the walk. */
-	CHECK_EQ(free1 - t_stat(sys, "nr_free_pages"), 512 + tables(sys) - pt1);
+	CHECK_EQ(free1 - t_free_frames(sys), 512 + tables(sys) - pt1);
 
 	/* The other 2 MiB pieces: the same block, only a deposit each. */
-	uint64_t free2 = t_stat(sys, "nr_free_pages");
+	uint64_t free2 = t_free_frames(sys);
 	CHECK(reads_zero(mm, a, 8 * MiB));
 	STEP(sys);
 	for (uint64_t off = 0; off < 8 * MiB; off += 2 * MiB) {
@@ -102,7 +102,7 @@ static void read_maps_zero(void)
 		CHECK(is_zero_map(&m, zero_pa, 2 * MiB));
 		CHECK_EQ(m.pa, zero_pa);
 	}
-	CHECK_EQ(free2 - t_stat(sys, "nr_free_pages"), 3);
+	CHECK_EQ(free2 - t_free_frames(sys), 3);
 	CHECK_EQ(t_stat(sys, "thp_zero_page_alloc"), 1);
 	CHECK_EQ(t_stat(sys, "nr_huge_zero_pmd"), 4);
 	CHECK_EQ(t_stat(sys, "nr_anon_pages"), 0);
@@ -127,7 +127,7 @@ static void read_1g(void)
 
 	REQUIRE(hm_mm_create(sys, &mm) == 0);
 	uint64_t a = map(mm, GiB, RW);
-	uint64_t free1 = t_stat(sys, "nr_free_pages"), pt1 = tables(sys);
+	uint64_t free1 = t_free_frames(sys), pt1 = tables(sys);
 
 	CHECK_EQ(a % GiB, 0);
 	for (uint64_t off = 0; off < GiB; off += 4096) {
@@ -146,7 +146,7 @@ static void read_1g(void)
 	/* A PUD and a PMD table, a deposit per leaf: the tables, and the
 	 * zero block. */
 	CHECK_EQ(tables(sys) - pt1, 2 + 512);
-	CHECK_EQ(free1 - t_stat(sys, "nr_free_pages"), 512 + tables(sys) - pt1);
+	CHECK_EQ(free1 - t_free_frames(sys), 512 + tables(sys) - pt1);
 	struct hm_mapping m = query(mm, a + GiB - 1);
 	CHECK_EQ(m.size, 2 * MiB);
 	CHECK_EQ(m.mapcount, 0);

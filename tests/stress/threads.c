@@ -175,7 +175,7 @@ static void stress(void)
 	REQUIRE(hm_system_create(&cfg, &sys) == 0);
 	REQUIRE(hm_mm_create(sys, &shared_mm) == 0);
 	REQUIRE(hm_mm_create(sys, &other) == 0);
-	uint64_t free0 = t_stat(sys, "nr_free_pages");
+	uint64_t free0 = t_free_frames(sys);
 	for (int i = 0; i <= NWORKERS; i++) {
 		w[i].mm = i < NWORKERS ? shared_mm : other;
 		w[i].rng = seed * 7919 + (uint64_t)i * 104729 + 1;
@@ -218,7 +218,7 @@ static void stress(void)
 	hm_mm_destroy(shared_mm);
 	hm_mm_destroy(other);
 	STEP(sys);
-	CHECK_EQ(t_stat(sys, "nr_free_pages") + t_zero_frames(sys), free0 + 2);	/* the two root tables */
+	CHECK_EQ(t_free_frames(sys) + t_zero_frames(sys), free0 + 2);	/* the two root tables */
 	hm_system_destroy(sys);
 }
 

@@ -81,10 +81,10 @@ static void stray_leaf(void)
 	hm_pte_t *e = leaf(a, &level);
 	CHECK_EQ(hm_check(sys), 0);
 	hm_mprotect(mm, a, 4096, PROT_READ);
-	hm_pte_t ro = *e;
-	*e = ro | HM_PTE_RW;			/* writable leaf in a read-only VMA */
+	hm_pte_t ro = pt_get(e);
+	pt_set(e, ro | HM_PTE_RW);		/* writable leaf in a read-only VMA */
 	CHECK_EQ(hm_check(sys), -EUCLEAN);
-	*e = ro;
+	pt_set(e, ro);
 	CHECK_EQ(hm_check(sys), 0);
 	hm_system_destroy(sys);
 }
@@ -124,9 +124,9 @@ static void huge_zero(void)
 	hm_pte_t ro = *e;
 
 	CHECK_EQ(hm_check(sys), 0);
-	*e = ro | HM_PTE_RW;			/* the VMA allows it; the zero page never */
+	pt_set(e, ro | HM_PTE_RW);		/* the VMA allows it; the zero page never */
 	CHECK_EQ(hm_check(sys), -EUCLEAN);
-	*e = ro;
+	pt_set(e, ro);
 	sys->nr_zero_leaf[1]++;
 	CHECK_EQ(hm_check(sys), -EUCLEAN);
 	sys->nr_zero_leaf[1]--;
