@@ -9,9 +9,8 @@
  * memory runs out, and hm_check says so if one is.
  *
  * The stray stores run in a forked child, which must die of SIGSEGV.
- * TODO(integrator): once hm_walk (wt-walk) is merged, add the same test to
- * tests/integration through the public API (walk.table[i] of a 4 KiB, a
- * 2 MiB and a 1 GiB mapping); table_of() below stands in for it here.
+ * tests/integration/protect does the same through the public API
+ * (hm_walk's walk.table[i]); table_of() stands in for it here.
  */
 #define _GNU_SOURCE
 #include <signal.h>
