@@ -317,8 +317,10 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
  * consecutive folios that share a lock under one hold of it: while we hold
  * any folio lock no folio split is under way (it takes them all), so the
  * head of the next page, looked up under ours, is its head, and if its lock
- * is ours, we hold the right one. A 4 KiB folio (order 0: a tail has its
- * folio's order) in the group whose lock we hold needs not even the lookup.
+ * is ours, we hold the right one. A 4 KiB folio (a head of order 0; a
+ * marked tail has its folio's order, and an unmarked tail of a 1 GiB folio
+ * has order 0 but no PG_HEAD) in the group whose lock we hold needs not
+ * even the lookup.
  */
 void hm_folio_add_pte_maps(struct hm_mm *mm, const uint32_t *pfn, unsigned nr)
 {
@@ -335,7 +337,8 @@ void hm_folio_add_pte_maps(struct hm_mm *mm, const uint32_t *pfn, unsigned nr)
 		struct hm_page *h = hm_pfn_page(ph, head);
 		unsigned n = 1;
 
-		if (hm_load_relaxed(&h->order) || head / HM_FOLIO_LOCK_GROUP != group) {
+		if (hm_load_relaxed(&h->order) || !(hm_load_relaxed(&h->flags) & PG_HEAD) ||
+		    head / HM_FOLIO_LOCK_GROUP != group) {
 			if (lock) {
 				head = hm_folio_head(ph, pfn[i]);
 				if (hm_folio_lock(sys, head) != lock) {

@@ -261,7 +261,7 @@ static bool reclaim_below(struct reclaim *r, uint32_t table, unsigned level, uin
 			if (level == 2) {
 				/* A PMD table and its 512 PTE tables. */
 				if (!hm_gather_room(r->g, HM_PTRS + 1)) {
-					r->next = va;
+					r->next = HM_MAX(va, r->start);	/* va: the entry's start */
 					return false;
 				}
 				hm_spin_lock(hm_mm_table_lock(mm, below));

@@ -240,6 +240,32 @@ static void single_pte(const struct geo *g)
 	teardown();
 }
 
+/* A hole of one subpage near the start of the first huge page: the PTE
+ * table then maps its pages with a gap, so fork counts them in more than
+ * one run (a 1 GiB folio's tails there are not marked as tails). */
+static void hole(const struct geo *g)
+{
+	struct as p, c;
+
+	setup(g, &p);
+	CHECK_EQ(hm_madvise(p.mm, base + 2 * 4096, 4096, MADV_DONTNEED), 0);
+	p.seed[2] = 0;
+	STEP(sys);
+	as_fork(&p, &c);
+	STEP(sys);
+	CHECK_EQ(query(&p, 3).mapcount, 2);
+	write_page(&p, 3, 21);
+	write_page(&c, 1, 22);
+	write_page(&c, 2, 23);
+	STEP(sys);
+	CHECK_EQ(verify(&p, stride_for(g), 1), 0);
+	CHECK_EQ(verify(&c, stride_for(g), 1), 0);
+	as_exit(&c);
+	STEP(sys);
+	as_exit(&p);
+	teardown();
+}
+
 /* Partly shared: MADV_DONTFORK on the second half; the child lacks it. */
 static void dontfork(const struct geo *g)
 {
@@ -366,11 +392,13 @@ SIZES(mapped_whole)
 SIZES(pte_mapped)
 SIZES(single_pte)
 SIZES(dontfork)
+SIZES(hole)
 SIZES(chain)
 
 T_MAIN(T(mapped_whole_4k), T(mapped_whole_2m), T(mapped_whole_1g),
        T(pte_mapped_4k), T(pte_mapped_2m), T(pte_mapped_1g),
        T(single_pte_4k), T(single_pte_2m), T(single_pte_1g),
        T(dontfork_4k), T(dontfork_2m), T(dontfork_1g),
+       T(hole_4k), T(hole_2m), T(hole_1g),
        T(chain_4k), T(chain_2m), T(chain_1g),
        T(policy_2m), T(mprotect_shared), T(bad_args))
