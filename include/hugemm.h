@@ -475,8 +475,16 @@ struct hm_walk {
  * (a store there corrupts the address space; with HM_PROTECT_TABLES it
  * faults). It stays readable while the system exists, but once hm_walk
  * returns, a map change (munmap, MADV_DONTNEED, a collapse: tables that
- * become empty are given back) may free that table and reuse its memory: the walk is a snapshot, each level read atomically and the levels
+ * become empty are given back) may free that table and reuse its memory:
+ * the walk is a snapshot, each level read atomically and the levels
  * consistent with each other at the moment they were read.
+ * With HM_PROTECT_TABLES and protection keys, reading table memory needs
+ * the reading thread's right to the tables' key: hm_walk gives it to the
+ * calling thread, also inside a signal handler (which the kernel starts
+ * without it). A thread that has not called hm_walk (or another call that
+ * walks the tables, such as hm_read) since the first protected system was
+ * created, or a signal handler that has not, faults on reading table[i]:
+ * call hm_walk there first.
  * Returns 0 (also when nothing maps @va); -EINVAL for a NULL argument or a
  * non-canonical @va (bits 63..47 not all equal with 4 levels, 63..56 with
  * 5). Canonical addresses outside the user half walk as unmapped.

@@ -79,6 +79,16 @@ static inline void hm_ptp_read_prepare(void)
 		hm_ptp_thread_init();
 }
 
+/* As hm_ptp_read_prepare, but whatever the thread did before: a signal
+ * handler runs with the kernel's default key rights (no access to ours),
+ * though its thread was prepared long ago. For hm_walk, whose caller reads
+ * the tables itself afterwards. */
+static inline void hm_ptp_read_ensure(void)
+{
+	if (hm_unlikely(__atomic_load_n(&hm_ptp_keyed, __ATOMIC_RELAXED) != 0))
+		hm_ptp_thread_init();
+}
+
 /*
  * Register the arena [base, base + len) of a protected system: 0, or
  * -ENOMEM. @want is HM_PTP_PKEY (keys where the CPU has them, else page

@@ -400,5 +400,6 @@ hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t v
 hm_pte_t *hm_pt_walk_trace(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level,
 			   struct hm_pt_step *trace)
 {
+	hm_ptp_read_ensure();
 	return pt_walk(ph, root, top, va, level, trace);
 }

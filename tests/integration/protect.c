@@ -8,6 +8,7 @@
  * keeps working afterwards. hm_check after every step.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -122,8 +123,72 @@ static void stray_stores(bool protect, const char *mode)
 	hm_system_destroy(sys);
 }
 
+
+/* Reading through table[i] is allowed from any thread that called hm_walk
+ * (one started before the system too),
+ * and from a signal handler that did (the kernel starts a handler without
+ * the right to read memory under the tables' protection key). */
+static struct hm_mm *sig_mm;
+static uint64_t sig_va;
+static volatile sig_atomic_t sig_ok;
+
+static void on_usr1(int sig)
+{
+	struct hm_walk w;
+
+	(void)sig;
+	if (hm_walk(sig_mm, sig_va, &w) == 0 && w.leaf_level == 0 &&
+	    *(const volatile uint64_t *)((const uint64_t *)w.table[0] + ((sig_va >> 12) & 511)) == w.entry[0])
+		sig_ok = 1;
+}
+
+static pthread_barrier_t ready;
+
+/* Started before the system (and its key) exists: it has none of the
+ * rights the creating thread was given until hm_walk gives them. */
+static void *reader(void *arg)
+{
+	struct hm_walk w;
+
+	(void)arg;
+	pthread_barrier_wait(&ready);
+	if (hm_walk(sig_mm, sig_va, &w) || w.leaf_level != 0)
+		return NULL;
+	return (void *)(uintptr_t)(*(const volatile uint64_t *)((const uint64_t *)w.table[0] +
+								 ((sig_va >> 12) & 511)) == w.entry[0]);
+}
+
+static void reads_anywhere(void)
+{
+	struct sigaction sa, old;
+	pthread_t t;
+	void *res = NULL;
+
+	pthread_barrier_init(&ready, NULL, 2);
+	REQUIRE(pthread_create(&t, NULL, reader, NULL) == 0);
+	struct hm_system *sys = make(true, NULL);
+
+	REQUIRE(hm_mm_create(sys, &sig_mm) == 0);
+	REQUIRE(hm_mmap(sig_mm, 0, 64 * KiB, RW, PA, &sig_va) == 0);
+	t_poke(sig_mm, sig_va, 7);
+	pthread_barrier_wait(&ready);
+	pthread_join(t, &res);
+	pthread_barrier_destroy(&ready);
+	CHECK(res != NULL);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, &old);
+	sig_ok = 0;
+	raise(SIGUSR1);
+	sigaction(SIGUSR1, &old, NULL);
+	CHECK_EQ(sig_ok, 1);
+	STEP(sys);
+	hm_mm_destroy(sig_mm);
+	hm_system_destroy(sys);
+}
+
 static void protected_default(void) { stray_stores(true, NULL); }
 static void protected_mprotect(void) { stray_stores(true, "mprotect"); }
 static void unprotected_control(void) { stray_stores(false, NULL); }
 
-T_MAIN(T(protected_default), T(protected_mprotect), T(unprotected_control))
+T_MAIN(T(protected_default), T(protected_mprotect), T(unprotected_control), T(reads_anywhere))
