@@ -312,6 +312,24 @@ int ptdump_main(int argc, char **argv)
 			return usage();
 		}
 	}
+	/* Only the user half holds mappings; the non-canonical gap cannot be
+	 * walked at all. Pages are the smallest unit shown. */
+	uint64_t user_end = 1ull << (12 + 9 * cfg.levels - 1);
+
+	if (range) {
+		start &= ~4095ull;
+		end = end > user_end ? user_end : (end + 4095) & ~4095ull;
+		if (start >= end) {
+			fprintf(stderr, "hugemm ptdump: --range must overlap the user half [0, 0x%llx)\n",
+				(unsigned long long)user_end);
+			return 2;
+		}
+	}
+	if (walk && walk_va >= user_end) {
+		fprintf(stderr, "hugemm ptdump: --walk needs an address in the user half [0, 0x%llx)\n",
+			(unsigned long long)user_end);
+		return 2;
+	}
 	if (swap_path) {
 		cfg.swap_path = swap_path;
 		cfg.swap_bytes = 16 * MiB;
@@ -343,7 +361,7 @@ int ptdump_main(int argc, char **argv)
 	}
 	if (!range) {	/* the whole lower (user) half */
 		start = 0;
-		end = 1ull << (12 + 9 * cfg.levels - 1);
+		end = user_end;
 	}
 	for (int pass = 0; pass < (child ? 2 : 1) && !bad; pass++) {
 		struct hm_mm *which = pass ? child : mm;
