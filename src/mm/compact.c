@@ -63,8 +63,9 @@ static int64_t scan_block(struct hm_system *sys, uint32_t pfn, unsigned order, u
 			p += 1u << (b - 1);	/* a free block */
 			continue;
 		}
-		if (flags == PG_PCP) {	/* free, in a per-CPU cache: the window
-					 * drains it */
+		if (flags == PG_PCP || flags == PG_ZEROED) {
+			/* free, in a per-CPU cache or a zeroed pool: the
+			 * window drains both */
 			p++;
 			continue;
 		}

@@ -87,7 +87,7 @@ bool hm_below_reserve(struct hm_system *sys, unsigned order)
 	return free < HM_SWAPIN_RESERVE + (1u << order);
 }
 
-static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve);
+static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve, bool counted);
 
 /*
  * Direct reclaim, and whether to try the allocation again: yes while it
@@ -132,7 +132,7 @@ bool hm_reserve_refill(struct hm_system *sys, unsigned order)
 
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 {
-	return folio_alloc(mm, order, zero, false);
+	return folio_alloc(mm, order, zero, false, false);
 }
 
 /* A folio from the idle-zeroing pools (phys/prezero.c), or HM_PFN_NONE. */
@@ -162,12 +162,15 @@ static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order)
 uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 {
 	struct hm_phys *ph = mm_phys(mm);
+	bool counted = false;
 	uint32_t pfn;
 
 	if (ph->zpool && order <= HM_PMD_ORDER) {
-		/* One allocation for the failpoint, wherever it is served. */
+		/* One allocation for the failpoint, wherever it is served:
+		 * the buddy allocator's first try below is not hit again. */
 		if (hm_fail_hit(&ph->fail))
 			return HM_PFN_NONE;
+		counted = true;
 		if ((pfn = prezeroed_alloc(mm, order)) != HM_PFN_NONE) {
 			/* Zeroed long ago, with streaming stores: the line the
 			 * access writes is in no cache. Fetch it for ownership
@@ -176,7 +179,7 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 			return pfn;
 		}
 	}
-	pfn = folio_alloc(mm, order, false, false);
+	pfn = folio_alloc(mm, order, false, false, counted);
 	if (pfn == HM_PFN_NONE)
 		return pfn;
 	if (order == 0)
@@ -188,10 +191,11 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order)
 {
-	return folio_alloc(mm, order, false, true);
+	return folio_alloc(mm, order, false, true, false);
 }
 
-static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve)
+/* @counted: the caller passed the failpoint for this allocation already. */
+static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve, bool counted)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
@@ -200,7 +204,7 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 
 	if (!reserve && !hm_reserve_refill(sys, order))
 		return HM_PFN_NONE;
-	uint32_t pfn = hm_alloc_pages(ph, 0, order, 0);
+	uint32_t pfn = hm_alloc_pages(ph, 0, order, counted ? HM_ALLOC_COUNTED : 0);
 
 	/* Frames on their way back from unmaps, then empty page-table blocks,
 	 * are the memory we can get back. */

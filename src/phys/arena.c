@@ -32,12 +32,19 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 	memset(ph, 0, sizeof(*ph));
 	ph->nr_frames = (uint32_t)(bytes >> HM_PAGE_SHIFT);
 	ph->nr_nodes = nr_nodes;
+	/* First, so that every path to hm_phys_fini_nodes, which destroys
+	 * them, finds them initialised. */
+	pthread_mutex_init(&ph->zero_busy, NULL);
+	pthread_mutex_init(&ph->zero_lock, NULL);
+	pthread_cond_init(&ph->zero_wake, NULL);
 
 	ph->map_len = bytes + HM_PUD_SIZE;
 	ph->map = mmap(NULL, ph->map_len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (ph->map == MAP_FAILED)
+	if (ph->map == MAP_FAILED) {
+		hm_phys_fini_nodes(ph, 0);
 		return -ENOMEM;
+	}
 	ph->base = (uint8_t *)HM_ALIGN_UP((uintptr_t)ph->map, HM_PUD_SIZE);
 	/* Best effort: without host huge pages the host's TLB misses dominate. */
 	(void)madvise(ph->base, bytes, MADV_HUGEPAGE);
@@ -46,6 +53,7 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 	ph->pages = mmap(NULL, ph->pages_len, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (ph->pages == MAP_FAILED) {
+		hm_phys_fini_nodes(ph, 0);
 		munmap(ph->map, ph->map_len);
 		return -ENOMEM;
 	}
@@ -62,6 +70,7 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 	ph->nr_cpus = hm_nr_cpus();
 	ph->pcp = aligned_alloc(64, (size_t)ph->nr_cpus * nr_nodes * sizeof(*ph->pcp));
 	if (!ph->pcp) {
+		hm_phys_fini_nodes(ph, 0);
 		munmap(ph->pages, ph->pages_len);
 		munmap(ph->map, ph->map_len);
 		return -ENOMEM;
@@ -70,9 +79,6 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 		pthread_mutex_init(&ph->pcp[i].lock, NULL);
 		ph->pcp[i].count = 0;
 	}
-	pthread_mutex_init(&ph->zero_busy, NULL);
-	pthread_mutex_init(&ph->zero_lock, NULL);
-	pthread_cond_init(&ph->zero_wake, NULL);
 	ph->node_span = ph->nr_frames / nr_nodes;
 	for (unsigned i = 0; i < nr_nodes; i++) {
 		struct hm_node *n = &ph->nodes[i];

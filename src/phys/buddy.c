@@ -426,7 +426,7 @@ static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags)
 uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags)
 {
 	hm_assert(order <= HM_MAX_ORDER && node < ph->nr_nodes);
-	if (hm_fail_hit(&ph->fail))
+	if (!(flags & HM_ALLOC_COUNTED) && hm_fail_hit(&ph->fail))
 		return HM_PFN_NONE;
 
 	uint32_t pfn = alloc_pages(ph, node, order, flags);
@@ -543,9 +543,13 @@ int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned ord
 	uint32_t end = pfn + (1u << order);
 
 	hm_assert(!(pfn & ((1u << order) - 1)) && pfn >= n->start_pfn && end <= n->end_pfn);
+	/* zero_busy: no block is on its way into a pool while the pools
+	 * are drained below, so none of the window's frames stays pooled. */
+	hm_mutex_lock(&ph->zero_busy);
 	hm_mutex_lock(&n->lock);
 	if (n->win_len) {
 		hm_mutex_unlock(&n->lock);
+		hm_mutex_unlock(&ph->zero_busy);
 		return -EBUSY;
 	}
 	/* Part of a free block (itself or a larger one): nothing to do. */
@@ -554,6 +558,7 @@ int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned ord
 
 		if (p >= n->start_pfn && ph->pages[p].buddy == o + 1) {
 			hm_mutex_unlock(&n->lock);
+			hm_mutex_unlock(&ph->zero_busy);
 			return -EEXIST;
 		}
 	}
@@ -579,6 +584,10 @@ int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned ord
 	 * from now on, frees into the block pass the caches (pcp_free). */
 	hm_race_point("window_pcp_drain");
 	hm_pcp_drain_all(ph, (int)node);
+	/* So do the node's zeroed pools (their zeroing is lost: the pools
+	 * refill once the window is closed, see fill_one). */
+	hm_prezero_drain(ph, (int)node);
+	hm_mutex_unlock(&ph->zero_busy);
 	return 0;
 }
 

@@ -284,6 +284,8 @@ static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
 #define HM_ALLOC_UNMOVABLE 0x4u	/* never moves (a page table, the huge zero
 				 * page): placed with the other unmovable
 				 * frames, and freed with hm_free_unmovable */
+#define HM_ALLOC_COUNTED 0x8u	/* the caller already passed the failpoint
+				 * for this allocation: one hit each */
 
 int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool populate);
 void hm_phys_fini(struct hm_phys *ph);

@@ -114,6 +114,12 @@ uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order)
 		}
 		assert_zero(ph, pfn, order);
 		hm_add(&ph->prezero_used, 1u << order);
+		/* Read and signalled without zero_lock, to keep a global
+		 * lock off the fault path: a wakeup is lost when the thread
+		 * is between its fill pass and its sleep, and then it comes
+		 * late, not never: the thread sleeps at most
+		 * HM_ZPOOL_SLEEP_MS (a timed wait), and no fault waits for
+		 * it (an empty pool sends the fault to the free lists). */
 		if (low && hm_load_relaxed(&ph->zero_sleeping))
 			pthread_cond_signal(&ph->zero_wake);
 		return pfn;
@@ -195,6 +201,12 @@ static bool fill_one(struct hm_phys *ph, unsigned node)
 	if (zpool_frames(z) + HM_PTRS > ph->zero_target || hm_load_relaxed(&ph->nr_free) < ph->nr_frames / 4)
 		return false;
 	hm_mutex_lock(&ph->zero_busy);
+	/* Compaction is assembling a block of this node (hm_window_open
+	 * drained the pools under zero_busy): leave its free frames alone. */
+	if (hm_load_relaxed(&ph->nodes[node].win_len)) {
+		hm_mutex_unlock(&ph->zero_busy);
+		return false;
+	}
 	uint32_t pfn = hm_alloc_block_quiet(ph, node, HM_PMD_ORDER);
 	if (pfn == HM_PFN_NONE) {
 		hm_mutex_unlock(&ph->zero_busy);
@@ -250,16 +262,21 @@ int hm_prezero_start(struct hm_phys *ph)
 	uint32_t span = ph->node_span;
 
 	ph->zero_target = HM_MIN(span / 8, HM_ZPOOL_MAX_FRAMES) & ~(uint64_t)(HM_PTRS - 1);
-	ph->zpool = calloc(ph->nr_nodes, sizeof(*ph->zpool));
+	ph->zero_stop = false;	/* no thread yet: a start after a stop */
+	ph->zpool = hm_calloc(&ph->fail, ph->nr_nodes, sizeof(*ph->zpool));
 	if (!ph->zpool)
 		return -ENOMEM;
+	/* Every pool empty before any block array can fail: the cleanup
+	 * drains all pools, and calloc's cur of 0 would be frame 0. */
+	for (unsigned i = 0; i < ph->nr_nodes; i++) {
+		pthread_mutex_init(&ph->zpool[i].lock, NULL);
+		ph->zpool[i].cur = HM_PFN_NONE;
+	}
 	for (unsigned i = 0; i < ph->nr_nodes; i++) {
 		struct hm_zpool *z = &ph->zpool[i];
 
-		pthread_mutex_init(&z->lock, NULL);
-		z->cur = HM_PFN_NONE;
 		z->cap = (uint32_t)(ph->zero_target >> HM_PMD_ORDER) + 1;
-		if (!(z->blocks = calloc(z->cap, sizeof(*z->blocks)))) {
+		if (!(z->blocks = hm_calloc(&ph->fail, z->cap, sizeof(*z->blocks)))) {
 			hm_prezero_stop(ph);
 			return -ENOMEM;
 		}

@@ -226,4 +226,46 @@ static void drained_when_short(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(hot_line), T(freed_frame_not_zeroed), T(faults_read_zero), T(huge_fault), T(drained_when_short))
+/* hm_prezero_start under failing allocations, on a system of 3 nodes:
+ * each of its allocations passes the failpoint, and failing any (once, or
+ * from then on) gives -ENOMEM with nothing left: no pools, every frame
+ * free (a pool's cleanup once freed node 0's first 512 frames, which no
+ * pool held, when a later node's block array failed), hm_check clean.
+ * Fails without the fix: no allocation reached the failpoint. */
+static void start_enomem(void)
+{
+	struct hm_config cfg;
+
+	t_config(&cfg, 96 * MiB, HM_THP_NEVER, HM_THP_NEVER, HM_DEPOSIT_EAGER);
+	cfg.nr_nodes = 3;
+	struct hm_system *sys = t_system_cfg(&cfg);
+	struct hm_phys *ph = &sys->phys;
+	uint64_t free0 = t_stat(sys, "nr_free_pages");
+
+	for (int persistent = 0; persistent < 2; persistent++) {
+		for (long nth = 1;; nth++) {
+			hm__fail_arm(sys, nth, persistent);
+			int r = hm_prezero_start(ph);
+			long hits = hm__fail_hits(sys);
+
+			hm__fail_arm(sys, 0, false);
+			if (!hits) {
+				/* past the last allocation: it works */
+				CHECK_EQ(r, 0);
+				CHECK(nth > cfg.nr_nodes + 1);
+				hm_prezero_stop(ph);
+				CHECK_EQ(t_stat(sys, "nr_free_pages"), free0);
+				STEP(sys);
+				break;
+			}
+			CHECK_EQ(r, -ENOMEM);
+			CHECK(ph->zpool == NULL);
+			CHECK_EQ(t_stat(sys, "nr_free_pages"), free0);
+			STEP(sys);
+			REQUIRE(nth < 100);
+		}
+	}
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(hot_line), T(freed_frame_not_zeroed), T(faults_read_zero), T(huge_fault), T(drained_when_short), T(start_enomem))
