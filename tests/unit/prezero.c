@@ -116,12 +116,17 @@ static void freed_frame_not_zeroed(void)
 		CHECK(ph->pages[pfn].flags != PG_ZEROED);
 		CHECK(!scan_pools(sys, pfn).found);
 		/* Back to the free lists, so that the thread may take its
-		 * block again: pooled only after zeroing. */
+		 * block again: pooled only after zeroing. Under
+		 * zero_busy: no block on its way into a pool (counted, not yet
+		 * pooled) meanwhile, which would fill the pool uncounted below. */
+		hm_mutex_lock(&ph->zero_busy);
 		hm_pcp_drain_all(ph, -1);
 		hm_prezero_drain(ph, -1);
 		CHECK_EQ(t_stat(sys, "nr_prezeroed"), 0);
-		STEP(sys);
 		uint64_t done = t_stat(sys, "prezero_pages");
+
+		hm_mutex_unlock(&ph->zero_busy);
+		STEP(sys);
 		REQUIRE(wait_pooled(sys, HM_PTRS));
 		CHECK(t_stat(sys, "prezero_pages") >= done + HM_PTRS);
 		scan_pools(sys, pfn);
