@@ -107,7 +107,9 @@ static void new_head(struct hm_page *c, const struct split *sp, unsigned order, 
 		c->mm_count[0] = large;
 	}
 	c->pmd_all = 0;
-	__atomic_store_n(&c->order, (uint8_t)order, __ATOMIC_RELAXED);
+	/* release: a 1 GiB head becoming order 9 publishes its tails' marks
+	 * (hm_pud_tail reads the order with acquire) */
+	__atomic_store_n(&c->order, (uint8_t)order, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->flags, PG_HEAD | (large && !sp->one ? PG_MAYBE_SHARED : 0), __ATOMIC_RELAXED);
 }
 
@@ -173,8 +175,6 @@ static void split_pud_folio(struct hm_system *sys, uint32_t head, const struct s
 			__atomic_store_n(&c[i].order, (uint8_t)HM_PMD_ORDER, __ATOMIC_RELAXED);
 			__atomic_store_n(&c[i].flags, PG_TAIL, __ATOMIC_RELAXED);
 		}
-		if (!j)
-			__atomic_thread_fence(__ATOMIC_RELEASE);
 		new_head(c, sp, HM_PMD_ORDER, sp->index + j * HM_PTRS, entire, large);
 	}
 	/* The new 2 MiB folios are queued as any other: partly mapped ones to
