@@ -7,11 +7,18 @@
 
 static uint32_t pt_alloc(struct hm_mm *mm, unsigned level, bool swapin)
 {
+	uint32_t pfn;
+
 	/* Tables for new memory must not eat the frames kept for swap-ins
-	 * either, or what is in swap could not always be read back. */
-	if (!swapin && !hm_reserve_refill(mm->sys, 0))
-		return HM_PFN_NONE;
-	uint32_t pfn = hm_pt_alloc(&mm->sys->pc, level, mm->id);
+	 * either, or what is in swap could not always be read back; a free
+	 * slot of a block in use is no such frame. */
+	if (!swapin && !hm_reserve_refill(mm->sys, 0)) {
+		pfn = hm_pt_alloc_slot(&mm->sys->pc, level, mm->id);
+		if (pfn != HM_PFN_NONE)
+			hm_add(&mm->nr_tables, 1);
+		return pfn;
+	}
+	pfn = hm_pt_alloc(&mm->sys->pc, level, mm->id);
 
 	while (pfn == HM_PFN_NONE && hm_reclaim_direct(mm->sys, 1))
 		pfn = hm_pt_alloc(&mm->sys->pc, level, mm->id);

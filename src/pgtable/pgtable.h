@@ -81,6 +81,10 @@ void hm_free_frames_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned order);
 
 /* A zeroed table of @level owned by mm @owner, or HM_PFN_NONE. */
 uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
+/* The same from a free slot of a block that already holds tables, which
+ * no data allocation could have used (not in nr_free_pages), or
+ * HM_PFN_NONE: never carves a block or takes a frame. */
+uint32_t hm_pt_alloc_slot(struct hm_ptcache *pc, unsigned level, uint64_t owner);
 /* Free a table that no walker can reach (it was never published, or a
  * grace period has passed since it was unlinked). It must be all zero and
  * hold no deposits. */

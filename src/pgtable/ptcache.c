@@ -253,6 +253,28 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 	return pfn;
 }
 
+uint32_t hm_pt_alloc_slot(struct hm_ptcache *pc, unsigned level, uint64_t owner)
+{
+	uint32_t pfn;
+
+	if (hm_fail_hit(&pc->ph->fail))
+		return HM_PFN_NONE;
+	hm_mutex_lock(&pc->lock);
+	pfn = pc->free_head;
+	/* Only the list's first slot is looked at: the slots of a block in
+	 * use are pushed there as tables are freed. */
+	if (pfn == HM_PFN_NONE || !pc->blk_used[blk_of(pfn)]) {
+		hm_mutex_unlock(&pc->lock);
+		return HM_PFN_NONE;
+	}
+	slot_unlink(pc, pfn);
+	pc->blk_used[blk_of(pfn)]++;
+	table_init(hm_pfn_page(pc->ph, pfn), level, owner);
+	hm_mutex_unlock(&pc->lock);
+	hm_add(&pc->nr_tables, 1);
+	return pfn;
+}
+
 static void slot_free_locked(struct hm_ptcache *pc, uint32_t pfn)
 {
 	uint32_t blk = blk_of(pfn);
