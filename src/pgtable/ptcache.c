@@ -207,6 +207,16 @@ static void table_init(struct hm_page *pg, unsigned level, uint64_t owner)
 	d->owner = owner;
 }
 
+/* Make free slot @pfn a table. Context: pc->lock. */
+static void slot_take_locked(struct hm_ptcache *pc, uint32_t pfn, unsigned level, uint64_t owner)
+{
+	slot_unlink(pc, pfn);
+	if (pc->blk_used[blk_of(pfn)]++ == 0)
+		hm_sub(&pc->nr_empty_blocks, 1);
+	table_init(hm_pfn_page(pc->ph, pfn), level, owner);
+	hm_add(&pc->nr_tables, 1);
+}
+
 static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner);
 
 uint32_t hm_pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
@@ -244,12 +254,8 @@ static uint32_t pt_alloc(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 		return pfn;
 	}
 	pfn = pc->free_head;
-	slot_unlink(pc, pfn);
-	if (pc->blk_used[blk_of(pfn)]++ == 0)
-		hm_sub(&pc->nr_empty_blocks, 1);
-	table_init(hm_pfn_page(ph, pfn), level, owner);
+	slot_take_locked(pc, pfn, level, owner);
 	hm_mutex_unlock(&pc->lock);
-	hm_add(&pc->nr_tables, 1);
 	return pfn;
 }
 
@@ -267,11 +273,8 @@ uint32_t hm_pt_alloc_slot(struct hm_ptcache *pc, unsigned level, uint64_t owner)
 		hm_mutex_unlock(&pc->lock);
 		return HM_PFN_NONE;
 	}
-	slot_unlink(pc, pfn);
-	pc->blk_used[blk_of(pfn)]++;
-	table_init(hm_pfn_page(pc->ph, pfn), level, owner);
+	slot_take_locked(pc, pfn, level, owner);
 	hm_mutex_unlock(&pc->lock);
-	hm_add(&pc->nr_tables, 1);
 	return pfn;
 }
 
