@@ -135,6 +135,17 @@ uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 	return folio_alloc(mm, order, zero, false, false);
 }
 
+/* Frames just allocated become an anonymous folio of @order. */
+static void folio_init(struct hm_system *sys, uint32_t pfn, unsigned order)
+{
+	struct hm_page *head = hm_pfn_page(&sys->phys, pfn);
+
+	head->flags = PG_HEAD;
+	head->order = (uint8_t)order;
+	hm_pages_mark_tails(&sys->phys, pfn, order);
+	hm_anon_add(sys, 1u << order);
+}
+
 /* A folio from the idle-zeroing pools (phys/prezero.c), or HM_PFN_NONE. */
 static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order)
 {
@@ -146,11 +157,7 @@ static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order)
 	uint32_t pfn = hm_prezero_take(ph, order);
 	if (pfn == HM_PFN_NONE)
 		return pfn;
-	struct hm_page *head = hm_pfn_page(ph, pfn);
-	head->flags = PG_HEAD;
-	head->order = (uint8_t)order;
-	hm_pages_mark_tails(ph, pfn, order);
-	hm_anon_add(sys, 1u << order);
+	folio_init(sys, pfn, order);
 	return pfn;
 }
 
@@ -229,13 +236,9 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 		pfn = hm_alloc_pages(ph, 0, order, 0);
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
-	struct hm_page *head = hm_pfn_page(ph, pfn);
-	head->flags = PG_HEAD;
-	head->order = (uint8_t)order;
-	hm_pages_mark_tails(ph, pfn, order);
+	folio_init(sys, pfn, order);
 	if (zero)
 		hm_zero_pages(ph, pfn, order);
-	hm_anon_add(sys, 1u << order);
 	return pfn;
 }
 
@@ -419,7 +422,7 @@ void hm_folio_add_new_map(struct hm_mm *mm, uint32_t head)
 {
 	struct hm_page *h = hm_pfn_page(mm_phys(mm), head);
 
-	hm_assert(h->order == 0 && (h->flags & ~PG_PT_SLOT) == PG_HEAD && !h->large_mapcount && !h->mapcount &&
+	hm_assert(h->order == 0 && h->flags == PG_HEAD && !h->large_mapcount && !h->mapcount &&
 		  !h->mm_count[0] && !h->mm_count[1]);
 	h->mapcount = 1;
 	h->large_mapcount = 1;
