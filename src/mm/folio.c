@@ -73,18 +73,43 @@ hm_spin_t *hm_lock_folio_of(struct hm_system *sys, uint32_t pfn, uint32_t *head)
  */
 #define HM_SWAPIN_RESERVE 32u
 
-bool hm_below_reserve(struct hm_system *sys, unsigned order)
+/*
+ * A huge folio is a luxury with a fallback (smaller pages, a split, no
+ * collapse): its allocation must also leave this much free above the
+ * reserve, swap or not, like the kernel's THP allocations, which fail at
+ * the low watermark while 4 KiB ones go on to the min one. Otherwise the
+ * 2 MiB page that a write's first byte faults in takes the last free
+ * frames, and the same write's next 4 KiB page, or the table it needs,
+ * gets -ENOMEM with 544 frames free before the write (fuzz seed
+ * 1796230269679163). Moving a folio (migration, compaction) has no such
+ * fallback and keeps only the reserve.
+ */
+#define HM_HUGE_HEADROOM 128u
+
+/* Are fewer than @want frames free? */
+static bool free_below(struct hm_system *sys, uint64_t want)
 {
-	if (!hm_swap_enabled(&sys->swap))
-		return false;
 	/* The per-CPU caches only add to the shared count, and summing them
 	 * reads a line that each CPU writes per fault: only near the end. */
 	uint64_t free = hm_load_relaxed(&sys->phys.nr_free) + hm_ptcache_spare(&sys->pc);
-	if (free >= HM_SWAPIN_RESERVE + (1u << order))
+	if (free >= want)
 		return false;
 	free = hm_phys_nr_free(&sys->phys) + hm_ptcache_spare(&sys->pc);
 
-	return free < HM_SWAPIN_RESERVE + (1u << order);
+	return free < want;
+}
+
+bool hm_below_reserve(struct hm_system *sys, unsigned order)
+{
+	return hm_swap_enabled(&sys->swap) && free_below(sys, HM_SWAPIN_RESERVE + (1u << order));
+}
+
+/* What a new folio of @order must leave free; 0: nothing to check. */
+static uint64_t alloc_want(struct hm_system *sys, unsigned order)
+{
+	uint64_t keep = (hm_swap_enabled(&sys->swap) ? HM_SWAPIN_RESERVE : 0) + (order ? HM_HUGE_HEADROOM : 0);
+
+	return keep ? keep + (1u << order) : 0;
 }
 
 static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve, bool counted);
@@ -104,12 +129,14 @@ static bool reclaim_again(struct hm_system *sys, unsigned *stalls)
 	return hm_swap_enabled(&sys->swap) && hm_swap_free(&sys->swap) && ++*stalls < 8;
 }
 
-/* Reclaim until the frames kept for swap-ins are free again, or fail. */
+/* Reclaim until a new folio of @order would leave the reserve (and a huge
+ * one the headroom) free, or fail. */
 bool hm_reserve_refill(struct hm_system *sys, unsigned order)
 {
+	uint64_t want = alloc_want(sys, order);
 	unsigned stalls = 0;
 
-	while (hm_below_reserve(sys, order)) {
+	while (want && free_below(sys, want)) {
 		/* Partly unmapped huge pages give memory back first. */
 		if (hm_thp_shrink(sys, HM_SWAPIN_RESERVE) && hm_ptcache_drain(&sys->pc))
 			continue;
@@ -118,14 +145,13 @@ bool hm_reserve_refill(struct hm_system *sys, unsigned order)
 		 * munmap swapped out as much as was pending). In a fault that
 		 * must not wait here, fail: it waits without mmap_lock and
 		 * tries again (hm_fault). */
-		if (hm_load_relaxed(&sys->pc.nr_pending) + hm_load_relaxed(&sys->pc.nr_pending_frames) >=
-		    HM_SWAPIN_RESERVE + (1u << order)) {
+		if (hm_load_relaxed(&sys->pc.nr_pending) + hm_load_relaxed(&sys->pc.nr_pending_frames) >= want) {
 			if (hm_ptcache_drain(&sys->pc) || !hm_drain_was_wanted())
 				continue;
 			return false;
 		}
 		if (order || !reclaim_again(sys, &stalls))
-			return hm_ptcache_drain(&sys->pc) && !hm_below_reserve(sys, order);
+			return hm_ptcache_drain(&sys->pc) && !free_below(sys, want);
 	}
 	return true;
 }

@@ -303,8 +303,10 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va);
 /* For a swap-in: may take the frames kept back for it (see folio.c). */
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
 /* With swap, the last free frames are kept for swap-ins (folio.c): is
- * memory below that, for an allocation of @order? And reclaim until it is
- * not (false if it cannot). Every allocation but a swap-in's asks. */
+ * memory below that, for an allocation of @order? Then: reclaim until a new
+ * folio of @order leaves them free, and a huge one a headroom above them,
+ * with swap or not (false if it cannot). Every allocation but a swap-in's
+ * asks. */
 bool hm_below_reserve(struct hm_system *sys, unsigned order);
 bool hm_reserve_refill(struct hm_system *sys, unsigned order);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
