@@ -193,6 +193,10 @@ install: lib $(BUILD)/hugemm
 EXAMPLES_C := $(patsubst examples/c/%.c,%,$(wildcard examples/c/*.c))
 EXAMPLE_BINS := $(EXAMPLES_C:%=$(BUILD)/examples/c/%) $(BUILD)/examples/man/hugemm3
 EX_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -pthread $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer)
+# The sanitizers' settings of tests/run.sh (liburcu's known races suppressed).
+EX_ENV = ASAN_OPTIONS="$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
+	TSAN_OPTIONS="$${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp}"
 
 $(BUILD)/examples/c/%: examples/c/%.c include/hugemm.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
@@ -219,7 +223,7 @@ check-man:
 check-examples-c: $(EXAMPLE_BINS)
 	@for e in $(EXAMPLE_BINS); do \
 		n=$${e#$(BUILD)/}; \
-		if $$e > $$e.out 2>&1; then echo "$$n: ok"; \
+		if $(EX_ENV) $$e > $$e.out 2>&1; then echo "$$n: ok"; \
 		else echo "$$n: FAILED (exit $$?); its output:"; cat $$e.out; exit 1; fi; \
 	done
 
@@ -241,7 +245,7 @@ check-install: lib $(BUILD)/hugemm
 		-Wl,-rpath,$$root/lib -o $$stage/fork_cow; \
 	ldd $$stage/fork_cow | grep -q "$$root/lib/libhugemm.so" || \
 		{ echo "check-install: not linked with the installed libhugemm.so"; exit 1; }; \
-	$$stage/fork_cow > $$stage/out 2>&1 || { cat $$stage/out; exit 1; }; \
+	$(EX_ENV) $$stage/fork_cow > $$stage/out 2>&1 || { cat $$stage/out; exit 1; }; \
 	echo "check-install: make install (DESTDIR, PREFIX=/usr/local) installed everything, man pages too;" \
 		"examples/c/fork_cow built with pkg-config against the installed libhugemm.so: ok"
 
