@@ -366,7 +366,7 @@ int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed)
 	if (want) {
 		got = hm_thp_shrink(sys, want);
 		if (got)
-			hm_drain(sys);
+			hm_rcu_barrier();
 	}
 	if (got < want)
 		got += shrink_lists(sys, want - got);
