@@ -14,10 +14,10 @@
 
 int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out)
 {
-	hm_pte_t b = pt_prot_bits(v->prot) | HM_PTE_A;
+	hm_pte_t b = pt_mkyoung(pt_prot_bits(v->prot));
 
 	if (write)
-		b |= HM_PTE_D;
+		b = pt_mkdirty(b);
 	*out = b;
 	return 0;
 }
