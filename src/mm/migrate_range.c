@@ -86,7 +86,7 @@ static void fill_pool(struct hm_system *sys, const uint32_t *heads, unsigned n, 
 {
 	pool->n = 0;
 	for (unsigned i = 0; i < n; i++) {
-		unsigned order = hm_pfn_page(&sys->phys, heads[i])->order;
+		unsigned order = folio_order(hm_pfn_page(&sys->phys, heads[i]));
 
 		if (order < HM_PMD_ORDER)
 			continue;

@@ -205,7 +205,7 @@ static bool table_empty(struct hm_phys *ph, uint32_t table)
 {
 	const hm_pte_t *t = hm_pt_entries(ph, table);
 
-	if (hm_ptdesc(ph, table)->nr_deposited)
+	if (hm_pt_nr_deposited(ph, table))
 		return false;
 	for (unsigned i = 0; i < HM_PTRS; i++)
 		if (!pt_none(pt_get(&t[i])))
