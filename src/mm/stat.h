@@ -34,7 +34,7 @@ static inline void hm_anon_add(struct hm_system *sys, uint64_t d)
 	hm_add(&hm_this_cpu_stats(sys)->nr_anon_frames, d);
 }
 
-/* The sums (mm.c). Exact while nothing changes them (hm_check). */
+/* The sums (stat.c). Exact while nothing changes them (hm_check). */
 uint64_t hm_sys_events(struct hm_system *sys, unsigned id);
 uint64_t hm_sys_nr_leaf(struct hm_system *sys, unsigned level);
 uint64_t hm_sys_nr_anon_frames(struct hm_system *sys);
