@@ -136,15 +136,6 @@ void hm_lru_drain_all(struct hm_system *sys)
 	}
 }
 
-uint64_t hm_lru_batched(struct hm_system *sys)
-{
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < sys->phys.nr_cpus; i++)
-		n += hm_load_relaxed(&sys->cpu_stats[i].lru_batch_nr);
-	return n;
-}
-
 void hm_lru_del_locked(struct hm_system *sys, uint32_t head)
 {
 	hm_assert_locked(hm_folio_lock(sys, head));

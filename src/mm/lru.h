@@ -30,7 +30,6 @@ void hm_lru_add_new(struct hm_system *sys, uint32_t head);
 void hm_lru_add_fresh(struct hm_system *sys, uint32_t head);
 /* Every CPU's add batch onto the lists. Context: no lru_lock, no batch lock. */
 void hm_lru_drain_all(struct hm_system *sys);
-uint64_t hm_lru_batched(struct hm_system *sys);	/* folios in batches */
 /* Take up to @max folios off the end of list @active into @out, isolated.
  * Context: no spinlock. */
 unsigned hm_lru_isolate(struct hm_system *sys, bool active, uint32_t *out, unsigned max);

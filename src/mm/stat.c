@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lru.h"
 #include "stat.h"
 
 /* @shared plus the same field in each of @nr per-CPU parts, the first of
@@ -42,6 +41,17 @@ uint64_t hm_mm_nr_leaf(struct hm_mm *mm, unsigned level)
 {
 	return cpu_sum(&mm->nr_leaf[level], &mm->cpu[0].nr_leaf[level], sizeof(struct hm_mm_cpu),
 		       mm->sys->phys.nr_cpus);
+}
+
+/* Folios in the per-CPU LRU add batches (lru.c), on their way to the
+ * inactive list. */
+static uint64_t lru_batched(struct hm_system *sys)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < sys->phys.nr_cpus; i++)
+		n += hm_load_relaxed(&sys->cpu_stats[i].lru_batch_nr);
+	return n;
 }
 
 static const char *const stat_names[HM_NR_STATS] = {
@@ -83,7 +93,7 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
 	case HM_STAT_swap_free_pages:	return hm_load_relaxed(&sys->swap.nr_free);
 	case HM_STAT_swap_total_pages:	return sys->swap.nr_slots;
-	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]) + hm_lru_batched(sys);
+	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]) + lru_batched(sys);
 	case HM_STAT_nr_active_anon:	return hm_load_relaxed(&sys->nr_lru[1]);
 	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
 	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
