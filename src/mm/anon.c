@@ -7,7 +7,8 @@
  */
 #include <stdlib.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "types.h"
 
 static int av_register(struct hm_system *sys, struct hm_anon_vma *av)
 {

@@ -21,7 +21,14 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "check.h"
+#include "folio.h"
+#include "lru.h"
+#include "stat.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 #define MAX_REPORTS 20
 

@@ -27,7 +27,16 @@
  * huge leaf (eager mode: a later split takes it back) or freed (lazy).
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "collapse.h"
+#include "fault.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 /* What the entries of one table look like. */
 struct scan {

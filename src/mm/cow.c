@@ -22,7 +22,15 @@
  */
 #include <string.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "lru.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
 
 /* The entry changed under us (other than A/D set by a walker)? */

@@ -34,7 +34,14 @@
  */
 #include <stdlib.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "check.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "unmap.h"
 
 static struct hm_page *link_of(struct hm_system *sys, uint32_t head)
 {

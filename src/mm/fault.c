@@ -10,7 +10,16 @@
  * allocated, which nobody else has seen.
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "migrate.h"
+#include "reclaim.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out)
 {

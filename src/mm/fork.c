@@ -25,7 +25,14 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "check.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 struct fork_ctx {
 	struct hm_mm *parent, *child;

@@ -20,7 +20,11 @@
  * we look.
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "lru.h"
+#include "reclaim.h"
+#include "stat.h"
+#include "types.h"
 
 static struct hm_lru_link *link_of(struct hm_system *sys, uint32_t pfn)
 {

@@ -40,7 +40,15 @@
 #include <time.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "lru.h"
+#include "migrate.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
 
 #define BATCH 256u	/* folios per grace period */
 

@@ -8,7 +8,14 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "check.h"
+#include "folio.h"
+#include "lru.h"
+#include "migrate.h"
+#include "reclaim.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 /* The folios mapped in [*va, end) that are not on @node, up to @max of
  * them, isolated; *va is where to go on. Context: mmap_lock held. */

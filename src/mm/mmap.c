@@ -6,7 +6,16 @@
  * lazy-mode split tables) before changing anything, so that every error,
  * -ENOMEM included, leaves the address space exactly as it was.
  */
-#include "mm.h"
+#include "check.h"
+#include "collapse.h"
+#include "fault.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "table.h"
+#include "types.h"
+#include "unmap.h"
+#include "vma.h"
 
 #define PROT_ALL  (PROT_READ | PROT_WRITE | PROT_EXEC)
 #define MAP_KNOWN (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_FIXED_NOREPLACE | \

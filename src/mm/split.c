@@ -19,7 +19,13 @@
 #include <string.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
 static uint32_t take_table(struct hm_mm *mm, uint32_t holder, struct hm_split_tables *st)
 {

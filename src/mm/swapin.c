@@ -18,7 +18,14 @@
  * folio leaves the cache when it is freed.
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
 
 void hm_folio_drop_swapcache_locked(struct hm_system *sys, struct hm_page *h)
 {

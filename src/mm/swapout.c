@@ -20,7 +20,13 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
 
 int hm_for_each_leaf_of(struct hm_mm *mm, uint32_t head, hm_leaf_visit fn, void *arg)
 {

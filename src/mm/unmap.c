@@ -2,7 +2,15 @@
 /*
  * Removing mappings (zap) and the page tables they leave empty.
  */
-#include "mm.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "unmap.h"
+#include "vma.h"
+#include "zero.h"
 
 /* Entries a zap of one leaf of @level gathers: its deposit (a PTE table, or
  * a PMD table and its 512) and its folio. */

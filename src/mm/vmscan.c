@@ -22,7 +22,16 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "check.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "lru.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
 #define BATCH 32u	/* folios isolated at a time, as SWAP_CLUSTER_MAX */
 

@@ -34,7 +34,14 @@
  * zero PMD leaf may go: the 1 GiB range gets zero PMD leaves instead, and
  * reading it costs its page tables (and their deposits) only.
  */
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
 
 uint32_t hm_huge_zero_get(struct hm_system *sys)
