@@ -8,7 +8,6 @@
 
 #include "types.h"
 
-/* anon.c */
 int hm_anon_vma_prepare(struct hm_mm *mm, struct hm_vma *v);	/* mmap_lock read */
 void hm_av_get(struct hm_anon_vma *av, struct hm_mm *mm);	/* member exists */
 /* Hold room for one more member until hm_av_unreserve (a fork under way). */

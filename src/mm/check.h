@@ -7,7 +7,6 @@
 
 #include "types.h"
 
-/* check.c */
 int hm_check_enabled(struct hm_system *sys, int ret);
 
 #endif /* HM_MM_CHECK_H */

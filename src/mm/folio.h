@@ -2,14 +2,13 @@
 /*
  * Folios (folio.c): allocation, the swap-in reserve, map counts and the
  * folio locks, the copy-on-write decision. The typed views of a folio's
- * descriptors are in phys.h (folio_order() and the rest).
+ * descriptors are in phys/page.h (folio_order() and the rest).
  */
 #ifndef HM_MM_FOLIO_H
 #define HM_MM_FOLIO_H
 
 #include "types.h"
 
-/* folio.c */
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero);
 /* The first mapping of a new 4 KiB folio (folio.c). */
 void hm_folio_add_new_map(struct hm_mm *mm, uint32_t head);
@@ -93,7 +92,7 @@ static inline hm_spin_t *hm_folio_lock(struct hm_system *sys, uint32_t head)
 	return &sys->folio_locks[(group * 0x9e3779b1u) >> (32 - __builtin_ctz(HM_FOLIO_LOCKS))];
 }
 
-/* folio.c: 512 leaves of @level - 1 over the chunk at @pfn become one
+/* 512 leaves of @level - 1 over the chunk at @pfn become one
  * leaf of @level (the inverse of hm_folio_split_map); false if the folio
  * is smaller than that now. Context: the leaf's table lock. */
 bool hm_folio_refold_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
