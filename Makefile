@@ -77,11 +77,11 @@ $(BUILD)/libhugemm.so: $(LIB_OBJ)
 $(BUILD)/hugemm: tools/hugemm.c tools/ptdump.c tools/ptdump.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude tools/hugemm.c tools/ptdump.c $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h tests/hooks.h tests/thread.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
-$(BUILD)/hmbench: bench/bench.c bench/util.h $(BUILD)/libhugemm.a
+$(BUILD)/hmbench: bench/bench.c bench/util.h tests/hooks.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
 
 $(BUILD)/hmbench-swap: bench/swap.c bench/util.h $(BUILD)/libhugemm.a
@@ -270,7 +270,7 @@ FUZZ_ARGS ?=
 FUZZ_TOLERATE ?=
 FUZZ_K := $(if $(FUZZ_TOLERATE),-k,)
 FUZZ_SRC := $(filter-out tests/fuzz/driver.c tests/fuzz/libfuzzer.c,$(wildcard tests/fuzz/*.c))
-FUZZ_DEPS := $(FUZZ_SRC) $(wildcard tests/fuzz/*.h) $(BUILD)/libhugemm.a
+FUZZ_DEPS := $(FUZZ_SRC) $(wildcard tests/fuzz/*.h) tests/hooks.h $(BUILD)/libhugemm.a
 LF_BUILD := build/libfuzzer
 LF_CFLAGS := -std=gnu11 -O1 -g -pthread -fno-omit-frame-pointer -DHM_DEBUG=1 $(URCU_CFLAGS) \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -85,8 +85,7 @@
 #define MAP_HUGE_1GB (30 << 26)
 #endif
 
-/* Internal entry points, for benchmarks (not part of the public API). */
-int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
+#include "../tests/hooks.h"	/* hm__split: an internal entry point */
 
 #define MAX_ROUNDS 16
 #define MAX_THREADS 4

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Per-CPU data: the order-0 frame caches (phys/buddy.c) and the counters a
- * fault writes (mm/mm.h). A thread indexes them by the CPU it runs on, so
+ * fault writes (mm/types.h, mm/stat.h). A thread indexes them by the CPU it runs on, so
  * that two threads on two CPUs write no cache line in common, as the
  * kernel's per-CPU variables. Unlike the kernel we cannot stop preemption:
  * a thread may move to another CPU between looking its CPU up and writing,

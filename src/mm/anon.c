@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * anon_vma families and the reverse map (see mm.h).
+ * anon_vma families and the reverse map (see anon.h, and types.h for the
+ * structures).
  *
  * Lock order: mmap_lock -> page_table_lock -> av->lock -> sys->av_lock.
  */
 #include <stdlib.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "types.h"
 
 static int av_register(struct hm_system *sys, struct hm_anon_vma *av)
 {
@@ -189,9 +191,9 @@ static void rmap_table(struct rmap_walk *w, uint32_t table, unsigned level, uint
 uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void *arg)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
-	struct rmap_walk w = { sys, NULL, head, head + (1u << h->order), fn, arg, 0 };
-	uint64_t start = h->folio.index << HM_PAGE_SHIFT;
-	uint64_t stop = start + (HM_PAGE_SIZE << h->order);
+	struct rmap_walk w = { sys, NULL, head, head + folio_nr_pages(h), fn, arg, 0 };
+	uint64_t start = folio_va(h);
+	uint64_t stop = start + folio_size(h);
 
 	struct hm_anon_vma *av = NULL;
 
@@ -201,8 +203,8 @@ uint64_t hm_rmap_walk(struct hm_system *sys, uint32_t head, hm_rmap_fn fn, void 
 	 * leaving, and a member leaves only with its mmap_lock held for
 	 * writing, while our caller holds every member's mmap_lock. */
 	hm_mutex_lock(&sys->av_lock);
-	if (h->folio.anon_vma < sys->nr_avs)
-		av = sys->avs[h->folio.anon_vma];
+	if (folio_anon_vma(h) < sys->nr_avs)
+		av = sys->avs[folio_anon_vma(h)];
 	hm_mutex_unlock(&sys->av_lock);
 	if (!av)
 		return 0;

@@ -21,7 +21,14 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "check.h"
+#include "folio.h"
+#include "lru.h"
+#include "stat.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 #define MAX_REPORTS 20
 
@@ -78,7 +85,7 @@ static void report(struct chk *c, const char *fmt, ...)
 static struct hm_ptdesc *ptdesc_ok(struct chk *c, uint32_t pfn)
 {
 	struct hm_page *pg = hm_pfn_page(c->ph, pfn);
-	struct hm_ptdesc *d = pg->pt.desc;
+	struct hm_ptdesc *d = page_ptdesc(pg);
 	struct hm_ptblock *b = c->sys->pc.blk_desc[pfn >> HM_PMD_ORDER];
 
 	if (!d) {
@@ -145,8 +152,7 @@ static uint32_t check_deposits(struct chk *c, uint32_t holder, unsigned level, u
 {
 	uint32_t n = 0;
 
-	for (uint32_t t = hm_ptdesc(c->ph, holder)->deposit_head; t != HM_PFN_NONE;
-	     t = hm_ptdesc(c->ph, t)->deposit_next) {
+	for (uint32_t t = hm_pt_deposits(c->ph, holder); t != HM_PFN_NONE; t = hm_pt_deposit_next(c->ph, t)) {
 		if (!table_ok(c, t, level - 1, owner, 2))
 			return n;
 		check_zero_table(c, t);
@@ -159,9 +165,9 @@ static uint32_t check_deposits(struct chk *c, uint32_t holder, unsigned level, u
 				report(c, "deposited PMD table %#x holds %u PTE tables, not 512", t, sub);
 		}
 	}
-	if (n != hm_ptdesc(c->ph, holder)->nr_deposited)
+	if (n != hm_pt_nr_deposited(c->ph, holder))
 		report(c, "table %#x: %u deposits on the list, nr_deposited %u",
-		       holder, n, hm_ptdesc(c->ph, holder)->nr_deposited);
+		       holder, n, hm_pt_nr_deposited(c->ph, holder));
 	return n;
 }
 
@@ -185,7 +191,7 @@ static void shadow_slots(struct shadow *s, uint32_t id)
  * PTE of one of its pages, never writable, in no map count. */
 static void check_zero_leaf(struct chk *c, hm_pte_t e, unsigned level, uint64_t va)
 {
-	if (level > 1 || (e & HM_PTE_RW))
+	if (level > 1 || pt_write_bit(e))
 		report(c, "leaf at %#llx = %#llx maps the huge zero page %s", (unsigned long long)va,
 		       (unsigned long long)e, level > 1 ? "at level 2" : "writable");
 	if (level <= 1)
@@ -204,7 +210,7 @@ static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned lev
 		       (unsigned long long)mm->id, (unsigned long long)va, (unsigned long long)size);
 		return;
 	}
-	if (pt_present(e) != (v->prot != PROT_NONE) || ((e & HM_PTE_RW) && pt_present(e) && !(v->prot & PROT_WRITE)))
+	if (pt_present(e) != (v->prot != PROT_NONE) || (pt_write_bit(e) && pt_present(e) && !(v->prot & PROT_WRITE)))
 		report(c, "mm %llu: leaf at %#llx = %#llx disagrees with VMA prot %d",
 		       (unsigned long long)mm->id, (unsigned long long)va, (unsigned long long)e, v->prot);
 	if ((pfn & ((size >> HM_PAGE_SHIFT) - 1)) || pfn + (size >> HM_PAGE_SHIFT) > ph->nr_frames) {
@@ -279,7 +285,7 @@ static void walk(struct chk *c, struct hm_mm *mm, uint32_t table, unsigned level
 		if (pt_none(e))
 			continue;
 		if (level > 0 && pt_present(e) && !pt_leaf(e, level)) {
-			if (e & ~(HM_PTE_ADDR | HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_A))
+			if (pt_table_stray_bits(e))
 				report(c, "link at level %u, va %#llx has stray bits: %#llx",
 				       level, (unsigned long long)va, (unsigned long long)e);
 			if (table_ok(c, pt_pfn(e, level), level - 1, mm->id, 1))
@@ -640,8 +646,8 @@ static void scan_frames(struct chk *c, struct totals *t)
 				t->tables++;
 				if (!c->sh[pfn].table)
 					report(c, "table %#x (level %u, owner %llu) is reachable from no mm", pfn,
-					       pg->pt.desc ? pg->pt.desc->level : 0,
-					       (unsigned long long)(pg->pt.desc ? pg->pt.desc->owner : 0));
+					       page_ptdesc(pg) ? page_ptdesc(pg)->level : 0,
+					       (unsigned long long)(page_ptdesc(pg) ? page_ptdesc(pg)->owner : 0));
 			} else if (pg->flags & PG_PT_PENDING) {
 				t->pending++;
 			} else if (pg->flags & PG_PT_FREE) {
@@ -691,9 +697,9 @@ static void check_table_block(struct chk *c, struct hm_ptblock *b, uint64_t *emp
 			       base, base + i, pg->flags, pg->buddy);
 			return;
 		}
-		if (pg->pt.desc != &b->desc[i]) {
+		if (page_ptdesc(pg) != &b->desc[i]) {
 			report(c, "table block %#x: frame %#x points to ptdesc %p, not %p", base, base + i,
-			       (void *)pg->pt.desc, (void *)&b->desc[i]);
+			       (void *)page_ptdesc(pg), (void *)&b->desc[i]);
 			return;
 		}
 		used += kind != PG_PT_FREE;

@@ -27,7 +27,16 @@
  * huge leaf (eager mode: a later split takes it back) or freed (lazy).
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "collapse.h"
+#include "fault.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 /* What the entries of one table look like. */
 struct scan {
@@ -40,7 +49,6 @@ struct scan {
 	uint32_t base;		/* its first frame, when refold */
 };
 
-#define PERM_BITS (HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_NX | HM_PTE_PROTNONE)
 
 /* Look at the 512 entries of a table of @level (0: PTEs, 1: PMD entries).
  * At level 1 only mapped PMD leaves count as present; anything else is
@@ -91,10 +99,10 @@ static void scan_table(struct hm_mm *mm, const hm_pte_t *t, unsigned level, stru
 			s->shared++;
 		if (i == 0) {
 			s->base = pfn;
-			perm = e & PERM_BITS;
+			perm = pt_perm(e);
 			s->refold = !(pfn & ((1u << ((level + 1) * HM_PMD_ORDER)) - 1)) &&
-				    hm_load_relaxed(&h->order) >= (level + 1) * HM_PMD_ORDER;
-		} else if (pfn != s->base + i * step || (e & PERM_BITS) != perm) {
+				    folio_order_relaxed(h) >= (level + 1) * HM_PMD_ORDER;
+		} else if (pfn != s->base + i * step || pt_perm(e) != perm) {
 			s->refold = false;
 		}
 	}
@@ -308,16 +316,19 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 	collapse_sync(mm);
 
 	/* The old entries are final now: A and D bits included. */
-	hm_pte_t dirty = 0, leaf;
+	hm_pte_t leaf;
+	bool dirty = false;
 	for (unsigned i = 0; i < HM_PTRS; i++)
-		dirty |= pt_get(&t[i]) & HM_PTE_D;
+		dirty |= pt_dirty(pt_get(&t[i]));
 	struct hm_gather g;
 	hm_gather_init_rcu(&g, &sys->pc);
 
 	if (s.refold) {
 		/* Keep the pieces' permission: read-only where they are shared
 		 * after fork, for copy-on-write. */
-		leaf = pt_mk_leaf(s.base, up, pt_get(&t[0]) & PERM_BITS) | HM_PTE_A | dirty;
+		leaf = pt_mkyoung(pt_mk_leaf(s.base, up, pt_perm(pt_get(&t[0]))));
+		if (dirty)
+			leaf = pt_mkdirty(leaf);
 		hm_spin_lock(lock);
 		if (!hm_folio_refold_map(mm, s.base, up)) {
 			/* Split meanwhile: the old table goes back, as it was. */
@@ -327,7 +338,7 @@ static int commit(struct hm_mm *mm, uint64_t va, unsigned level, uint32_t *folio
 			return -EAGAIN;
 		}
 		/* Deposits of the PMD leaves stay with the PMD table: they
-		 * become the PUD leaf's (see mm.h). */
+		 * become the PUD leaf's (see types.h: deposits in eager mode). */
 		table_retire_locked(mm, holder, table);
 		pt_set(slot, leaf);
 		hm_spin_unlock(lock);

@@ -28,7 +28,10 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "migrate.h"
+#include "stat.h"
+#include "types.h"
 
 /* 2 MiB candidates looked at per compaction, from a cursor that goes round
  * the node: the whole node could be 100,000 blocks. */

@@ -22,14 +22,21 @@
  */
 #include <string.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "lru.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
-#define AD (HM_PTE_A | HM_PTE_D)
 
 /* The entry changed under us (other than A/D set by a walker)? */
 static bool changed(hm_pte_t now, hm_pte_t then)
 {
-	return (now & ~AD) != (then & ~AD);
+	return !pt_same_but_ad(now, then);
 }
 
 /*
@@ -59,7 +66,7 @@ static bool replace(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, un
 		return false;
 	}
 	hm_folio_add_map(mm, copy, level);
-	pt_set(slot, pt_mk_leaf(copy, level, pt_prot_bits(v->prot) | AD));
+	pt_set(slot, pt_mk_leaf(copy, level, pt_mkyoung_dirty(pt_prot_bits(v->prot))));
 	hm_gather_tlb(&g);
 	switch (hm_folio_remove_map(mm, old, level, true, &head, NULL)) {
 	case HM_FOLIO_UNMAPPED: hm_gather_folio(&g, head); break;	/* the others went away */
@@ -157,7 +164,7 @@ int hm_wp_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsign
 	}
 	enum hm_reuse r = hm_leaf_reuse(mm, pt_pfn(e, level), level);
 	if (r == HM_REUSE) {
-		pt_update(slot, 0, HM_PTE_RW | AD);
+		pt_mkwrite_dirty_at(slot);
 		hm_spin_unlock(lock);
 		hm_count(sys, HM_STAT_cow_reuse);
 		return 0;

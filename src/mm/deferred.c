@@ -34,7 +34,14 @@
  */
 #include <stdlib.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "check.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "unmap.h"
 
 static struct hm_page *link_of(struct hm_system *sys, uint32_t head)
 {
@@ -61,7 +68,7 @@ static void add_locked(struct hm_system *sys, uint32_t head, bool partial, bool 
 	struct hm_page *h = hm_pfn_page(&sys->phys, head), *l = h + 1;
 	bool counted = false;
 
-	hm_assert(h->order);
+	hm_assert(folio_order(h));
 	hm_spin_lock(&sys->deferred_lock);
 	if (!(hm_load_relaxed(&h->flags) & PG_DEFERRED)) {
 		l->deferred.next = HM_PFN_NONE;
@@ -344,7 +351,7 @@ static void write_protect(struct underused *u)
 		hm_pte_t e = pt_get(slot);
 		hm_assert(pt_mapped(e) && pt_pfn(e, 0) == u->head + page_of(u, l));
 		if (pt_writable(e)) {
-			pt_update(slot, HM_PTE_RW, 0);
+			pt_wrprotect_at(slot);
 			l->wp = true;
 		}
 		hm_spin_unlock(lock);
@@ -367,7 +374,7 @@ static void write_restore(struct underused *u)
 		hm_pte_t *slot = leaf_slot(u, l, &lock);
 		hm_spin_lock(lock);
 		if (pt_mapped(pt_get(slot)))
-			pt_update(slot, 0, HM_PTE_RW);
+			pt_mkwrite_at(slot);
 		hm_spin_unlock(lock);
 	}
 }
@@ -411,14 +418,14 @@ static bool candidate_ok(struct hm_system *sys, uint32_t head, uint32_t *avid, u
 	bool ok;
 
 	hm_spin_lock(lock);
-	ok = claim_holds(sys, head) && h->order == HM_PMD_ORDER && !h[1].deferred.partial &&
-	     !h->entire_mapcount && h->large_mapcount > 0 &&
+	ok = claim_holds(sys, head) && folio_order(h) == HM_PMD_ORDER && !h[1].deferred.partial &&
+	     !folio_entire_mapcount(h) && folio_mapped(h) &&
 	     !(hm_load_relaxed(&h->flags) & (PG_ISOLATED | PG_SWAPCACHE | PG_HUGE_ZERO)) &&
 	     !hm_load(hm_pin_slot(&sys->phys, head));
 	if (ok) {
-		*avid = h->folio.anon_vma;
-		*index = h->folio.index;
-		*maps = h->large_mapcount;
+		*avid = folio_anon_vma(h);
+		*index = folio_index(h);
+		*maps = folio_mapcount(h);
 	}
 	hm_spin_unlock(lock);
 	return ok;

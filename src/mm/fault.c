@@ -10,14 +10,23 @@
  * allocated, which nobody else has seen.
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "migrate.h"
+#include "reclaim.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 int hm_leaf_prot_bits(const struct hm_vma *v, bool write, hm_pte_t *out)
 {
-	hm_pte_t b = pt_prot_bits(v->prot) | HM_PTE_A;
+	hm_pte_t b = pt_mkyoung(pt_prot_bits(v->prot));
 
 	if (write)
-		b |= HM_PTE_D;
+		b = pt_mkdirty(b);
 	*out = b;
 	return 0;
 }

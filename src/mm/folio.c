@@ -11,7 +11,14 @@
  * unmapped everywhere.
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "lru.h"
+#include "migrate.h"
+#include "reclaim.h"
+#include "stat.h"
+#include "types.h"
+#include "zero.h"
 
 uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
 {

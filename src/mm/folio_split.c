@@ -33,7 +33,13 @@
  * never holds more than its mm's true count while the folio is marked, and
  * the mark goes when one mm is seen to map all of it.
  */
-#include "mm.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "lru.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
 void hm_folio_lock_all(struct hm_system *sys)
 {

@@ -25,7 +25,14 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "check.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
+#include "zero.h"
 
 struct fork_ctx {
 	struct hm_mm *parent, *child;
@@ -70,16 +77,14 @@ static void child_deposit(struct fork_ctx *f, uint32_t holder, unsigned level)
  */
 static hm_pte_t wrprotect(hm_pte_t *ps, hm_pte_t e)
 {
-	const hm_pte_t settled = HM_PTE_P | HM_PTE_RW | HM_PTE_A | HM_PTE_D;
-
 	if (!pt_writable(e))
 		return e;
 	hm_race_point("fork_wrprotect");
-	if ((e & settled) == settled) {
-		__pt_set_relaxed(ps, e & ~HM_PTE_RW);
-		return e & ~HM_PTE_RW;
+	if (pt_settled(e)) {
+		__pt_set_relaxed(ps, pt_wrprotect(e));
+		return pt_wrprotect(e);
 	}
-	return __pt_update(ps, HM_PTE_RW, 0) & ~HM_PTE_RW;
+	return pt_wrprotect(__pt_wrprotect_at(ps));
 }
 
 static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t ctable, unsigned level)
@@ -109,7 +114,7 @@ static void copy_leaf(struct fork_ctx *f, hm_pte_t *ps, hm_pte_t *cs, uint32_t c
 		hm_huge_zero_map(f->child, level);	/* read-only already, no counts */
 	else
 		hm_folio_add_map(f->child, pt_pfn(e, level), level);
-	pt_set(cs, e & ~HM_PTE_A);	/* young in the parent, old in the child */
+	pt_set(cs, pt_mkold(e));	/* young in the parent, old in the child */
 }
 
 /*
@@ -139,7 +144,7 @@ static void copy_ptes(struct fork_ctx *f, hm_pte_t *pt, hm_pte_t *ct, unsigned f
 			continue;
 		}
 		e = wrprotect(&pt[i], e);
-		__pt_set(&ct[i], e & ~HM_PTE_A);	/* young in the parent, old in the child */
+		__pt_set(&ct[i], pt_mkold(e));	/* young in the parent, old in the child */
 		pfns[n++] = pfn;
 	}
 	pt_win_close(ct, cw);

@@ -25,7 +25,12 @@
  */
 #include <time.h>
 
-#include "mm.h"
+#include "check.h"
+#include "collapse.h"
+#include "fault.h"
+#include "stat.h"
+#include "types.h"
+#include "vma.h"
 
 #define HM_KHUGEPAGED_PAGES	4096u
 #define HM_KHUGEPAGED_SLEEP_MS	10

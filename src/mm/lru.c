@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The LRU lists and reclaim's hold on a folio (see mm.h).
+ * The LRU lists and reclaim's hold on a folio (see lru.h).
  *
  * Two lists, as the kernel's anonymous LRU: a folio joins the inactive one
  * when it gets its first mapping, and moves between them as reclaim finds
@@ -20,7 +20,11 @@
  * we look.
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "lru.h"
+#include "reclaim.h"
+#include "stat.h"
+#include "types.h"
 
 static struct hm_lru_link *link_of(struct hm_system *sys, uint32_t pfn)
 {
@@ -100,7 +104,7 @@ static void batch_add(struct hm_system *sys, uint32_t head)
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	struct hm_cpu_stats *c = hm_this_cpu_stats(sys);
 
-	hm_assert(h->order == 0 && !(hm_load_relaxed(&h->flags) & (PG_LRU | PG_LRU_BATCH)));
+	hm_assert(folio_order(h) == 0 && !(hm_load_relaxed(&h->flags) & (PG_LRU | PG_LRU_BATCH)));
 	hm_spin_lock(&c->lru_batch_lock);
 	__atomic_or_fetch(&h->flags, PG_LRU_BATCH, __ATOMIC_RELAXED);
 	c->lru_batch[c->lru_batch_nr] = head;
@@ -118,8 +122,8 @@ void hm_lru_add_new(struct hm_system *sys, uint32_t head)
 
 void hm_lru_add_fresh(struct hm_system *sys, uint32_t head)
 {
-	/* Context: a folio no other thread can reach yet (see mm.h). */
-	hm_assert(hm_pfn_page(&sys->phys, head)->large_mapcount == 1);
+	/* Context: a folio no other thread can reach yet (see lru.h). */
+	hm_assert(folio_mapcount(hm_pfn_page(&sys->phys, head)) == 1);
 	batch_add(sys, head);
 }
 
@@ -134,15 +138,6 @@ void hm_lru_drain_all(struct hm_system *sys)
 		batch_flush_locked(sys, c);
 		hm_spin_unlock(&c->lru_batch_lock);
 	}
-}
-
-uint64_t hm_lru_batched(struct hm_system *sys)
-{
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < sys->phys.nr_cpus; i++)
-		n += hm_load_relaxed(&sys->cpu_stats[i].lru_batch_nr);
-	return n;
 }
 
 void hm_lru_del_locked(struct hm_system *sys, uint32_t head)
@@ -181,10 +176,10 @@ static bool isolatable_locked(struct hm_system *sys, struct hm_page *h, uint32_t
 	 * entry, which has no deposit, so reading it back when memory is full
 	 * would need a table (or 512 frames) that may not be had: it stays
 	 * until its mapping is split. Migration keeps it mapped whole. */
-	if (reclaim && sys->cfg.deposit == HM_DEPOSIT_LAZY && h->order && h->entire_mapcount)
+	if (reclaim && sys->cfg.deposit == HM_DEPOSIT_LAZY && folio_order(h) && folio_entire_mapcount(h))
 		return false;
 	return (f & PG_HEAD) && !(f & (PG_ISOLATED | PG_HUGE_ZERO | PG_FREEING)) &&
-	       h->large_mapcount > 0 && !hm_load(hm_pin_slot(&sys->phys, head));
+	       folio_mapped(h) && !hm_load(hm_pin_slot(&sys->phys, head));
 }
 
 /*
@@ -209,7 +204,7 @@ static bool isolate_popped(struct hm_system *sys, uint32_t head, bool reclaim, b
 	if (isolatable_locked(sys, h, head, reclaim)) {
 		__atomic_or_fetch(&h->flags, PG_ISOLATED, __ATOMIC_RELAXED);
 		got = true;
-	} else if (h->large_mapcount > 0 && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
+	} else if (folio_mapped(h) && !(hm_load_relaxed(&h->flags) & PG_ISOLATED)) {
 		hm_lru_add(sys, head, back);
 	}
 	hm_spin_unlock(lock);
@@ -335,13 +330,13 @@ void hm_folio_putback(struct hm_system *sys, uint32_t head, bool active)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	hm_spin_t *lock = hm_folio_lock(sys, head);
-	unsigned order = h->order;
+	unsigned order = folio_order(h);
 	bool orphan;
 
 	hm_spin_lock(lock);
 	hm_assert(hm_load_relaxed(&h->flags) & PG_ISOLATED);
 	__atomic_and_fetch(&h->flags, ~PG_ISOLATED, __ATOMIC_RELAXED);
-	orphan = h->large_mapcount == 0;
+	orphan = folio_mapcount(h) == 0;
 	if (orphan)
 		hm_folio_drop_swapcache_locked(sys, h);
 	else

@@ -32,7 +32,7 @@
  * 4 KiB ones the same way. The batch itself does not compact (it holds
  * isolated folios and its mappers' mmap_locks: compaction would be a
  * migration nested in it); hm_migrate compacts for its huge folios before
- * the batch and hands the blocks in through ctl->alloc (mm.c).
+ * the batch and hands the blocks in through ctl->alloc (migrate_range.c).
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -40,7 +40,15 @@
 #include <time.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "lru.h"
+#include "migrate.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
 
 #define BATCH 256u	/* folios per grace period */
 
@@ -74,7 +82,7 @@ static void restore(struct hm_mm *mm, const struct mig *m, uint32_t to)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	uint32_t nr = 1u << m->order;
-	uint64_t va = hm_pfn_page(ph, to)->folio.index << HM_PAGE_SHIFT;
+	uint64_t va = folio_va(hm_pfn_page(ph, to));
 	uint64_t end = va + ((uint64_t)nr << HM_PAGE_SHIFT);
 
 	while (va < end) {
@@ -186,8 +194,8 @@ static enum split_res split_folio(struct hm_system *sys, uint32_t head, const st
 {
 	struct hm_phys *ph = &sys->phys;
 	struct hm_page *h = hm_pfn_page(ph, head);
-	unsigned order = h->order, level = order / HM_PMD_ORDER;
-	uint64_t va = h->folio.index << HM_PAGE_SHIFT;
+	unsigned order = folio_order(h), level = order / HM_PMD_ORDER;
+	uint64_t va = folio_va(h);
 	enum split_res res = SPLIT_GONE;
 
 	*npieces = 0;
@@ -219,10 +227,10 @@ static enum split_res split_folio(struct hm_system *sys, uint32_t head, const st
 	hm_folio_lock_all(sys);
 	uint32_t flags = hm_load_relaxed(&h->flags);
 
-	if ((flags & PG_HEAD) && !(flags & PG_FREEING) && h->large_mapcount > 0) {
+	if ((flags & PG_HEAD) && !(flags & PG_FREEING) && folio_mapped(h)) {
 		/* Still mapped: the folio we split the leaves of, or its
 		 * pieces if reclaim or the deferred-split shrinker split it. */
-		if (h->order == order)
+		if (folio_order(h) == order)
 			done = hm_folio_split_locked(sys, head, &g, &sr);
 		res = done ? SPLIT_DONE : SPLIT_BUSY;
 	}
@@ -233,7 +241,7 @@ static enum split_res split_folio(struct hm_system *sys, uint32_t head, const st
 	uint32_t step = 1u << (order - HM_PMD_ORDER);
 	bool mapped[HM_PTRS];
 	for (uint32_t i = 0; done && i < HM_PTRS; i++)
-		mapped[i] = hm_pfn_page(ph, head + i * step)->large_mapcount > 0;
+		mapped[i] = folio_mapped(hm_pfn_page(ph, head + i * step));
 	hm_folio_unlock_all(sys);
 	for (uint32_t i = 0; done && i < HM_PTRS; i++) {
 		if (!mapped[i])
@@ -302,7 +310,7 @@ static void take(struct batch *b, struct work *w, uint32_t head)
 	struct hm_system *sys = b->sys;
 	int r;
 
-	unsigned order = hm_pfn_page(&sys->phys, head)->order;
+	unsigned order = folio_order(hm_pfn_page(&sys->phys, head));
 
 	if ((r = hm_lockset_add_mappers(sys, head, &b->ls))) {
 		hm_folio_putback(sys, head, false);
@@ -376,7 +384,7 @@ static void unmap_batch(struct batch *b)
 		hm_spin_t *lock = hm_folio_lock(sys, m->old);
 
 		hm_spin_lock(lock);
-		m->ok = m->leaves && (uint64_t)hm_pfn_page(&sys->phys, m->old)->large_mapcount == m->leaves;
+		m->ok = m->leaves && (uint64_t)folio_mapcount(hm_pfn_page(&sys->phys, m->old)) == m->leaves;
 		hm_spin_unlock(lock);
 		if (m->ok)
 			move_state(sys, m);

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Systems and address spaces: creation, teardown, statistics.
+ * The life cycle of systems and address spaces: creation and teardown. It
+ * calls down into the layers below and into unmap and table (an mm's
+ * teardown), starts and stops the threads, and nothing calls back into it
+ * but the public calls above it (fork).
  */
 #include <sched.h>
 #include <stdio.h>
@@ -9,7 +12,13 @@
 #include <sys/mman.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "check.h"
+#include "collapse.h"
+#include "hooks.h"
+#include "reclaim.h"
+#include "table.h"
+#include "unmap.h"
+#include "zero.h"
 
 void hm_config_default(struct hm_config *cfg)
 {
@@ -165,41 +174,6 @@ void hm_system_destroy(struct hm_system *sys)
 	free(sys);
 }
 
-/* @shared plus the same field in each of @nr per-CPU parts, the first of
- * which is @part0 and the next @stride bytes further. */
-static uint64_t cpu_sum(const uint64_t *shared, const uint64_t *part0, size_t stride, unsigned nr)
-{
-	uint64_t v = hm_load_relaxed(shared);
-
-	for (unsigned c = 0; c < nr; c++)
-		v += hm_load_relaxed((const uint64_t *)(const void *)((const char *)part0 + c * stride));
-	return v;
-}
-
-uint64_t hm_sys_events(struct hm_system *sys, unsigned id)
-{
-	return cpu_sum(&sys->events[id], &sys->cpu_stats[0].events[id], sizeof(struct hm_cpu_stats),
-		       sys->phys.nr_cpus);
-}
-
-uint64_t hm_sys_nr_leaf(struct hm_system *sys, unsigned level)
-{
-	return cpu_sum(&sys->nr_leaf[level], &sys->cpu_stats[0].nr_leaf[level], sizeof(struct hm_cpu_stats),
-		       sys->phys.nr_cpus);
-}
-
-uint64_t hm_sys_nr_anon_frames(struct hm_system *sys)
-{
-	return cpu_sum(&sys->nr_anon_frames, &sys->cpu_stats[0].nr_anon_frames, sizeof(struct hm_cpu_stats),
-		       sys->phys.nr_cpus);
-}
-
-uint64_t hm_mm_nr_leaf(struct hm_mm *mm, unsigned level)
-{
-	return cpu_sum(&mm->nr_leaf[level], &mm->cpu[0].nr_leaf[level], sizeof(struct hm_mm_cpu),
-		       mm->sys->phys.nr_cpus);
-}
-
 static uint64_t next_mm_id = 1;	/* atomic */
 
 void hm__mm_id_skip_to(uint64_t next)
@@ -339,278 +313,6 @@ void hm_drain(struct hm_system *sys)
 {
 	if (sys)
 		hm_rcu_barrier();
-}
-
-/* The folios mapped in [*va, end) that are not on @node, up to @max of
- * them, isolated; *va is where to go on. Context: mmap_lock held. */
-static unsigned collect(struct hm_mm *mm, uint64_t *va, uint64_t end, unsigned node, uint32_t *heads,
-			unsigned max, bool *left)
-{
-	struct hm_system *sys = mm->sys;
-	struct hm_phys *ph = &sys->phys;
-	uint32_t last = HM_PFN_NONE;
-	unsigned n = 0;
-
-	while (*va < end && n < max) {
-		unsigned level;
-
-		/* A copy-on-write may free what we find: look, and isolate,
-		 * inside a read section. */
-		hm_rcu_read_lock();
-		hm_pte_t e = pt_get(hm_pt_walk(ph, mm->root, sys->top, *va, &level));
-		uint64_t size = hm_level_size(level);
-
-		if (level <= 2 && pt_mapped(e) && !hm_is_huge_zero(sys, pt_pfn(e, level))) {
-			uint32_t head = hm_folio_head(ph, pt_pfn(e, level));
-
-			if (head != last && hm_pfn_node(ph, head) != node) {
-				if (hm_folio_isolate_migrate(sys, head))
-					heads[n++] = head;
-				else
-					*left = true;	/* pinned, or busy */
-			}
-			last = head;
-		}
-		hm_rcu_read_unlock();
-		*va = HM_ALIGN_DOWN(*va, size) + size;
-	}
-	return n;
-}
-
-#define MIGRATE_CHUNK 512u
-#define MIGRATE_RETRIES 1000u
-
-/* Targets for the huge folios of a chunk, made before its migration batch
- * (see fill_pool); ctl->alloc takes them first. */
-struct target_pool {
-	unsigned node, n;
-	struct {
-		uint32_t pfn;
-		unsigned order;
-	} b[MIGRATE_CHUNK];
-};
-
-static uint32_t pool_alloc(struct hm_system *sys, unsigned order, void *arg)
-{
-	struct target_pool *pool = arg;
-
-	for (unsigned i = pool->n; i--;) {
-		if (pool->b[i].order != order)
-			continue;
-		uint32_t pfn = pool->b[i].pfn;
-
-		pool->b[i] = pool->b[--pool->n];
-		return pfn;
-	}
-	return hm_migrate_alloc_node(sys, pool->node, order);
-}
-
-/* A block of the folio's order for each huge folio of heads[0..n), taken
- * now, by direct compaction if @node has none free: the migration batch
- * cannot compact (it holds isolated folios and its mappers' mmap_locks, and
- * compaction is a migration of its own), and without a block the folio
- * would be split. The folios to move are isolated, so compaction does not
- * pick a block that holds them. A block that cannot be had leaves the
- * folio to the batch, which splits it. Context: as hm_compact_alloc (this
- * mm named with hm_reclaim_enter: compaction may move its other pages). */
-static void fill_pool(struct hm_system *sys, const uint32_t *heads, unsigned n, struct target_pool *pool)
-{
-	pool->n = 0;
-	for (unsigned i = 0; i < n; i++) {
-		unsigned order = hm_pfn_page(&sys->phys, heads[i])->order;
-
-		if (order < HM_PMD_ORDER)
-			continue;
-		uint32_t pfn = hm_migrate_alloc_node(sys, pool->node, order);
-
-		if (pfn == HM_PFN_NONE && !hm_below_reserve(sys, order))
-			pfn = hm_compact_alloc(sys, pool->node, order);
-		if (pfn != HM_PFN_NONE) {
-			pool->b[pool->n].pfn = pfn;
-			pool->b[pool->n++].order = order;
-		}
-	}
-}
-
-static void drain_pool(struct hm_system *sys, struct target_pool *pool)
-{
-	while (pool->n--)
-		hm_free_frames(&sys->pc, pool->b[pool->n].pfn, pool->b[pool->n].order);
-	pool->n = 0;
-}
-
-/* One pass of hm_migrate over [addr, end). *left: folios that were not
- * moved and may be on a second look. Context: mmap_lock held for reading
- * (dropped and taken again when a mapper is busy: the range may have
- * changed meanwhile, and what is mapped in it then is what we move; a hole
- * made meanwhile is not an -EFAULT, which would come after pages moved). */
-static int migrate_pass(struct hm_mm *mm, uint64_t addr, uint64_t end, const struct hm_migrate_ctl *ctl,
-			uint32_t *heads, bool *left)
-{
-	unsigned retries = 0;
-	int r = 0;
-
-	*left = false;
-	for (uint64_t va = addr; !r && va < end;) {
-		uint64_t from = va;
-		unsigned moved, n = collect(mm, &va, end, ctl->node, heads, MIGRATE_CHUNK, left);
-		bool not_moved;
-
-		if (!n)
-			continue;
-		hm_reclaim_enter(mm, NULL);
-		fill_pool(mm->sys, heads, n, ctl->arg);
-		r = hm_migrate_isolated(mm->sys, heads, n, ctl, &moved, &not_moved);
-		drain_pool(mm->sys, ctl->arg);
-		hm_reclaim_exit();
-		/* (moved counts split pieces: no match for n) */
-		*left |= not_moved;
-		if (r != -EAGAIN)
-			continue;
-		/* A mapper was busy (changing its maps): let it, and do this
-		 * chunk again. */
-		if (++retries > MIGRATE_RETRIES)
-			break;
-		hm_up_read(&mm->mmap_lock);
-		hm_race_point("migrate_retry");
-		sched_yield();
-		hm_down_read(&mm->mmap_lock);
-		va = from;
-		r = 0;
-	}
-	return r;
-}
-
-int hm_migrate(struct hm_mm *mm, uint64_t addr, uint64_t len, unsigned node)
-{
-	if (!mm)
-		return -EINVAL;
-	struct hm_system *sys = mm->sys;
-	uint64_t end = addr + HM_ALIGN_UP(len, HM_PAGE_SIZE);
-
-	if (node >= sys->phys.nr_nodes || (addr & (HM_PAGE_SIZE - 1)) || !len || len > sys->task_size ||
-	    end < addr || end > sys->task_size)
-		return -EINVAL;
-	struct target_pool *pool = NULL;
-	uint32_t *heads = NULL;
-	bool left = false;
-	int r = 0;
-
-	/* Holes are looked for once, here, before anything moves or is
-	 * allocated: -EFAULT changes nothing, and wins over -ENOMEM. */
-	hm_down_read(&mm->mmap_lock);
-	if (!hm_vma_covers(mm, addr, end, 0))
-		r = -EFAULT;
-	else if (!(heads = hm_malloc(&sys->phys.fail, MIGRATE_CHUNK * sizeof(*heads))) ||
-		 !(pool = hm_malloc(&sys->phys.fail, sizeof(*pool))))
-		r = -ENOMEM;
-	if (pool) {
-		pool->node = node;
-		pool->n = 0;
-	}
-	const struct hm_migrate_ctl ctl = { .node = node, .alloc = pool_alloc, .arg = pool, .reason = HM_MR_SYSCALL };
-
-	if (!r)
-		r = migrate_pass(mm, addr, end, &ctl, heads, &left);
-	if (!r && left) {
-		/* Folios pinned by a copy-on-write or an unmap in flight were
-		 * left: their pins go after a grace period. Wait for them
-		 * (without the lock, as hm_fault does) and look once more. */
-		hm_up_read(&mm->mmap_lock);
-		hm_rcu_barrier();
-		hm_down_read(&mm->mmap_lock);
-		r = migrate_pass(mm, addr, end, &ctl, heads, &left);
-	}
-	hm_up_read(&mm->mmap_lock);
-	free(heads);
-	free(pool);
-	return hm_check_enabled(sys, r);
-}
-
-static const char *const stat_names[HM_NR_STATS] = {
-#define X(n) [HM_STAT_##n] = #n,
-	HM_EVENT_STATS(X)
-	HM_COMPUTED_STATS(X)
-#undef X
-};
-
-const char *hm_stat_name(unsigned i)
-{
-	return i < HM_NR_STATS ? stat_names[i] : NULL;
-}
-
-static uint64_t stat_computed(struct hm_system *sys, unsigned id)
-{
-	struct hm_ptcache *pc = &sys->pc;
-
-	switch (id) {
-	case HM_STAT_nr_free_pages:
-		/* Frames and tables on their way back (after a grace period)
-		 * count as free: an allocation waits for them before failing.
-		 * Free slots of table blocks in use do not: they hold only
-		 * tables. */
-		return hm_phys_nr_free(&sys->phys) + hm_ptcache_spare(pc) +
-		       hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
-	case HM_STAT_pgtable_bytes:	return hm_load_relaxed(&pc->nr_tables) << HM_PAGE_SHIFT;
-	case HM_STAT_pgtable_deposited:	return hm_load_relaxed(&pc->nr_deposited);
-	case HM_STAT_pgtable_free_slots:
-		return hm_load_relaxed(&pc->nr_free_slots) - HM_MIN(hm_load_relaxed(&pc->nr_free_slots),
-								     hm_ptcache_spare(pc));
-	case HM_STAT_nr_anon_pages:	return hm_sys_nr_anon_frames(sys);
-	case HM_STAT_nr_anon_pte:	return hm_sys_nr_leaf(sys, 0);
-	case HM_STAT_nr_anon_pmd:	return hm_sys_nr_leaf(sys, 1);
-	case HM_STAT_nr_anon_pud:	return hm_sys_nr_leaf(sys, 2);
-	case HM_STAT_nr_mms:		return hm_load_relaxed(&sys->nr_mms);
-	case HM_STAT_nr_free_pending:
-		return hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
-	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;
-	case HM_STAT_swap_free_pages:	return hm_load_relaxed(&sys->swap.nr_free);
-	case HM_STAT_swap_total_pages:	return sys->swap.nr_slots;
-	case HM_STAT_nr_inactive_anon:	return hm_load_relaxed(&sys->nr_lru[0]) + hm_lru_batched(sys);
-	case HM_STAT_nr_active_anon:	return hm_load_relaxed(&sys->nr_lru[1]);
-	case HM_STAT_nr_swap_entries:	return hm_load_relaxed(&sys->nr_swap_entries);
-	case HM_STAT_nr_huge_zero_pte:	return hm_load_relaxed(&sys->nr_zero_leaf[0]);
-	case HM_STAT_nr_huge_zero_pmd:	return hm_load_relaxed(&sys->nr_zero_leaf[1]);
-	case HM_STAT_nr_free_1g_possible:
-		return hm_phys_movable_blocks(&sys->phys, HM_PUD_ORDER);
-	case HM_STAT_prezero_pages:	return hm_load_relaxed(&sys->phys.prezero_frames);
-	case HM_STAT_prezero_ns:	return hm_load_relaxed(&sys->phys.prezero_ns);
-	case HM_STAT_prezero_used:	return hm_load_relaxed(&sys->phys.prezero_used);
-	case HM_STAT_nr_prezeroed:	return hm_prezero_count(&sys->phys, -1);
-	}
-	return 0;
-}
-
-/* "node<N>/nr_free_pages": free frames of node N (its buddy lists and
- * per-CPU caches). */
-static int node_stat(struct hm_system *sys, const char *name, uint64_t *value)
-{
-	char *rest;
-	unsigned long n;
-
-	/* The canonical decimal spelling only: "node01" is not "node1". */
-	if (strncmp(name, "node", 4) || name[4] < '0' || name[4] > '9' || (name[4] == '0' && name[5] != '/'))
-		return -ENOENT;
-	n = strtoul(name + 4, &rest, 10);
-	if (strcmp(rest, "/nr_free_pages") || n >= sys->phys.nr_nodes)
-		return -ENOENT;
-	*value = hm_node_nr_free(&sys->phys, (unsigned)n);
-	return 0;
-}
-
-int hm_stat(struct hm_system *sys, const char *name, uint64_t *value)
-{
-	if (!sys || !name || !value)
-		return -EINVAL;
-	if (!strncmp(name, "node", 4))
-		return node_stat(sys, name, value);
-	for (unsigned i = 0; i < HM_NR_STATS; i++) {
-		if (!stat_names[i] || strcmp(stat_names[i], name))
-			continue;
-		*value = i < HM_NR_EVENTS ? hm_sys_events(sys, i) : stat_computed(sys, i);
-		return 0;
-	}
-	return -ENOENT;
 }
 
 void hm__fail_arm(struct hm_system *sys, long nth, bool persistent)

@@ -6,7 +6,16 @@
  * lazy-mode split tables) before changing anything, so that every error,
  * -ENOMEM included, leaves the address space exactly as it was.
  */
-#include "mm.h"
+#include "check.h"
+#include "collapse.h"
+#include "fault.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "table.h"
+#include "types.h"
+#include "unmap.h"
+#include "vma.h"
 
 #define PROT_ALL  (PROT_READ | PROT_WRITE | PROT_EXEC)
 #define MAP_KNOWN (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_FIXED_NOREPLACE | \
@@ -95,16 +104,15 @@ int hm_munmap(struct hm_mm *mm, uint64_t addr, uint64_t len)
 
 static bool prot_leaf(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint64_t va, void *arg)
 {
-	const hm_pte_t perm = HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_NX | HM_PTE_PROTNONE;
 	hm_pte_t bits = *(hm_pte_t *)arg;
 
 	(void)va;
 	if (pt_swp_entry(pt_get(slot)))
 		return true;	/* the swap-in maps it as the VMA says then */
 	/* A page shared after fork stays read-only: the write fault copies it. */
-	if ((bits & HM_PTE_RW) && hm_leaf_reuse(mm, pt_pfn(pt_get(slot), level), level) != HM_REUSE)
-		bits &= ~HM_PTE_RW;
-	__pt_update(slot, perm, bits);	/* in the walk's write window */
+	if (pt_write_bit(bits) && hm_leaf_reuse(mm, pt_pfn(pt_get(slot), level), level) != HM_REUSE)
+		bits = pt_wrprotect(bits);
+	__pt_set_perm_at(slot, bits);	/* in the walk's write window */
 	return true;
 }
 

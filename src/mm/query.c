@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <string.h>
 
-#include "mm.h"
+#include "folio.h"
+#include "migrate.h"
+#include "table.h"
+#include "types.h"
 
 int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out)
 {

@@ -19,7 +19,13 @@
 #include <string.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
 static uint32_t take_table(struct hm_mm *mm, uint32_t holder, struct hm_split_tables *st)
 {
@@ -78,7 +84,7 @@ static void split_leaf_locked(struct hm_mm *mm, hm_pte_t *slot, uint32_t holder,
 	for (unsigned i = 0; i < HM_PTRS; i += 8)
 		__builtin_prefetch(&t[i], 1);
 	/* Keep permission, A and D; the frame and (below PMD) PS change. */
-	hm_pte_t bits = old & ~(HM_PTE_ADDR | (level == 1 ? HM_PTE_PS : 0));
+	hm_pte_t bits = pt_split_bits(old, level);
 	uint64_t step = level == 2 ? HM_PTRS : 1;
 
 	hm_assert(pt_mapped(old) && level >= 1);

@@ -18,14 +18,21 @@
  * folio leaves the cache when it is freed.
  */
 #include "../base/race.h"
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
 
 void hm_folio_drop_swapcache_locked(struct hm_system *sys, struct hm_page *h)
 {
 	if (!(hm_load_relaxed(&h->flags) & PG_SWAPCACHE))
 		return;
 	__atomic_and_fetch(&h->flags, ~PG_SWAPCACHE, __ATOMIC_RELAXED);
-	hm_swap_clear_flags(&sys->swap, h->swap, 1u << h->order, HM_SWP_CACHE);
+	hm_swap_clear_flags(&sys->swap, folio_swap(h), folio_nr_pages(h), HM_SWP_CACHE);
 }
 
 void hm_swap_entry_free(struct hm_system *sys, hm_pte_t e, unsigned level)
@@ -64,7 +71,7 @@ static bool map_cached_locked(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t
 	hm_rcu_read_lock();
 	uint32_t pfn = hm_swap_cache_lookup(&sys->swap, s);
 	if (pfn != HM_PFN_NONE && hm_folio_map_cached(mm, pfn, level, s)) {
-		pt_set(slot, pt_mk_leaf(pfn, level, (pt_prot_bits(v->prot) & ~HM_PTE_RW) | HM_PTE_A));
+		pt_set(slot, pt_mk_leaf(pfn, level, pt_mkyoung(pt_wrprotect(pt_prot_bits(v->prot)))));
 		hm_swap_entry_free(sys, e, level);
 		ok = true;
 	}
@@ -146,7 +153,7 @@ int hm_swap_in(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, unsigne
 
 		hm_leaf_prot_bits(v, write && alone, &prot);
 		if (!alone)
-			prot &= ~HM_PTE_RW;
+			prot = pt_wrprotect(prot);
 		/* Into the swap cache, before the folio is mapped, so that
 		 * reclaim never sees it without (see above). Not if pages of
 		 * another folio hold some of the slots already (swapped in 4 KiB

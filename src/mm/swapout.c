@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Swap-out of isolated folios, in two halves so that reclaim waits for one
- * grace period per batch rather than per folio (see mm.h):
+ * grace period per batch rather than per folio (see reclaim.h):
  *
  *   begin: slots (the ones a swap-cache folio keeps, else new ones: a whole
  *          cluster per 2 MiB where one is free, thp_swpout; else single
@@ -20,15 +20,21 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "vma.h"
 
 int hm_for_each_leaf_of(struct hm_mm *mm, uint32_t head, hm_leaf_visit fn, void *arg)
 {
 	hm_assert_rwsem_held(&mm->mmap_lock);
 	struct hm_phys *ph = mm_phys(mm);
 	struct hm_page *h = hm_pfn_page(ph, head);
-	uint32_t nr = 1u << h->order;
-	uint64_t va = h->folio.index << HM_PAGE_SHIFT, end = va + ((uint64_t)nr << HM_PAGE_SHIFT);
+	uint32_t nr = folio_nr_pages(h);
+	uint64_t va = folio_va(h), end = va + ((uint64_t)nr << HM_PAGE_SHIFT);
 
 	while (va < end) {
 		unsigned level;
@@ -91,7 +97,7 @@ static int unmap_one(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned leve
 	hm_pte_t old = pt_xchg(slot, pt_mk_swp_entry(so->slots[i]));
 	unsigned n = level ? HM_PTRS : 1;
 
-	so->dirty |= (old & HM_PTE_D) != 0;
+	so->dirty |= pt_dirty(old);
 	hm_swap_dup(&sys->swap, so->slots[i], n);
 	hm_add(&sys->nr_swap_entries, n);
 	uint32_t head;
@@ -127,8 +133,8 @@ static int unmap_from(struct hm_mm *mm, struct hm_swapout *so)
 	while ((r = hm_for_each_leaf_of(mm, so->head, unmap_one, so)) == -EAGAIN) {
 		/* for_each_leaf_of stopped at a huge leaf to split; find it */
 		struct hm_page *h = hm_pfn_page(&so->sys->phys, so->head);
-		uint64_t va = h->folio.index << HM_PAGE_SHIFT;
-		uint64_t end = va + (HM_PAGE_SIZE << h->order);
+		uint64_t va = folio_va(h);
+		uint64_t end = va + folio_size(h);
 
 		for (; va < end; va += HM_PMD_SIZE) {
 			unsigned level;
@@ -138,7 +144,7 @@ static int unmap_from(struct hm_mm *mm, struct hm_swapout *so)
 			if (level == 0 || !pt_mapped(e))
 				continue;
 			uint32_t pfn = pt_pfn(e, level), i = pfn - so->head;
-			if (pfn < so->head || i >= (1u << h->order))
+			if (pfn < so->head || i >= folio_nr_pages(h))
 				continue;
 			if (level == 2 || !chunk_in_cluster(so->slots, i)) {
 				if ((r = split_at(mm, va)))
@@ -157,9 +163,9 @@ static int remap_one_entry(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uin
 {
 	struct hm_phys *ph = mm_phys(mm);
 	struct hm_page *h = hm_pfn_page(ph, so->head);
-	uint32_t nr = 1u << h->order;
+	uint32_t nr = folio_nr_pages(h);
 	hm_pte_t e = pt_get(slot);
-	uint64_t base = h->folio.index << HM_PAGE_SHIFT;
+	uint64_t base = folio_va(h);
 
 	if (!pt_swp_entry(e) || va < base || va >= base + ((uint64_t)nr << HM_PAGE_SHIFT))
 		return 0;
@@ -167,7 +173,9 @@ static int remap_one_entry(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uin
 	if (pt_swp_offset(e) != so->slots[i])
 		return 0;
 	const struct hm_vma *v = hm_vma_lookup(mm, va);
-	hm_pte_t bits = (pt_prot_bits(v->prot) & ~HM_PTE_RW) | HM_PTE_A | (so->dirty ? HM_PTE_D : 0);
+	hm_pte_t bits = pt_mkyoung(pt_wrprotect(pt_prot_bits(v->prot)));
+	if (so->dirty)
+		bits = pt_mkdirty(bits);
 	unsigned n = level ? HM_PTRS : 1;
 
 	hm_folio_add_map(mm, so->head + i, level);
@@ -181,7 +189,7 @@ static void remap_into(struct hm_mm *mm, struct hm_swapout *so)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	struct hm_page *h = hm_pfn_page(ph, so->head);
-	uint64_t va = h->folio.index << HM_PAGE_SHIFT, end = va + (HM_PAGE_SIZE << h->order);
+	uint64_t va = folio_va(h), end = va + folio_size(h);
 
 	while (va < end) {
 		unsigned level;
@@ -252,7 +260,7 @@ static int write_out(struct hm_swapout *so, uint32_t nr)
 int hm_swapout_begin(struct hm_system *sys, struct hm_swapout *so, uint32_t head, const struct hm_lockset *ls)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
-	unsigned order = h->order;
+	unsigned order = folio_order(h);
 	uint32_t nr = 1u << order;
 	int r = 0;
 
@@ -263,8 +271,8 @@ int hm_swapout_begin(struct hm_system *sys, struct hm_swapout *so, uint32_t head
 		return -ENOMEM;
 	if (so->cached) {
 		for (uint32_t i = 0; i < nr; i++)
-			so->slots[i] = h->swap + i;
-		hm_swap_set_flags(&sys->swap, h->swap, nr, HM_SWP_WRITEBACK);
+			so->slots[i] = folio_swap(h) + i;
+		hm_swap_set_flags(&sys->swap, folio_swap(h), nr, HM_SWP_WRITEBACK);
 	} else if ((r = alloc_slots(so, order))) {
 		free(so->slots);
 		so->slots = NULL;
@@ -283,12 +291,12 @@ static void undo(struct hm_swapout *so, const struct hm_lockset *ls)
 {
 	struct hm_system *sys = so->sys;
 	struct hm_page *h = hm_pfn_page(&sys->phys, so->head);
-	uint32_t nr = 1u << h->order;
+	uint32_t nr = folio_nr_pages(h);
 
 	for (unsigned i = 0; i < ls->n; i++)
 		remap_into(ls->mm[i], so);
 	if (so->cached)
-		hm_swap_clear_flags(&sys->swap, h->swap, nr, HM_SWP_WRITEBACK);
+		hm_swap_clear_flags(&sys->swap, folio_swap(h), nr, HM_SWP_WRITEBACK);
 	else
 		release_slots(so, nr, HM_SWP_CACHE | HM_SWP_WRITEBACK);
 }
@@ -297,7 +305,7 @@ int hm_swapout_end(struct hm_swapout *so, const struct hm_lockset *ls)
 {
 	struct hm_system *sys = so->sys;
 	struct hm_page *h = hm_pfn_page(&sys->phys, so->head);
-	unsigned order = h->order;
+	unsigned order = folio_order(h);
 	uint32_t nr = 1u << order;
 	bool write = !so->cached || so->dirty;
 	int r = so->err;
@@ -314,7 +322,7 @@ int hm_swapout_end(struct hm_swapout *so, const struct hm_lockset *ls)
 	hm_spin_t *lock = hm_folio_lock(sys, so->head);
 
 	hm_spin_lock(lock);
-	hm_assert(h->large_mapcount == 0);
+	hm_assert(folio_mapcount(h) == 0);
 	__atomic_and_fetch(&h->flags, ~(PG_SWAPCACHE | PG_ISOLATED), __ATOMIC_RELAXED);
 	hm_spin_unlock(lock);
 	/* Per 2 MiB page written: whole into a cluster or not (a 1 GiB one

@@ -3,7 +3,10 @@
  * An mm's page tables: allocation with per-mm accounting, which lock
  * guards which table, and the range walker that zap and mprotect share.
  */
-#include "mm.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "table.h"
+#include "types.h"
 
 static uint32_t pt_alloc(struct hm_mm *mm, unsigned level, bool swapin)
 {

@@ -2,7 +2,15 @@
 /*
  * Removing mappings (zap) and the page tables they leave empty.
  */
-#include "mm.h"
+#include "folio.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "unmap.h"
+#include "vma.h"
+#include "zero.h"
 
 /* Entries a zap of one leaf of @level gathers: its deposit (a PTE table, or
  * a PMD table and its 512) and its folio. */
@@ -205,7 +213,7 @@ static bool table_empty(struct hm_phys *ph, uint32_t table)
 {
 	const hm_pte_t *t = hm_pt_entries(ph, table);
 
-	if (hm_ptdesc(ph, table)->nr_deposited)
+	if (hm_pt_nr_deposited(ph, table))
 		return false;
 	for (unsigned i = 0; i < HM_PTRS; i++)
 		if (!pt_none(pt_get(&t[i])))

@@ -7,7 +7,9 @@
  */
 #include <string.h>
 
-#include "mm.h"
+#include "anon.h"
+#include "hooks.h"
+#include "vma.h"
 
 size_t hm_vma_index(struct hm_mm *mm, uint64_t addr)
 {
@@ -172,4 +174,12 @@ int hm_vma_find_gap(struct hm_mm *mm, uint64_t hint, uint64_t len, uint64_t *out
 		}
 	}
 	return -ENOMEM;
+}
+
+void hm__vma_count(struct hm_mm *mm, size_t *nr, size_t *cap)
+{
+	hm_down_read(&mm->mmap_lock);
+	*nr = mm->nr_vmas;
+	*cap = mm->cap_vmas;
+	hm_up_read(&mm->mmap_lock);
 }

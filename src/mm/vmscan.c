@@ -22,7 +22,16 @@
 #include <stdlib.h>
 
 #include "../base/race.h"
-#include "mm.h"
+#include "check.h"
+#include "folio.h"
+#include "folio_split.h"
+#include "lru.h"
+#include "reclaim.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
 #define BATCH 32u	/* folios isolated at a time, as SWAP_CLUSTER_MAX */
 
@@ -104,8 +113,8 @@ int hm_lockset_add_mappers(struct hm_system *sys, uint32_t head, struct hm_locks
 	int r = 0;
 
 	hm_mutex_lock(&sys->av_lock);
-	if (h->folio.anon_vma < sys->nr_avs)
-		av = sys->avs[h->folio.anon_vma];
+	if (folio_anon_vma(h) < sys->nr_avs)
+		av = sys->avs[folio_anon_vma(h)];
 	if (!av || pthread_mutex_trylock(&av->lock)) {
 		hm_mutex_unlock(&sys->av_lock);
 		return -EBUSY;
@@ -137,8 +146,8 @@ static int clear_young(struct hm_mm *mm, hm_pte_t *slot, hm_pte_t e, unsigned le
 		       void *arg)
 {
 	(void)level, (void)va;
-	if (e & HM_PTE_A) {
-		pt_update(slot, HM_PTE_A, 0);
+	if (pt_young(e)) {
+		pt_mkold_at(slot);
 		*(bool *)arg = true;
 		/* The next access must walk the table again and set the bit,
 		 * or a page in use would look idle. */
@@ -203,7 +212,7 @@ static uint64_t swap_out_batch(struct hm_system *sys, const uint32_t *heads, uns
 		struct hm_page *h = hm_pfn_page(&sys->phys, head);
 		int r = -EBUSY;
 
-		hm_add(&sys->events[HM_STAT_pgscan], 1u << h->order);
+		hm_add(&sys->events[HM_STAT_pgscan], folio_nr_pages(h));
 		/* With swap full, only a swap-cache folio (its slots are kept)
 		 * can still go. */
 		if ((!*full || (hm_load_relaxed(&h->flags) & PG_SWAPCACHE)) &&
@@ -226,7 +235,7 @@ static uint64_t swap_out_batch(struct hm_system *sys, const uint32_t *heads, uns
 	if (started)
 		hm_rcu_synchronize();
 	for (unsigned i = 0; i < started; i++) {
-		unsigned order = hm_pfn_page(&sys->phys, so[i].head)->order;
+		unsigned order = folio_order(hm_pfn_page(&sys->phys, so[i].head));
 
 		if (hm_swapout_end(&so[i], &ls)) {
 			hm_folio_putback(sys, so[i].head, false);
@@ -370,7 +379,7 @@ int hm_reclaim(struct hm_system *sys, uint64_t bytes, uint64_t *freed)
 	if (want) {
 		got = hm_thp_shrink(sys, want);
 		if (got)
-			hm_drain(sys);
+			hm_rcu_barrier();
 	}
 	if (got < want)
 		got += shrink_lists(sys, want - got);
@@ -453,10 +462,10 @@ int hm_pageout_range(struct hm_mm *mm, uint64_t start, uint64_t end)
 		if (level <= 2 && pt_mapped(e)) {
 			uint32_t head = hm_folio_head(ph, pt_pfn(e, level));
 			struct hm_page *h = hm_pfn_page(ph, head);
-			uint64_t fstart = h->folio.index << HM_PAGE_SHIFT;
+			uint64_t fstart = folio_va(h);
 
 			/* Whole folios inside the range (the ends were split). */
-			if (head != last && fstart >= start && fstart + (HM_PAGE_SIZE << h->order) <= end &&
+			if (head != last && fstart >= start && fstart + folio_size(h) <= end &&
 			    hm_folio_isolate(sys, head, mm)) {
 				batch[n++] = last = head;
 			}

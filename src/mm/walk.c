@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "mm.h"
+#include "types.h"
 
 /* Bits 63 down to the top level's highest index bit all equal. */
 static bool canonical(uint64_t va, unsigned levels)

@@ -34,9 +34,15 @@
  * zero PMD leaf may go: the 1 GiB range gets zero PMD leaves instead, and
  * reading it costs its page tables (and their deposits) only.
  */
-#include "mm.h"
+#include "anon.h"
+#include "fault.h"
+#include "folio.h"
+#include "split.h"
+#include "stat.h"
+#include "table.h"
+#include "types.h"
+#include "zero.h"
 
-#define AD (HM_PTE_A | HM_PTE_D)
 
 uint32_t hm_huge_zero_get(struct hm_system *sys)
 {
@@ -132,7 +138,7 @@ int hm_huge_zero_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot)
 		hm_huge_zero_map(mm, 1);
 		/* Read-only whatever the VMA allows: a write must come to
 		 * hm_huge_zero_wp for a page of its own. */
-		pt_set(slot, pt_mk_leaf(zero, 1, prot & ~HM_PTE_RW));
+		pt_set(slot, pt_mk_leaf(zero, 1, pt_wrprotect(prot)));
 		won = true;
 	}
 	hm_spin_unlock(lock);
@@ -148,7 +154,7 @@ int hm_huge_zero_fault(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot)
  * have set A (or D) meanwhile. */
 static bool same(hm_pte_t now, hm_pte_t e)
 {
-	return (now & ~AD) == (e & ~AD);
+	return pt_same_but_ad(now, e);
 }
 
 /*
@@ -168,7 +174,7 @@ static int install(struct hm_mm *mm, const struct hm_vma *v, hm_pte_t *slot, uns
 	if (same(pt_get(slot), e)) {
 		hm_huge_zero_unmap(mm, level);
 		hm_folio_add_map(mm, folio, level);
-		pt_set(slot, pt_mk_leaf(folio, level, pt_prot_bits(v->prot) | AD));
+		pt_set(slot, pt_mk_leaf(folio, level, pt_mkyoung_dirty(pt_prot_bits(v->prot))));
 		won = true;
 	}
 	hm_spin_unlock(lock);
@@ -213,7 +219,7 @@ static bool split_to_pte(struct hm_mm *mm, hm_pte_t **slot, hm_pte_t *e, uint64_
 	if (!pt_present(pmd) || pt_leaf(pmd, 1))
 		return false;
 	*slot = hm_pt_entries(ph, pt_pfn(pmd, 1)) + hm_level_index(va, 0);
-	*e = (*e & ~(HM_PTE_ADDR | HM_PTE_PS)) | ((uint64_t)piece << HM_PAGE_SHIFT);
+	*e = pt_split_bits(*e, 1) | ((uint64_t)piece << HM_PAGE_SHIFT);
 	return true;
 }
 

@@ -86,16 +86,16 @@ static uint8_t *tlb_fill(struct hm_mm *mm, struct tlb_ctx *c, uint64_t va, uint6
 		 * that is no leaf, walk on. */
 		if (level > 0 && pt_present(e) && !pt_leaf(e, level))
 			continue;
-		if (!pt_present(e) || level > 2 || !(e & HM_PTE_US) || (write && !(e & HM_PTE_RW)))
+		if (!pt_present(e) || level > 2 || !pt_user(e) || (write && !pt_write_bit(e)))
 			return NULL;
-		hm_pte_t want = e | HM_PTE_A | (write ? HM_PTE_D : 0);
+		hm_pte_t want = write ? pt_mkyoung_dirty(e) : pt_mkyoung(e);
 		if (want != e && !pt_cmpxchg(slot, e, want))
 			continue;	/* changed under us: walk again */
 
 		uint64_t size = hm_level_size(level), off = va & (size - 1);
 		struct tlb_entry *te = tlb_slot(c, level, va);
 		te->tag = (va >> hm_level_shift(level)) + 1;
-		te->wtag = (want & (HM_PTE_RW | HM_PTE_D)) == (HM_PTE_RW | HM_PTE_D) ? te->tag : 0;
+		te->wtag = pt_write_dirty(want) ? te->tag : 0;
 		te->gen = gen;
 		te->host = hm_pfn_ptr(ph, pt_pfn(want, level));
 		tlb_set_last(c, level);

@@ -59,6 +59,8 @@ typedef uint64_t hm_pte_t;
 
 /* Bits that carry through a split or a protection change. */
 #define HM_PTE_KEEP	(HM_PTE_A | HM_PTE_D)
+/* The permission bits of a leaf (what pt_prot_bits makes). */
+#define HM_PTE_PERM	(HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_NX | HM_PTE_PROTNONE)
 
 static inline unsigned hm_level_shift(unsigned level) { return HM_PAGE_SHIFT + 9 * level; }
 static inline uint64_t hm_level_size(unsigned level) { return 1ull << hm_level_shift(level); }
@@ -133,9 +135,7 @@ static inline hm_pte_t pt_mk_leaf(uint32_t pfn, unsigned level, hm_pte_t prot_bi
 /* Replace the permission bits of a mapped leaf, keeping frame, A and D. */
 static inline hm_pte_t pt_modify_prot(hm_pte_t e, hm_pte_t prot_bits)
 {
-	const hm_pte_t perm = HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_NX | HM_PTE_PROTNONE;
-
-	return (e & ~perm) | prot_bits;
+	return (e & ~HM_PTE_PERM) | prot_bits;
 }
 
 static inline int pt_prot(hm_pte_t e)
@@ -151,6 +151,47 @@ static inline int pt_prot(hm_pte_t e)
 }
 
 static inline bool pt_writable(hm_pte_t e) { return (e & (HM_PTE_P | HM_PTE_RW)) == (HM_PTE_P | HM_PTE_RW); }
+
+/*
+ * The bits the layers above read and change, by what they mean: no x86 bit
+ * is named outside this file. On entries and on permission bits alike.
+ */
+static inline bool pt_write_bit(hm_pte_t e) { return e & HM_PTE_RW; }	/* present or not */
+static inline bool pt_user(hm_pte_t e) { return e & HM_PTE_US; }
+static inline bool pt_young(hm_pte_t e) { return e & HM_PTE_A; }
+static inline bool pt_dirty(hm_pte_t e) { return e & HM_PTE_D; }
+static inline hm_pte_t pt_wrprotect(hm_pte_t e) { return e & ~HM_PTE_RW; }
+static inline hm_pte_t pt_mkold(hm_pte_t e) { return e & ~HM_PTE_A; }
+static inline hm_pte_t pt_mkyoung(hm_pte_t e) { return e | HM_PTE_A; }
+static inline hm_pte_t pt_mkdirty(hm_pte_t e) { return e | HM_PTE_D; }
+/* Young and dirty: what a write through it would leave. */
+static inline hm_pte_t pt_mkyoung_dirty(hm_pte_t e) { return e | HM_PTE_A | HM_PTE_D; }
+/* Writable and dirty: a write through it needs no update of the entry. */
+static inline bool pt_write_dirty(hm_pte_t e)
+{
+	return (e & (HM_PTE_RW | HM_PTE_D)) == (HM_PTE_RW | HM_PTE_D);
+}
+/* Writable, young and dirty: no walker changes it any more. */
+static inline bool pt_settled(hm_pte_t e)
+{
+	const hm_pte_t settled = HM_PTE_P | HM_PTE_RW | HM_PTE_A | HM_PTE_D;
+
+	return (e & settled) == settled;
+}
+static inline hm_pte_t pt_perm(hm_pte_t e) { return e & HM_PTE_PERM; }
+/* Equal but for A and D, which walkers set at any time. */
+static inline bool pt_same_but_ad(hm_pte_t a, hm_pte_t b) { return (a & ~HM_PTE_KEEP) == (b & ~HM_PTE_KEEP); }
+/* A huge leaf of @level (1 or 2) without its frame: permission, A and D,
+ * and PS if its pieces are huge too (level 2): what each piece keeps. */
+static inline hm_pte_t pt_split_bits(hm_pte_t e, unsigned level)
+{
+	return e & ~(HM_PTE_ADDR | (level == 1 ? HM_PTE_PS : 0));
+}
+/* Bits that no table entry made by pt_mk_table has (hm_check). */
+static inline hm_pte_t pt_table_stray_bits(hm_pte_t e)
+{
+	return e & ~(HM_PTE_ADDR | HM_PTE_P | HM_PTE_RW | HM_PTE_US | HM_PTE_A);
+}
 
 static inline hm_pte_t pt_mk_swp(unsigned type, uint64_t offset)
 {
@@ -302,6 +343,17 @@ static inline hm_pte_t pt_update(hm_pte_t *p, hm_pte_t clear, hm_pte_t set)
 	pt_win_close(p, w);
 	return old;
 }
+
+/* Atomic changes of single bits, keeping what walkers set meanwhile; each
+ * returns the entry as it was. */
+static inline hm_pte_t pt_wrprotect_at(hm_pte_t *p) { return pt_update(p, HM_PTE_RW, 0); }
+static inline hm_pte_t __pt_wrprotect_at(hm_pte_t *p) { return __pt_update(p, HM_PTE_RW, 0); }
+static inline hm_pte_t pt_mkwrite_at(hm_pte_t *p) { return pt_update(p, 0, HM_PTE_RW); }
+/* Writable, young and dirty: a write fault's reuse in place. */
+static inline hm_pte_t pt_mkwrite_dirty_at(hm_pte_t *p) { return pt_update(p, 0, HM_PTE_RW | HM_PTE_A | HM_PTE_D); }
+static inline hm_pte_t pt_mkold_at(hm_pte_t *p) { return pt_update(p, HM_PTE_A, 0); }
+/* New permission bits for a leaf (mprotect), inside a window. */
+static inline hm_pte_t __pt_set_perm_at(hm_pte_t *p, hm_pte_t perm) { return __pt_update(p, HM_PTE_PERM, perm); }
 
 /* Zero the whole table @t, which no walker can reach. */
 static inline void pt_clear_table(hm_pte_t *t)

@@ -90,7 +90,7 @@ static void batch_release(struct hm_gather_batch *b)
 			hm_pt_free_locked(pc, pfn);
 			break;
 		case E_FOLIO: {
-			unsigned order = pg->order;
+			unsigned order = folio_order(pg);
 
 			/* Out of "pending" before into "free": nr_free_pages adds
 			 * the two and must never exceed physical memory. */
@@ -146,7 +146,7 @@ static void batch_mark_pending(struct hm_gather_batch *b)
 			/* Atomic: reclaim may look at a folio it popped off
 			 * the LRU as it goes. */
 			__atomic_or_fetch(&pg->flags, PG_FREEING, __ATOMIC_RELAXED);
-			hm_add(&pc->nr_pending_frames, 1u << pg->order);
+			hm_add(&pc->nr_pending_frames, folio_nr_pages(pg));
 		}
 	}
 	hm_sub(&pc->nr_tables, tables);

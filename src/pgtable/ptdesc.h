@@ -104,6 +104,24 @@ static inline hm_spin_t *hm_pt_lock(struct hm_phys *ph, uint32_t pfn)
 	return &hm_ptdesc(ph, pfn)->ptl;
 }
 
+/* Deposits on the table at @pfn (see pgtable.h): the first on its list and
+ * how many; the next after the deposited table @t. Context: the table's
+ * lock, or its holder's for a deposited one. */
+static inline uint32_t hm_pt_deposits(struct hm_phys *ph, uint32_t pfn)
+{
+	return hm_ptdesc(ph, pfn)->deposit_head;
+}
+
+static inline uint32_t hm_pt_nr_deposited(struct hm_phys *ph, uint32_t pfn)
+{
+	return hm_ptdesc(ph, pfn)->nr_deposited;
+}
+
+static inline uint32_t hm_pt_deposit_next(struct hm_phys *ph, uint32_t t)
+{
+	return hm_ptdesc(ph, t)->deposit_next;
+}
+
 /* Give a table that is not published (a withdrawn deposit, a preallocated
  * one) the level and owner it is about to be linked with. */
 static inline void hm_pt_set(struct hm_phys *ph, uint32_t pfn, unsigned level, uint64_t owner)

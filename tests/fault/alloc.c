@@ -8,7 +8,7 @@
  * success did what it should; and tearing down frees every frame.
  */
 #include "harness.h"
-#include "../../src/mm/mm.h"
+#include "hooks.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
@@ -93,9 +93,13 @@ static void setup_many_vmas(struct ctx *c)
 
 	/* Alternate protections so nothing merges, until the VMA array is
 	 * full and the next mmap must grow it. */
-	for (int i = 0; i < 10 || c->mm->nr_vmas < c->mm->cap_vmas; i++)
+	size_t nr = 0, cap = 0;
+
+	for (int i = 0; i < 10 || nr < cap; i++) {
 		if (i > 1000 || hm_mmap(c->mm, 0, 4096, i & 1 ? PROT_READ : RW, PA, &a))
 			exit(3);
+		hm__vma_count(c->mm, &nr, &cap);
+	}
 }
 static int op_mmap(struct ctx *c) { return hm_mmap(c->mm, 0, 64 * 4096, RW, PA, &c->a); }
 static void after_mmap(struct ctx *c)

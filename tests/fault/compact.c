@@ -9,7 +9,7 @@
  * down frees every frame.
  */
 #include "harness.h"
-#include "../../src/mm/mm.h"
+#include "hooks.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)

@@ -98,7 +98,7 @@ bool fz_model_page_zero(const struct fz_model *m, uint64_t pno);
 /* Is there room for a mapping of @len aligned to @align in [lo, hi)? */
 bool fz_model_gap(const struct fz_model *m, uint64_t len, uint64_t align, uint64_t lo, uint64_t hi);
 
-/* ---- one fuzz case (ops.c, verify.c, run.c) ---- */
+/* ---- one fuzz case (ops_*.c, verify.c, run.c) ---- */
 
 /* fz_case.opts */
 #define FZ_VERBOSE	0x1u	/* print every operation */

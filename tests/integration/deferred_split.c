@@ -10,9 +10,8 @@
  * full, or hm__thp_shrink (what hm_reclaim starts with). hm_check runs
  * after every step.
  */
-#define _GNU_SOURCE	/* pthread_timedjoin_np, in race.h */
 #include "harness.h"
-#include "race.h"
+#include "hooks.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "hooks.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
@@ -400,8 +401,6 @@ static void pageout_1g(void)
 	CHECK_EQ(stat_of(sys, "swap_free_pages"), stat_of(sys, "swap_total_pages"));
 	hm_system_destroy(sys);
 }
-
-int hm__split(struct hm_mm *mm, uint64_t addr, unsigned level);
 
 /* The kernel's cow.c cases with swap: copy-on-write after the pages went
  * out, the write in the parent or in the child, for 4 KiB pages and a

@@ -6,11 +6,11 @@
  * with 4 and 5 levels; and a walk that runs while another thread changes
  * the tables. hm_check after every step.
  */
-#define _GNU_SOURCE	/* race.h: pthread_timedjoin_np */
+#define _GNU_SOURCE	/* thread.h: pthread_timedjoin_np */
 #include <pthread.h>
 
 #include "harness.h"
-#include "race.h"
+#include "thread.h"
 
 /* The x86-64 entry format (Intel SDM vol. 3, "4-level paging"). */
 #define P	(1ull << 0)

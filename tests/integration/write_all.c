@@ -7,21 +7,19 @@
  * without huge pages, and copy-on-write after fork), and when another
  * thread write-protects part of the range meanwhile.
  */
-#define _GNU_SOURCE	/* race.h: pthread_timedjoin_np */
+#define _GNU_SOURCE	/* thread.h: pthread_timedjoin_np */
 #include <pthread.h>
 #include <sched.h>
 
 #include "harness.h"
-#include "race.h"
+#include "hooks.h"
+#include "thread.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 #define PAGES 8
 #define LEN (PAGES * 4096)
 
-/* Internal: fail the nth allocation from now (src/mm/mm.h). */
-void hm__fail_arm(struct hm_system *sys, long nth, bool persistent);
-long hm__fail_hits(struct hm_system *sys);
 
 static uint8_t before[LEN], src[LEN], got[LEN];
 

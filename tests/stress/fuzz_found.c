@@ -9,7 +9,7 @@
 #include <pthread.h>
 
 #include "harness.h"
-#include "../fuzz/internal.h"	/* hm__split */
+#include "hooks.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)

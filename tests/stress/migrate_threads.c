@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "harness.h"
-#include "race.h"
+#include "thread.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)

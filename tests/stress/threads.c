@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "hooks.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
@@ -109,8 +110,6 @@ static void *work(void *arg)
 	__atomic_add_fetch(&done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
-
-uint64_t hm__thp_shrink(struct hm_system *sys, uint64_t want);
 
 static unsigned long shrinks;
 static uint64_t shrunk;
