@@ -71,8 +71,10 @@ $(BUILD)/libhugemm.a: $(LIB_OBJ)
 $(BUILD)/libhugemm.so: $(LIB_OBJ)
 	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/hugemm: tools/hugemm.c tools/ptdump.c tools/ptdump.h $(BUILD)/libhugemm.a
-	$(CC) $(CFLAGS_BASE) -Iinclude tools/hugemm.c tools/ptdump.c $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+TOOL_SRC := $(wildcard tools/*.c)
+
+$(BUILD)/hugemm: $(TOOL_SRC) $(wildcard tools/*.h) $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $(TOOL_SRC) $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
