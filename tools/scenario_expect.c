@@ -128,7 +128,7 @@ static int expect_query(struct scn_ctx *c, struct scn_stmt *s)
 			return scn_err(c, s, "expect query: %s takes no value, got \"%s\"", fname, s->argv[i]);
 		if (boolean_field(&m, f) == neg)
 			return scn_err(c, s, "expect failed: %s %s is %s%s; found %s", s->argv[1], s->argv[2],
-				       neg ? "not " : "", fname, what);
+				       neg ? "" : "not ", fname, what);
 		return 0;
 	}
 	if ((f = field_index(numeric, fname)) < 0)
