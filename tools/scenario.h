@@ -166,7 +166,8 @@ int scn_cmd_echo(struct scn_ctx *c, struct scn_stmt *s);
 /* scenario_threads.c */
 int scn_cmd_repeat(struct scn_ctx *c, struct scn_stmt *s);
 int scn_cmd_threads(struct scn_ctx *c, struct scn_stmt *s);
-void scn_progress(struct scn *sc, const char *what, uint64_t done, uint64_t total);
+void scn_progress(struct scn *sc, const void *id, const char *what, uint64_t done, uint64_t total);
+void scn_progress_done(struct scn *sc, const void *id);
 
 /* scenario_timeline.c */
 int scn_cmd_timeline(struct scn_ctx *c, struct scn_stmt *s);

@@ -171,10 +171,10 @@ int scn_cmd_fill(struct scn_ctx *c, struct scn_stmt *s)
 		if (r)
 			return r;
 		if (!c->in_threads && !(off & ((64 << 20) - 1)))
-			scn_progress(c->scn, "fill", off, len);
+			scn_progress(c->scn, s, "fill", off, len);
 	}
 	if (!c->in_threads)
-		scn_progress(c->scn, "fill", len, len);
+		scn_progress(c->scn, s, "fill", len, len);
 	return 0;
 }
 
@@ -201,10 +201,10 @@ int scn_cmd_verify(struct scn_ctx *c, struct scn_stmt *s)
 					(unsigned long long)scn_pattern(seed, va + 4088), (unsigned long long)seed);
 		}
 		if (!c->in_threads && !(off & ((64 << 20) - 1)))
-			scn_progress(c->scn, "verify", off, len);
+			scn_progress(c->scn, s, "verify", off, len);
 	}
 	if (!c->in_threads)
-		scn_progress(c->scn, "verify", len, len);
+		scn_progress(c->scn, s, "verify", len, len);
 	if (bad)
 		return scn_err(c, s, "verify failed: %llu of %llu pages wrong", (unsigned long long)bad,
 			       (unsigned long long)(len / 4096));

@@ -62,6 +62,8 @@ int scn_err(struct scn_ctx *c, const struct scn_stmt *s, const char *fmt, ...)
 
 	pthread_mutex_lock(&sc->out_lock);
 	fflush(stdout);
+	if (sc->tty)
+		fputs("\r\033[K", stderr);	/* over a progress bar */
 	if (s)
 		fprintf(stderr, "%s:%d: ", sc->file, s->line);
 	else
@@ -126,6 +128,8 @@ int scn_step(struct scn_ctx *c, struct scn_stmt *s)
 	int r = s->cmd->run(c, s);
 
 	__atomic_add_fetch(&sc->steps, 1, __ATOMIC_RELAXED);
+	if (!c->in_threads)
+		scn_progress_done(sc, s);
 	if (sc->trace && !(s->cmd->flags & SCN_BLOCK))
 		trace(c, s, r, scn_now() - t0);
 	if (r < 0)

@@ -11,39 +11,55 @@
 
 #include "scenario.h"
 
-/* The main thread's one bar at a time; nothing unless stderr is a
- * terminal, and nothing for work done within a second. */
+/* The main thread's one bar at a time, for the outermost long work (a
+ * fill inside a repeat draws nothing of its own); nothing unless stderr is
+ * a terminal, and nothing for work done within a second. */
 static struct {
+	const void *owner;	/* the statement drawing it */
 	double start;
 	int shown;
 } bar;
 
-void scn_progress(struct scn *sc, const char *what, uint64_t done, uint64_t total)
+void scn_progress(struct scn *sc, const void *id, const char *what, uint64_t done, uint64_t total)
 {
 	if (!sc->tty || sc->trace || !total)
 		return;
-	if (done == 0) {
+	if (done == 0 && !bar.owner) {
+		bar.owner = id;
 		bar.start = scn_now();
 		bar.shown = 0;
 		return;
 	}
+	if (id != bar.owner)
+		return;
 	if (done < total && scn_now() - bar.start < 1.0)
 		return;
-	if (done >= total && !bar.shown)
-		return;
+	if (done >= total) {
+		bar.owner = NULL;
+		if (!bar.shown)
+			return;
+	}
 	int w = (int)(30 * done / total);
 
 	pthread_mutex_lock(&sc->out_lock);
 	fprintf(stderr, "\r  %-10s [%.*s%*s] %3d%%", what, w, "##############################", 30 - w, "",
 		(int)(100 * done / total));
-	if (done >= total) {
+	if (done >= total)
 		fputc('\n', stderr);
-		bar.shown = 0;
-		bar.start = scn_now() + 1e9;
-	} else {
-		bar.shown = 1;
-	}
+	bar.shown = done < total;
 	pthread_mutex_unlock(&sc->out_lock);
+}
+
+/* After statement @id ran: a bar it left unfinished (it failed) is closed. */
+void scn_progress_done(struct scn *sc, const void *id)
+{
+	if (bar.owner != id)
+		return;
+	bar.owner = NULL;
+	if (bar.shown)
+		fputc('\n', stderr);
+	bar.shown = 0;
+	(void)sc;
 }
 
 static int count(struct scn_ctx *c, struct scn_stmt *s, const char *tok, uint64_t *n)
@@ -61,12 +77,12 @@ int scn_cmd_repeat(struct scn_ctx *c, struct scn_stmt *s)
 	if (count(c, s, s->argv[0], &n))
 		return SCN_FAIL;
 	if (!c->in_threads)
-		scn_progress(c->scn, "repeat", 0, n);
+		scn_progress(c->scn, s, "repeat", 0, n);
 	for (uint64_t i = 0; i < n && !r; i++) {
 		c->iter = i;
 		r = scn_exec(c, s->body, s->nbody);
 		if (!c->in_threads)
-			scn_progress(c->scn, "repeat", i + 1, n);
+			scn_progress(c->scn, s, "repeat", i + 1, n);
 	}
 	c->iter = outer;
 	return r;
@@ -124,12 +140,12 @@ int scn_cmd_threads(struct scn_ctx *c, struct scn_stmt *s)
 		}
 		started++;
 	}
-	scn_progress(sc, "threads", 0, n * loops);
+	scn_progress(sc, s, "threads", 0, n * loops);
 	/* Poll for the bar only where one is drawn. */
 	while (sc->tty && !sc->trace && __atomic_load_n(&done, __ATOMIC_RELAXED) < started * loops &&
 	       !__atomic_load_n(&sc->stop, __ATOMIC_RELAXED)) {
 		usleep(50000);
-		scn_progress(sc, "threads", __atomic_load_n(&done, __ATOMIC_RELAXED), n * loops);
+		scn_progress(sc, s, "threads", __atomic_load_n(&done, __ATOMIC_RELAXED), n * loops);
 	}
 	for (int i = 0; i < started; i++) {
 		pthread_join(w[i].thread, NULL);
@@ -137,7 +153,7 @@ int scn_cmd_threads(struct scn_ctx *c, struct scn_stmt *s)
 			r = SCN_FAIL;
 	}
 	if (!r)
-		scn_progress(sc, "threads", n * loops, n * loops);
+		scn_progress(sc, s, "threads", n * loops, n * loops);
 	free(w);
 	return r;
 }
