@@ -71,6 +71,7 @@ struct scn_mm {
 };
 
 struct scn_timeline;
+struct lines;
 
 /* One run of a script. The tables below change only on the main thread,
  * outside threads blocks, so threads read them without a lock. */
@@ -78,6 +79,7 @@ struct scn {
 	const char *file;	/* as named on the command line, for messages */
 	struct scn_stmt *prog;
 	int nprog;
+	struct lines *lines;	/* the words, owned by scenario_parse.c */
 
 	struct hm_config cfg;
 	char swap_auto[256];	/* a swap file we made the name of: removed at exit */
@@ -109,6 +111,7 @@ struct scn_ctx {
 
 /* scenario_parse.c */
 int scn_parse(struct scn *sc, FILE *in);
+void scn_free(struct scn *sc);
 const struct scn_cmd *scn_lookup(const char *name);
 
 /* scenario_run.c */

@@ -168,6 +168,9 @@ static int parse_block(struct lines *ls, int depth, struct scn_stmt **out, int *
 		struct scn_stmt *s = &v[n++];
 
 		memset(s, 0, sizeof(*s));
+		/* stored as it grows, so that scn_free finds a half-read script */
+		*out = v;
+		*nout = n;
 		if (make_stmt(ls, l, 0, s))
 			return -EINVAL;
 		if (s->cmd->flags & SCN_BLOCK) {
@@ -190,13 +193,43 @@ static int parse_block(struct lines *ls, int depth, struct scn_stmt **out, int *
 /* Read the script from @in; 0, or -EINVAL after printing file:line: what. */
 int scn_parse(struct scn *sc, FILE *in)
 {
-	struct lines ls = { .file = sc->file };
+	struct lines *ls = xalloc(sizeof(*ls));
 
-	if (read_lines(in, &ls)) {
+	ls->file = sc->file;
+	sc->lines = ls;
+	if (read_lines(in, ls)) {
 		fprintf(stderr, "%s: cannot read: %s\n", sc->file, strerror(errno));
 		return -EIO;
 	}
-	return parse_block(&ls, 0, &sc->prog, &sc->nprog);
+	return parse_block(ls, 0, &sc->prog, &sc->nprog);
+}
+
+static void free_stmts(struct scn_stmt *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free_stmts(v[i].body, v[i].nbody);
+		if (v[i].inner)
+			free_stmts(v[i].inner, 1);
+	}
+	free(v);
+}
+
+/* Everything scn_parse made (the words belong to the lines). */
+void scn_free(struct scn *sc)
+{
+	struct lines *ls = sc->lines;
+
+	free_stmts(sc->prog, sc->nprog);
+	sc->prog = NULL;
+	for (int i = 0; ls && i < ls->n; i++) {
+		for (int k = 0; k < ls->v[i].argc; k++)
+			free(ls->v[i].argv[k]);
+		free(ls->v[i].argv);
+	}
+	if (ls)
+		free(ls->v);
+	free(ls);
+	sc->lines = NULL;
 }
 
 const struct scn_cmd *scn_lookup(const char *name)

@@ -151,8 +151,9 @@ int scn_exec(struct scn_ctx *c, struct scn_stmt *body, int n)
 	return 0;
 }
 
-static int usage(FILE *f)
+static int usage(FILE *f, struct scn *sc)
 {
+	free(sc);
 	fprintf(f, "usage: hugemm run [--trace] [--no-check] FILE|-\n"
 		   "  run a scenario (docs/scenarios.md); exit 0 when every step and expect passed,\n"
 		   "  1 when one failed (the message names file:line), 2 for a script that does not parse\n");
@@ -178,26 +179,30 @@ int scn_main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--no-check"))
 			sc->check = false;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-			return usage(stdout);
+			return usage(stdout, sc);
 		else if (!path && (argv[i][0] != '-' || !strcmp(argv[i], "-")))
 			path = argv[i];
 		else
-			return usage(stderr);
+			return usage(stderr, sc);
 	}
 	if (!path)
-		return usage(stderr);
+		return usage(stderr, sc);
 	sc->tty = isatty(2);
 	sc->file = strcmp(path, "-") ? path : "<stdin>";
 	in = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	if (!in) {
 		fprintf(stderr, "hugemm run: cannot open %s: %s\n", path, strerror(errno));
+		free(sc);
 		return 2;
 	}
 	r = scn_parse(sc, in);
 	if (in != stdin)
 		fclose(in);
-	if (r)
+	if (r) {
+		scn_free(sc);
+		free(sc);
 		return 2;
+	}
 	double t0 = scn_now();
 
 	r = scn_exec(&c, sc->prog, sc->nprog);
@@ -207,5 +212,10 @@ int scn_main(int argc, char **argv)
 	if (!r)
 		printf("%s: passed: %llu steps, %llu expects, %.2f s\n", sc->file, (unsigned long long)sc->steps,
 		       (unsigned long long)sc->expects, scn_now() - t0);
+	scn_free(sc);
+	for (int i = 0; i < sc->nvars; i++)
+		free(sc->vars[i].name);
+	pthread_mutex_destroy(&sc->out_lock);
+	free(sc);
 	return r ? 1 : 0;
 }
