@@ -3,7 +3,7 @@
 #   make demo            build and run the demo (hugemm demo)
 #   make check           build and run the test suite (DEBUG=2)
 #   make check SAN=address,undefined   or   SAN=thread
-#   make check-examples  only the scenarios: examples/scenarios/*.hms, tests/scenario
+#   make check-scenarios only the scenarios: examples/scenarios/*.hms, tests/scenario
 #   make check-protect   the suite with every system's page tables write-protected
 #                        (HM_PROTECT_TABLES), by protection keys and by page protection
 #   make bench           every benchmark, each figure next to its same-run baseline
@@ -13,11 +13,14 @@
 #   make bench-migrate   hm_migrate against memcpy (issue 9)
 #   make bench-swap      swap-out and swap-in against pwrite/pread
 #   make bench-collapse  MADV_COLLAPSE against memcpy, khugepaged CPU cost
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (DESTDIR=... to stage; man pages to MANDIR)
+#   make check-examples-c  build examples/c/*.c (and hugemm(3)'s example) as a user
+#                        would and run them; check-man, check-install: see below
 #
 # DEBUG=0..3 selects the run-time checking (see src/base/base.h).
 
 PREFIX ?= /usr/local
+MANDIR ?= $(PREFIX)/share/man
 DEBUG ?= 1
 SAN ?=
 CC ?= cc
@@ -51,8 +54,8 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-examples run-examples check-protect check-all bench bench-json bench-build bench-swap bench-migrate \
-	bench-collapse install clean deps
+.PHONY: all lib tests demo check check-scenarios run-scenarios check-protect check-all bench bench-json bench-build \
+	bench-swap bench-migrate bench-collapse install clean deps check-docs check-examples-c check-man check-install
 
 all: lib $(BUILD)/hugemm tests
 
@@ -108,11 +111,11 @@ $(SCN_TEST): tests/scenario/run.sh $(BUILD)/hugemm $(wildcard examples/scenarios
 	@chmod +x $@
 
 # Only the scenarios (make check runs them too).
-check-examples: deps
+check-scenarios: deps
 	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 \
-		run-examples
+		run-scenarios
 
-run-examples: $(SCN_TEST)
+run-scenarios: $(SCN_TEST)
 	@SAN="$(SAN)" ./tests/run.sh $(SCN_TEST)
 
 demo: deps
@@ -122,6 +125,7 @@ demo: deps
 # The suite runs with internal assertions on (DEBUG=2) unless told otherwise,
 # and with the race points compiled in.
 check: deps
+	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 check-docs
 	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 run-tests
 
 run-tests: $(TEST_BINS) $(SCN_TEST)
@@ -186,13 +190,87 @@ bench-swap: deps
 	@$(MAKE) --no-print-directory DEBUG=0 build/plain-d0/hmbench-swap
 	build/plain-d0/hmbench-swap $(BENCH_SWAP_ARGS)
 
+# Every call of the header, for `man hm_mmap` (each page a .so link to hugemm(3)).
+API_CALLS = $(shell scripts/api-calls)
+
 install: lib $(BUILD)/hugemm
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
 	install -m 644 include/hugemm.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libhugemm.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libhugemm.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/hugemm $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' hugemm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hugemm.pc
+	install -m 644 docs/man/hugemm.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 docs/man/hugemm.3 $(DESTDIR)$(MANDIR)/man3/
+	@for c in $(API_CALLS); do echo '.so man3/hugemm.3' > $(DESTDIR)$(MANDIR)/man3/$$c.3; done
+	@echo "installed man pages hugemm(1), hugemm(3) and $(words $(API_CALLS)) links (man3/hm_*.3) in $(DESTDIR)$(MANDIR)"
+
+# ---- Documentation checks (issue 12.5), run by make check -------------------
+# check-docs: the man pages render without warnings and cover the header;
+# examples/c/*.c and the program in hugemm(3)'s EXAMPLES are built as a user
+# would build them (only -Iinclude and the library, the user's flags, no
+# internal header) and run; `make install` into a staging DESTDIR installs
+# everything, and an example builds with pkg-config against the installed
+# library and runs.
+EXAMPLES_C := $(patsubst examples/c/%.c,%,$(wildcard examples/c/*.c))
+EXAMPLE_BINS := $(EXAMPLES_C:%=$(BUILD)/examples/c/%) $(BUILD)/examples/man/hugemm3
+EX_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -pthread $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer)
+# The sanitizers' settings of tests/run.sh (liburcu's known races suppressed).
+EX_ENV = ASAN_OPTIONS="$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
+	TSAN_OPTIONS="$${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp}"
+
+$(BUILD)/examples/c/%: examples/c/%.c include/hugemm.h $(BUILD)/libhugemm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(EX_CFLAGS) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
+
+$(BUILD)/examples/man/hugemm3.c: docs/man/hugemm.3 scripts/man-example
+	@mkdir -p $(dir $@)
+	scripts/man-example $< > $@
+
+$(BUILD)/examples/man/hugemm3: $(BUILD)/examples/man/hugemm3.c include/hugemm.h $(BUILD)/libhugemm.a
+	$(CC) $(EX_CFLAGS) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -o $@
+
+# One after the other, so that their lines do not interleave under -j.
+check-docs:
+	@$(MAKE) --no-print-directory check-man
+	@$(MAKE) --no-print-directory check-examples-c
+	@$(MAKE) --no-print-directory check-install
+
+check-man:
+	@scripts/check-man
+
+# Each example prints a few lines and exits 1 on any mismatch; here only a
+# line each, with the whole output of one that fails.
+check-examples-c: $(EXAMPLE_BINS)
+	@for e in $(EXAMPLE_BINS); do \
+		n=$${e#$(BUILD)/}; \
+		if $(EX_ENV) $$e > $$e.out 2>&1; then echo "$$n: ok"; \
+		else echo "$$n: FAILED (exit $$?); its output:"; cat $$e.out; exit 1; fi; \
+	done
+
+check-install: lib $(BUILD)/hugemm
+	@set -e; stage=$$(mktemp -d /tmp/hugemm-install.XXXXXX); trap 'rm -rf "$$stage"' EXIT; \
+	$(MAKE) --no-print-directory install DESTDIR=$$stage PREFIX=/usr/local >/dev/null; \
+	root=$$stage/usr/local; \
+	for f in include/hugemm.h lib/libhugemm.a lib/libhugemm.so lib/pkgconfig/hugemm.pc bin/hugemm \
+		share/man/man1/hugemm.1 share/man/man3/hugemm.3 share/man/man3/hm_mmap.3; do \
+		[ -f $$root/$$f ] || { echo "check-install: $$f not installed"; exit 1; }; \
+	done; \
+	if command -v man >/dev/null; then \
+		man -M $$root/share/man -w hm_walk | grep -q '/man3/hugemm.3' || \
+			{ echo "check-install: man hm_walk does not find hugemm(3)"; exit 1; }; \
+	fi; \
+	export PKG_CONFIG_PATH=$$root/lib/pkgconfig; \
+	$(CC) $(EX_CFLAGS) examples/c/fork_cow.c \
+		$$(pkg-config --define-variable=prefix=$$root --cflags --libs hugemm) $(LDSAN) \
+		-Wl,-rpath,$$root/lib -o $$stage/fork_cow; \
+	ldd $$stage/fork_cow | grep -q "$$root/lib/libhugemm.so" || \
+		{ echo "check-install: not linked with the installed libhugemm.so"; exit 1; }; \
+	$(EX_ENV) $$stage/fork_cow > $$stage/out 2>&1 || { cat $$stage/out; exit 1; }; \
+	echo "check-install: make install (DESTDIR, PREFIX=/usr/local) installed everything, man pages too;" \
+		"examples/c/fork_cow built with pkg-config against the installed libhugemm.so: ok"
 
 clean:
 	rm -rf build
