@@ -151,10 +151,13 @@ static int expect_query(struct scn_ctx *c, struct scn_stmt *s)
 	}
 	uint64_t got = numeric_field(&m, f);
 
+	/* addresses and sizes in hex, counts and nodes in decimal */
+	const char *fmt = f == 0 || f == 1 || f == 5 ? "expect failed: %s %s %s is %#llx, expected %s%s %#llx; found %s"
+						      : "expect failed: %s %s %s is %llu, expected %s%s %llu; found %s";
+
 	if (holds(got, op, want) == neg)
-		return scn_err(c, s, "expect failed: %s %s %s is %#llx, expected %s%s %#llx; found %s", s->argv[1],
-			       s->argv[2], fname, (unsigned long long)got, neg ? "not " : "", ops[op],
-			       (unsigned long long)want, what);
+		return scn_err(c, s, fmt, s->argv[1], s->argv[2], fname, (unsigned long long)got, neg ? "not " : "",
+			       ops[op], (unsigned long long)want, what);
 	return 0;
 }
 
