@@ -3,6 +3,7 @@
 #   make demo            build and run the demo (hugemm demo)
 #   make check           build and run the test suite (DEBUG=2)
 #   make check SAN=address,undefined   or   SAN=thread
+#   make check-scenarios only the scenarios: examples/scenarios/*.hms, tests/scenario
 #   make check-protect   the suite with every system's page tables write-protected
 #                        (HM_PROTECT_TABLES), by protection keys and by page protection
 #   make bench           every benchmark, each figure next to its same-run baseline
@@ -53,8 +54,8 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-protect check-all bench bench-json bench-build bench-swap bench-migrate \
-	bench-collapse install clean deps check-docs check-examples-c check-man check-install
+.PHONY: all lib tests demo check check-scenarios run-scenarios check-protect check-all bench bench-json bench-build \
+	bench-swap bench-migrate bench-collapse install clean deps check-docs check-examples-c check-man check-install
 
 all: lib $(BUILD)/hugemm tests
 
@@ -74,8 +75,10 @@ $(BUILD)/libhugemm.a: $(LIB_OBJ)
 $(BUILD)/libhugemm.so: $(LIB_OBJ)
 	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/hugemm: tools/hugemm.c tools/ptdump.c tools/ptdump.h $(BUILD)/libhugemm.a
-	$(CC) $(CFLAGS_BASE) -Iinclude tools/hugemm.c tools/ptdump.c $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+TOOL_SRC := $(wildcard tools/*.c)
+
+$(BUILD)/hugemm: $(TOOL_SRC) $(wildcard tools/*.h) $(BUILD)/libhugemm.a
+	$(CC) $(CFLAGS_BASE) -Iinclude $(TOOL_SRC) $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h tests/hooks.h tests/thread.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
@@ -95,6 +98,26 @@ $(BUILD)/hmbench-collapse: bench/collapse.c bench/util.h $(BUILD)/libhugemm.a
 
 tests: $(TEST_BINS)
 
+# The scenario tests (tests/scenario/run.sh): every examples/scenarios/*.hms
+# passes, every tests/scenario/*.hms fails with its message. A small script
+# in the build directory runs them, so that tests/run.sh counts them with
+# the rest; their swap files go to the build directory.
+SCN_TEST := $(BUILD)/tests/scenarios
+
+$(SCN_TEST): tests/scenario/run.sh $(BUILD)/hugemm $(wildcard examples/scenarios/*.hms tests/scenario/*.hms)
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\nexec "%s/tests/scenario/run.sh" "%s/$(BUILD)/hugemm" "%s" "%s/$(BUILD)/tests/scenario-tmp"\n' \
+		"$(CURDIR)" "$(CURDIR)" "$(CURDIR)" "$(CURDIR)" >$@
+	@chmod +x $@
+
+# Only the scenarios (make check runs them too).
+check-scenarios: deps
+	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 \
+		run-scenarios
+
+run-scenarios: $(SCN_TEST)
+	@SAN="$(SAN)" ./tests/run.sh $(SCN_TEST)
+
 demo: deps
 	@$(MAKE) --no-print-directory DEBUG=$(DEBUG) $(BUILD)/hugemm
 	$(BUILD)/hugemm demo
@@ -105,8 +128,8 @@ check: deps
 	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 check-docs
 	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 run-tests
 
-run-tests: $(TEST_BINS)
-	@SAN="$(SAN)" ./tests/run.sh $(TEST_BINS)
+run-tests: $(TEST_BINS) $(SCN_TEST)
+	@SAN="$(SAN)" ./tests/run.sh $(TEST_BINS) $(SCN_TEST)
 
 # The suite again with HM_PROTECT_TABLES forced on for every system
 # (HM_FORCE_FLAGS, read by test builds only): a store into a table from

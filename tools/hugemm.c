@@ -10,6 +10,8 @@
  *                 [--swap FILE | --no-swap]
  *       Build a small address space with every kind of entry and print its
  *       page tables through hm_walk, as the kernel's ptdump (tools/ptdump.c).
+ *   hugemm run [--trace] [--no-check] FILE|-
+ *       Run a scenario script (tools/scenario*.c, docs/scenarios.md).
  *   hugemm stats
  *       List every counter name.
  */
@@ -24,6 +26,7 @@
 #include <hugemm.h>
 
 #include "ptdump.h"
+#include "scenario.h"
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -420,6 +423,8 @@ int main(int argc, char **argv)
 		return demo(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "ptdump"))
 		return ptdump_main(argc - 2, argv + 2);
+	if (argc >= 2 && !strcmp(argv[1], "run"))
+		return scn_main(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "stats")) {
 		const char *n;
 
@@ -432,6 +437,7 @@ int main(int argc, char **argv)
 	fprintf(help ? stdout : stderr,
 		"usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n"
 		"       " PTDUMP_USAGE
+		"       hugemm run [--trace] [--no-check] FILE|-\n"
 		"       hugemm stats\n");
 	if (help)
 		printf("\n"
@@ -439,6 +445,7 @@ int main(int argc, char **argv)
 		       "  ptdump  build a small address space with every kind of entry and print its page\n"
 		       "          tables as the kernel's ptdump does (hm_walk); --range START END limits the\n"
 		       "          dump, --walk VA shows every level of one walk, --fork dumps parent and child\n"
+		       "  run     run a scenario script (docs/scenarios.md); exit 1 when an expect fails\n"
 		       "  stats   list every counter name (hm_stat)\n");
 	return help ? 0 : 2;
 }

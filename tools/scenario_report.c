@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * report KIND [MM] [ARGS]: the script's side (which mm, values evaluated)
+ * and scn_report, the kinds themselves: vmstat here; smaps, pagemap and
+ * svg come from tools/report.c, wired in beside it.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scenario.h"
+
+/* Every counter hm_stat_name lists, then the per-node ones it does not. */
+static int vmstat(FILE *out, struct hm_system *sys, int argc, char **argv)
+{
+	bool json = argc == 1 && !strcmp(argv[0], "--json");
+	const char *name;
+	char node[32];
+	uint64_t v;
+
+	if (argc && !json) {
+		fprintf(stderr, "report vmstat: expected nothing or --json, got \"%s\"\n", argv[0]);
+		return -EINVAL;
+	}
+	if (json)
+		fputc('{', out);
+	for (unsigned i = 0; (name = hm_stat_name(i)); i++) {
+		v = 0;
+		hm_stat(sys, name, &v);
+		if (json)
+			fprintf(out, "%s\"%s\": %llu", i ? ", " : "", name, (unsigned long long)v);
+		else
+			fprintf(out, "%s %llu\n", name, (unsigned long long)v);
+	}
+	for (unsigned n = 0; n < 64; n++) {
+		snprintf(node, sizeof(node), "node%u/nr_free_pages", n);
+		if (hm_stat(sys, node, &v))
+			break;
+		if (json)
+			fprintf(out, ", \"%s\": %llu", node, (unsigned long long)v);
+		else
+			fprintf(out, "%s %llu\n", node, (unsigned long long)v);
+	}
+	if (json)
+		fputs("}\n", out);
+	return 0;
+}
+
+int scn_report(FILE *out, struct hm_system *sys, struct hm_mm *mm, const char *kind, int argc, char **argv)
+{
+	(void)mm;
+	if (!strcmp(kind, "vmstat"))
+		return vmstat(out, sys, argc, argv);
+	fprintf(stderr, "report: unknown kind \"%s\" (this build knows vmstat and timeline)\n", kind);
+	return -EINVAL;
+}
+
+/* Is @tok a value (a number, or an expression starting with a name we
+ * know), to be evaluated before the report sees it? */
+static bool is_value(struct scn *sc, const char *tok)
+{
+	char name[128];
+	size_t n = 0;
+
+	if (isdigit((unsigned char)*tok))
+		return true;
+	while (tok[n] && !strchr("+-*/%.", tok[n]) && n < sizeof(name) - 1) {
+		name[n] = tok[n];
+		n++;
+	}
+	name[n] = 0;
+	return scn_var(sc, name) || !strcmp(name, "tid") || !strcmp(name, "iter");
+}
+
+int scn_cmd_report(struct scn_ctx *c, struct scn_stmt *s)
+{
+	struct scn *sc = c->scn;
+	struct hm_mm *mm = NULL;
+	const char *kind = s->argv[0];
+	int i = 1, argc = 0, r;
+	char **argv, bufs[32][24];
+
+	if (!strcmp(kind, "timeline")) {
+		struct scn_stmt t = *s;
+
+		t.argc--;
+		t.argv++;
+		if (t.argc < 1 || t.argc > 2)
+			return scn_err(c, s, "report timeline: expected FILE [INTERVAL_MS]");
+		return scn_cmd_timeline(c, &t);
+	}
+	if (scn_system(c, s))
+		return SCN_FAIL;
+	for (int k = 0; k < sc->nmms && s->argc > 1; k++)
+		if (!strcmp(sc->mms[k].name, s->argv[1])) {
+			mm = sc->mms[k].mm;
+			i = 2;
+		}
+	argv = calloc(s->argc + 1, sizeof(char *));
+	if (!argv)
+		return scn_err(c, s, "report: out of host memory");
+	for (; i < s->argc; i++) {
+		uint64_t v;
+
+		argv[argc] = s->argv[i];
+		if (is_value(sc, s->argv[i])) {
+			if (scn_eval(c, s, s->argv[i], &v)) {
+				free(argv);
+				return SCN_FAIL;
+			}
+			snprintf(bufs[argc], sizeof(bufs[argc]), "%#llx", (unsigned long long)v);
+			argv[argc] = bufs[argc];
+		}
+		argc++;
+	}
+	fflush(stdout);
+	r = scn_report(stdout, sc->sys, mm, kind, argc, argv);
+	fflush(stdout);
+	free(argv);
+	if (r)
+		return scn_err(c, s, "report %s failed (%s): what was wrong is printed above", kind, scn_errname(r));
+	return 0;
+}
