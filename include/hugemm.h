@@ -435,6 +435,26 @@ struct hm_mapping {
  */
 HM_API int hm_query(struct hm_mm *mm, uint64_t va, struct hm_mapping *out);
 
+/*
+ * The bits of the raw x86-64 entries that hm_walk returns (Intel SDM vol. 3,
+ * "4-level paging and 5-level paging"), for reading them without copying
+ * the format out of the manual. HM_ENTRY_HUGE in a level 1 or 2 entry makes
+ * it a leaf (2 MiB or 1 GiB page); at level 0 every present entry is one.
+ * HM_ENTRY_FRAME gives the physical address of the page or the next table
+ * (of a huge leaf, with its alignment's low bits clear).
+ */
+#define HM_ENTRY_PRESENT	(1ull << 0)
+#define HM_ENTRY_WRITE		(1ull << 1)
+#define HM_ENTRY_USER		(1ull << 2)
+#define HM_ENTRY_PWT		(1ull << 3)
+#define HM_ENTRY_PCD		(1ull << 4)
+#define HM_ENTRY_ACCESSED	(1ull << 5)
+#define HM_ENTRY_DIRTY		(1ull << 6)
+#define HM_ENTRY_HUGE		(1ull << 7)
+#define HM_ENTRY_GLOBAL		(1ull << 8)
+#define HM_ENTRY_NX		(1ull << 63)
+#define HM_ENTRY_FRAME		0x000ffffffffff000ull
+
 /* The page-table walk for an address, as a ptdump would show it. */
 struct hm_walk {
 	unsigned levels;	/* 4 or 5 */

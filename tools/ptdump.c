@@ -23,19 +23,8 @@
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-/* The x86-64 entry bits hm_walk hands out raw (Intel SDM vol. 3, 4.5). */
-#define E_P	(1ull << 0)
-#define E_RW	(1ull << 1)
-#define E_US	(1ull << 2)
-#define E_PWT	(1ull << 3)
-#define E_PCD	(1ull << 4)
-#define E_A	(1ull << 5)
-#define E_D	(1ull << 6)
-#define E_PS	(1ull << 7)
-#define E_G	(1ull << 8)
-#define E_NX	(1ull << 63)
-#define E_FRAME	0x000ffffffffff000ull
-#define E_ATTR	(E_P | E_RW | E_US | E_PWT | E_PCD | E_A | E_D | E_PS | E_G | E_NX)
+/* The attribute bits of an entry, as hm_walk hands it out raw. */
+#define E_ATTR	(HM_ENTRY_PRESENT | HM_ENTRY_WRITE | HM_ENTRY_USER | HM_ENTRY_PWT | HM_ENTRY_PCD | HM_ENTRY_ACCESSED | HM_ENTRY_DIRTY | HM_ENTRY_HUGE | HM_ENTRY_GLOBAL | HM_ENTRY_NX)
 
 enum kind { K_NONE, K_PRESENT, K_SWAP, K_PROTNONE, K_OTHER };
 
@@ -79,7 +68,7 @@ static enum kind classify(struct hm_mm *mm, uint64_t va, uint64_t e)
 
 	if (!e)
 		return K_NONE;
-	if (e & E_P)
+	if (e & HM_ENTRY_PRESENT)
 		return K_PRESENT;
 	if (hm_query(mm, va, &m) == 0) {
 		if (m.swapped)
@@ -100,10 +89,10 @@ static void print_flags(enum kind kind, uint64_t e)
 		printf("not present (migration or split under way)");
 	else {
 		char buf[64];
-		int n = snprintf(buf, sizeof(buf), "%-3s %-2s %-2s %-3s %-8s %s%s%s%s", e & E_US ? "USR" : "",
-				 e & E_RW ? "RW" : "ro", e & E_NX ? "NX" : "x", e & E_PS ? "PSE" : "",
-				 e & E_A ? "ACCESSED" : "", e & E_D ? "DIRTY" : "", e & E_G ? " GLB" : "",
-				 e & E_PWT ? " PWT" : "", e & E_PCD ? " PCD" : "");
+		int n = snprintf(buf, sizeof(buf), "%-3s %-2s %-2s %-3s %-8s %s%s%s%s", e & HM_ENTRY_USER ? "USR" : "",
+				 e & HM_ENTRY_WRITE ? "RW" : "ro", e & HM_ENTRY_NX ? "NX" : "x", e & HM_ENTRY_HUGE ? "PSE" : "",
+				 e & HM_ENTRY_ACCESSED ? "ACCESSED" : "", e & HM_ENTRY_DIRTY ? "DIRTY" : "", e & HM_ENTRY_GLOBAL ? " GLB" : "",
+				 e & HM_ENTRY_PWT ? " PWT" : "", e & HM_ENTRY_PCD ? " PCD" : "");
 
 		while (n > 0 && buf[n - 1] == ' ')	/* columns, but no trailing blanks */
 			buf[--n] = 0;
@@ -193,18 +182,18 @@ static int show_walk(struct hm_mm *mm, uint64_t va)
 		       (unsigned long long)e);
 		if (!e) {
 			printf("none\n");
-		} else if (!(e & E_P)) {
+		} else if (!(e & HM_ENTRY_PRESENT)) {
 			print_flags(classify(mm, va, e), e);
 			printf("\n");
 		} else if (i == w.leaf_level) {
-			uint64_t pa = e & E_FRAME & ~(level_size(i) - 1);
+			uint64_t pa = e & HM_ENTRY_FRAME & ~(level_size(i) - 1);
 
 			printf("%s page at pa 0x%llx  ", size_str(sz, sizeof(sz), level_size(i)),
 			       (unsigned long long)pa);
 			print_flags(K_PRESENT, e);
 			printf("\n");
 		} else {
-			printf("table at pa 0x%llx\n", (unsigned long long)(e & E_FRAME));
+			printf("table at pa 0x%llx\n", (unsigned long long)(e & HM_ENTRY_FRAME));
 		}
 	}
 	return 0;

@@ -24,16 +24,6 @@
 #define RW (PROT_READ | PROT_WRITE)
 #define PA (MAP_PRIVATE | MAP_ANONYMOUS)
 
-/* x86-64 entry bits (Intel SDM vol. 3, "4-level paging"). */
-#define E_P	(1ull << 0)
-#define E_RW	(1ull << 1)
-#define E_US	(1ull << 2)
-#define E_A	(1ull << 5)
-#define E_D	(1ull << 6)
-#define E_PS	(1ull << 7)
-#define E_NX	(1ull << 63)
-#define E_FRAME	0x000ffffffffff000ull
-
 static int failures;
 static uintptr_t phys_base;	/* host address of physical address 0 */
 
@@ -65,8 +55,8 @@ static unsigned slot(uint64_t va, unsigned level) { return (va >> (12 + 9 * leve
 
 static void print_flags(uint64_t e)
 {
-	printf("%s%s%s%s%s%s%s", e & E_P ? " P" : " -", e & E_RW ? " RW" : " ro", e & E_US ? " US" : "",
-	       e & E_A ? " A" : "", e & E_D ? " D" : "", e & E_PS ? " PS" : "", e & E_NX ? " NX" : "");
+	printf("%s%s%s%s%s%s%s", e & HM_ENTRY_PRESENT ? " P" : " -", e & HM_ENTRY_WRITE ? " RW" : " ro", e & HM_ENTRY_USER ? " US" : "",
+	       e & HM_ENTRY_ACCESSED ? " A" : "", e & HM_ENTRY_DIRTY ? " D" : "", e & HM_ENTRY_HUGE ? " PS" : "", e & HM_ENTRY_NX ? " NX" : "");
 }
 
 /* Walk @va, print every level, and check what every walk must satisfy. */
@@ -89,21 +79,21 @@ static struct hm_walk walk(struct hm_mm *mm, uint64_t va, const char *what)
 			print_flags(e);
 		if (i == w.leaf_level)
 			printf("  -> %s page at pa %#llx\n", sizes[i],
-			       (unsigned long long)(e & E_FRAME & ~((4096ull << (9 * i)) - 1)));
-		else if (e & E_P)
-			printf("  -> table at pa %#llx\n", (unsigned long long)(e & E_FRAME));
+			       (unsigned long long)(e & HM_ENTRY_FRAME & ~((4096ull << (9 * i)) - 1)));
+		else if (e & HM_ENTRY_PRESENT)
+			printf("  -> table at pa %#llx\n", (unsigned long long)(e & HM_ENTRY_FRAME));
 		else
 			printf(" %s\n", e ? "(not present)" : "(empty: nothing mapped here yet)");
 		/* A table entry's frame is the physical address of the table
 		 * one level down; physical memory is one host block, so the
 		 * host address minus the physical one is the same for all. */
 		if (i > 0 && w.table[i - 1]) {
-			uintptr_t base = (uintptr_t)w.table[i - 1] - (uintptr_t)(e & E_FRAME);
+			uintptr_t base = (uintptr_t)w.table[i - 1] - (uintptr_t)(e & HM_ENTRY_FRAME);
 
 			if (!phys_base)
 				phys_base = base;
 			expect(base == phys_base, "every table sits at the same host offset");
-			expect((e & (E_P | E_RW | E_US | E_A | E_PS)) == (E_P | E_RW | E_US | E_A),
+			expect((e & (HM_ENTRY_PRESENT | HM_ENTRY_WRITE | HM_ENTRY_USER | HM_ENTRY_ACCESSED | HM_ENTRY_HUGE)) == (HM_ENTRY_PRESENT | HM_ENTRY_WRITE | HM_ENTRY_USER | HM_ENTRY_ACCESSED),
 			       "table entries are P RW US A: the leaf alone sets the rights");
 		}
 	}
@@ -112,8 +102,8 @@ static struct hm_walk walk(struct hm_mm *mm, uint64_t va, const char *what)
 		uint64_t leaf = w.entry[w.leaf_level];
 
 		expect(m.size == size, "hm_query's size is the leaf's level");
-		expect((leaf & E_FRAME & ~(size - 1)) == m.pa, "the leaf's frame is hm_query's pa");
-		expect(!!(leaf & E_RW) == !!(m.prot & PROT_WRITE), "RW is hm_query's PROT_WRITE");
+		expect((leaf & HM_ENTRY_FRAME & ~(size - 1)) == m.pa, "the leaf's frame is hm_query's pa");
+		expect(!!(leaf & HM_ENTRY_WRITE) == !!(m.prot & PROT_WRITE), "RW is hm_query's PROT_WRITE");
 	} else {
 		expect(m.size == 0 || m.swapped || m.prot == PROT_NONE, "no leaf: nothing present");
 	}
@@ -144,13 +134,13 @@ int main(void)
 	must(hm_mprotect(mm, small + 4 * KiB, 4 * KiB, PROT_READ), "hm_mprotect");
 
 	w = walk(mm, big, "1 GiB page");
-	expect(w.leaf_level == 2 && (w.entry[2] & (E_PS | E_D)) == (E_PS | E_D), "a dirty PUD leaf");
+	expect(w.leaf_level == 2 && (w.entry[2] & (HM_ENTRY_HUGE | HM_ENTRY_DIRTY)) == (HM_ENTRY_HUGE | HM_ENTRY_DIRTY), "a dirty PUD leaf");
 	w = walk(mm, mid + 4 * KiB, "2 MiB page");
-	expect(w.leaf_level == 1 && (w.entry[1] & E_PS), "a PMD leaf");
+	expect(w.leaf_level == 1 && (w.entry[1] & HM_ENTRY_HUGE), "a PMD leaf");
 	w = walk(mm, small, "4 KiB page");
-	expect(w.leaf_level == 0 && (w.entry[0] & (E_RW | E_D)) == (E_RW | E_D), "a dirty, writable PTE");
+	expect(w.leaf_level == 0 && (w.entry[0] & (HM_ENTRY_WRITE | HM_ENTRY_DIRTY)) == (HM_ENTRY_WRITE | HM_ENTRY_DIRTY), "a dirty, writable PTE");
 	w = walk(mm, small + 4 * KiB, "4 KiB page, read-only");
-	expect(w.leaf_level == 0 && !(w.entry[0] & E_RW), "a read-only PTE");
+	expect(w.leaf_level == 0 && !(w.entry[0] & HM_ENTRY_WRITE), "a read-only PTE");
 	w = walk(mm, small + 8 * KiB, "4 KiB mapped, never touched");
 	expect(w.leaf_level == -1 && w.entry[0] == 0 && w.table[0], "an empty PTE slot");
 	w = walk(mm, 1ull << 40, "nothing mapped");

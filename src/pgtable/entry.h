@@ -364,4 +364,13 @@ static inline void pt_clear_table(hm_pte_t *t)
 	pt_win_close(t, w);
 }
 
+/* The public header names the same bits for hm_walk's users. */
+#ifdef HM_ENTRY_PRESENT
+_Static_assert(HM_ENTRY_PRESENT == HM_PTE_P && HM_ENTRY_WRITE == HM_PTE_RW && HM_ENTRY_USER == HM_PTE_US &&
+	       HM_ENTRY_PWT == HM_PTE_PWT && HM_ENTRY_PCD == HM_PTE_PCD && HM_ENTRY_ACCESSED == HM_PTE_A &&
+	       HM_ENTRY_DIRTY == HM_PTE_D && HM_ENTRY_HUGE == HM_PTE_PS && HM_ENTRY_GLOBAL == HM_PTE_G &&
+	       HM_ENTRY_NX == HM_PTE_NX && HM_ENTRY_FRAME == HM_PTE_ADDR,
+	       "hugemm.h's HM_ENTRY_* bits are the entries' own");
+#endif
+
 #endif /* HM_PGTABLE_ENTRY_H */
