@@ -40,7 +40,10 @@ ifneq ($(SAN),)
 CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDSAN := -fsanitize=$(SAN)
 endif
-LIB_CFLAGS := $(CFLAGS_BASE) -fPIC -fvisibility=hidden
+# Thread-locals are initial-exec (a fixed offset from %fs), not a call to
+# __tls_get_addr per access: faults and locks read several. The library's
+# few hundred bytes fit the static TLS that glibc keeps for a dlopen too.
+LIB_CFLAGS := $(CFLAGS_BASE) -fPIC -fvisibility=hidden -ftls-model=initial-exec
 LDLIBS := $(URCU_LIBS) -pthread
 
 LIB_SRC := $(wildcard src/base/*.c src/phys/*.c src/pgtable/*.c src/mm/*.c src/mmu/*.c)

@@ -52,16 +52,16 @@ void hm_panic(const char *file, int line, const char *fmt, ...)
 __thread unsigned hm_spin_depth;
 #endif
 
-uint32_t hm_thread_token(void)
+__thread uint32_t hm_thread_tok __attribute__((tls_model("initial-exec")));
+
+uint32_t hm_thread_token_slow(void)
 {
 	static uint32_t next = 1;
-	static __thread uint32_t tok;
+	uint32_t tok = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
 
-	if (hm_unlikely(!tok)) {
+	if (!tok)	/* wrapped after 4 billion threads */
 		tok = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
-		if (!tok)	/* wrapped after 4 billion threads */
-			tok = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
-	}
+	hm_thread_tok = tok;
 	return tok;
 }
 

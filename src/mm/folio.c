@@ -20,7 +20,7 @@
 #include "types.h"
 #include "zero.h"
 
-uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
+uint32_t hm_folio_head_unmarked(struct hm_phys *ph, uint32_t pfn)
 {
 	const struct hm_page *pg = hm_pfn_page(ph, pfn);
 

@@ -24,7 +24,19 @@ uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order);
 bool hm_below_reserve(struct hm_system *sys, unsigned order);
 bool hm_reserve_refill(struct hm_system *sys, unsigned order);
 void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
-uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn);
+uint32_t hm_folio_head_unmarked(struct hm_phys *ph, uint32_t pfn);
+
+/* The head of the folio that @pfn, a mapped frame, belongs to. Inline for
+ * the frames that say it (every one but an unmarked tail of a 1 GiB folio):
+ * unmap, fork and copy-on-write ask it several times per page. */
+static inline uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
+{
+	const struct hm_page *pg = hm_pfn_page(ph, pfn);
+
+	if (hm_likely(hm_load_relaxed(&pg->flags) & (PG_HEAD | PG_TAIL)))
+		return pfn & ~((1u << hm_load_relaxed(&pg->order)) - 1);
+	return hm_folio_head_unmarked(ph, pfn);
+}
 void hm_folio_add_map(struct hm_mm *mm, uint32_t pfn, unsigned level);
 /* Fork: one PTE map of each page @pfn[0..nr), in one step for each run of
  * consecutive pages of one folio. Unlike hm_folio_add_map, the caller adds

@@ -72,10 +72,16 @@ static inline void hm_ptp_close(const void *p, uintptr_t w)
 		hm_ptp_close_slow(p, w);
 }
 
+/* Must this thread be given read access before it reads a table? */
+static inline bool hm_ptp_read_needed(void)
+{
+	return hm_unlikely(__atomic_load_n(&hm_ptp_keyed, __ATOMIC_RELAXED) != 0) && !hm_ptp_thread_ok;
+}
+
 /* Before this thread reads a table: see above. */
 static inline void hm_ptp_read_prepare(void)
 {
-	if (hm_unlikely(__atomic_load_n(&hm_ptp_keyed, __ATOMIC_RELAXED) != 0) && !hm_ptp_thread_ok)
+	if (hm_ptp_read_needed())
 		hm_ptp_thread_init();
 }
 

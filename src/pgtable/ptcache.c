@@ -402,7 +402,6 @@ pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *
 {
 	uint32_t table = root;
 
-	hm_ptp_read_prepare();	/* once, for hm_pfn_ptr below */
 	for (unsigned l = top;; l--) {
 		hm_pte_t *p = (hm_pte_t *)hm_pfn_ptr(ph, table) + hm_level_index(va, l);
 		hm_pte_t e = pt_get(p);
@@ -417,8 +416,19 @@ pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *
 	}
 }
 
+/* A thread's first walk of protected tables: read access first. Apart, so
+ * that the usual walk needs no frame for a call it does not make. */
+static __attribute__((noinline)) hm_pte_t *pt_walk_first(struct hm_phys *ph, uint32_t root, unsigned top,
+							 uint64_t va, unsigned *level)
+{
+	hm_ptp_read_prepare();
+	return pt_walk(ph, root, top, va, level, NULL);
+}
+
 hm_pte_t *hm_pt_walk(struct hm_phys *ph, uint32_t root, unsigned top, uint64_t va, unsigned *level)
 {
+	if (hm_ptp_read_needed())
+		return pt_walk_first(ph, root, top, va, level);
 	return pt_walk(ph, root, top, va, level, NULL);
 }
 
