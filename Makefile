@@ -76,6 +76,8 @@ $(BUILD)/libhugemm.so: $(LIB_OBJ)
 	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
 
 TOOL_SRC := $(wildcard tools/*.c)
+# The report test (below) links these; the command takes every tools/*.c.
+REPORT_SRC := tools/report.c tools/report_svg.c
 
 $(BUILD)/hugemm: $(TOOL_SRC) $(wildcard tools/*.h) $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $(TOOL_SRC) $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
@@ -83,6 +85,12 @@ $(BUILD)/hugemm: $(TOOL_SRC) $(wildcard tools/*.h) $(BUILD)/libhugemm.a
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h tests/hooks.h tests/thread.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+
+# The report test reads back what tools/report*.c write (public API only).
+$(BUILD)/tests/integration/report: tests/integration/report.c tests/harness.h tests/hooks.h tests/thread.h $(REPORT_SRC) tools/report.h \
+		$(BUILD)/libhugemm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Iinclude -Itests -Itools $< $(REPORT_SRC) $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
 $(BUILD)/hmbench: bench/bench.c bench/util.h tests/hooks.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
