@@ -1,6 +1,7 @@
 # hugemm — build, test, benchmark, install.
 #
 #   make demo            build and run the demo (hugemm demo)
+#   make report-example  redraw docs/address-space.svg (hugemm report svg)
 #   make check           build and run the test suite (DEBUG=2)
 #   make check SAN=address,undefined   or   SAN=thread
 #   make check-scenarios only the scenarios: examples/scenarios/*.hms, tests/scenario
@@ -54,7 +55,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-scenarios run-scenarios check-protect check-all bench bench-json bench-build \
+.PHONY: all lib tests report-example demo check check-scenarios run-scenarios check-protect check-all bench bench-json bench-build \
 	bench-swap bench-migrate bench-collapse install clean deps check-docs check-examples-c check-man check-install
 
 all: lib $(BUILD)/hugemm tests
@@ -125,6 +126,11 @@ check-scenarios: deps
 
 run-scenarios: $(SCN_TEST)
 	@SAN="$(SAN)" ./tests/run.sh $(SCN_TEST)
+
+# The example picture in docs/reports.md and README (committed).
+report-example: deps
+	@$(MAKE) --no-print-directory DEBUG=$(DEBUG) $(BUILD)/hugemm
+	$(BUILD)/hugemm report svg docs/address-space.svg --child
 
 demo: deps
 	@$(MAKE) --no-print-directory DEBUG=$(DEBUG) $(BUILD)/hugemm

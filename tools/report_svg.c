@@ -78,7 +78,7 @@ static void rect(const struct band *b, unsigned k, uint64_t va, uint64_t size, d
 		"<rect class=\"%s\" data-kind=\"%s\" data-va=\"0x%llx\" data-size=\"%llu\"%s x=\"%.2f\" y=\"%.1f\" "
 		"width=\"%.2f\" height=\"%.1f\" fill=\"%s\"><title>%s 0x%llx, %s</title></rect>\n",
 		kinds[k].name, kinds[k].name, (unsigned long long)va, (unsigned long long)size, extra ? extra : "",
-		x, y, w < 0.5 ? 0.5 : w, h, kinds[k].colour, kinds[k].legend, (unsigned long long)va, hs);
+		x, y, w < 1 ? 1 : w, h, kinds[k].colour, kinds[k].legend, (unsigned long long)va, hs);
 }
 
 /* A run of pages of one kind, drawn when the next page is not one more. */
