@@ -367,7 +367,7 @@ static void sparse(void)
 		t_poke(mm, at[i] + 3 * MiB, i);
 	}
 	/* And one large VMA with nothing faulted in. */
-	REQUIRE(hm_mmap(mm, 200 * TiB, 2 * GiB, RW, PA | MAP_FIXED | MAP_NORESERVE, &got) == 0);
+	REQUIRE(hm_mmap(mm, 200 * TiB, 256 * MiB, RW, PA | MAP_FIXED | MAP_NORESERVE, &got) == 0);
 	STEP(sys);
 	svg_matches(mm, true);
 	CAPTURE(report_svg(OUT, mm));
