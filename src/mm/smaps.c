@@ -56,9 +56,11 @@ static uint64_t overlap(const struct smaps_walk *w, uint64_t va, uint64_t size)
 	return HM_MIN(va + size, w->end) - HM_MAX(va, w->start);
 }
 
-/* One leaf or swap entry @e of @level at @va. Context: its table's lock. */
-static void account_locked(struct smaps_walk *w, hm_pte_t e, unsigned level, uint64_t va)
+/* One leaf or swap entry @e of @level at @va. Context: its table's lock,
+ * @lock. */
+static void account_locked(struct smaps_walk *w, hm_spin_t *lock, hm_pte_t e, unsigned level, uint64_t va)
 {
+	hm_assert_locked(lock);
 	struct hm_system *sys = w->mm->sys;
 	struct hm_smaps *o = w->out;
 	uint64_t bytes = overlap(w, va, hm_level_size(level));
@@ -104,8 +106,11 @@ static void account_locked(struct smaps_walk *w, hm_pte_t e, unsigned level, uin
 		o->nr_leaf[level]++;
 }
 
-static void walk_table(struct smaps_walk *w, uint32_t table, unsigned level, uint64_t base)
+/* The entries of @table (of @level, serving from @base) in the range, and
+ * the tables below. Context: mmap_lock held (no table is freed under it). */
+static void walk_table_locked(struct smaps_walk *w, uint32_t table, unsigned level, uint64_t base)
 {
+	hm_assert_rwsem_held(&w->mm->mmap_lock);
 	struct hm_mm *mm = w->mm;
 	struct hm_phys *ph = mm_phys(mm);
 	hm_pte_t *t = hm_pt_entries(ph, table);
@@ -142,7 +147,7 @@ static void walk_table(struct smaps_walk *w, uint32_t table, unsigned level, uin
 				child[nc] = pt_pfn(e, level);
 				child_i[nc++] = (uint16_t)i;
 			} else if (pt_mapped(e) || pt_swp_entry(e)) {
-				account_locked(w, e, level, va);
+				account_locked(w, lock, e, level, va);
 			} else if (pt_is_migration(e)) {
 				wait = e;
 				wait_va = va;
@@ -152,7 +157,7 @@ static void walk_table(struct smaps_walk *w, uint32_t table, unsigned level, uin
 		}
 		hm_spin_unlock(lock);
 		for (unsigned c = 0; c < nc; c++)
-			walk_table(w, child[c], level - 1, base + child_i[c] * hm_level_size(level));
+			walk_table_locked(w, child[c], level - 1, base + child_i[c] * hm_level_size(level));
 		if (wait)
 			hm_migration_wait(mm, wait_va, wait);
 	}
@@ -172,7 +177,7 @@ int hm_smaps(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_smaps *ou
 	hm_down_read(&mm->mmap_lock);
 	for (size_t i = hm_vma_index(mm, w.start); i < mm->nr_vmas && mm->vmas[i].start < w.end; i++)
 		out->size += HM_MIN(mm->vmas[i].end, w.end) - HM_MAX(mm->vmas[i].start, w.start);
-	walk_table(&w, mm->root, sys->top, 0);
+	walk_table_locked(&w, mm->root, sys->top, 0);
 	hm_up_read(&mm->mmap_lock);
 	return 0;
 }

@@ -3,7 +3,7 @@
  * hm_smaps meeting a page under migration, made deterministic with the
  * race point migrate_unmapped (the migration stopped with its migration
  * entries in place): the walk waits for the page, as hm_query does, and
- * counts it where it landed. Reverted (smaps.c's walk_table passing a
+ * counts it where it landed. Reverted (smaps.c's walk_table_locked passing a
  * migration entry by), the walk returns at once without the page: Rss 0.
  */
 #define _GNU_SOURCE
