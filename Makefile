@@ -1,6 +1,7 @@
 # hugemm — build, test, benchmark, install.
 #
 #   make demo            build and run the demo (hugemm demo)
+#   make report-example  redraw docs/address-space.svg (hugemm report svg)
 #   make check           build and run the test suite (DEBUG=2)
 #   make check SAN=address,undefined   or   SAN=thread
 #   make check-scenarios only the scenarios: examples/scenarios/*.hms, tests/scenario
@@ -57,7 +58,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests demo check check-scenarios run-scenarios check-protect check-all bench bench-json bench-build \
+.PHONY: all lib tests report-example demo check check-scenarios run-scenarios check-protect check-all bench bench-json bench-build \
 	bench-swap bench-migrate bench-collapse install clean deps check-docs check-examples-c check-man check-install
 
 all: lib $(BUILD)/hugemm tests
@@ -79,6 +80,8 @@ $(BUILD)/libhugemm.so: $(LIB_OBJ)
 	$(CC) -shared $(LDSAN) -o $@ $^ $(LDLIBS)
 
 TOOL_SRC := $(wildcard tools/*.c)
+# The report test (below) links these; the command takes every tools/*.c.
+REPORT_SRC := tools/report.c tools/report_svg.c
 
 $(BUILD)/hugemm: $(TOOL_SRC) $(wildcard tools/*.h) $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $(TOOL_SRC) $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
@@ -86,6 +89,12 @@ $(BUILD)/hugemm: $(TOOL_SRC) $(wildcard tools/*.h) $(BUILD)/libhugemm.a
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/race.h tests/hooks.h tests/thread.h $(BUILD)/libhugemm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -Iinclude -Itests $< $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
+
+# The report test reads back what tools/report*.c write (public API only).
+$(BUILD)/tests/integration/report: tests/integration/report.c tests/harness.h tests/hooks.h tests/thread.h $(REPORT_SRC) tools/report.h \
+		$(BUILD)/libhugemm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Iinclude -Itests -Itools $< $(REPORT_SRC) $(BUILD)/libhugemm.a $(LDSAN) $(LDLIBS) -o $@
 
 $(BUILD)/hmbench: bench/bench.c bench/util.h tests/hooks.h $(BUILD)/libhugemm.a
 	$(CC) $(CFLAGS_BASE) -Iinclude $< $(BUILD)/libhugemm.a $(LDLIBS) -lm -o $@
@@ -120,6 +129,11 @@ check-scenarios: deps
 
 run-scenarios: $(SCN_TEST)
 	@SAN="$(SAN)" ./tests/run.sh $(SCN_TEST)
+
+# The example picture in docs/reports.md and README (committed).
+report-example: deps
+	@$(MAKE) --no-print-directory DEBUG=$(DEBUG) $(BUILD)/hugemm
+	$(BUILD)/hugemm report svg docs/address-space.svg --child
 
 demo: deps
 	@$(MAKE) --no-print-directory DEBUG=$(DEBUG) $(BUILD)/hugemm

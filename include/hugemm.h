@@ -517,6 +517,85 @@ struct hm_walk {
  */
 HM_API int hm_walk(struct hm_mm *mm, uint64_t va, struct hm_walk *out);
 
+/* Introspection, as /proc/PID/maps, smaps and pagemap show a process. */
+
+/* hm_vma_info.flags: the advice given to the range (madvise). */
+#define HM_VMA_HUGEPAGE		0x1u	/* MADV_HUGEPAGE */
+#define HM_VMA_NOHUGEPAGE	0x2u	/* MADV_NOHUGEPAGE */
+#define HM_VMA_DONTFORK		0x4u	/* MADV_DONTFORK */
+
+struct hm_vma_info {
+	uint64_t start, end;	/* [start, end), page-aligned */
+	int prot;		/* PROT_* as given to mmap/mprotect */
+	unsigned flags;		/* HM_VMA_* */
+	bool thp_pmd;		/* a fault may map a 2 MiB page here, under
+				 * the system's policy and the advice */
+	bool thp_pud;		/* ... and a 1 GiB page */
+};
+
+/*
+ * hm_vma_next - the first VMA (mapping, as in /proc/PID/maps) that ends
+ * above @addr, into @out: from addr 0, then from each out->end, this
+ * lists every VMA in address order. Adjacent ranges with the same
+ * protection and advice are one VMA, as the kernel merges them.
+ * Returns 0; -ENOENT when no VMA ends above @addr (@out untouched);
+ * -EINVAL for a NULL argument.
+ * Context: any thread; takes mmap_lock for reading (waits for a map change
+ * under way). A snapshot: another thread may change the VMAs at once.
+ */
+HM_API int hm_vma_next(struct hm_mm *mm, uint64_t addr, struct hm_vma_info *out);
+
+/* What hm_smaps counts, in bytes (but the leaf counts). "Mapped" means a
+ * leaf maps frames there, present or PROT_NONE. */
+struct hm_smaps {
+	uint64_t size;		/* of VMAs in the range */
+	uint64_t rss;		/* mapped to frames of folios (the huge zero
+				 * page is counted in zero, not here) */
+	uint64_t pss;		/* rss, each leaf's bytes divided by the map
+				 * count of its first page (hm_query's
+				 * mapcount): shared pages are shared out */
+	uint64_t rss_shared;	/* of rss: pages hm_query calls not
+				 * exclusive (mapped by another address space
+				 * too, or in swap for one) */
+	uint64_t rss_private;	/* of rss: the rest (exclusive) */
+	uint64_t referenced;	/* of rss: leaves with the accessed bit */
+	uint64_t dirty;		/* of rss: leaves with the dirty bit */
+	uint64_t anon_huge_pmd;	/* of rss: mapped by 2 MiB leaves (the
+				 * kernel's AnonHugePages) */
+	uint64_t anon_huge_pud;	/* of rss: mapped by 1 GiB leaves */
+	uint64_t zero;		/* mapped to the huge zero page */
+	uint64_t swap;		/* in swap */
+	uint64_t swap_pmd;	/* of swap: 2 MiB pages written out whole */
+	uint64_t pgtable;	/* page tables, deposits included */
+	uint64_t pgtable_deposited; /* of pgtable: the deposits */
+	uint64_t nr_leaf[3];	/* leaves mapping folios: [0] 4 KiB, [1]
+				 * 2 MiB, [2] 1 GiB (counted where they
+				 * begin) */
+};
+
+/*
+ * hm_smaps - account [start, end) of @mm as /proc/PID/smaps does for a
+ * VMA: the counts of struct hm_smaps, from one walk of the page tables,
+ * each table read under its lock (a leaf's counts are taken in one step
+ * with the leaf). Per VMA (the range of hm_vma_next) every leaf lies
+ * inside; a leaf that crosses an end of another range counts for its part
+ * inside, and its deposit where it begins. Page tables are shared by
+ * neighbouring ranges, so each is counted by the range that holds the
+ * first VMA address it serves: the sums over consecutive ranges (the VMAs
+ * one by one) are the count over their union, and over [0, UINT64_MAX)
+ * pgtable is all of @mm's tables, the top one included. A deposit counts
+ * 4 KiB for a 2 MiB leaf (or 2 MiB page in swap), 513 x 4 KiB for a 1 GiB
+ * leaf (eager deposit mode; none in lazy mode).
+ * Returns 0; -EINVAL for a NULL argument or @start > @end (an end beyond
+ * the address space is taken as its end).
+ * Context: any thread; takes mmap_lock for reading for the walk (so map
+ * changes wait for it; faults and accesses do not), and waits for pages
+ * under migration in the range, as hm_query does. A snapshot: other
+ * threads' faults may change the counts at once. In a quiet address space
+ * each count is exact.
+ */
+HM_API int hm_smaps(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_smaps *out);
+
 /*
  * hm_stat - read a counter by name (see README: /proc/vmstat names where
  * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free

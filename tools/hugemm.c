@@ -14,6 +14,9 @@
  *       Run a scenario script (tools/scenario*.c, docs/scenarios.md).
  *   hugemm stats
  *       List every counter name.
+ *   hugemm report [smaps|vmstat|pagemap|all|svg FILE] [--json] ...
+ *       The smaps, vmstat and pagemap reports, or a picture, of a sample
+ *       address space (tools/report_cmd.c).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -27,6 +30,7 @@
 
 #include "ptdump.h"
 #include "scenario.h"
+#include "report.h"
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -238,6 +242,32 @@ static uint64_t pressure(uint64_t phys, const char *swap_path)
 	return bad + (check != 0) + (sfree != stotal);
 }
 
+/* --svg, --report, --json: the parent's address space after fork. */
+static int demo_reports(struct hm_system *sys, struct hm_mm *mm, const char *svg, bool report, bool json)
+{
+	int r = 0;
+
+	if (svg) {
+		FILE *f = fopen(svg, "w");
+
+		r = f ? report_svg(f, mm) : -errno;
+		if (f && fclose(f) && !r)
+			r = -EIO;
+		if (r)
+			fprintf(stderr, "hugemm demo: --svg %s: %s\n", svg, strerror(-r));
+		else
+			printf("  the parent's address space drawn in %s\n", svg);
+	}
+	if (report && !r) {
+		printf("\n  smaps of the parent after fork:\n");
+		if (!(r = report_smaps(stdout, mm, json))) {
+			printf("\n  vmstat:\n");
+			r = report_vmstat(stdout, sys, json);
+		}
+	}
+	return r != 0;
+}
+
 static int demo(int argc, char **argv)
 {
 	struct hm_config cfg;
@@ -248,8 +278,9 @@ static int demo(int argc, char **argv)
 
 	hm_config_default(&cfg);
 	cfg.phys_bytes = 4 * GiB;
-	const char *swap_path = "/tmp/hugemm-demo.swap";
+	const char *swap_path = "/tmp/hugemm-demo.swap", *svg = NULL;
 	uint64_t swap_phys = 256 * MiB;
+	bool report = false, json = false;
 
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--phys") && i + 1 < argc)
@@ -262,8 +293,15 @@ static int demo(int argc, char **argv)
 			cfg.levels = (unsigned)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--lazy"))
 			cfg.deposit = HM_DEPOSIT_LAZY;
+		else if (!strcmp(argv[i], "--svg") && i + 1 < argc)
+			svg = argv[++i];
+		else if (!strcmp(argv[i], "--report"))
+			report = true;
+		else if (!strcmp(argv[i], "--json"))
+			report = json = true;
 		else {
-			fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n");
+			fprintf(stderr, "usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n"
+				"                   [--svg FILE] [--report] [--json]\n");
 			return 2;
 		}
 	}
@@ -384,6 +422,7 @@ static int demo(int argc, char **argv)
 	       (unsigned long long)stat(sys, "cow_copy"), (unsigned long long)stat(sys, "cow_split_pmd"),
 	       (unsigned long long)stat(sys, "cow_reuse"), (pt_after_fork - pt_before_fork) / (double)MiB);
 	bad += pv != pattern(a1g + GiB + 512 * MiB + 4096) || cm.pa == pm.pa;
+	bad += demo_reports(sys, mm, svg, report, json);
 	t = now();
 	hm_mm_destroy(child);
 	record("destroy the child", t, 0);
@@ -425,6 +464,8 @@ int main(int argc, char **argv)
 		return ptdump_main(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "run"))
 		return scn_main(argc - 2, argv + 2);
+	if (argc >= 2 && !strcmp(argv[1], "report"))
+		return report_main(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "stats")) {
 		const char *n;
 
@@ -436,9 +477,11 @@ int main(int argc, char **argv)
 
 	fprintf(help ? stdout : stderr,
 		"usage: hugemm demo [--phys GIB] [--levels 4|5] [--lazy] [--swap FILE] [--pressure-mib MIB]\n"
+		"                   [--svg FILE] [--report] [--json]\n"
 		"       " PTDUMP_USAGE
 		"       hugemm run [--trace] [--no-check] FILE|-\n"
-		"       hugemm stats\n");
+		"       hugemm stats\n"
+		"       " REPORT_USAGE);
 	if (help)
 		printf("\n"
 		       "  demo    map 2.5 GiB as 1 GiB, 2 MiB and 4 KiB pages, split, verify, fork, swap; report\n"
@@ -446,6 +489,8 @@ int main(int argc, char **argv)
 		       "          tables as the kernel's ptdump does (hm_walk); --range START END limits the\n"
 		       "          dump, --walk VA shows every level of one walk, --fork dumps parent and child\n"
 		       "  run     run a scenario script (docs/scenarios.md); exit 1 when an expect fails\n"
-		       "  stats   list every counter name (hm_stat)\n");
+		       "  stats   list every counter name (hm_stat)\n"
+		       "  report  smaps per VMA and rollup, every counter (vmstat), a pagemap of a range, or\n"
+		       "          an SVG picture, of a sample address space; --json for JSON (docs/reports.md)\n");
 	return help ? 0 : 2;
 }

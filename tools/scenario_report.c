@@ -2,13 +2,14 @@
 /*
  * report KIND [MM] [ARGS]: the script's side (which mm, values evaluated)
  * and scn_report, the kinds themselves: vmstat here; smaps, pagemap and
- * svg come from tools/report.c, wired in beside it.
+ * svg from tools/report.c and tools/report_svg.c.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "report.h"
 #include "scenario.h"
 
 /* Every counter hm_stat_name lists, then the per-node ones it does not. */
@@ -47,12 +48,46 @@ static int vmstat(FILE *out, struct hm_system *sys, int argc, char **argv)
 	return 0;
 }
 
+/* The kinds about one mm: smaps [--json], pagemap START END [--json],
+ * svg FILE. */
+static int about_mm(FILE *out, struct hm_mm *mm, const char *kind, int argc, char **argv)
+{
+	bool json = argc && !strcmp(argv[argc - 1], "--json");
+	int n = argc - json, r;
+
+	if (!mm) {
+		fprintf(stderr, "report %s: name the mm (report %s MM ...)\n", kind, kind);
+		return -EINVAL;
+	}
+	if (!strcmp(kind, "smaps") && !n)
+		return report_smaps(out, mm, json);
+	if (!strcmp(kind, "pagemap") && n == 2)
+		return report_pagemap(out, mm, strtoull(argv[0], NULL, 0), strtoull(argv[1], NULL, 0), json);
+	if (!strcmp(kind, "svg") && argc == 1) {
+		FILE *f = fopen(argv[0], "w");
+
+		if (!f) {
+			fprintf(stderr, "report svg: %s: %s\n", argv[0], strerror(errno));
+			return -errno;
+		}
+		r = report_svg(f, mm);
+		if (fclose(f) && !r)
+			r = -EIO;
+		return r;
+	}
+	fprintf(stderr, "report %s: expected %s\n", kind,
+		!strcmp(kind, "smaps") ? "nothing or --json" :
+		!strcmp(kind, "pagemap") ? "START END [--json]" : "FILE");
+	return -EINVAL;
+}
+
 int scn_report(FILE *out, struct hm_system *sys, struct hm_mm *mm, const char *kind, int argc, char **argv)
 {
-	(void)mm;
 	if (!strcmp(kind, "vmstat"))
 		return vmstat(out, sys, argc, argv);
-	fprintf(stderr, "report: unknown kind \"%s\" (this build knows vmstat and timeline)\n", kind);
+	if (!strcmp(kind, "smaps") || !strcmp(kind, "pagemap") || !strcmp(kind, "svg"))
+		return about_mm(out, mm, kind, argc, argv);
+	fprintf(stderr, "report: unknown kind \"%s\" (kinds: vmstat, smaps, pagemap, svg, timeline)\n", kind);
 	return -EINVAL;
 }
 

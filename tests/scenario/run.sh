@@ -52,6 +52,13 @@ printf 'mm m\nexpect stat nr_mms == 2\n' | "$hugemm" run - >"$out" 2>"$err"
 [ $? = 1 ] && contains "$err" "<stdin>:2: expect failed: stat nr_mms is 1, expected == 2" && ok ||
 	bad "run - (a failing expect): $(cat "$err")"
 
+# report svg writes a picture of the mm (tests/integration/report.c checks
+# what it draws).
+printf 'system memory 64M\nmm m\nmmap a = m 0 4M PROT_READ|PROT_WRITE\nfill m a 4M 1\nreport svg m %s\n' \
+	"$TMPDIR/m.svg" | "$hugemm" run - >"$out" 2>"$err"
+[ $? = 0 ] && contains "$TMPDIR/m.svg" 'data-kind="2m"' && contains "$TMPDIR/m.svg" '</svg>' && ok ||
+	bad "report svg: $(cat "$err")"
+
 # --trace: each step with its result and latency, on stderr.
 printf 'system memory 64M\nmm m\nexpect error EINVAL munmap m 1 4K\n' | "$hugemm" run --trace - >"$out" 2>"$err"
 [ $? = 0 ] && contains "$err" "trace <stdin>:2 mm m -> 0 " &&
