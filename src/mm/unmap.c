@@ -186,10 +186,17 @@ static bool reclaim_one_locked(struct hm_mm *mm, struct hm_gather *g, hm_pte_t *
 	hm_assert_write_locked(&mm->mmap_lock);
 	struct hm_phys *ph = mm_phys(mm);
 	uint32_t table = pt_pfn(pt_get(slot), level);
-	hm_spin_t *ptl = hm_mm_table_lock(mm, table);
 	unsigned lo = hm_level_index(HM_MAX(va, start), level - 1);
 	unsigned hi = hm_level_index(HM_MIN(va + hm_level_size(level), end) - 1, level - 1);
+	const hm_pte_t *t = hm_pt_entries(ph, table);
 	bool empty;
+
+	/* The usual case, a neighbour of the range in use, without the lock
+	 * or the scan: under mmap_lock for writing nobody else clears an
+	 * entry (see above). */
+	if ((lo > 0 && entry_used(t, lo - 1)) || (hi + 1 < HM_PTRS && entry_used(t, hi + 1)))
+		return false;
+	hm_spin_t *ptl = hm_mm_table_lock(mm, table);
 
 	hm_spin_lock(ptl);
 	empty = table_empty(ph, table, lo, hi);
