@@ -124,9 +124,10 @@ struct hm_config {
 	unsigned nr_nodes;	/* memory nodes, for migration; default 1 */
 	unsigned levels;	/* page-table levels, 4 or 5; default 4 */
 	const char *swap_path;	/* swap file for reclaim, NULL = no swap:
-				 * created (or truncated) and its space
-				 * reserved by hm_system_create, not removed
-				 * by hm_system_destroy */
+				 * created (or truncated: only a regular
+				 * file, never through a symbolic link) and
+				 * its space reserved by hm_system_create,
+				 * not removed by hm_system_destroy */
 	uint64_t swap_bytes;	/* its size: a nonzero multiple of 4 KiB */
 	int thp_pud;		/* HM_THP_*; default HM_THP_MADVISE */
 	int thp_pmd;		/* HM_THP_*; default HM_THP_ALWAYS */
@@ -161,7 +162,8 @@ HM_API void hm_config_default(struct hm_config *cfg);
  * unknown policy or flag, khugepaged_max_ptes_none, _swap or _shared > 511, a swap_path with
  * swap_bytes 0 or not a multiple of 4 KiB), -ENOMEM if the host refuses
  * the memory; for a swap file that cannot be made, the error of the
- * system call that failed (-ENOENT, -EACCES, -EISDIR, -ENOSPC when the
+ * system call that failed (-ENOENT, -EACCES, -EISDIR, -ELOOP for a
+ * symbolic link, -EINVAL for an existing file not regular, -ENOSPC when the
  * disk cannot hold swap_bytes, ...), and no system: a swap file it created
  * is removed again (one that existed was truncated: give a path of its
  * own).
@@ -412,8 +414,15 @@ struct hm_mapping {
 	int prot;		/* PROT_* as the page table allows it now */
 	unsigned node;		/* memory node of the frame */
 	bool swapped;		/* not present: in swap */
-	unsigned mapcount;	/* mappings of this page across all address spaces */
-	bool exclusive;		/* mapped by this address space alone: exact,
+	unsigned mapcount;	/* mappings of the 4 KiB page at va across all
+				 * address spaces */
+	bool exclusive;		/* the whole mapping (size bytes from va, its
+				 * 4 KiB, 2 MiB or 1 GiB page) is this address
+				 * space's alone, so it may differ from
+				 * mapcount == 1: after fork and a copy of one
+				 * 4 KiB piece in the child, the parent's 2 MiB
+				 * mapping is not exclusive, though the piece's
+				 * mapcount is 1. Exact,
 				 * whatever the number of address spaces; and
 				 * in swap for no other one (a page swapped in
 				 * while another address space still has it in
@@ -528,8 +537,9 @@ struct hm_vma_info {
 	uint64_t start, end;	/* [start, end), page-aligned */
 	int prot;		/* PROT_* as given to mmap/mprotect */
 	unsigned flags;		/* HM_VMA_* */
-	bool thp_pmd;		/* a fault may map a 2 MiB page here, under
-				 * the system's policy and the advice */
+	bool thp_pmd;		/* a fault may map a 2 MiB page here: the
+				 * system's policy and the advice allow it, and
+				 * an aligned 2 MiB lies inside [start, end) */
 	bool thp_pud;		/* ... and a 1 GiB page */
 };
 

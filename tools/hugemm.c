@@ -31,6 +31,7 @@
 #include "ptdump.h"
 #include "scenario.h"
 #include "report.h"
+#include "swapfile.h"
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -278,7 +279,7 @@ static int demo(int argc, char **argv)
 
 	hm_config_default(&cfg);
 	cfg.phys_bytes = 4 * GiB;
-	const char *swap_path = "/tmp/hugemm-demo.swap", *svg = NULL;
+	const char *swap_path = tool_swap_path("demo"), *svg = NULL;
 	uint64_t swap_phys = 256 * MiB;
 	bool report = false, json = false;
 

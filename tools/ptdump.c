@@ -17,6 +17,7 @@
 #include <hugemm.h>
 
 #include "ptdump.h"
+#include "swapfile.h"
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -266,7 +267,7 @@ int ptdump_main(int argc, char **argv)
 	struct hm_config cfg;
 	struct hm_system *sys;
 	struct hm_mm *mm, *child = NULL;
-	const char *swap_path = "/tmp/hugemm-ptdump.swap";
+	const char *swap_path = tool_swap_path("ptdump");
 	uint64_t start = 0, end = 0, walk_va = 0;
 	bool fork_it = false, range = false, walk = false;
 	int r;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "report.h"
+#include "swapfile.h"
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -75,7 +76,7 @@ static void usage(FILE *f)
 
 int report_main(int argc, char **argv)
 {
-	const char *what = "smaps", *svg = NULL, *swap_path = "/tmp/hugemm-report.swap";
+	const char *what = "smaps", *svg = NULL, *swap_path = tool_swap_path("report");
 	bool json = false, child = false;
 	uint64_t start = 0, end = UINT64_MAX;
 	struct sample s = { 0 };
@@ -89,8 +90,15 @@ int report_main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--swap") && i + 1 < argc)
 			swap_path = argv[++i];
 		else if (!strcmp(argv[i], "--range") && i + 2 < argc) {
-			start = strtoull(argv[++i], NULL, 0);
-			end = strtoull(argv[++i], NULL, 0);
+			char *e1, *e2;
+
+			errno = 0;
+			start = strtoull(argv[++i], &e1, 0);
+			end = strtoull(argv[++i], &e2, 0);
+			if (errno || *e1 || *e2 || e1 == argv[i - 1] || e2 == argv[i] || start >= end) {
+				fprintf(stderr, "hugemm report: --range START END: numbers with START < END\n");
+				return 2;
+			}
 		} else if (!strcmp(argv[i], "svg") && i + 1 < argc) {
 			what = "svg";
 			svg = argv[++i];
@@ -135,8 +143,10 @@ out:
 		hm_mm_destroy(s.child);
 	if (s.parent)
 		hm_mm_destroy(s.parent);
-	if (s.sys)
+	/* Only a file the system was made with: never one it refused. */
+	if (s.sys) {
 		hm_system_destroy(s.sys);
-	unlink(swap_path);
+		unlink(swap_path);
+	}
 	return r ? 1 : 0;
 }

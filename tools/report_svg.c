@@ -200,8 +200,8 @@ int report_svg(FILE *out, struct hm_mm *mm)
 		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
 		"viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\">\n"
 		"<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-		"<text x=\"6\" y=\"18\" font-size=\"14\" font-weight=\"bold\">hugemm address space: %u VMAs</text>\n",
-		WIDTH, h, WIDTH, h, nv);
+		"<text x=\"6\" y=\"18\" font-size=\"14\" font-weight=\"bold\">hugemm address space: %u VMA%s</text>\n",
+		WIDTH, h, WIDTH, h, nv, nv == 1 ? "" : "s");
 	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
 		double x = 6 + (double)k * 140;
 

@@ -129,6 +129,8 @@ static int make_stmt(struct lines *ls, struct line *l, int first, struct scn_stm
 	s->argc = argc;
 	s->argv = l->argv + first + 1;
 	/* expect error ECODE COMMAND ...: the command is a statement of its own */
+	if (!strcmp(name, "expect") && argc >= 1 && !strcmp(s->argv[0], "error") && argc < 3)
+		return perr(ls->file, l->no, "expect error: expected ECODE COMMAND ...%s%s", "", "");
 	if (!strcmp(name, "expect") && argc >= 3 && !strcmp(s->argv[0], "error")) {
 		s->inner = xalloc(sizeof(*s->inner));
 		if (make_stmt(ls, l, first + 3, s->inner))
@@ -141,10 +143,16 @@ static int make_stmt(struct lines *ls, struct line *l, int first, struct scn_stm
 	return 0;
 }
 
+/* Blocks nest at most this deep: the parser and the runner recurse. */
+#define MAX_DEPTH 64	/* the message below says so */
+
 static int parse_block(struct lines *ls, int depth, struct scn_stmt **out, int *nout)
 {
 	struct scn_stmt *v = NULL;
 	int n = 0, cap = 0;
+
+	if (depth > MAX_DEPTH && ls->pos > 0)
+		return perr(ls->file, ls->v[ls->pos - 1].no, "blocks nest more than 64 deep%s%s", "", "");
 
 	while (ls->pos < ls->n) {
 		struct line *l = &ls->v[ls->pos++];

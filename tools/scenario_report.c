@@ -13,6 +13,16 @@
 #include "scenario.h"
 
 /* Every counter hm_stat_name lists, then the per-node ones it does not. */
+/* A whole token as a number (values were evaluated before: see below). */
+static int number(const char *tok, uint64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoull(tok, &end, 0);
+	return errno || end == tok || *end || *tok == '-' ? -EINVAL : 0;
+}
+
 static int vmstat(FILE *out, struct hm_system *sys, int argc, char **argv)
 {
 	bool json = argc == 1 && !strcmp(argv[0], "--json");
@@ -61,8 +71,16 @@ static int about_mm(FILE *out, struct hm_mm *mm, const char *kind, int argc, cha
 	}
 	if (!strcmp(kind, "smaps") && !n)
 		return report_smaps(out, mm, json);
-	if (!strcmp(kind, "pagemap") && n == 2)
-		return report_pagemap(out, mm, strtoull(argv[0], NULL, 0), strtoull(argv[1], NULL, 0), json);
+	if (!strcmp(kind, "pagemap") && n == 2) {
+		uint64_t start, end;
+
+		if (number(argv[0], &start) || number(argv[1], &end) || start >= end) {
+			fprintf(stderr, "report pagemap: expected START END, numbers with START < END, got \"%s\" \"%s\"\n",
+				argv[0], argv[1]);
+			return -EINVAL;
+		}
+		return report_pagemap(out, mm, start, end, json);
+	}
 	if (!strcmp(kind, "svg") && argc == 1) {
 		FILE *f = fopen(argv[0], "w");
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "scenario.h"
+#include "swapfile.h"
 
 static int policy(struct scn_ctx *c, const struct scn_stmt *s, const char *key, const char *v, int *out)
 {
@@ -39,11 +40,9 @@ static int number(struct scn_ctx *c, const struct scn_stmt *s, const char *tok, 
 /* A swap file name of our own under $TMPDIR (or /tmp), removed at exit. */
 static void swap_auto(struct scn *sc)
 {
-	static unsigned n;
-	const char *dir = getenv("TMPDIR");
+	const char *p = tool_swap_path("run");
 
-	snprintf(sc->swap_auto, sizeof(sc->swap_auto), "%s/hugemm-run-%d-%u.swap", dir && *dir ? dir : "/tmp",
-		 (int)getpid(), n++);
+	snprintf(sc->swap_auto, sizeof(sc->swap_auto), "%s", p ? p : "/tmp/hugemm-run.swap");
 	sc->cfg.swap_path = sc->swap_auto;
 }
 

@@ -192,7 +192,10 @@ static int product(struct scn_ctx *c, const struct scn_stmt *s, const char *tok,
 			return SCN_FAIL;
 		if (op != '*' && !w)
 			return scn_err(c, s, "division by zero in \"%s\"", tok);
-		v = op == '*' ? v * w : op == '/' ? v / w : v % w;
+		if (op == '*' && __builtin_mul_overflow(v, w, &v))
+			return scn_err(c, s, "\"%s\" is out of range (above 2^64 - 1)", tok);
+		if (op != '*')
+			v = op == '/' ? v / w : v % w;
 	}
 	*out = v;
 	return 0;
@@ -211,7 +214,8 @@ int scn_eval(struct scn_ctx *c, const struct scn_stmt *s, const char *tok, uint6
 
 		if (product(c, s, tok, &p, &w))
 			return SCN_FAIL;
-		v = op == '+' ? v + w : v - w;
+		if (op == '+' ? __builtin_add_overflow(v, w, &v) : __builtin_sub_overflow(v, w, &v))
+			return scn_err(c, s, "\"%s\" is out of range (below 0 or above 2^64 - 1)", tok);
 	}
 	if (*p)
 		return scn_err(c, s, "expected a value (number, name, + - * / %%) but \"%s\" has \"%s\" left over", tok,

@@ -36,8 +36,12 @@ int hm_vma_next(struct hm_mm *mm, uint64_t addr, struct hm_vma_info *out)
 		out->flags = (v->flags & VM_HUGEPAGE ? HM_VMA_HUGEPAGE : 0) |
 			     (v->flags & VM_NOHUGEPAGE ? HM_VMA_NOHUGEPAGE : 0) |
 			     (v->flags & VM_DONTFORK ? HM_VMA_DONTFORK : 0);
-		out->thp_pmd = hm_thp_allowed(v, sys->cfg.thp_pmd);
-		out->thp_pud = hm_thp_allowed(v, sys->cfg.thp_pud);
+		/* As the kernel's THPeligible: the policy and the advice,
+		 * and an aligned page of the size inside the VMA. */
+		out->thp_pmd = hm_thp_allowed(v, sys->cfg.thp_pmd) &&
+			       HM_ALIGN_UP(v->start, HM_PMD_SIZE) + HM_PMD_SIZE <= v->end;
+		out->thp_pud = hm_thp_allowed(v, sys->cfg.thp_pud) &&
+			       HM_ALIGN_UP(v->start, HM_PUD_SIZE) + HM_PUD_SIZE <= v->end;
 		r = 0;
 	}
 	hm_up_read(&mm->mmap_lock);

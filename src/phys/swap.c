@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "swap.h"
 
@@ -73,8 +74,23 @@ int hm_swap_init(struct hm_swap *sw, const char *path, uint64_t bytes, struct hm
 
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == EEXIST) {
+		struct stat st;
+
+		/* An existing file is reused, but only a regular one reached
+		 * without a symbolic link: never a device, nor a file a link
+		 * planted under a predictable name points to. */
 		created = false;
-		fd = open(path, O_RDWR | O_TRUNC | O_CLOEXEC);
+		fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
+			close(fd);
+			err = -EINVAL;
+			goto out_free;
+		}
+		if (fd >= 0 && ftruncate(fd, 0)) {
+			err = -errno;
+			close(fd);
+			goto out_free;
+		}
 	}
 	if (fd < 0) {
 		err = -errno;

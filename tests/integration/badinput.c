@@ -236,4 +236,39 @@ static void madvise_advice(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(config), T(mmap_args), T(unmap_protect_advise_args), T(access_args), T(madvise_advice))
+/* A swap path is never followed through a symbolic link, and an existing
+ * file that is not a regular one (a device) is refused: a predictable name
+ * in /tmp must not let anyone else's file be truncated. */
+static void swap_path_refused(void)
+{
+	char dir[] = "/tmp/hm-badswap-XXXXXX", victim[64], link[64];
+	struct hm_config cfg;
+	struct hm_system *s = NULL;
+	FILE *f;
+	char buf[16] = "";
+
+	REQUIRE(mkdtemp(dir) != NULL);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	REQUIRE((f = fopen(victim, "w")) != NULL);
+	fputs("precious", f);
+	fclose(f);
+	REQUIRE(symlink(victim, link) == 0);
+	hm_config_default(&cfg);
+	cfg.phys_bytes = 16 << 20;
+	cfg.swap_bytes = 1 << 20;
+	cfg.swap_path = link;
+	CHECK_EQ(hm_system_create(&cfg, &s), -ELOOP);
+	CHECK(s == NULL);
+	REQUIRE((f = fopen(victim, "r")) != NULL);
+	CHECK(fgets(buf, sizeof(buf), f) && !strcmp(buf, "precious"));
+	fclose(f);
+	cfg.swap_path = "/dev/null";
+	CHECK_EQ(hm_system_create(&cfg, &s), -EINVAL);
+	CHECK(s == NULL);
+	unlink(link);
+	unlink(victim);
+	rmdir(dir);
+}
+
+T_MAIN(T(config), T(swap_path_refused), T(mmap_args), T(unmap_protect_advise_args), T(access_args), T(madvise_advice))
