@@ -60,7 +60,8 @@ static uint64_t stat(struct hm_system *sys, const char *name)
 	return v;
 }
 
-/* Progress for work that may take more than a second. */
+/* Progress for work that may take more than a second, on a terminal only
+ * (a pipe or a CI log gets none, as hugemm run does). */
 struct progress {
 	const char *what;
 	double start, last;
@@ -71,17 +72,14 @@ static void progress(struct progress *p, uint64_t done, uint64_t total)
 {
 	double t = now();
 
-	bool tty = isatty(2);
-
-	if (t - p->start < 1.0 || (t - p->last < (tty ? 0.25 : 2.0) && done < total) ||
+	if (!isatty(2) || t - p->start < 1.0 || (t - p->last < 0.25 && done < total) ||
 	    (done == total && !p->shown))
 		return;
 	p->last = t;
 	p->shown = 1;
 	fflush(stdout);
-	fprintf(stderr, tty ? "\r  %-44s %3llu%%" : "  %-44s %3llu%%\n", p->what,
-		(unsigned long long)(done * 100 / total));
-	if (done == total && tty)
+	fprintf(stderr, "\r  %-44s %3llu%%", p->what, (unsigned long long)(done * 100 / total));
+	if (done == total)
 		fputc('\n', stderr);
 }
 

@@ -117,12 +117,22 @@ int report_main(int argc, char **argv)
 	struct hm_mm *mm = child ? s.child : s.parent;
 	bool all = !strcmp(what, "all");
 
+	bool one = all && json;	/* one JSON document: {"smaps": ..., ...} */
+
+	if (one)
+		fputs("{\"smaps\": ", stdout);
 	if (!strcmp(what, "smaps") || all)
 		r = report_smaps(stdout, mm, json);
+	if (one)
+		fputs(", \"vmstat\": ", stdout);
 	if (!r && (!strcmp(what, "vmstat") || all))
 		r = report_vmstat(stdout, s.sys, json);
+	if (one)
+		fputs(", \"pagemap\": ", stdout);
 	if (!r && (!strcmp(what, "pagemap") || all))
 		r = report_pagemap(stdout, mm, start, end, json);
+	if (one)
+		fputs("}\n", stdout);
 	if (!r && svg) {
 		FILE *f = fopen(svg, "w");
 
