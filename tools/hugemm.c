@@ -241,6 +241,10 @@ static uint64_t pressure(uint64_t phys, const char *swap_path)
 	return bad + (check != 0) + (sfree != stotal);
 }
 
+/* With --json, standard output carries one JSON document and nothing
+ * else: the demo's text goes to standard error (see demo()). */
+static FILE *json_out;
+
 /* --svg, --report, --json: the parent's address space after fork. */
 static int demo_reports(struct hm_system *sys, struct hm_mm *mm, const char *svg, bool report, bool json)
 {
@@ -257,7 +261,16 @@ static int demo_reports(struct hm_system *sys, struct hm_mm *mm, const char *svg
 		else
 			printf("  the parent's address space drawn in %s\n", svg);
 	}
-	if (report && !r) {
+	if (json && !r) {
+		fputs("{\"smaps\": ", json_out);
+		if (!(r = report_smaps(json_out, mm, true))) {
+			fputs(", \"vmstat\": ", json_out);
+			r = report_vmstat(json_out, sys, true);
+		}
+		fputs("}\n", json_out);
+		if (fflush(json_out) && !r)
+			r = -EIO;
+	} else if (report && !r) {
 		printf("\n  smaps of the parent after fork:\n");
 		if (!(r = report_smaps(stdout, mm, json))) {
 			printf("\n  vmstat:\n");
@@ -307,6 +320,14 @@ static int demo(int argc, char **argv)
 	if (cfg.phys_bytes < 3 * GiB) {
 		fprintf(stderr, "hugemm demo: needs --phys 3 or more (it maps 2 GiB + 576 MiB)\n");
 		return 2;
+	}
+	if (json) {
+		/* Standard output gets the JSON alone; the demo's text goes
+		 * to standard error. */
+		int fd = dup(1);
+
+		if (fd < 0 || !(json_out = fdopen(fd, "w")) || dup2(2, 1) < 0)
+			die("--json: standard output", -errno);
 	}
 	if ((r = hm_system_create(&cfg, &sys)))
 		die("hm_system_create", r);
