@@ -383,7 +383,8 @@ static void sparse(void)
 	hm_system_destroy(sys);
 }
 
-/* A dense map: 2048 VMAs, one band each. */
+/* A dense map: 2048 VMAs with no gap between them share one band, drawn to
+ * scale with a line at each VMA: a picture of normal height. */
 static void dense(void)
 {
 	NO_CHECK_FLAG();
@@ -399,11 +400,57 @@ static void dense(void)
 	STEP(sys);
 	svg_matches(mm, true);
 	CAPTURE(report_svg(OUT, mm));
-	unsigned bands = 0;
+	unsigned bands = 0, vmas = 0;
 
-	for (const char *q = buf; (q = strstr(q, "<g class=\"vma\"")); q++)
+	for (const char *q = buf; (q = strstr(q, "<g class=\"vma\"")); q++) {
+		const char *d = strstr(q, "data-vmas=\"");
+
 		bands++;
-	CHECK_EQ(bands, 2048);
+		if (d)
+			vmas += (unsigned)strtoul(d + 11, NULL, 10);
+	}
+	CHECK_EQ(bands, 1);
+	CHECK_EQ(vmas, 2048);
+	CHECK(svg_height(buf) < 1000);
+	free(buf);
+	STEP(sys);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+/* 100 small VMAs, every tenth after a 1 GiB gap, the rest 1 MiB apart:
+ * more than fit a band each, so the bands are cut at the ten largest gaps
+ * (each marked), and the 1 MiB gaps are drawn to scale inside them. */
+static void scattered(void)
+{
+	struct hm_system *sys = t_system(64 * MiB, HM_THP_NEVER, HM_THP_ALWAYS, HM_DEPOSIT_EAGER);
+	struct hm_mm *mm;
+	uint64_t base = 1ull << 40, at = base, got;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	for (unsigned i = 0; i < 100; i++) {
+		at += i % 10 ? MiB : GiB;
+		REQUIRE(hm_mmap(mm, at, 16 * KiB, RW, PA | MAP_FIXED_NOREPLACE, &got) == 0);
+		t_poke(mm, at + (i % 4) * 4096, i);
+	}
+	STEP(sys);
+	svg_matches(mm, true);
+	CAPTURE(report_svg(OUT, mm));
+	unsigned bands = 0, vmas = 0, gaps = 0;
+
+	for (const char *q = buf; (q = strstr(q, "<g class=\"vma\"")); q++) {
+		const char *d = strstr(q, "data-vmas=\"");
+
+		bands++;
+		if (d)
+			vmas += (unsigned)strtoul(d + 11, NULL, 10);
+	}
+	for (const char *q = buf; (q = strstr(q, "<g class=\"gap\"")); q++)
+		gaps++;
+	CHECK_EQ(bands, 10);
+	CHECK_EQ(vmas, 100);
+	CHECK_EQ(gaps, 9);
+	CHECK(svg_height(buf) < 1000);
 	free(buf);
 	STEP(sys);
 	hm_mm_destroy(mm);
@@ -423,4 +470,4 @@ static void checker(void)
 	CHECK_EQ(xml_elements("<svg><g></h></svg>"), -1);
 }
 
-T_MAIN(T(checker), T(known_eager), T(known_lazy), T(sparse), T(dense))
+T_MAIN(T(checker), T(known_eager), T(known_lazy), T(sparse), T(dense), T(scattered))
