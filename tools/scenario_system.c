@@ -37,13 +37,17 @@ static int number(struct scn_ctx *c, const struct scn_stmt *s, const char *tok, 
 	return 0;
 }
 
-/* A swap file name of our own under $TMPDIR (or /tmp), removed at exit. */
-static void swap_auto(struct scn *sc)
+/* A swap file name of our own under $TMPDIR (or /tmp), removed at exit:
+ * never a name shared with another run, so none to fall back on. */
+static int swap_auto(struct scn_ctx *c, const struct scn_stmt *s, struct scn *sc)
 {
 	const char *p = tool_swap_path("run");
 
-	snprintf(sc->swap_auto, sizeof(sc->swap_auto), "%s", p ? p : "/tmp/hugemm-run.swap");
+	if (!p)
+		return scn_err(c, s, "system swap auto: no more swap file names in this run");
+	snprintf(sc->swap_auto, sizeof(sc->swap_auto), "%s", p);
 	sc->cfg.swap_path = sc->swap_auto;
+	return 0;
 }
 
 static const struct {
@@ -93,10 +97,11 @@ int scn_cmd_system(struct scn_ctx *c, struct scn_stmt *s)
 			if (i + 1 >= s->argc)
 				return scn_err(c, s, "system swap: expected FILE SIZE (FILE may be auto)");
 			if (!strcmp(v, "auto"))
-				swap_auto(sc);
+				r = swap_auto(c, s, sc);
 			else
 				cfg->swap_path = v;
-			r = scn_eval(c, s, s->argv[++i], &cfg->swap_bytes);
+			if (!r)
+				r = scn_eval(c, s, s->argv[++i], &cfg->swap_bytes);
 		} else if (!strcmp(k, "thp_pud")) {
 			r = policy(c, s, k, v, &cfg->thp_pud);
 		} else if (!strcmp(k, "thp_pmd")) {
