@@ -178,19 +178,34 @@ bool hm_split_leaf_of(struct hm_mm *mm, hm_pte_t *slot, unsigned level, uint32_t
 	return split_leaf_of(mm, slot, level, pfn, st);
 }
 
+/* One walk tells which leaf covers @addr; a second is needed only after a
+ * PUD split, which leaves a PMD leaf there (munmap of one page walked four
+ * times, asking each level apart). */
 static void split_at(struct hm_mm *mm, uint64_t addr, struct hm_split_tables *st)
 {
 	hm_assert_write_locked(&mm->mmap_lock);
+	struct hm_phys *ph = mm_phys(mm);
+	unsigned level;
 	hm_pte_t *slot;
+	hm_pte_t e;
 
-	if (addr & (HM_PUD_SIZE - 1) && (slot = huge_slot(mm, addr, 2)))
+	if (!(addr & (HM_PUD_SIZE - 1)))
+		return;		/* no leaf straddles it */
+	slot = hm_pt_walk(ph, mm->root, mm->sys->top, addr, &level);
+	e = pt_get(slot);
+	if (level == 2 && pt_mapped(e)) {
 		hm_split_leaf(mm, slot, 2, st);
-	if (addr & (HM_PMD_SIZE - 1) && (slot = huge_slot_or_swap(mm, addr, 1, true))) {
-		if (pt_swp_entry(pt_get(slot)))
-			hm_split_swap_pmd(mm, slot, st);
-		else
-			hm_split_leaf(mm, slot, 1, st);
+		if (!(addr & (HM_PMD_SIZE - 1)))
+			return;
+		slot = hm_pt_walk(ph, mm->root, mm->sys->top, addr, &level);
+		e = pt_get(slot);
 	}
+	if (level != 1 || !(addr & (HM_PMD_SIZE - 1)))
+		return;
+	if (pt_swp_entry(e))
+		hm_split_swap_pmd(mm, slot, st);
+	else if (pt_mapped(e))
+		hm_split_leaf(mm, slot, 1, st);
 }
 
 /* Tables that splitting at @addr will need in lazy mode. */
