@@ -127,14 +127,7 @@ static void move_state(struct hm_system *sys, const struct mig *m)
 		partial = hm_deferred_partial_locked(sys, m->old);
 		hm_deferred_del_locked(sys, m->old);
 	}
-	/* All but the buddy byte, which a free of a neighbouring block reads
-	 * under node->lock (buddy.c): it is 0 in both, and writing it raced
-	 * with that read (TSan, stress/migrate_threads). */
-	for (uint32_t i = 0; i < nr; i++) {
-		memcpy(&n[i], &o[i], offsetof(struct hm_page, buddy));
-		memcpy((char *)&n[i] + offsetof(struct hm_page, buddy) + 1, (const char *)&o[i] + offsetof(struct hm_page, buddy) + 1,
-		       sizeof(*n) - offsetof(struct hm_page, buddy) - 1);
-	}
+	hm_page_copy_state(n, o, nr);
 	if (hm_load_relaxed(&o->flags) & PG_SWAPCACHE)
 		hm_swap_cache_move(&sys->swap, o->swap, nr, m->old, m->new);
 	hm_spin_unlock(lock);

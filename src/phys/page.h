@@ -41,6 +41,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../base/base.h"
 
@@ -167,6 +168,24 @@ static inline uint64_t folio_index(const struct hm_page *h) { return h->folio.in
 static inline uint64_t folio_va(const struct hm_page *h) { return h->folio.index << HM_PAGE_SHIFT; }
 /* With PG_SWAPCACHE: the first of the swap slots it holds. */
 static inline uint32_t folio_swap(const struct hm_page *h) { return h->swap; }
+/*
+ * Copy the state of @nr descriptors from @o to @n (a folio moving to new
+ * frames), all but the buddy byte. That byte is the buddy allocator's: a
+ * free reads it in its buddy's head under node->lock, frames it does not
+ * own, so the owner of a frame must never store to it, not even the 0 it
+ * holds in every allocated frame (a plain copy of the whole descriptor
+ * was a data race with such a free: TSan, stress/migrate_threads).
+ */
+static inline void hm_page_copy_state(struct hm_page *n, const struct hm_page *o, uint32_t nr)
+{
+	const size_t at = offsetof(struct hm_page, buddy), after = at + sizeof(n->buddy);
+
+	for (uint32_t i = 0; i < nr; i++) {
+		memcpy(&n[i], &o[i], at);
+		memcpy((char *)&n[i] + after, (const char *)&o[i] + after, sizeof(*n) - after);
+	}
+}
+
 /* Of a page-table frame (PG_TABLE, PG_PT_PENDING, PG_PT_FREE): its ptdesc
  * (pgtable/ptdesc.h), NULL while the frame is none of those. */
 static inline struct hm_ptdesc *page_ptdesc(const struct hm_page *pg) { return pg->pt.desc; }

@@ -235,6 +235,30 @@ static void huge_buddies_freed_together(void)
 	hm_phys_fini(&ph);
 }
 
+/* A folio's descriptors copied to new frames (migration) take every byte
+ * but the buddy byte, which the copy must not store to at all: a free of
+ * the new frames' buddy reads it under node->lock meanwhile. The byte is
+ * set apart in @n here so that a store of any value shows (with a plain
+ * memcpy of the descriptors, as before, the test fails). */
+static void copy_state_keeps_buddy_byte(void)
+{
+	struct hm_page o[3], n[3];
+	const size_t at = offsetof(struct hm_page, buddy);
+
+	for (size_t i = 0; i < sizeof(o); i++)
+		((uint8_t *)o)[i] = (uint8_t)(i * 7 + 1);
+	memset(n, 0xa5, sizeof(n));
+	hm_page_copy_state(n, o, 2);
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ(n[i].buddy, 0xa5);
+		CHECK_EQ(memcmp(&n[i], &o[i], at), 0);
+		CHECK_EQ(memcmp((uint8_t *)&n[i] + at + 1, (uint8_t *)&o[i] + at + 1, sizeof(n[i]) - at - 1), 0);
+	}
+	/* Only @nr descriptors. */
+	for (size_t b = 0; b < sizeof(n[2]); b++)
+		CHECK_EQ(((uint8_t *)&n[2])[b], 0xa5);
+}
+
 T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(failpoint), T(nodes),
        T(node_of_pfn), T(descriptors_lazy), T(refill_takes_holes),
-       T(huge_buddies_freed_together))
+       T(huge_buddies_freed_together), T(copy_state_keeps_buddy_byte))
