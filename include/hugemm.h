@@ -609,7 +609,9 @@ HM_API int hm_smaps(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_sm
 /*
  * hm_stat - read a counter by name (see README: /proc/vmstat names where
  * one exists). Unknown names are -ENOENT. Among them: nr_free_pages (free
- * frames, those on their way back from unmaps included), nr_free_pending
+ * frames, data frames on their way back from unmaps included; page tables
+ * on theirs are not, since they return to slots that hold only tables
+ * while their block has other tables), nr_free_pending
  * (frames and tables on their way back: 0 after hm_drain),
  * pgtable_free_slots (free slots of the 2 MiB blocks page tables are
  * carved from, while a block holds a table: free for page tables only,
@@ -672,7 +674,7 @@ HM_API const char *hm_stat_name(unsigned i);
  * hm_drain - wait until every frame and page table that unmaps have given
  * up so far is back in the free lists. Unmaps do not wait for readers: what
  * they free comes back after an RCU grace period (counted meanwhile in
- * nr_free_pages, and in nr_free_pending). An allocation that finds nothing
+ * nr_free_pending, and the data frames in nr_free_pages). An allocation that finds nothing
  * free waits for it by itself; this is for callers that want the same
  * frames back at once (benchmarks, a warm refault).
  * Context: any thread.

@@ -139,4 +139,48 @@ static void fault_waits_for_no_reclaim(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(refill_in_reclaimed_table), T(fault_waits_for_no_reclaim))
+/*
+ * nr_free_pages counts what an unmap is giving back as free at once, but
+ * only the data frames: a table on its way back goes to a free slot of its
+ * block, and while the block holds other tables that slot is for tables
+ * only. So the figure read while the frees wait for their grace period
+ * (the RCU callback stopped at gather_before_free) is never above the
+ * figure after they are done. Reverted (pending tables counted too), the
+ * first is higher by the tables of the unmapped range: a fuzz case saw 149
+ * frames "free" before a write that then found 30 and failed.
+ */
+static void pending_tables_not_free(void)
+{
+	struct hm_system *sys = race_system();
+	struct hm_mm *mm;
+	uint64_t keep, gone, len = 32 * MiB;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	/* A table of @keep's shares the block with those of @gone. */
+	REQUIRE(hm_mmap(mm, 0, 2 * MiB, RW, PA, &keep) == 0);
+	CHECK_EQ(t_fill(mm, keep, 2 * MiB, 3), 0);
+	REQUIRE(hm_mmap(mm, 0, len, RW, PA, &gone) == 0);
+	CHECK_EQ(t_fill(mm, gone, len, 4), 0);
+	hm_drain(sys);
+	STEP(sys);
+
+	REQUIRE(hm__race_arm("gather_before_free", 0) == 0);
+	CHECK_EQ(hm_munmap(mm, gone, len), 0);
+	REQUIRE(hm__race_wait("gather_before_free", STOP_MS) == 0);
+	uint64_t pending = t_stat(sys, "nr_free_pending"), during = t_stat(sys, "nr_free_pages");
+
+	CHECK(pending > len / 4096);	/* the range's pages and its tables */
+	hm__race_release("gather_before_free");
+	hm_drain(sys);
+	uint64_t after = t_stat(sys, "nr_free_pages");
+
+	CHECK(during <= after);
+	CHECK_EQ(t_stat(sys, "nr_free_pending"), 0);
+	hm__race_reset();
+	STEP(sys);
+	CHECK_EQ(t_pages_wrong(mm, keep, 2 * MiB, 3, 0, 0), 0);
+	hm_mm_destroy(mm);
+	hm_system_destroy(sys);
+}
+
+T_MAIN(T(refill_in_reclaimed_table), T(fault_waits_for_no_reclaim), T(pending_tables_not_free))
