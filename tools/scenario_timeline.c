@@ -3,7 +3,8 @@
  * timeline FILE [INTERVAL_MS]: from this line to the end of the run, a
  * thread samples the counters every INTERVAL_MS (default 10) into FILE as
  * CSV, for plotting RSS, huge pages by size, swap and page-table memory
- * over time. hm_stat never blocks, so sampling does not slow the run.
+ * over time: one sample at the command, one at the end, and one every
+ * INTERVAL_MS between. hm_stat never blocks, so sampling does not slow the run.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -51,11 +52,12 @@ static void *sampler(void *arg)
 	struct scn_timeline *t = arg;
 	struct timespec ts = { t->interval_ms / 1000, (t->interval_ms % 1000) * 1000000L };
 
-	while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
-		sample(t);
+	for (;;) {
 		nanosleep(&ts, NULL);
+		if (__atomic_load_n(&t->stop, __ATOMIC_RELAXED))
+			return NULL;
+		sample(t);
 	}
-	return NULL;
 }
 
 int scn_cmd_timeline(struct scn_ctx *c, struct scn_stmt *s)
@@ -87,6 +89,10 @@ int scn_cmd_timeline(struct scn_ctx *c, struct scn_stmt *s)
 	for (unsigned i = 0; i < NCOL; i++)
 		fprintf(t->out, ",%s", columns[i]);
 	fputc('\n', t->out);
+	/* The first sample here, the last at the end: a run shorter than the
+	 * thread's start still gets both (the test counted on the thread's
+	 * first sample, and failed when the run ended before it began). */
+	sample(t);
 	if (pthread_create(&t->thread, NULL, sampler, t)) {
 		fclose(t->out);
 		free(t);

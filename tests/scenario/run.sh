@@ -14,7 +14,8 @@ passed=0
 failed=0
 
 ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+# Failures go to standard error, which tests/run.sh shows when a test fails.
+bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 contains() { grep -qF -- "$2" "$1"; }
 
 out=$TMPDIR/out
@@ -27,7 +28,7 @@ for f in "$src"/examples/scenarios/*.hms; do
 		ok
 	else
 		bad "$f: exit $rc"
-		tail -n 20 "$err"
+		tail -n 20 "$err" >&2
 	fi
 done
 
@@ -40,8 +41,8 @@ for f in "$src"/tests/scenario/*.hms; do
 		ok
 	else
 		bad "$f: exit $rc (expected ${want_rc:-1}), stderr:"
-		cat "$err"
-		echo "  expected it to contain: $f:$want_msg"
+		cat "$err" >&2
+		echo "  expected it to contain: $f:$want_msg" >&2
 	fi
 done
 
