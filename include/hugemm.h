@@ -615,7 +615,11 @@ HM_API int hm_smaps(struct hm_mm *mm, uint64_t start, uint64_t end, struct hm_sm
  * (frames and tables on their way back: 0 after hm_drain),
  * pgtable_free_slots (free slots of the 2 MiB blocks page tables are
  * carved from, while a block holds a table: free for page tables only,
- * so not in nr_free_pages; a block with no table left counts there).
+ * so not in nr_free_pages; a block with no table left counts there),
+ * pgtable_pending (tables unlinked and waiting for a grace period, in
+ * neither pgtable_bytes nor nr_free_pages: nr_free_pages +
+ * pgtable_free_slots + pgtable_pending + pgtable_bytes / 4096 stays the
+ * same while they go back).
  * Deferred split: thp_deferred_split_page (huge pages queued when an unmap
  * or a copy-on-write left them partly mapped, each counted once), thp_split_page (huge pages split under memory
  * pressure to free their unmapped or zero-filled parts; a 1 GiB page counts

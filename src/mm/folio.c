@@ -151,7 +151,8 @@ bool hm_reserve_refill(struct hm_system *sys, unsigned order)
 		 * than live pages written to swap (a fault right after a large
 		 * munmap swapped out as much as was pending). In a fault that
 		 * must not wait here, fail: it waits without mmap_lock and
-		 * tries again (hm_fault). */
+		 * tries again (hm_fault). Pending tables count here though
+		 * not in nr_free_pages: their return may empty a block. */
 		if (hm_load_relaxed(&sys->pc.nr_pending) + hm_load_relaxed(&sys->pc.nr_pending_frames) >= want) {
 			if (hm_ptcache_drain(&sys->pc) || !hm_drain_was_wanted())
 				continue;

@@ -91,6 +91,7 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 	case HM_STAT_nr_anon_pmd:	return hm_sys_nr_leaf(sys, 1);
 	case HM_STAT_nr_anon_pud:	return hm_sys_nr_leaf(sys, 2);
 	case HM_STAT_nr_mms:		return hm_load_relaxed(&sys->nr_mms);
+	case HM_STAT_pgtable_pending:	return hm_load_relaxed(&pc->nr_pending);
 	case HM_STAT_nr_free_pending:
 		return hm_load_relaxed(&pc->nr_pending) + hm_load_relaxed(&pc->nr_pending_frames);
 	case HM_STAT_phys_bytes:	return sys->cfg.phys_bytes;

@@ -101,7 +101,8 @@ struct hm_anon_vma {
 	X(nr_active_anon) X(nr_swap_entries)			\
 	X(nr_huge_zero_pte) X(nr_huge_zero_pmd)			\
 	X(nr_free_1g_possible) X(prezero_pages) X(prezero_ns)	\
-	X(prezero_used) X(nr_prezeroed) X(pgtable_free_slots)
+	X(prezero_used) X(nr_prezeroed) X(pgtable_free_slots)		\
+	X(pgtable_pending)
 
 enum hm_stat_id {
 #define X(n) HM_STAT_##n,

@@ -159,9 +159,11 @@ hm_pte_t *hm_pt_walk_trace(struct hm_phys *ph, uint32_t root, unsigned top, uint
  * one by one through their own rcu_head).
  *
  * Accounting: tables and frames queued and not yet freed are counted in
- * pc->nr_pending and pc->nr_pending_frames, and count as free in
- * nr_free_pages: an allocation that finds nothing free waits for them
- * (hm_ptcache_drain) before it fails.
+ * pc->nr_pending and pc->nr_pending_frames. The frames count as free in
+ * nr_free_pages, the tables do not (they go back to slots that hold only
+ * tables); an allocation that finds nothing free waits for both
+ * (hm_ptcache_drain) before it fails, since a table's return may empty
+ * its block.
  */
 #define HM_GATHER_MAX 1000u	/* entries per batch: a PUD leaf needs 514 */
 

@@ -55,9 +55,10 @@ static unsigned stats_changed(struct hm_system *sys, bool tables_ok)
 	snapshot(sys, now);
 	for (unsigned i = 0; (n = hm_stat_name(i)); i++) {
 		/* Free slots of table blocks in use are free frames for
-		 * tables only, so not in nr_free_pages: a table costs one
-		 * frame of the two together. */
-		if (!strcmp(n, "nr_free_pages") || !strcmp(n, "pgtable_free_slots"))
+		 * tables only, so not in nr_free_pages, and tables on their
+		 * way back are in neither: a table costs one frame of the
+		 * three together. */
+		if (!strcmp(n, "nr_free_pages") || !strcmp(n, "pgtable_free_slots") || !strcmp(n, "pgtable_pending"))
 			free_now += now[i], free_then += stats_snap[i];
 		if (!strcmp(n, "pgtable_bytes"))
 			pt_now = now[i] >> 12, pt_then = stats_snap[i] >> 12;
@@ -71,7 +72,7 @@ static unsigned stats_changed(struct hm_system *sys, bool tables_ok)
 		    strstr(n, "_alloc_failed") || strstr(n, "khugepaged_"))
 			continue;
 		if (tables_ok && (!strcmp(n, "nr_free_pages") || !strcmp(n, "pgtable_bytes") ||
-				  !strcmp(n, "pgtable_free_slots")))
+				  !strcmp(n, "pgtable_free_slots") || !strcmp(n, "pgtable_pending")))
 			continue;
 		fprintf(stderr, "  %s: %llu -> %llu\n", n, (unsigned long long)stats_snap[i],
 			(unsigned long long)now[i]);

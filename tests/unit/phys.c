@@ -236,10 +236,11 @@ static void huge_buddies_freed_together(void)
 }
 
 /* A folio's descriptors copied to new frames (migration) take every byte
- * but the buddy byte, which the copy must not store to at all: a free of
- * the new frames' buddy reads it under node->lock meanwhile. The byte is
- * set apart in @n here so that a store of any value shows (with a plain
- * memcpy of the descriptors, as before, the test fails). */
+ * but the buddy byte, which the copy must leave alone: a free of the new
+ * frames' buddy reads it under node->lock meanwhile. The byte is set apart
+ * in @n here, so that a copy of it shows (a plain memcpy of the
+ * descriptors, as before, fails). A store of the same value would not
+ * show: that race is TSan's to find (stress/migrate_threads). */
 static void copy_state_keeps_buddy_byte(void)
 {
 	struct hm_page o[3], n[3];

@@ -163,6 +163,7 @@ static void pending_tables_not_free(void)
 	CHECK_EQ(t_fill(mm, gone, len, 4), 0);
 	hm_drain(sys);
 	STEP(sys);
+	uint64_t before = t_stat(sys, "nr_free_pages");
 
 	REQUIRE(hm__race_arm("gather_before_free", 0) == 0);
 	CHECK_EQ(hm_munmap(mm, gone, len), 0);
@@ -170,11 +171,16 @@ static void pending_tables_not_free(void)
 	uint64_t pending = t_stat(sys, "nr_free_pending"), during = t_stat(sys, "nr_free_pages");
 
 	CHECK(pending > len / 4096);	/* the range's pages and its tables */
+	CHECK_EQ(t_stat(sys, "pgtable_pending"), pending - len / 4096);
+	/* Its 4 KiB pages count at once, its tables not at all (the block
+	 * keeps @keep's table). */
+	CHECK_EQ(during, before + len / 4096);
 	hm__race_release("gather_before_free");
 	hm_drain(sys);
 	uint64_t after = t_stat(sys, "nr_free_pages");
 
-	CHECK(during <= after);
+	CHECK_EQ(after, during);
+	CHECK_EQ(t_stat(sys, "pgtable_pending"), 0);
 	CHECK_EQ(t_stat(sys, "nr_free_pending"), 0);
 	hm__race_reset();
 	STEP(sys);
