@@ -55,6 +55,7 @@
 #define hm_load(p)	   __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define hm_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define hm_store(p, v)	   __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define hm_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define hm_add(p, v)	   __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define hm_sub(p, v)	   __atomic_sub_fetch((p), (v), __ATOMIC_RELAXED)
 

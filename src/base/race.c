@@ -14,6 +14,7 @@
 #ifdef HM_RACE_POINTS
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,7 +31,33 @@ struct point {
 static pthread_mutex_t race_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t race_cond = PTHREAD_COND_INITIALIZER;
 static struct point points[NR_POINTS];	/* race_lock */
-static int nr_armed;			/* atomic: the fast path's test */
+static int nr_armed;			/* atomic; the fast path's test, read
+					 * relaxed (see below) */
+/* The names of the ARMED points, set and cleared under race_lock, read
+ * without it: a thread that reaches a point no one waits for must not take
+ * race_lock, or every thread passing any point while one is armed would be
+ * ordered after the stopped thread, and ThreadSanitizer would miss the very
+ * races the tests stop threads for. Relaxed for the same reason: a stopping
+ * thread clears its name, and an acquire load of that would order the
+ * reader after it too. (The names are string literals: nothing to publish.) */
+static const char *armed_name[NR_POINTS];
+
+static void set_state_locked(struct point *p, int state)
+{
+	p->state = state;
+	__atomic_store_n(&armed_name[p - points], state == ARMED ? p->name : NULL, __ATOMIC_RELAXED);
+}
+
+static bool armed(const char *name)
+{
+	for (int i = 0; i < NR_POINTS; i++) {
+		const char *n = __atomic_load_n(&armed_name[i], __ATOMIC_RELAXED);
+
+		if (n && !strcmp(n, name))
+			return true;
+	}
+	return false;
+}
 
 static struct point *find(const char *name)
 {
@@ -42,18 +69,18 @@ static struct point *find(const char *name)
 
 void hm__race_point(const char *name)
 {
-	if (!__atomic_load_n(&nr_armed, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&nr_armed, __ATOMIC_RELAXED) || !armed(name))
 		return;
 	pthread_mutex_lock(&race_lock);
 	struct point *p = find(name);
 	if (p && p->state == ARMED && p->skip) {
 		p->skip--;
 	} else if (p && p->state == ARMED) {
-		p->state = STOPPED;
+		set_state_locked(p, STOPPED);
 		pthread_cond_broadcast(&race_cond);
 		while (p->state == STOPPED)
 			pthread_cond_wait(&race_cond, &race_lock);
-		p->state = IDLE;
+		set_state_locked(p, IDLE);
 		__atomic_sub_fetch(&nr_armed, 1, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&race_cond);
 	}
@@ -67,7 +94,8 @@ int hm__race_arm(const char *name, unsigned skip)
 	pthread_mutex_lock(&race_lock);
 	for (int i = 0; i < NR_POINTS && find(name) == NULL; i++) {
 		if (points[i].state == IDLE) {
-			points[i] = (struct point){ name, ARMED, skip };
+			points[i] = (struct point){ name, IDLE, skip };
+			set_state_locked(&points[i], ARMED);
 			__atomic_add_fetch(&nr_armed, 1, __ATOMIC_RELEASE);
 			r = 0;
 			break;
@@ -116,7 +144,7 @@ void hm__race_reset(void)
 		if (points[i].state == STOPPED) {
 			points[i].state = RELEASED;
 		} else if (points[i].state == ARMED) {
-			points[i].state = IDLE;
+			set_state_locked(&points[i], IDLE);
 			__atomic_sub_fetch(&nr_armed, 1, __ATOMIC_RELEASE);
 		}
 	}

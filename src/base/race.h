@@ -71,6 +71,10 @@
  *                        inside its read section, and is about to read it
  *   fault_pte_found      a 4 KiB fault has its PTE table and its folio and
  *                        is about to take the table's lock
+ *   anon_vma_set         a VMA's first fault has made its anon_vma
+ *                        family (and stored it, or found that another
+ *                        fault stored one first) and goes on, under
+ *                        mmap_lock for reading
  */
 #ifndef HM_RACE_H
 #define HM_RACE_H

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 
+#include "../base/race.h"
 #include "anon.h"
 #include "types.h"
 
@@ -78,6 +79,7 @@ int hm_anon_vma_prepare(struct hm_mm *mm, struct hm_vma *v)
 	hm_spin_unlock(&mm->page_table_lock);
 	if (!won)
 		av_free(sys, av);
+	hm_race_point("anon_vma_set");
 	return 0;
 }
 

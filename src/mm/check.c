@@ -222,8 +222,9 @@ static void check_leaf(struct chk *c, struct hm_mm *mm, hm_pte_t e, unsigned lev
 		return;
 	}
 	struct hm_page *pg = hm_pfn_page(ph, pfn);
-	bool pud_tail = hm_pud_tail(ph, pfn) != HM_PFN_NONE;	/* unmarked, see phys.h */
-	if (!pud_tail && (!(pg->flags & (PG_HEAD | PG_TAIL)) || pg->order < level * HM_PMD_ORDER)) {
+	uint32_t unmarked = hm_unmarked_head(ph, pfn);	/* see page.h, "Tails" */
+	if (unmarked != HM_PFN_NONE ? hm_pfn_page(ph, unmarked)->order < level * HM_PMD_ORDER
+				    : !(pg->flags & (PG_HEAD | PG_TAIL)) || pg->order < level * HM_PMD_ORDER) {
 		report(c, "leaf at %#llx maps frame %#x that is no folio of order >= %u (flags %#x)",
 		       (unsigned long long)va, pfn, level * HM_PMD_ORDER, pg->flags);
 		return;
@@ -430,14 +431,15 @@ static void check_folio(struct chk *c, uint32_t head)
 	if ((uint32_t)h->large_mapcount != s->total || (h->order && (uint32_t)h->entire_mapcount != s->whole))
 		report(c, "folio %#x: large/entire mapcount %d/%d, tables say %u/%u", head,
 		       h->large_mapcount, h->entire_mapcount, s->total, s->whole);
+	bool marked = h->order < HM_PMD_ORDER || (h->order == HM_PMD_ORDER && h[1].flags == PG_TAIL);
 	for (uint32_t i = 0; i < n; i++) {
 		struct hm_page *pg = &h[i], *chunk = &h[i & ~(HM_PTRS - 1)];
 		int32_t pte = pg->mapcount + (h->order ? chunk->pte_all : 0);
 		int32_t pmd = h->order == HM_PUD_ORDER ? chunk->pmd_mapcount + h->pmd_all : 0;
 
-		/* An order-18 folio's tails are not marked (phys.h). */
-		if (i && (h->order == HM_PUD_ORDER ? pg->flags || pg->order :
-			  pg->flags != PG_TAIL || pg->order != h->order)) {
+		/* A huge folio's tails are marked all or none, an order-18
+		 * one's never (page.h, "Tails"). */
+		if (i && (marked ? pg->flags != PG_TAIL || pg->order != h->order : pg->flags || pg->order)) {
 			report(c, "folio %#x: frame %#x is not its tail", head, head + i);
 			return;
 		}

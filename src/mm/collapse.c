@@ -131,7 +131,9 @@ static struct hm_vma *huge_vma(struct hm_mm *mm, uint64_t va, unsigned level, co
 	struct hm_vma *v = hm_vma_lookup(mm, va);
 	uint64_t size = hm_level_size(level), base = HM_ALIGN_DOWN(va, size);
 
-	if (!v || v->start > va || !v->av)
+	/* hm_load: a first fault may set the family now, under mmap_lock for
+	 * reading as we hold it (anon.c). */
+	if (!v || v->start > va || !hm_load(&v->av))
 		return NULL;
 	if (cc->khugepaged)
 		return hm_huge_allowed(sys, v, va, level) ? v : NULL;

@@ -27,14 +27,14 @@ uint32_t hm_folio_head_unmarked(struct hm_phys *ph, uint32_t pfn)
 	/* Without the folio lock: a head's PG_MAYBE_SHARED changes under it,
 	 * and a folio split (folio_split.c) rewrites flags and order under
 	 * every folio lock. A mapped frame is always a head, a tail, or an
-	 * unmarked tail of a 1 GiB folio (phys.h); whoever acts on the head
-	 * looks it up again under its lock (lock_folio_of). A split to order
-	 * 9 marks the frame before it changes the 1 GiB head, so the second
-	 * look finds the mark. */
+	 * unmarked tail of a huge folio (phys.h); whoever acts on the head
+	 * looks it up again under its lock (lock_folio_of). A split marks the
+	 * frame (a tail of order 9, or a head of order 0) before it changes
+	 * the old head's order, so the second look finds the mark. */
 	for (int pass = 0; pass < 2; pass++) {
 		if (hm_load_relaxed(&pg->flags) & (PG_HEAD | PG_TAIL))
 			break;
-		uint32_t head = hm_pud_tail(ph, pfn);
+		uint32_t head = hm_unmarked_head(ph, pfn);
 
 		if (hm_likely(head != HM_PFN_NONE))
 			return head;
@@ -359,7 +359,7 @@ static int32_t *leaf_counter(struct hm_phys *ph, struct hm_page *h, uint32_t pfn
  * any folio lock no folio split is under way (it takes them all), so the
  * head of the next page, looked up under ours, is its head, and if its lock
  * is ours, we hold the right one. A 4 KiB folio (a head of order 0; a
- * marked tail has its folio's order, and an unmarked tail of a 1 GiB folio
+ * marked tail has its folio's order, and an unmarked tail of a huge folio
  * has order 0 but no PG_HEAD) in the group whose lock we hold needs not
  * even the lookup.
  */
@@ -486,9 +486,11 @@ bool hm_folio_map_cached(struct hm_mm *mm, uint32_t pfn, unsigned level, uint64_
 	uint32_t head = pfn & ~((1u << HM_PMD_ORDER) - 1);
 	bool ok = false;
 
-	/* The page may be a folio's head or one of its pages; the folio's
-	 * descriptors are stable under its lock while it is mapped. */
-	if (!(hm_load_relaxed(&hm_pfn_page(ph, pfn)->flags) & PG_TAIL))
+	/* The page may be a folio's head or one of its pages (a tail of a
+	 * 2 MiB folio says so or not: phys.h, "Tails"); the folio's
+	 * descriptors are stable under its lock while it is mapped, and are
+	 * checked there. */
+	if (hm_load_relaxed(&hm_pfn_page(ph, pfn)->flags) & PG_HEAD)
 		head = pfn;
 	struct hm_page *h = hm_pfn_page(ph, head);
 	hm_spin_t *lock = hm_folio_lock(mm->sys, head);

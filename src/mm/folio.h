@@ -27,7 +27,7 @@ void hm_folio_free_unmapped(struct hm_mm *mm, uint32_t head);
 uint32_t hm_folio_head_unmarked(struct hm_phys *ph, uint32_t pfn);
 
 /* The head of the folio that @pfn, a mapped frame, belongs to. Inline for
- * the frames that say it (every one but an unmarked tail of a 1 GiB folio):
+ * the frames that say it (every one but an unmarked tail of a huge folio):
  * unmap, fork and copy-on-write ask it several times per page. */
 static inline uint32_t hm_folio_head(struct hm_phys *ph, uint32_t pfn)
 {

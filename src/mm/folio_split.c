@@ -33,6 +33,7 @@
  * never holds more than its mm's true count while the folio is marked, and
  * the mark goes when one mm is seen to map all of it.
  */
+#include "../base/race.h"
 #include "folio.h"
 #include "folio_split.h"
 #include "lru.h"
@@ -113,8 +114,8 @@ static void new_head(struct hm_page *c, const struct split *sp, unsigned order, 
 		c->mm_count[0] = large;
 	}
 	c->pmd_all = 0;
-	/* release: a 1 GiB head becoming order 9 publishes its tails' marks
-	 * (hm_pud_tail reads the order with acquire) */
+	/* release: a head taking a smaller order publishes its tails' marks
+	 * (hm_unmarked_head reads the order with acquire) */
 	__atomic_store_n(&c->order, (uint8_t)order, __ATOMIC_RELEASE);
 	__atomic_store_n(&c->flags, PG_HEAD | (large && !sp->one ? PG_MAYBE_SHARED : 0), __ATOMIC_RELAXED);
 }
@@ -134,7 +135,10 @@ static void split_pmd_folio(struct hm_system *sys, uint32_t head, const struct s
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	int32_t pte_all = h->pte_all;
 
-	for (uint32_t i = 0; i < HM_PTRS; i++) {
+	/* The head last: its tails may be unmarked (phys.h, "Tails"), and
+	 * hm_folio_head finds an unmarked one's head by the head's order 9
+	 * until each frame says it heads itself. */
+	for (uint32_t i = HM_PTRS; i-- > 0;) {
 		struct hm_page *c = &h[i];
 		int32_t maps = pte_all + c->mapcount;
 
@@ -142,6 +146,8 @@ static void split_pmd_folio(struct hm_system *sys, uint32_t head, const struct s
 		c->mapcount = maps;
 		c->pte_all = 0;
 		new_head(c, sp, 0, sp->index + i, 0, maps);
+		if (i == HM_PTRS / 2)
+			hm_race_point("split_pmd_folio_half");
 	}
 	for (uint32_t i = 0; i < HM_PTRS; i++)
 		if (!h[i].large_mapcount)

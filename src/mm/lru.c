@@ -292,27 +292,35 @@ static bool listed_locked(struct hm_system *sys, uint32_t pfn, bool *active)
 
 bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn)
 {
-	bool active = false, got = false, listed;
-
 	if (pfn >= sys->phys.nr_frames)
 		return false;
-	/* A new folio in a batch is on no list yet: put it there. One that
-	 * joins a batch after this look is not isolated (as one mapped after
-	 * the caller listed its folios): the caller's retry finds it. */
-	if (hm_load_relaxed(&hm_pfn_page(&sys->phys, pfn)->flags) & PG_LRU_BATCH)
-		hm_lru_drain_all(sys);
-	/* Off its list first, inside a read section: then it is freed, if at
-	 * all, after a grace period (see the top of the file). */
-	hm_rcu_read_lock();
-	hm_spin_lock(&sys->lru_lock);
-	listed = listed_locked(sys, pfn, &active);
-	if (listed)
-		del_locked(sys, pfn);
-	hm_spin_unlock(&sys->lru_lock);
-	if (listed)
-		got = isolate_popped(sys, pfn, false, active);
-	hm_rcu_read_unlock();
-	return got;
+	for (int pass = 0; pass < 2; pass++) {
+		bool active = false, got = false, listed;
+
+		/* Off its list first, inside a read section: then it is
+		 * freed, if at all, after a grace period (see the top of the
+		 * file). */
+		hm_rcu_read_lock();
+		hm_spin_lock(&sys->lru_lock);
+		listed = listed_locked(sys, pfn, &active);
+		if (listed)
+			del_locked(sys, pfn);
+		hm_spin_unlock(&sys->lru_lock);
+		if (listed)
+			got = isolate_popped(sys, pfn, false, active);
+		hm_rcu_read_unlock();
+		if (listed)
+			return got;
+		/* A new folio in a per-CPU batch is on no list yet: the
+		 * batches go to their lists, and we look again. Not by its
+		 * PG_LRU_BATCH: the frame may be free, its descriptor being
+		 * reset without a lock. One that joins a batch after this is
+		 * not isolated (as one mapped after the caller listed its
+		 * folios): the caller's retry finds it. */
+		if (!pass)
+			hm_lru_drain_all(sys);
+	}
+	return false;
 }
 
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)

@@ -44,8 +44,12 @@ struct hm_vma {
 	int prot;		/* PROT_* */
 	unsigned flags;		/* VM_* */
 	struct hm_anon_vma *av;	/* family of its anonymous folios, or NULL
-				 * until the first fault; set under
-				 * page_table_lock, then constant */
+				 * until the first fault; set once, with
+				 * release, under page_table_lock and
+				 * mmap_lock for reading, then constant:
+				 * read with hm_load under mmap_lock for
+				 * reading, unless this thread has loaded
+				 * it so already */
 };
 
 /*

@@ -164,6 +164,15 @@ static uint32_t pick_unmovable_locked(struct hm_phys *ph, struct hm_node *n, uns
 
 static void free_block_locked(struct hm_phys *ph, struct hm_node *n, uint32_t pfn, unsigned o);
 
+/* Context: node->lock (or a node no one else sees yet). One writer at a
+ * time, but hm_node_nr_free reads the count without the lock (compaction
+ * weighs a block by it), so the store is atomic: a plain += racing that
+ * load is undefined, and ThreadSanitizer reports it. */
+static inline void node_free_add_locked(struct hm_node *n, int64_t d)
+{
+	hm_store_relaxed(&n->nr_free, n->nr_free + (uint64_t)d);
+}
+
 /* A block of @order from @n's lists, or HM_PFN_NONE. Context: node->lock. */
 static uint32_t alloc_locked(struct hm_phys *ph, struct hm_node *n, unsigned order, unsigned flags)
 {
@@ -190,7 +199,7 @@ static uint32_t alloc_locked(struct hm_phys *ph, struct hm_node *n, unsigned ord
 		o--;
 		list_add(ph, n, pfn + (1u << o), o);
 	}
-	n->nr_free -= 1u << order;
+	node_free_add_locked(n, -((int64_t)1 << order));
 	return pfn;
 }
 
@@ -270,7 +279,7 @@ static void pcp_drain_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_nod
 	hm_mutex_lock(&n->lock);
 	for (uint32_t i = 0; i < nr; i++)
 		free_block_locked(ph, n, c->pfns[i], 0);
-	n->nr_free += nr;
+	node_free_add_locked(n, nr);
 	hm_mutex_unlock(&n->lock);
 	hm_add(&ph->nr_free, nr);
 	memmove(c->pfns, c->pfns + nr, (c->count - nr) * sizeof(c->pfns[0]));
@@ -511,7 +520,7 @@ static void free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order, bool un
 		hm_assert(n->unmovable[hm_region_of(n, pfn)] >= (1u << (order < n->group_shift ? order : n->group_shift)));
 		unmovable_add_locked(n, pfn, order, -((int64_t)1 << order));
 	}
-	n->nr_free += 1u << order;
+	node_free_add_locked(n, (int64_t)1 << order);
 	free_block_locked(ph, n, pfn, order);
 	hm_mutex_unlock(&n->lock);
 	hm_add(&ph->nr_free, 1u << order);
@@ -601,7 +610,7 @@ uint32_t hm_window_close(struct hm_phys *ph, unsigned node, bool take)
 	hm_assert(n->win_len);
 	if (take && ph->pages[pfn].buddy == order + 1) {
 		list_del_from(ph, n, n->win_head, pfn, order);
-		n->nr_free -= 1u << order;
+		node_free_add_locked(n, -((int64_t)1 << order));
 		got = pfn;
 	}
 	hm_store(&n->win_len, 0);
@@ -658,7 +667,7 @@ void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n)
 {
 	for (unsigned o = 0; o <= HM_MAX_ORDER; o++)
 		n->free_head[o] = n->win_head[o] = HM_PFN_NONE;
-	n->nr_free = 0;
+	hm_store_relaxed(&n->nr_free, 0);
 	n->win_len = 0;
 	for (uint32_t p = n->start_pfn; p < n->end_pfn;) {
 		unsigned o = HM_MAX_ORDER;
@@ -667,7 +676,7 @@ void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n)
 			o--;
 		hm_assert_int(ph->pages[p].flags == 0 && ph->pages[p].buddy == 0);
 		list_add(ph, n, p, o);
-		n->nr_free += 1u << o;
+		node_free_add_locked(n, (int64_t)1 << o);
 		p += 1u << o;
 	}
 	hm_add(&ph->nr_free, n->nr_free);

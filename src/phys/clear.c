@@ -207,26 +207,27 @@ static void clear_huge(uint8_t *p, size_t len)
 }
 
 /*
- * Descriptors of huge blocks, written whole with streaming stores: a
+ * Descriptors of huge blocks, zeroed whole at free with streaming stores: a
  * 1 GiB block has 16 MiB of them, which through the cache were read for
- * ownership line by line only to be overwritten (the marking of the tails
- * at allocation and the reset at free took 3-4 % each of a fault-in and
- * unmap round trip). Nothing reads them soon: a fault uses the head alone.
- * Ordered by the fence before what publishes the block. A 1 GiB folio's
- * tails are not marked at all (phys.h, "Tails"): streamed, the marking
- * still took 2-3 % of a 1 GiB fault-in.
+ * ownership line by line only to be overwritten (the reset took 3-4 % of
+ * a fault-in and unmap round trip). Nothing reads them soon. Ordered by
+ * the fence before what publishes the block. The reset cannot be skipped
+ * for tails never marked: a split mapping leaves counts on them that add
+ * up to 0 with their chunk's (page.h), not zeros. A huge folio's tails are
+ * not marked at all (page.h, "Tails"): streamed, the marking still took
+ * 2-3 % of a 1 GiB fault-in and 1-2 % of a 2 MiB one.
  */
 #if defined(__x86_64__)
-static void fill_pages(struct hm_page *pg, size_t nr, uint64_t first_word)
+static void zero_descs(struct hm_page *pg, size_t nr)
 {
-	__m128i w = _mm_set_epi64x(0, (long long)first_word), z = _mm_setzero_si128();
+	__m128i z = _mm_setzero_si128();
 
 	_Static_assert(sizeof(struct hm_page) == 64, "a descriptor is a cache line");
 	hm_assert_int((uintptr_t)pg % 64 == 0);
 	for (size_t i = 0; i < nr; i++) {
 		__m128i *q = (__m128i *)(void *)&pg[i];
 
-		_mm_stream_si128(q, w);
+		_mm_stream_si128(q, z);
 		_mm_stream_si128(q + 1, z);
 		_mm_stream_si128(q + 2, z);
 		_mm_stream_si128(q + 3, z);
@@ -234,11 +235,9 @@ static void fill_pages(struct hm_page *pg, size_t nr, uint64_t first_word)
 	_mm_sfence();
 }
 #else
-static void fill_pages(struct hm_page *pg, size_t nr, uint64_t first_word)
+static void zero_descs(struct hm_page *pg, size_t nr)
 {
 	memset(pg, 0, nr * sizeof(*pg));
-	for (size_t i = 0; first_word && i < nr; i++)
-		memcpy(&pg[i], &first_word, sizeof(first_word));
 }
 #endif
 
@@ -246,29 +245,23 @@ void hm_pages_mark_tails(struct hm_phys *ph, uint32_t head, unsigned order)
 {
 	struct hm_page *pg = hm_pfn_page(ph, head);
 
-	_Static_assert(offsetof(struct hm_page, flags) == 0 && offsetof(struct hm_page, order) == 4,
-		       "the first word is flags, order and three zero bytes");
 	for (uint32_t i = 1; HM_DEBUG >= 2 && i < (1u << order); i++) {
 		static const struct hm_page zero;
 
 		hm_assert(!memcmp(&pg[i], &zero, sizeof(zero)));
 	}
-	if (order >= HM_PUD_ORDER)
+	if (order >= HM_PMD_ORDER)
 		return;
-	if (order < HM_PMD_ORDER) {
-		for (uint32_t i = 1; i < (1u << order); i++) {
-			pg[i].flags = PG_TAIL;
-			pg[i].order = (uint8_t)order;
-		}
-		return;
+	for (uint32_t i = 1; i < (1u << order); i++) {
+		pg[i].flags = PG_TAIL;
+		pg[i].order = (uint8_t)order;
 	}
-	fill_pages(pg + 1, ((size_t)1 << order) - 1, PG_TAIL | (uint64_t)order << 32);
 }
 
 void hm_pages_reset_tails(struct hm_phys *ph, uint32_t head, unsigned order)
 {
 	hm_assert(order >= HM_PMD_ORDER);
-	fill_pages(hm_pfn_page(ph, head) + 1, ((size_t)1 << order) - 1, 0);
+	zero_descs(hm_pfn_page(ph, head) + 1, ((size_t)1 << order) - 1);
 }
 
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)

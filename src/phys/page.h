@@ -29,12 +29,17 @@
  *   give the counts of, freeing those left at 0.
  *
  * Tails: a folio's other frames say PG_TAIL and its order, except those of
- * an order-18 folio, which keep the flags and order a free block's frames
- * have (0): marking them wrote 16 MiB of descriptors per 1 GiB fault, 2-3 %
- * of it next to the zeroing. A frame of a folio whose descriptor says
- * neither head nor tail belongs to the order-18 folio that its 1 GiB-aligned
- * frame heads (hm_pud_tail); a split to order 9 marks every frame before
- * it changes that head's order. Their map counts are kept as any tail's.
+ * a huge folio (order 9 or 18) as allocated, which keep the flags and order
+ * a free block's frames have (0): marking them wrote 16 MiB of descriptors
+ * per 1 GiB fault (2-3 % of it next to the zeroing) and 32 KiB per 2 MiB
+ * fault (1-2 %). A frame of a folio whose descriptor says neither head nor
+ * tail belongs to the folio that its 2 MiB-aligned frame heads if that is
+ * an order-9 head, else to the order-18 folio its 1 GiB-aligned frame heads
+ * (hm_unmarked_head). A folio's tails are marked all or none: a split of a
+ * 1 GiB folio to order 9 marks every frame before it changes that head's
+ * order, and a copy of a folio's descriptors (migration) copies the marks.
+ * A split to order 0 turns the tails into heads before the head. Their map
+ * counts are kept as any tail's.
  */
 #ifndef HM_PHYS_PAGE_H
 #define HM_PHYS_PAGE_H

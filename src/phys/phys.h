@@ -36,7 +36,8 @@ struct hm_node {
 	uint32_t free_head[HM_MAX_ORDER + 1];	/* node->lock */
 	uint64_t nr_free;		/* frames on this node's free lists
 					 * (window included), not in per-CPU
-					 * caches; node->lock */
+					 * caches; node->lock, stored
+					 * atomically for readers without it */
 	uint64_t nr_blocks[HM_MAX_ORDER + 1];	/* free blocks per order, on
 					 * either list; node->lock */
 	uint32_t win_head[HM_MAX_ORDER + 1];	/* node->lock */
@@ -240,20 +241,27 @@ static inline struct hm_page *hm_pfn_page(struct hm_phys *ph, uint32_t pfn)
 	return &ph->pages[pfn];
 }
 
-/* The head of the order-18 folio that the frame @pfn of some folio is an
+/* The head of the huge folio that the frame @pfn of some folio is an
  * unmarked tail of, or HM_PFN_NONE if the descriptors say otherwise (see
- * "Tails" above). Without a lock: the head's order is loaded with acquire,
- * so that a split's marks, stored before it, are seen once it says 9. */
-static inline uint32_t hm_pud_tail(struct hm_phys *ph, uint32_t pfn)
+ * "Tails" above): its 2 MiB-aligned frame if that heads an order-9 folio,
+ * else its 1 GiB-aligned frame if that heads an order-18 one. (A 2 MiB-
+ * aligned frame of a whole 1 GiB folio is itself an unmarked tail.)
+ * Without a lock: a head's order is loaded with acquire, so that a split's
+ * marks, stored before it, are seen once it says a smaller order. */
+static inline uint32_t hm_unmarked_head(struct hm_phys *ph, uint32_t pfn)
 {
-	uint32_t head = pfn & ~((1u << HM_PUD_ORDER) - 1);
+	static const unsigned orders[] = { HM_PMD_ORDER, HM_PUD_ORDER };
 
 	if (hm_load_relaxed(&hm_pfn_page(ph, pfn)->flags) & (PG_HEAD | PG_TAIL))
 		return HM_PFN_NONE;
-	if (hm_load(&hm_pfn_page(ph, head)->order) != HM_PUD_ORDER ||
-	    !(hm_load_relaxed(&hm_pfn_page(ph, head)->flags) & PG_HEAD))
-		return HM_PFN_NONE;
-	return head;
+	for (unsigned i = 0; i < 2; i++) {
+		uint32_t head = pfn & ~((1u << orders[i]) - 1);
+
+		if (hm_load(&hm_pfn_page(ph, head)->order) == orders[i] &&
+		    (hm_load_relaxed(&hm_pfn_page(ph, head)->flags) & PG_HEAD))
+			return head;
+	}
+	return HM_PFN_NONE;
 }
 
 static inline uint32_t hm_page_pfn(struct hm_phys *ph, const struct hm_page *pg)
@@ -302,11 +310,11 @@ void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
 void hm_zero_frame_at(struct hm_phys *ph, uint32_t pfn, unsigned off);
 
 /* Make the descriptors after @head, zero as a free block's are, the tails
- * of a folio of @order; a 2 MiB one's with streaming stores (clear.c); a
- * 1 GiB one's stay as they are (see "Tails" above). */
+ * of a folio of @order; a huge one's stay as they are (see "Tails" above). */
 void hm_pages_mark_tails(struct hm_phys *ph, uint32_t head, unsigned order);
 /* Zero the descriptors after @head of a block of @order (>= HM_PMD_ORDER),
- * likewise (the head's buddy byte is not ours to write: buddy.c). */
+ * with streaming stores (the head's buddy byte is not ours to write:
+ * buddy.c). */
 void hm_pages_reset_tails(struct hm_phys *ph, uint32_t head, unsigned order);
 
 /* The zeroing routines (clear.c), for tests and benchmarks. */

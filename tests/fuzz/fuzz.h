@@ -124,7 +124,10 @@ struct fz_case {
 	uint64_t step;
 	uint64_t free_before;	/* nr_free_pages before the current call */
 	int rc;			/* what the current call returned (for the trace) */
-	bool fail_armed;	/* the failpoint was armed for this call */
+	bool fail_armed;	/* the failpoint is armed for the step's call */
+	bool fail_hit;		/* it failed an allocation of the last call */
+	bool probing;		/* in fz_probe of probe_va: for messages */
+	uint64_t probe_va;
 	unsigned long passed, failed;
 	unsigned long tolerated;	/* known partial writes seen (FZ_TOLERATE) */
 	unsigned long tolerated_excl;	/* known inexact 2 MiB "exclusive" seen */
@@ -153,6 +156,7 @@ bool fz_rc(struct fz_case *c, int r, const int *ok, size_t n);
 #define FZ_RC(c, r, ...)						\
 	fz_rc((c), (r), (const int[]){ __VA_ARGS__ }, sizeof((int[]){ __VA_ARGS__ }) / sizeof(int))
 bool fz_enomem_ok(struct fz_case *c, uint64_t need);
+int fz_done(struct fz_case *c, int r);
 void fz_step(struct fz_case *c);
 void fz_probe(struct fz_case *c, struct fz_mm *m, uint64_t va);
 void fz_verify_all(struct fz_case *c, struct fz_mm *m);

@@ -129,7 +129,7 @@ void fz_op_write(struct fz_case *c)
 		 va, null_buf ? "NULL" : "buf", len);
 	bool fresh = !null_mm && unmapped(c, m, va);
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_write(null_mm ? NULL : m->mm, va, null_buf ? NULL : buf, len);
+	int r = c->rc = fz_done(c, hm_write(null_mm ? NULL : m->mm, va, null_buf ? NULL : buf, len));
 
 	if (!FZ_RC(c, r, want, want ? want : fz_enomem_ok(c, access_need(va, len)) ? -ENOMEM : 0) || r) {
 		check_unwritten(c, m, va, buf, len);
@@ -165,7 +165,7 @@ void fz_op_read(struct fz_case *c)
 		 va, null_buf ? "NULL" : "buf", len);
 	bool fresh = !null_mm && unmapped(c, m, va);
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_read(null_mm ? NULL : m->mm, va, null_buf ? NULL : buf, len);
+	int r = c->rc = fz_done(c, hm_read(null_mm ? NULL : m->mm, va, null_buf ? NULL : buf, len));
 
 	if (!FZ_RC(c, r, want, want ? want : fz_enomem_ok(c, access_need(va, len)) ? -ENOMEM : 0) || r || !len)
 		return;

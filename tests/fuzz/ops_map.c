@@ -55,7 +55,7 @@ void fz_op_mmap(struct fz_case *c)
 	snprintf(c->desc, sizeof(c->desc), "hm_mmap(%s, %#" PRIx64 ", %#" PRIx64 ", %#x, %#x, %s)",
 		 fz_name(c, m, null_mm), addr, len, prot, flags, null_out ? "NULL" : "&out");
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_mmap(null_mm ? NULL : m->mm, addr, len, prot, flags, null_out ? NULL : &out);
+	int r = c->rc = fz_done(c, hm_mmap(null_mm ? NULL : m->mm, addr, len, prot, flags, null_out ? NULL : &out));
 
 	if (want) {
 		FZ_RC(c, r, want);
@@ -79,7 +79,7 @@ void fz_op_mmap(struct fz_case *c)
 		FZ_CHECK(c, out == addr, "fixed mapping placed at %#" PRIx64, out);
 	}
 	fz_model_map(&m->m, addr, addr + l, prot);
-	if ((flags & MAP_POPULATE) && prot != PROT_NONE && !c->fail_armed && c->free_before > 2 * (l / FZ_PAGE) + 4096) {
+	if ((flags & MAP_POPULATE) && prot != PROT_NONE && !c->fail_hit && c->free_before > 2 * (l / FZ_PAGE) + 4096) {
 		struct hm_mapping q1, q2;
 
 		FZ_CHECK(c, !hm_query(m->mm, addr, &q1) && q1.size && !hm_query(m->mm, addr + l - FZ_PAGE, &q2) && q2.size,
@@ -102,7 +102,7 @@ void fz_op_munmap(struct fz_case *c)
 		want = -EINVAL;
 	snprintf(c->desc, sizeof(c->desc), "hm_munmap(%s, %#" PRIx64 ", %#" PRIx64 ")", fz_name(c, m, null_mm), addr, len);
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_munmap(null_mm ? NULL : m->mm, addr, len);
+	int r = c->rc = fz_done(c, hm_munmap(null_mm ? NULL : m->mm, addr, len));
 
 	if (want || !FZ_RC(c, r, 0, fz_enomem_ok(c, fz_split_need(c)) ? -ENOMEM : 0) || r) {
 		if (want)
@@ -132,7 +132,7 @@ void fz_op_mprotect(struct fz_case *c)
 	snprintf(c->desc, sizeof(c->desc), "hm_mprotect(%s, %#" PRIx64 ", %#" PRIx64 ", %#x)", fz_name(c, m, null_mm),
 		 addr, len, prot);
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_mprotect(null_mm ? NULL : m->mm, addr, len, prot);
+	int r = c->rc = fz_done(c, hm_mprotect(null_mm ? NULL : m->mm, addr, len, prot));
 
 	if (want || !len || !FZ_RC(c, r, 0, fz_enomem_ok(c, fz_split_need(c)) ? -ENOMEM : 0) || r) {
 		if (want || !len)
@@ -197,7 +197,7 @@ void fz_op_madvise(struct fz_case *c)
 	snprintf(c->desc, sizeof(c->desc), "hm_madvise(%s, %#" PRIx64 ", %#" PRIx64 ", %d)", fz_name(c, m, null_mm),
 		 addr, len, adv);
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_madvise(null_mm ? NULL : m->mm, addr, len, adv);
+	int r = c->rc = fz_done(c, hm_madvise(null_mm ? NULL : m->mm, addr, len, adv));
 	bool splits = adv == MADV_DONTNEED || adv == MADV_HUGEPAGE || adv == MADV_NOHUGEPAGE ||
 		      adv == MADV_DONTFORK || adv == MADV_DOFORK || fut;
 	/* A collapse allocates a 2 MiB page (512 frames) besides what a

@@ -26,7 +26,7 @@ void fz_op_query(struct fz_case *c)
 
 	snprintf(c->desc, sizeof(c->desc), "hm_query(%s, %#" PRIx64 ", %s)", fz_name(c, m, null_mm), va,
 		 null_out ? "NULL" : "&q");
-	int r = c->rc = hm_query(null_mm ? NULL : m->mm, va, null_out ? NULL : &q);
+	int r = c->rc = fz_done(c, hm_query(null_mm ? NULL : m->mm, va, null_out ? NULL : &q));
 
 	if (FZ_RC(c, r, null_mm || null_out || va >= c->task_size ? -EINVAL : 0) && !r)
 		fz_probe(c, m, va);
@@ -48,7 +48,7 @@ void fz_op_fork(struct fz_case *c)
 	 * the whole system has now, and a root */
 	uint64_t need = fz_stat(c, "pgtable_bytes") / FZ_PAGE + 64;
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_fork(p->mm, &child);
+	int r = c->rc = fz_done(c, hm_fork(p->mm, &child));
 
 	if (!FZ_RC(c, r, 0, fz_enomem_ok(c, need) ? -ENOMEM : 0) || r) {
 		fz_verify_all(c, p);
@@ -99,7 +99,7 @@ void fz_op_create(struct fz_case *c)
 	if (c->nmm == FZ_MAXMM)
 		return;
 	c->free_before = fz_stat(c, "nr_free_pages");
-	int r = c->rc = hm_mm_create(c->sys, &mm);
+	int r = c->rc = fz_done(c, hm_mm_create(c->sys, &mm));
 
 	if (!FZ_RC(c, r, 0, fz_enomem_ok(c, 8) ? -ENOMEM : 0) || r)
 		return;
@@ -123,13 +123,13 @@ void fz_op_create(struct fz_case *c)
 	snprintf(c->desc, sizeof(c->desc), "hm_mmap(%s, %#" PRIx64 ", %#" PRIx64 ", RW, fixed)", fz_name(c, m, false),
 		 a, len);
 	c->free_before = fz_stat(c, "nr_free_pages");
-	r = c->rc = hm_mmap(mm, a, len, PROT_READ | PROT_WRITE, FZ_PA | MAP_FIXED, &out);
+	r = c->rc = fz_done(c, hm_mmap(mm, a, len, PROT_READ | PROT_WRITE, FZ_PA | MAP_FIXED, &out));
 	if (!FZ_RC(c, r, 0, fz_enomem_ok(c, 0) ? -ENOMEM : 0) || r)
 		return;
 	fz_model_map(&m->m, a, a + len, PROT_READ | PROT_WRITE);
 	if (!huge)
 		return;
-	r = c->rc = hm_madvise(mm, a, len, MADV_HUGEPAGE);
+	r = c->rc = fz_done(c, hm_madvise(mm, a, len, MADV_HUGEPAGE));
 	if (!FZ_RC(c, r, 0, fz_enomem_ok(c, 0) ? -ENOMEM : 0) || r)
 		return;
 	fz_model_flags(&m->m, a, a + len, FZ_NOHUGE, FZ_HUGE);
@@ -137,7 +137,7 @@ void fz_op_create(struct fz_case *c)
 	 * the policy allows there */
 	uint64_t va = a + fz_below(c->s, len / FZ_PAGE) * FZ_PAGE, v = c->step + 1;
 	c->free_before = fz_stat(c, "nr_free_pages");
-	r = c->rc = hm_write(mm, va, &v, sizeof(v));
+	r = c->rc = fz_done(c, hm_write(mm, va, &v, sizeof(v)));
 	if (FZ_RC(c, r, 0, fz_enomem_ok(c, 64) ? -ENOMEM : 0) && !r)
 		fz_model_write(&m->m, va, (const uint8_t *)&v, sizeof(v));
 }
@@ -168,7 +168,7 @@ void fz_op_split(struct fz_case *c)
 		want = alt = c->cfg.deposit == HM_DEPOSIT_LAZY ? -EOPNOTSUPP : 0;
 	else if (q.size == FZ_2M && level == 0)
 		want = alt = 0;
-	int r = c->rc = hm__split(m->mm, va, level);
+	int r = c->rc = fz_done(c, hm__split(m->mm, va, level));
 
 	if (!want && c->cfg.deposit == HM_DEPOSIT_LAZY && fz_enomem_ok(c, 8))
 		alt = -ENOMEM;
@@ -218,7 +218,7 @@ void fz_op_migrate(struct fz_case *c)
 
 	snprintf(c->desc, sizeof(c->desc), "hm_migrate(%s, %#" PRIx64 ", %#" PRIx64 ", %u)", fz_name(c, m, false), addr,
 		 len, node);
-	int r = c->rc = hm_migrate(m->mm, addr, len, node);
+	int r = c->rc = fz_done(c, hm_migrate(m->mm, addr, len, node));
 	bool args = !(addr & (FZ_PAGE - 1)) && l && l >= len && addr + l > addr && node < c->cfg.nr_nodes;
 
 	if (!args)

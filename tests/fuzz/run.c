@@ -20,7 +20,11 @@ void fz_fail(struct fz_case *c, const char *fmt, ...)
 	va_list ap;
 
 	if (!c->failed) {
-		int n = snprintf(c->why, sizeof(c->why), "step %" PRIu64 " [%s]: ", c->step, c->desc);
+		char probe[40] = "";
+
+		if (c->probing)
+			snprintf(probe, sizeof(probe), ", probe of %#" PRIx64, c->probe_va);
+		int n = snprintf(c->why, sizeof(c->why), "step %" PRIu64 " [%s]%s: ", c->step, c->desc, probe);
 
 		va_start(ap, fmt);
 		if (n > 0 && (size_t)n < sizeof(c->why))
@@ -53,11 +57,29 @@ bool fz_rc(struct fz_case *c, int r, const int *ok, size_t n)
 	return false;
 }
 
+/*
+ * Wraps the call under test: fz_done(c, hm_xxx(...)). Notes whether the
+ * failpoint failed one of its allocations and disarms it, so that what
+ * checks the result (a probe that swaps a page in, say) allocates freely:
+ * the failpoint is for the call, and a check that met it failed with
+ * -ENOMEM where the call had left nothing wrong (CI, seed 1796280828823427).
+ */
+int fz_done(struct fz_case *c, int r)
+{
+	c->fail_hit = c->fail_armed && hm__fail_hits(c->sys) > 0;
+	if (c->fail_armed) {
+		hm__fail_arm(c->sys, 0, false);
+		c->fail_armed = false;
+	}
+	return r;
+}
+
 /* May the call just made have failed with -ENOMEM? Yes if the failpoint
- * was armed and hit, or if fewer than @need frames were free before it. */
+ * failed one of its allocations, or if fewer than @need frames were free
+ * before it. */
 bool fz_enomem_ok(struct fz_case *c, uint64_t need)
 {
-	if (c->fail_armed && hm__fail_hits(c->sys) > 0)
+	if (c->fail_hit)
 		return true;
 	/* With swap, the last 32 frames are kept for swap-ins (folio.c): a
 	 * new page gets -ENOMEM when reclaim cannot make room above them. */

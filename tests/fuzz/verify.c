@@ -199,14 +199,10 @@ static void probe_perm(struct fz_case *c, struct fz_mm *m, uint64_t va, const st
 	}
 }
 
-void fz_probe(struct fz_case *c, struct fz_mm *m, uint64_t va)
+static void probe_page(struct fz_case *c, struct fz_mm *m, uint64_t va)
 {
 	static uint8_t got[FZ_PAGE], want[FZ_PAGE];
 	struct hm_mapping q;
-
-	if (va >= c->task_size || c->failed)
-		return;
-	va &= ~(FZ_PAGE - 1);
 	const struct fz_vma *v = fz_model_vma(&m->m, va);
 	int r = hm_query(m->mm, va, &q);
 
@@ -241,6 +237,17 @@ void fz_probe(struct fz_case *c, struct fz_mm *m, uint64_t va)
 	} else {
 		c->passed++;
 	}
+}
+
+void fz_probe(struct fz_case *c, struct fz_mm *m, uint64_t va)
+{
+	if (va >= c->task_size || c->failed)
+		return;
+	/* A failure names the probe: its calls are not the step's. */
+	c->probing = true;
+	c->probe_va = va & ~(FZ_PAGE - 1);
+	probe_page(c, m, c->probe_va);
+	c->probing = false;
 }
 
 void fz_verify_range(struct fz_case *c, struct fz_mm *m, uint64_t va, uint64_t len)

@@ -154,13 +154,14 @@ static bool desc_is(const struct hm_page *pg, uint64_t first)
 	return true;
 }
 
-/* Descriptors that a huge block's allocation marks as tails and its free
- * resets, whole lines with streaming stores: every tail becomes exactly
- * (PG_TAIL, order) and nothing else (order 18: stays zero, and reads as an
- * unmarked tail of its head), the head and the descriptors beside the
- * block stay as they were, and at free all go back to zero, map counts
- * left on tails included, but the free block's head (buddy and list
- * links). Orders 9 and 18 (the streaming path) and 3 (the plain one). */
+/* Descriptors that a block's allocation marks as tails and its free
+ * resets, a huge one's whole lines with streaming stores: every tail
+ * becomes exactly (PG_TAIL, order) and nothing else (orders 9 and 18: it
+ * stays zero, and reads as an unmarked tail of its head), the head and the
+ * descriptors beside the block stay as they were, and at free all go back
+ * to zero, map counts left on tails included, but the free block's head
+ * (buddy and list links). Orders 9 and 18 (the streaming path) and 3 (the
+ * plain one). */
 static void descriptors(void)
 {
 	static const unsigned orders[] = { 3, HM_PMD_ORDER, HM_PUD_ORDER };
@@ -183,17 +184,26 @@ static void descriptors(void)
 		hm_pages_mark_tails(&ph, pfn, order);
 		CHECK(!memcmp(&pg[0], &before, sizeof(before)));
 		uint32_t bad = 0;
-		uint64_t tail = order >= HM_PUD_ORDER ? 0 : PG_TAIL | (uint64_t)order << 32;
+		uint64_t tail = order >= HM_PMD_ORDER ? 0 : PG_TAIL | (uint64_t)order << 32;
 		for (uint32_t i = 1; i < n; i++)
 			bad += !desc_is(&pg[i], tail);
 		CHECK_EQ(bad, 0);
-		if (order >= HM_PUD_ORDER) {
-			CHECK_EQ(hm_pud_tail(&ph, pfn + 1), pfn);
-			CHECK_EQ(hm_pud_tail(&ph, pfn + n - 1), pfn);
-			CHECK_EQ(hm_pud_tail(&ph, pfn), HM_PFN_NONE);	/* the head */
-			pg[0].order = HM_PMD_ORDER;	/* as a split leaves it */
-			CHECK_EQ(hm_pud_tail(&ph, pfn + 1), HM_PFN_NONE);
+		if (order >= HM_PMD_ORDER) {
+			CHECK_EQ(hm_unmarked_head(&ph, pfn + 1), pfn);
+			CHECK_EQ(hm_unmarked_head(&ph, pfn + n - 1), pfn);
+			CHECK_EQ(hm_unmarked_head(&ph, pfn + HM_PTRS), order == HM_PMD_ORDER ? HM_PFN_NONE : pfn);
+			CHECK_EQ(hm_unmarked_head(&ph, pfn), HM_PFN_NONE);	/* the head */
+			pg[0].order = 3;	/* neither 9 nor 18 */
+			CHECK_EQ(hm_unmarked_head(&ph, pfn + 1), HM_PFN_NONE);
 			pg[0].order = (uint8_t)order;
+			if (order == HM_PUD_ORDER) {	/* split to order 9: the 2 MiB head */
+				pg[HM_PTRS].flags = PG_HEAD;
+				pg[HM_PTRS].order = HM_PMD_ORDER;
+				CHECK_EQ(hm_unmarked_head(&ph, pfn + HM_PTRS + 1), pfn + HM_PTRS);
+				CHECK_EQ(hm_unmarked_head(&ph, pfn + 2 * HM_PTRS + 1), pfn);
+				pg[HM_PTRS].flags = 0;
+				pg[HM_PTRS].order = 0;
+			}
 		}
 		/* What a mapping split leaves on tails, the free must clear. */
 		pg[1].mapcount = -1;

@@ -261,7 +261,7 @@ static void writer_waits_for_counted_reader(void)
 /*
  * A new 4 KiB folio waits in its CPU's LRU add batch: migration's
  * isolation by frame (hm_folio_isolate_pfn) must still find it (it drains
- * the batches first), its last unmap takes it out of the batch, and the
+ * the batches when the folio is on no list), its last unmap takes it out of the batch, and the
  * inactive count includes it all along. Fails without the drain in
  * hm_folio_isolate_pfn (the folio is on no list, so it is not isolated).
  */

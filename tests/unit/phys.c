@@ -5,6 +5,7 @@
 #include "race.h"
 
 #include <sys/mman.h>
+#include <time.h>
 #include "../../src/phys/phys.h"
 
 static void orders_and_alignment(void)
@@ -235,6 +236,73 @@ static void huge_buddies_freed_together(void)
 	hm_phys_fini(&ph);
 }
 
+struct free_watch {
+	struct hm_phys *ph;
+	uint64_t target, seen;
+};
+
+/* Without node->lock, as hm_node_nr_free reads it: nothing orders this
+ * load after the stores it waits for but the values themselves. Gives up
+ * after 10 s (seen then tells). */
+static void *watch_node_free(void *arg)
+{
+	struct free_watch *w = arg;
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((w->seen = hm_load_relaxed(&w->ph->nodes[0].nr_free)) != w->target) {
+		sched_yield();
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec > 10)
+			break;
+	}
+	return NULL;
+}
+
+/* Run @op on @ph while a thread waits, without a lock, for node 0's free
+ * count to grow by @by (a drain may store it more than once, if the frames
+ * sit in more than one CPU's cache); what the thread saw it grow by. */
+static uint64_t free_count_seen(struct hm_phys *ph, void (*op)(struct hm_phys *ph, uint32_t pfn), uint32_t pfn,
+				uint64_t by)
+{
+	uint64_t before = ph->nodes[0].nr_free;
+	struct free_watch w = { ph, before + by, 0 };
+	pthread_t t = t_spawn(watch_node_free, &w);
+
+	op(ph, pfn);
+	pthread_join(t, NULL);
+	return w.seen - before;
+}
+
+static void free_pmd(struct hm_phys *ph, uint32_t pfn) { hm_free_pages(ph, pfn, HM_PMD_ORDER); }
+static void drain_caches(struct hm_phys *ph, uint32_t pfn) { (void)pfn; hm_pcp_drain_all(ph, -1); }
+
+/* A node's free count is read without its lock (compaction weighs blocks
+ * by hm_node_nr_free) while a free or a per-CPU cache's drain changes it
+ * under the lock, so the store must be atomic. The reader sees the new
+ * count only through its racing load: under SAN=thread this reports a
+ * data race every time if the store is a plain += (as CI once found in
+ * stress/compact). Elsewhere it checks the counts the reader saw. */
+static void node_free_read_unlocked(void)
+{
+	struct hm_phys ph;
+
+	REQUIRE(hm_phys_init(&ph, 8 * MiB, 1, false) == 0);
+	uint32_t p = hm_alloc_pages(&ph, 0, HM_PMD_ORDER, 0);
+
+	REQUIRE(p != HM_PFN_NONE);
+	CHECK_EQ(free_count_seen(&ph, free_pmd, p, 1u << HM_PMD_ORDER), 1u << HM_PMD_ORDER);
+	p = hm_alloc_pages(&ph, 0, 0, 0);	/* fills a CPU's cache */
+	REQUIRE(p != HM_PFN_NONE);
+	hm_free_pages(&ph, p, 0);
+	uint64_t cached = ph.nr_frames - ph.nodes[0].nr_free;
+
+	REQUIRE(cached > 0);
+	CHECK_EQ(free_count_seen(&ph, drain_caches, 0, cached), cached);
+	CHECK_EQ(hm_node_nr_free(&ph, 0), ph.nr_frames);
+	hm_phys_fini(&ph);
+}
+
 /* A folio's descriptors copied to new frames (migration) take every byte
  * but the buddy byte, which the copy must leave alone: a free of the new
  * frames' buddy reads it under node->lock meanwhile. The byte is set apart
@@ -262,4 +330,4 @@ static void copy_state_keeps_buddy_byte(void)
 
 T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(failpoint), T(nodes),
        T(node_of_pfn), T(descriptors_lazy), T(refill_takes_holes),
-       T(huge_buddies_freed_together), T(copy_state_keeps_buddy_byte))
+       T(huge_buddies_freed_together), T(node_free_read_unlocked), T(copy_state_keeps_buddy_byte))

@@ -16,6 +16,8 @@
 #define _GNU_SOURCE
 #include "harness.h"
 #include "race.h"
+#include "../../src/mm/folio.h"
+#include "../../src/mm/types.h"
 
 #define HOLD_MS	  200
 #define NOWAIT_MS 10000
@@ -615,6 +617,56 @@ static uint64_t queued_2m(struct hm_system *sys, struct hm_mm *mm)
 }
 
 /*
+ * A lock-free hm_folio_head of every page of a 2 MiB folio whose split to
+ * 4 KiB folios is half done. Its tails are not marked (phys/page.h,
+ * "Tails"): an unmarked page is found through its 2 MiB-aligned head, so
+ * the split makes every tail a head of its own before the old head. Each
+ * page must say either the old head (while that is still of order 9) or
+ * itself (once it says PG_HEAD). Reverted (the head first), a page the
+ * split has not reached finds a head of order 0 and no mark of its own:
+ * hm_folio_head's assertion stops the test (at DEBUG 0 it names the page
+ * itself, which does not say PG_HEAD, and the check fails).
+ */
+static void split_half_vs_head(void)
+{
+	struct hm_system *sys = race_system(HM_THP_ALWAYS);
+	struct hm_phys *ph = &sys->phys;
+	struct hm_mapping m;
+	struct hm_mm *mm;
+
+	REQUIRE(hm_mm_create(sys, &mm) == 0);
+	uint64_t a = queued_2m(sys, mm);
+	REQUIRE(hm_query(mm, a + 4096, &m) == 0);
+	uint32_t head = (uint32_t)(m.pa >> 12) - 1;
+	REQUIRE(!(head & (HM_PTRS - 1)));
+
+	struct op s = { .mm = (struct hm_mm *)sys, .len = 1 };
+	REQUIRE(hm__race_arm("split_pmd_folio_half", 0) == 0);
+	pthread_t ts = t_spawn(do_shrink, &s);
+	REQUIRE(hm__race_wait("split_pmd_folio_half", STOP_MS) == 0);
+	unsigned old = 0, own = 0, bad = 0;
+	for (uint32_t i = 1; i < HM_PTRS; i++) {
+		uint32_t h = hm_folio_head(ph, head + i);
+
+		if (h == head && hm_pfn_page(ph, head)->order == HM_PMD_ORDER)
+			old++;
+		else if (h == head + i && (hm_pfn_page(ph, h)->flags & PG_HEAD))
+			own++;
+		else
+			bad++;
+	}
+	hm__race_release("split_pmd_folio_half");
+	pthread_join(ts, NULL);
+	hm__race_reset();
+	CHECK_EQ(bad, 0);
+	CHECK(old > 0 && own > 0);	/* caught half way */
+	CHECK_EQ(s.val, 1);		/* page 0 freed */
+	CHECK_EQ(t_peek(mm, a + 511 * 4096), 1511);
+	hm_drain(sys);
+	finish(sys, mm, NULL);
+}
+
+/*
  * Folio split against an unmap of a page of the same folio. The zap has
  * cleared the PTE and looked up the page's head (the 2 MiB folio's), but
  * not locked it yet, when the split makes the page a folio of its own and
@@ -650,16 +702,18 @@ static void split_vs_zap(void)
 }
 
 /*
- * The same with a 1 GiB folio, whose tails are not marked (phys/phys.h,
+ * The same with a 1 GiB folio, whose tails are not marked (phys/page.h,
  * "Tails"), mapped by PMD leaves and its chunk 1 by PTEs: the zap of page
- * 1 of chunk 1 has found the 1 GiB head through hm_pud_tail, not locked it
- * yet, when the split makes 512 folios of 2 MiB and frees chunk 0. The
- * split marks every tail before it changes the old head's order, so the
- * zap's second look under that lock finds chunk 1's folio, and goes round
- * to it. Reverted (the split sets only the tails' order, as when tails
- * were marked at allocation), the second look finds a frame that says
- * neither head nor tail under a head of order 9: hm_folio_head's assertion
- * stops the test.
+ * 1 of chunk 1 has found the 1 GiB head through hm_unmarked_head, not
+ * locked it yet, when the split makes 512 folios of 2 MiB and frees chunk
+ * 0. The zap's second look under that lock finds chunk 1's folio, and goes
+ * round to it. The split marks every tail before it changes the old
+ * head's order. Reverted to setting only the tails' order (as when 2 MiB
+ * tails were marked at allocation), hm_check finds tails that say order 9
+ * without PG_TAIL. (When 2 MiB tails were marked at allocation, the
+ * second look found a frame that said neither head nor tail under a head
+ * of order 9, and hm_folio_head's assertion stopped the test; now an
+ * unmarked frame is looked up by its 2 MiB head first.)
  */
 static void split_pud_vs_zap(void)
 {
@@ -788,7 +842,7 @@ static void underused_vs_inflight_write(void)
 	finish(sys, mm, NULL);
 }
 
-T_MAIN(T(cow_counts_vs_split_pmd), T(cow_counts_vs_split_pud), T(unmap_pin_vs_reuse),
+T_MAIN(T(split_half_vs_head), T(cow_counts_vs_split_pmd), T(cow_counts_vs_split_pud), T(unmap_pin_vs_reuse),
        T(split_vs_fault), T(fork_vs_inflight_write), T(fork_after_mprotect),
        T(reuse_waits_for_pin), T(pin_wait_without_mmap_lock),
        T(fault_waits_for_memory_without_mmap_lock), T(concurrent_forks_one_family),
