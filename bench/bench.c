@@ -623,7 +623,8 @@ static uint8_t *host_of(struct hm_mm *mm, uint64_t va, uint64_t size)
 	struct hm_walk w;
 
 	ok("hm_walk", hm_walk(mm, va, &w));
-	if (w.leaf_level != (size == GiB ? 2 : 1) || w.leaf_level + 1 >= (int)w.levels)
+	/* A leaf at level 1 or 2 has a parent: tables have 4 or 5 levels. */
+	if (w.leaf_level != (size == GiB ? 2 : 1))
 		return NULL;
 	uintptr_t phys0 = (uintptr_t)w.table[w.leaf_level] - (w.entry[w.leaf_level + 1] & HM_ENTRY_FRAME);
 

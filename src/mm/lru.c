@@ -290,37 +290,40 @@ static bool listed_locked(struct hm_system *sys, uint32_t pfn, bool *active)
 	return true;
 }
 
+/* Take the folio headed by @pfn off its LRU list and isolate it, if it is
+ * on one: whether it was listed; *got whether it is now ours. Off the list
+ * first, inside a read section: then it is freed, if at all, after a grace
+ * period (see the top of the file). */
+static bool isolate_listed(struct hm_system *sys, uint32_t pfn, bool *got)
+{
+	bool active = false, listed;
+
+	hm_rcu_read_lock();
+	hm_spin_lock(&sys->lru_lock);
+	listed = listed_locked(sys, pfn, &active);
+	if (listed)
+		del_locked(sys, pfn);
+	hm_spin_unlock(&sys->lru_lock);
+	*got = listed && isolate_popped(sys, pfn, false, active);
+	hm_rcu_read_unlock();
+	return listed;
+}
+
 bool hm_folio_isolate_pfn(struct hm_system *sys, uint32_t pfn)
 {
+	bool got;
+
 	if (pfn >= sys->phys.nr_frames)
 		return false;
-	for (int pass = 0; pass < 2; pass++) {
-		bool active = false, got = false, listed;
-
-		/* Off its list first, inside a read section: then it is
-		 * freed, if at all, after a grace period (see the top of the
-		 * file). */
-		hm_rcu_read_lock();
-		hm_spin_lock(&sys->lru_lock);
-		listed = listed_locked(sys, pfn, &active);
-		if (listed)
-			del_locked(sys, pfn);
-		hm_spin_unlock(&sys->lru_lock);
-		if (listed)
-			got = isolate_popped(sys, pfn, false, active);
-		hm_rcu_read_unlock();
-		if (listed)
-			return got;
-		/* A new folio in a per-CPU batch is on no list yet: the
-		 * batches go to their lists, and we look again. Not by its
-		 * PG_LRU_BATCH: the frame may be free, its descriptor being
-		 * reset without a lock. One that joins a batch after this is
-		 * not isolated (as one mapped after the caller listed its
-		 * folios): the caller's retry finds it. */
-		if (!pass)
-			hm_lru_drain_all(sys);
-	}
-	return false;
+	if (isolate_listed(sys, pfn, &got))
+		return got;
+	/* A new folio in a per-CPU batch is on no list yet: the batches go
+	 * to their lists, and we look again. Not by its PG_LRU_BATCH: the
+	 * frame may be free, its descriptor being reset without a lock. One
+	 * that joins a batch after this is not isolated (as one mapped after
+	 * the caller listed its folios): the caller's retry finds it. */
+	hm_lru_drain_all(sys);
+	return isolate_listed(sys, pfn, &got) && got;
 }
 
 bool hm_folio_isolate_cached(struct hm_system *sys, uint32_t pfn)
