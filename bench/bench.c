@@ -1167,6 +1167,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	if (getenv("HMBENCH_ONLY_ACCESS")) {	/* while working on hm_read/hm_write */
+		sys = make_system(GiB);
+		table("Access (8 bytes; best of the rounds of 4M accesses)");
+		fig("hm_read 8 B, TLB hit", access_ns(false, false, 0), "ns", false, NULL, 0, false, "<=8", NULL);
+		fig("hm_write 8 B, TLB hit", access_ns(true, false, 0), "ns", false, NULL, 0, false, "<=8", NULL);
+		hm_system_destroy(sys);
+		return 0;
+	}
+
 	struct fork_res kf4 = { 0, 0, 0 }, kf2 = kf4, hf4 = kf4, hf2 = kf4, hf1 = kf4;
 	if (getenv("HMBENCH_ONLY_FORK")) {	/* while working on fork */
 		kf4 = kernel_fork(MADV_NOHUGEPAGE, 64 * 4096);
