@@ -1130,6 +1130,35 @@ static const char *above_zeroing =
 	"    of the same run means the zeroing was done ahead (idle zeroing) or the run was noisy:\n"
 	"    explain it before believing the figure.";
 
+/*
+ * The rows that set a 1-thread huge-page rate against zeroing, 2 MiB pages
+ * (@v[0], @nr[0]) and 1 GiB pages (@v[1], @nr[1]) side by side: the run's
+ * limit (@goal is against it), the zeroing sampled right after the same
+ * rounds, which tells the machine's moments apart from hugemm (it can only
+ * be higher: those samples are among the run's), and the same frames
+ * zeroed again by a plain program: the same host memory on both sides
+ * (own_frames_zeroing). @what names the work, @tag follows its first row.
+ */
+static void vs_zeroing_rows(const char *what, const char *tag, const double v[2], const struct near nr[2],
+			    double lim, const char *goal)
+{
+	static const char *const sizes[2] = { "2 MiB", "1 GiB" };
+	char name[128];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "%s, %s pages%s vs zeroing", what, sizes[i], tag);
+		fig_limit(name, v[i], "GB/s", "zeroing LIMIT, 1 thread", lim, goal, above_zeroing);
+	}
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "%s, %s pages vs zeroing after its rounds", what, sizes[i]);
+		fig_limit(name, v[i], "GB/s", "zeroing after its rounds", nr[i].after, NULL, above_zeroing);
+	}
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "%s, %s pages vs zeroing its frames", what, sizes[i]);
+		fig_limit(name, v[i], "GB/s", "zeroing the same frames", nr[i].own, NULL, above_zeroing);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *json = json_arg(&argc, argv);
@@ -1293,24 +1322,10 @@ int main(int argc, char **argv)
 	fig("fault-in, 2 MiB pages", h2[0], "GB/s", true, thp ? "kernel warm, MADV_HUGEPAGE" : "kernel (THP never)",
 	    k2[0], false, NULL, NULL);
 	fig("fault-in, 1 GiB pages", h1, "GB/s", true, "kernel warm, MAP_HUGETLB 1 GiB", k1, false, NULL, NULL);
-	/* The goal is against the run's best zeroing; the rows after it
-	 * compare with the zeroing sampled right after the same rounds, to
-	 * tell the machine's moments apart from hugemm (they can only be
-	 * higher: those samples are among the run's). */
-	fig_limit("fault-in, 2 MiB pages vs zeroing", h2[0], "GB/s", "zeroing LIMIT, 1 thread", lim1, ">=0.8x",
-		  above_zeroing);
-	fig_limit("fault-in, 1 GiB pages vs zeroing", h1, "GB/s", "zeroing LIMIT, 1 thread", lim1, ">=0.8x",
-		  above_zeroing);
-	fig_limit("fault-in, 2 MiB pages vs zeroing after its rounds", h2[0], "GB/s", "zeroing after its rounds",
-		  n2[0].after, NULL, above_zeroing);
-	fig_limit("fault-in, 1 GiB pages vs zeroing after its rounds", h1, "GB/s", "zeroing after its rounds",
-		  n1.after, NULL, above_zeroing);
-	/* And with the frames the faults zeroed, zeroed again by a plain
-	 * program: the same host memory on both sides (own_frames_zeroing). */
-	fig_limit("fault-in, 2 MiB pages vs zeroing its frames", h2[0], "GB/s", "zeroing the same frames",
-		  n2[0].own, NULL, above_zeroing);
-	fig_limit("fault-in, 1 GiB pages vs zeroing its frames", h1, "GB/s", "zeroing the same frames", n1.own,
-		  NULL, above_zeroing);
+	const double fin[2] = { h2[0], h1 }, alone[2] = { h2f, h1f };
+	const struct near fin_near[2] = { n2[0], n1 }, alone_near[2] = { n2f, n1f };
+
+	vs_zeroing_rows("fault-in", "", fin, fin_near, lim1, ">=0.8x");
 	/* The same work done by a plain program (see zero_then_write). */
 	fig("zero-then-write, plain program, 1 thread", zw_gbs, "GB/s", true, "zeroing LIMIT, 1 thread", lim1, false,
 	    NULL, NULL);
@@ -1318,18 +1333,7 @@ int main(int argc, char **argv)
 	    false, NULL, NULL);
 	fig("fault-in, 1 GiB pages vs zero-then-write", h1, "GB/s", true, "zero-then-write, plain program", zw_gbs,
 	    false, NULL, NULL);
-	fig_limit("fault alone, 2 MiB pages (1 write each) vs zeroing", h2f, "GB/s", "zeroing LIMIT, 1 thread", lim1,
-		  NULL, above_zeroing);
-	fig_limit("fault alone, 1 GiB pages (1 write each) vs zeroing", h1f, "GB/s", "zeroing LIMIT, 1 thread", lim1,
-		  NULL, above_zeroing);
-	fig_limit("fault alone, 2 MiB pages vs zeroing after its rounds", h2f, "GB/s", "zeroing after its rounds",
-		  n2f.after, NULL, above_zeroing);
-	fig_limit("fault alone, 1 GiB pages vs zeroing after its rounds", h1f, "GB/s", "zeroing after its rounds",
-		  n1f.after, NULL, above_zeroing);
-	fig_limit("fault alone, 2 MiB pages vs zeroing its frames", h2f, "GB/s", "zeroing the same frames",
-		  n2f.own, NULL, above_zeroing);
-	fig_limit("fault alone, 1 GiB pages vs zeroing its frames", h1f, "GB/s", "zeroing the same frames",
-		  n1f.own, NULL, above_zeroing);
+	vs_zeroing_rows("fault alone", " (1 write each)", alone, alone_near, lim1, NULL);
 	/* Idle zeroing: each round starts after the thread has filled its
 	 * pools; a share of the frames comes zeroed, and the thread's time
 	 * (another CPU's) is the zeroing moved out of the fault. */
