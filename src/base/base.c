@@ -112,8 +112,10 @@ int64_t hm_rwsem_readers(struct hm_rwsem *s)
 {
 	int64_t n = 0;
 
-	for (unsigned c = 0, nr = hm_nr_cpus(); c < nr; c++)
+	for (unsigned c = 0, nr = hm_nr_cpus(); c < nr; c++) {
 		n += __atomic_load_n(&s->cpu[c].readers, __ATOMIC_SEQ_CST);
+		hm_race_point("rwsem_readers_summing");
+	}
 	return n;
 }
 
@@ -148,9 +150,24 @@ static void held_del(struct hm_rwsem *s)
 	hm_assert_int(untracked > 0);	/* else: released a lock it did not hold */
 	untracked--;
 }
+
+bool hm_rwsem_held(struct hm_rwsem *s)
+{
+	if (hm_rwsem_write_held(s) || untracked)
+		return true;
+	for (unsigned i = 0; i < nheld; i++)
+		if (held[i] == s)
+			return true;
+	return false;
+}
 #else
 #define held_add(s) ((void)0)
 #define held_del(s) ((void)0)
+
+bool hm_rwsem_held(struct hm_rwsem *s)
+{
+	return hm_rwsem_write_held(s) || hm_rwsem_readers(s) > 0;
+}
 #endif
 
 static inline int64_t *my_count(struct hm_rwsem *s)

@@ -197,15 +197,18 @@ static inline bool hm_rwsem_write_held(struct hm_rwsem *s)
 	return __atomic_load_n(&s->writer, __ATOMIC_RELAXED) == hm_thread_token();
 }
 
-/* Held for reading by someone, or for writing by this thread. A reader is
- * not told apart from other readers; that is enough to catch a caller that
- * forgot the lock altogether. */
+/* The sum of the per-CPU reader counts. Exact only while no reader can
+ * come in or leave (a writer pending, or the lock idle): read one CPU at a
+ * time, it misses a reader that counts itself in on a CPU already read and
+ * leaves from one not read yet, and may then read zero while a third
+ * thread holds the lock. */
 int64_t hm_rwsem_readers(struct hm_rwsem *s);
 
-static inline bool hm_rwsem_held(struct hm_rwsem *s)
-{
-	return hm_rwsem_write_held(s) || hm_rwsem_readers(s) > 0;
-}
+/* Held by this thread, for reading or for writing. Exact at DEBUG >= 2,
+ * where each thread lists the rwsems it holds (true as well when the list
+ * overflowed and the answer is not known); below, where nothing asserts
+ * it, it only says whether anyone holds it. For assertions only. */
+bool hm_rwsem_held(struct hm_rwsem *s);
 
 #define hm_assert_locked(l)	  hm_assert_int(hm_spin_held(l))
 #define hm_assert_rwsem_held(s)	  hm_assert_int(hm_rwsem_held(s))

@@ -67,6 +67,8 @@
  *                        per-CPU cache and is about to try again
  *   rwsem_read_counted   a reader of an hm_rwsem counted itself in its
  *                        CPU's count and is about to look for a writer
+ *   rwsem_readers_summing  hm_rwsem_readers has added one CPU's reader
+ *                        count and is about to read the next
  *   tlb_fill_walked      the TLB refill walked to an entry without locks,
  *                        inside its read section, and is about to read it
  *   fault_pte_found      a 4 KiB fault has its PTE table and its folio and

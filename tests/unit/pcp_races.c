@@ -73,6 +73,16 @@ static bool pin_to(unsigned cpu)
 	return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0 && sched_getcpu() == (int)cpu;
 }
 
+static void unpin(void)
+{
+	cpu_set_t all;
+
+	CPU_ZERO(&all);
+	for (unsigned c = 0; c < hm_nr_cpus(); c++)
+		CPU_SET(c, &all);
+	pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
+}
+
 struct alloc_op {
 	struct hm_phys *ph;
 	bool pinned;
@@ -135,11 +145,7 @@ static void refill_after_drain_no_enomem(void)
 	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm__race_reset();
 	hm_phys_fini(&ph);
-	cpu_set_t all;
-	CPU_ZERO(&all);
-	for (unsigned c = 0; c < hm_nr_cpus(); c++)
-		CPU_SET(c, &all);
-	pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
+	unpin();
 }
 
 /*
@@ -258,6 +264,83 @@ static void writer_waits_for_counted_reader(void)
 	hm_rwsem_destroy(&s);
 }
 
+struct held_op {
+	struct hm_rwsem *s;
+	bool held;
+};
+
+static void *do_read_held(void *p)
+{
+	struct held_op *o = p;
+
+	hm_down_read(o->s);
+	o->held = hm_rwsem_held(o->s);
+	hm_up_read(o->s);
+	return NULL;
+}
+
+static void *do_held(void *p)
+{
+	struct held_op *o = p;
+
+	o->held = hm_rwsem_held(o->s);
+	return NULL;
+}
+
+/*
+ * A thread holds an rwsem for reading and asserts so while another reader
+ * comes in on CPU 0 after the sum of the counts has passed CPU 0 and
+ * leaves from CPU 1 before the sum reaches it: the sum then reads zero.
+ * hm_rwsem_held must still be true (CI saw fault_locked's assertion fail
+ * this way under TSan). Fails with hm_rwsem_held taken from the sum, as it
+ * was: the holder stops at the point and the check reads false.
+ */
+static void held_reader_vs_reader_moving_cpus(void)
+{
+	struct hm_rwsem s;
+	struct held_op o = { .s = &s };
+
+	if (HM_DEBUG < 2) {
+		printf("  skipped: hm_rwsem_held is exact only at DEBUG >= 2\n");
+		return;
+	}
+	if (hm_nr_cpus() < 2 || !pin_to(0)) {
+		printf("  skipped: needs two CPUs it may pin to\n");
+		unpin();
+		return;
+	}
+	unpin();
+	REQUIRE(hm_rwsem_init(&s) == 0);
+	REQUIRE(hm__race_arm("rwsem_readers_summing", 0) == 0);
+	pthread_t h = t_spawn(do_read_held, &o);
+	if (!t_join_within(h, HOLD_MS)) {
+		/* Stopped in the sum, after CPU 0. */
+		REQUIRE(hm__race_wait("rwsem_readers_summing", STOP_MS) == 0);
+		CHECK(pin_to(0));
+		hm_down_read(&s);
+		CHECK(pin_to(1));
+		hm_up_read(&s);
+		unpin();
+		hm__race_release("rwsem_readers_summing");
+		pthread_join(h, NULL);
+	}
+	CHECK(o.held);
+	hm__race_reset();
+	/* Exact: held by this thread, not by anyone. */
+	hm_down_read(&s);
+	CHECK(hm_rwsem_held(&s));
+	pthread_t t = t_spawn(do_held, &o);
+	pthread_join(t, NULL);
+	CHECK(!o.held);		/* we hold it, that thread does not */
+	hm_up_read(&s);
+	CHECK(!hm_rwsem_held(&s));
+	hm_down_write(&s);
+	CHECK(hm_rwsem_held(&s));
+	hm_up_write(&s);
+	CHECK_EQ(hm_rwsem_readers(&s), 0);
+	hm_rwsem_destroy(&s);
+}
+
 /*
  * A new 4 KiB folio waits in its CPU's LRU add batch: migration's
  * isolation by frame (hm_folio_isolate_pfn) must still find it (it drains
@@ -303,4 +386,4 @@ static void batched_folio_isolates_and_unmaps(void)
 }
 
 T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(refill_after_drain_no_enomem), T(cached_frames_are_checked),
-       T(writer_waits_for_counted_reader))
+       T(writer_waits_for_counted_reader), T(held_reader_vs_reader_moving_cpus))
