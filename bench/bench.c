@@ -49,6 +49,8 @@
  *    "Zero-then-write" is the fault-in rows' work done by a plain
  *    program: 2 MiB zeroed the fastest way, then one store per 4 KiB into
  *    it, over 1 GiB, timed as one pass; a reference for those rows.
+ *    "4 KiB zero-then-write" is the same page by page for 4 KiB pages:
+ *    the ceiling of the 4 KiB fault-in's ratio to the kernel.
  *  - Access: hm_read / hm_write of 8 bytes, the same address (TLB hit) or
  *    random pages over 256 MiB (a miss).
  *  - Splits: through the public API, hm_mprotect of ONE 4 KiB page inside a
