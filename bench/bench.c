@@ -212,8 +212,10 @@ static bool zero_supported(int i)
 /* Two host buffers of 1 GiB, touched once (one per zeroing thread). */
 static char *zbuf[2];
 
+/* 1 GiB zeroed @chunk bytes at a time with @fn. */
 struct zero_job {
-	int way;
+	void (*fn)(void *p, size_t n);
+	uint64_t chunk;
 	bool write;	/* then 8 bytes into each 4 KiB page of the chunk */
 };
 
@@ -221,9 +223,9 @@ static void zero_work(void *arg, int i)
 {
 	struct zero_job *j = arg;
 
-	for (uint64_t off = 0; off < GiB; off += CHUNK) {
-		zeroes[j->way].fn(zbuf[i] + off, CHUNK);
-		for (uint64_t o = off; j->write && o < off + CHUNK; o += 4096)
+	for (uint64_t off = 0; off < GiB; off += j->chunk) {
+		j->fn(zbuf[i] + off, j->chunk);
+		for (uint64_t o = off; j->write && o < off + j->chunk; o += 4096)
 			*(volatile uint64_t *)(zbuf[i] + o) = o;
 	}
 }
@@ -259,7 +261,7 @@ static double zw_gbs;
 
 static void zero_then_write(int way)
 {
-	struct zero_job j = { way, true };
+	struct zero_job j = { zeroes[way].fn, CHUNK, true };
 
 	zw_gbs = fmax(zw_gbs, GiB / run_parallel(1, zero_work, &j) / 1e9);
 }
@@ -268,14 +270,15 @@ static void zero_then_write(int way)
  * The same for 4 KiB pages: zero one page, store 8 bytes into it, page
  * after page over 1 GiB, the faster of two ways per pass: memset(0), and
  * the first line through the cache with the rest streamed (what hugemm's
- * 4 KiB faults do; on the machines measured it beat memset, rep stosb and
- * wide cached stores). What a 4 KiB fault-in could reach if faulting cost
+ * 4 KiB faults do in hm_zero_frame_at, which the library keeps to itself;
+ * on the machines measured it beat memset, rep stosb and wide cached
+ * stores). What a 4 KiB fault-in could reach if faulting cost
  * nothing: the ceiling of its ratio to the kernel, since the kernel's
  * fault-in zeroes too. zw4_gbs: the best pass.
  */
 static double zw4_gbs;
 
-static void zero4_hot_line(void *p)
+static void zero4_hot_line(void *p, size_t n)
 {
 	__m128i z = _mm_setzero_si128(), *q = p;
 
@@ -283,7 +286,7 @@ static void zero4_hot_line(void *p)
 	_mm_store_si128(q + 1, z);
 	_mm_store_si128(q + 2, z);
 	_mm_store_si128(q + 3, z);
-	for (q += 4; q < (__m128i *)p + 4096 / sizeof(*q); q += 4) {
+	for (q += 4; q < (__m128i *)p + n / sizeof(*q); q += 4) {
 		_mm_stream_si128(q, z);
 		_mm_stream_si128(q + 1, z);
 		_mm_stream_si128(q + 2, z);
@@ -292,27 +295,13 @@ static void zero4_hot_line(void *p)
 	_mm_sfence();
 }
 
-static void zero4_work(void *arg, int i)
-{
-	const bool hot = *(bool *)arg;
-
-	for (uint64_t o = 0; o < GiB; o += 4096) {
-		if (hot)
-			zero4_hot_line(zbuf[i] + o);
-		else
-			zero_memset(zbuf[i] + o, 4096);
-		*(volatile uint64_t *)(zbuf[i] + o) = o;
-	}
-}
-
 static void zero4_then_write(int n)
 {
-	for (int r = 0; r < n; r++)
-		for (int hot = 0; hot < 2; hot++) {
-			bool h = hot;
+	struct zero_job ways[2] = { { zero_memset, 4096, true }, { zero4_hot_line, 4096, true } };
 
-			zw4_gbs = fmax(zw4_gbs, GiB / run_parallel(1, zero4_work, &h) / 1e9);
-		}
+	for (int r = 0; r < n; r++)
+		for (int w = 0; w < 2; w++)
+			zw4_gbs = fmax(zw4_gbs, GiB / run_parallel(1, zero_work, &ways[w]) / 1e9);
 }
 
 /* @n more rounds of every way, 1 and 2 threads. */
@@ -326,7 +315,7 @@ static void zeroing_limit(int n)
 		}
 	for (int r = 0; r < n; r++)
 		for (int w = 0; w < NZERO; w++) {
-			struct zero_job j = { w, false };
+			struct zero_job j = { zeroes[w].fn, CHUNK, false };
 
 			if (!zero_supported(w))
 				continue;
