@@ -197,14 +197,14 @@ static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order)
 
 /*
  * A zeroed folio for a fault at @va, from the idle-zeroing pools where
- * there are some. A 4 KiB one is zeroed so that the
- * faulting access finds its line in the cache (hm_zero_frame_at).
+ * there are some. A 4 KiB one comes from the per-CPU cache's frames zeroed
+ * in a batch (buddy.c), a huge one is zeroed here.
  */
 uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 {
 	struct hm_phys *ph = mm_phys(mm);
 	bool counted = false;
-	uint32_t pfn;
+	uint32_t pfn = HM_PFN_NONE;
 
 	if (ph->zpool && order <= HM_PMD_ORDER) {
 		/* One allocation for the failpoint, wherever it is served:
@@ -212,21 +212,15 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 		if (hm_fail_hit(&ph->fail))
 			return HM_PFN_NONE;
 		counted = true;
-		if ((pfn = prezeroed_alloc(mm, order)) != HM_PFN_NONE) {
-			/* Zeroed long ago, with streaming stores: the line the
-			 * access writes is in no cache. Fetch it for ownership
-			 * now, while the rest of the fault runs. */
-			__builtin_prefetch((uint8_t *)hm_pfn_ptr(ph, pfn) + (va & ((HM_PAGE_SIZE << order) - 1)), 1);
-			return pfn;
-		}
+		pfn = prezeroed_alloc(mm, order);
 	}
-	pfn = folio_alloc(mm, order, false, false, counted);
 	if (pfn == HM_PFN_NONE)
-		return pfn;
-	if (order == 0)
-		hm_zero_frame_at(ph, pfn, (unsigned)(va & (HM_PAGE_SIZE - 1)));
-	else
-		hm_zero_pages(ph, pfn, order);
+		pfn = folio_alloc(mm, order, true, false, counted);
+	/* Zeroed with streaming stores (a while ago, or just now in a
+	 * batch): the line the access writes is in no cache. Fetch it for
+	 * ownership now, while the rest of the fault runs. */
+	if (pfn != HM_PFN_NONE)
+		__builtin_prefetch((uint8_t *)hm_pfn_ptr(ph, pfn) + (va & ((HM_PAGE_SIZE << order) - 1)), 1);
 	return pfn;
 }
 
@@ -241,38 +235,39 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
 
-	unsigned stalls = 0;
+	unsigned stalls = 0, zf = zero ? HM_ALLOC_ZERO : 0;
+	bool compacted = false;
 
 	if (!reserve && !hm_reserve_refill(sys, order))
 		return HM_PFN_NONE;
-	uint32_t pfn = hm_alloc_pages(ph, 0, order, counted ? HM_ALLOC_COUNTED : 0);
+	uint32_t pfn = hm_alloc_pages(ph, 0, order, zf | (counted ? HM_ALLOC_COUNTED : 0));
 
 	/* Frames on their way back from unmaps, then empty page-table blocks,
 	 * are the memory we can get back. */
 	if (pfn == HM_PFN_NONE && hm_ptcache_drain(&sys->pc))
-		pfn = hm_alloc_pages(ph, 0, order, 0);
+		pfn = hm_alloc_pages(ph, 0, order, zf);
 	if (pfn == HM_PFN_NONE && hm_ptcache_shrink(&sys->pc))
-		pfn = hm_alloc_pages(ph, 0, order, 0);
+		pfn = hm_alloc_pages(ph, 0, order, zf);
 	/* Then the unmapped parts of partly unmapped huge pages: they come
 	 * back after a grace period, which the drain waits for (or, in a
 	 * fault that must not wait under mmap_lock, asks it to). */
 	if (pfn == HM_PFN_NONE && hm_thp_shrink(sys, 1u << order) && hm_ptcache_drain(&sys->pc))
-		pfn = hm_alloc_pages(ph, 0, order, 0);
+		pfn = hm_alloc_pages(ph, 0, order, zf);
 	/* Then move folios out of the way (compaction): for huge pages only,
 	 * whose fallback to smaller ones costs more than a few copies. */
 	for (unsigned n = 0; pfn == HM_PFN_NONE && order >= HM_PMD_ORDER && n < ph->nr_nodes; n++)
-		pfn = hm_compact_alloc(sys, n, order);
+		compacted = (pfn = hm_compact_alloc(sys, n, order)) != HM_PFN_NONE;
 	/* Then swap. Only for 4 KiB pages: a huge page that cannot be had
 	 * falls back to smaller ones, as the kernel's THP allocations do not
 	 * reclaim hard either. (Free slots of partly used page-table blocks
 	 * are not lent out as data: table blocks hold only tables.) */
 	while (pfn == HM_PFN_NONE && order == 0 && reclaim_again(sys, &stalls))
-		pfn = hm_alloc_pages(ph, 0, order, 0);
+		pfn = hm_alloc_pages(ph, 0, order, zf);
 	if (pfn == HM_PFN_NONE)
 		return HM_PFN_NONE;
-	folio_init(sys, pfn, order);
-	if (zero)
+	if (zero && compacted)
 		hm_zero_pages(ph, pfn, order);
+	folio_init(sys, pfn, order);
 	return pfn;
 }
 

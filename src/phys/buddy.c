@@ -269,45 +269,110 @@ static void pcp_refill_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_no
 	hm_store(&c->count, got);
 }
 
+/* The @nr cached frames @pfns of a cache of @n back to its free lists.
+ * Context: that cache's lock. */
+static void pcp_release_locked(struct hm_phys *ph, struct hm_node *n, const uint32_t *pfns, uint32_t nr)
+{
+	for (uint32_t i = 0; i < nr; i++)
+		ph->pages[pfns[i]].flags = 0;
+	hm_mutex_lock(&n->lock);
+	for (uint32_t i = 0; i < nr; i++)
+		free_block_locked(ph, n, pfns[i], 0);
+	node_free_add_locked(n, nr);
+	hm_mutex_unlock(&n->lock);
+	hm_add(&ph->nr_free, nr);
+}
+
 /* The oldest @nr frames of @c back to the free lists of @n (all of them
  * belong to it). Context: c->lock. */
 static void pcp_drain_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n, uint32_t nr)
 {
 	hm_assert_int(nr <= c->count);
-	for (uint32_t i = 0; i < nr; i++)
-		ph->pages[c->pfns[i]].flags = 0;
-	hm_mutex_lock(&n->lock);
-	for (uint32_t i = 0; i < nr; i++)
-		free_block_locked(ph, n, c->pfns[i], 0);
-	node_free_add_locked(n, nr);
-	hm_mutex_unlock(&n->lock);
-	hm_add(&ph->nr_free, nr);
+	pcp_release_locked(ph, n, c->pfns, nr);
 	memmove(c->pfns, c->pfns + nr, (c->count - nr) * sizeof(c->pfns[0]));
 	hm_store(&c->count, c->count - nr);
 }
 
-/* The most recently freed frame of @c, or HM_PFN_NONE. Context: c->lock. */
-static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c)
+/* A frame of @c, or HM_PFN_NONE: the most recently freed, else a zeroed
+ * one (*@zeroed set). Context: c->lock. */
+static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c, bool *zeroed)
 {
-	if (!c->count)
-		return HM_PFN_NONE;
-	uint32_t pfn = c->pfns[c->count - 1];
+	uint32_t pfn;
 
-	hm_store(&c->count, c->count - 1);
+	if (c->count) {
+		pfn = c->pfns[c->count - 1];
+		hm_store(&c->count, c->count - 1);
+	} else if (c->zcount) {
+		pfn = c->zpfns[c->zcount - 1];
+		hm_store(&c->zcount, c->zcount - 1);
+		*zeroed = true;
+	} else {
+		return HM_PFN_NONE;
+	}
 	ph->pages[pfn].flags = 0;
 	return pfn;
 }
 
-/* A 4 KiB frame of @node from this CPU's cache, refilled if empty. */
-static uint32_t pcp_alloc(struct hm_phys *ph, unsigned node)
+/*
+ * Up to HM_PCP_ZBATCH frames of @c (refilled from @n as needed) zeroed
+ * into its empty zeroed list. Under the lock, which only this CPU's next
+ * allocation or free and a drain wait for (a few microseconds): zeroed
+ * outside it, the frames would be free and on no list in between, out of
+ * hm_check's count and out of reach of a drain. Context: c->lock.
+ */
+static void pcp_zero_batch_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n)
+{
+	uint32_t nr = 0;
+
+	hm_assert_int(c->zcount == 0);
+	while (nr < HM_PCP_ZBATCH) {
+		if (!c->count)
+			pcp_refill_locked(ph, c, n);
+		if (!c->count)
+			break;
+		uint32_t take = c->count < HM_PCP_ZBATCH - nr ? c->count : HM_PCP_ZBATCH - nr;
+
+		memcpy(c->zpfns + nr, c->pfns + c->count - take, take * sizeof(c->pfns[0]));
+		nr += take;
+		hm_store(&c->count, c->count - take);
+	}
+	hm_zero_frames(ph, c->zpfns, nr);
+	hm_store(&c->zcount, nr);
+}
+
+/* At DEBUG >= 2: a frame handed out as zeroed that is not would show one
+ * address space's data in another's page. */
+static void assert_frame_zero(struct hm_phys *ph, uint32_t pfn)
+{
+	const uint64_t *w = hm_pfn_ptr(ph, pfn);
+
+	for (size_t i = 0; HM_DEBUG >= 2 && i < HM_PAGE_SIZE / 8; i++)
+		hm_assert(w[i] == 0);
+}
+
+/* A 4 KiB frame of @node from this CPU's cache, refilled if empty; with
+ * @zero, a zeroed one where the cache can make one (*@zeroed set). */
+static uint32_t pcp_alloc(struct hm_phys *ph, unsigned node, bool zero, bool *zeroed)
 {
 	struct hm_pcp *c = pcp_of(ph, hm_this_cpu(ph->nr_cpus), node);
+	uint32_t pfn;
 
 	hm_mutex_lock(&c->lock);
-	if (!c->count)
-		pcp_refill_locked(ph, c, &ph->nodes[node]);
-	uint32_t pfn = pcp_pop_locked(ph, c);
+	if (zero && !c->zcount)
+		pcp_zero_batch_locked(ph, c, &ph->nodes[node]);
+	if (zero && c->zcount) {
+		pfn = c->zpfns[c->zcount - 1];
+		hm_store(&c->zcount, c->zcount - 1);
+		ph->pages[pfn].flags = 0;
+		*zeroed = true;
+	} else {
+		if (!c->count)
+			pcp_refill_locked(ph, c, &ph->nodes[node]);
+		pfn = pcp_pop_locked(ph, c, zeroed);
+	}
 	hm_mutex_unlock(&c->lock);
+	if (*zeroed)
+		assert_frame_zero(ph, pfn);
 	return pfn;
 }
 
@@ -348,8 +413,10 @@ bool hm_pcp_drain_all(struct hm_phys *ph, int node)
 			struct hm_pcp *c = pcp_of(ph, cpu, i);
 
 			hm_mutex_lock(&c->lock);
-			if (c->count) {
+			if (c->count || c->zcount) {
 				pcp_drain_locked(ph, c, &ph->nodes[i], c->count);
+				pcp_release_locked(ph, &ph->nodes[i], c->zpfns, c->zcount);
+				hm_store(&c->zcount, 0);
 				any = true;
 			}
 			hm_mutex_unlock(&c->lock);
@@ -365,7 +432,8 @@ static uint64_t pcp_count(struct hm_phys *ph, int node)
 	for (unsigned cpu = 0; cpu < ph->nr_cpus; cpu++)
 		for (unsigned i = 0; i < ph->nr_nodes; i++)
 			if (node < 0 || i == (unsigned)node)
-				nr += hm_load_relaxed(&pcp_of(ph, cpu, i)->count);
+				nr += hm_load_relaxed(&pcp_of(ph, cpu, i)->count) +
+				      hm_load_relaxed(&pcp_of(ph, cpu, i)->zcount);
 	return nr;
 }
 
@@ -386,8 +454,8 @@ int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsig
 		for (unsigned i = 0; i < ph->nr_nodes; i++) {
 			struct hm_pcp *c = pcp_of(ph, cpu, i);
 
-			for (uint32_t k = 0; k < c->count; k++) {
-				int r = fn(arg, c->pfns[k], cpu, i);
+			for (uint32_t k = 0; k < c->count + c->zcount; k++) {
+				int r = fn(arg, k < c->count ? c->pfns[k] : c->zpfns[k - c->count], cpu, i);
 
 				if (r)
 					return r;
@@ -397,13 +465,15 @@ int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsig
 	return 0;
 }
 
-static uint32_t alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags)
+/* *@zeroed is set when the frame comes zeroed. */
+static uint32_t alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags, bool *zeroed)
 {
 	bool pcp = order == 0 && !(flags & HM_ALLOC_UNMOVABLE);
 
 	for (unsigned i = 0; i < ph->nr_nodes; i++) {
 		unsigned nd = (node + i) % ph->nr_nodes;
-		uint32_t pfn = pcp ? pcp_alloc(ph, nd) : node_alloc(ph, &ph->nodes[nd], order, flags);
+		uint32_t pfn = pcp ? pcp_alloc(ph, nd, flags & HM_ALLOC_ZERO, zeroed)
+				   : node_alloc(ph, &ph->nodes[nd], order, flags);
 
 		if (pfn != HM_PFN_NONE || (flags & HM_ALLOC_THISNODE))
 			return pfn;
@@ -412,7 +482,7 @@ static uint32_t alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, u
 }
 
 /* A frame from any CPU's cache of an allowed node, or HM_PFN_NONE. */
-static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags)
+static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags, bool *zeroed)
 {
 	for (unsigned i = 0; i < ph->nr_nodes; i++) {
 		unsigned nd = (node + i) % ph->nr_nodes;
@@ -421,7 +491,7 @@ static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags)
 			struct hm_pcp *c = pcp_of(ph, cpu, nd);
 
 			hm_mutex_lock(&c->lock);
-			uint32_t pfn = pcp_pop_locked(ph, c);
+			uint32_t pfn = pcp_pop_locked(ph, c, zeroed);
 			hm_mutex_unlock(&c->lock);
 			if (pfn != HM_PFN_NONE)
 				return pfn;
@@ -438,21 +508,22 @@ uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsig
 	if (!(flags & HM_ALLOC_COUNTED) && hm_fail_hit(&ph->fail))
 		return HM_PFN_NONE;
 
-	uint32_t pfn = alloc_pages(ph, node, order, flags);
+	bool zeroed = false;
+	uint32_t pfn = alloc_pages(ph, node, order, flags, &zeroed);
 	/* Frames in other CPUs' caches are free too, and may complete a block
 	 * once merged: never fail while there are any. */
 	if (pfn == HM_PFN_NONE &&
 	    (hm_pcp_drain_all(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1) |
 	     hm_prezero_drain(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1))) {
 		hm_race_point("alloc_drained");
-		pfn = alloc_pages(ph, node, order, flags);
+		pfn = alloc_pages(ph, node, order, flags, &zeroed);
 	}
 	/* Another CPU may have refilled its cache with what the drain gave
 	 * back, a batch where it needed one frame: take one from it rather
 	 * than fail while frames are free. */
 	if (pfn == HM_PFN_NONE && order == 0 && !(flags & HM_ALLOC_UNMOVABLE))
-		pfn = pcp_steal(ph, node, flags);
-	if (pfn != HM_PFN_NONE && (flags & HM_ALLOC_ZERO))
+		pfn = pcp_steal(ph, node, flags, &zeroed);
+	if (pfn != HM_PFN_NONE && (flags & HM_ALLOC_ZERO) && !zeroed)
 		hm_zero_pages(ph, pfn, order);
 	return pfn;
 }

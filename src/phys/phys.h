@@ -68,13 +68,23 @@ struct hm_node {
  */
 #define HM_PCP_HIGH	64u	/* frames a cache holds at most */
 #define HM_PCP_BATCH	32u	/* frames per refill or drain */
+#define HM_PCP_ZBATCH	16u	/* frames zeroed at a time for faults */
 
+/*
+ * A cache's zeroed frames are cached frames too (PG_PCP, counted, drained
+ * with the rest) whose every byte is zero: an allocation that asks for a
+ * zeroed 4 KiB frame (HM_ALLOC_ZERO, a fault) takes one, and when there
+ * are none, HM_PCP_ZBATCH of the others are zeroed together (clear.c says
+ * why). Frames cached = count + zcount <= HM_PCP_HIGH + HM_PCP_ZBATCH.
+ */
 struct hm_pcp {
 	pthread_mutex_t lock;
 	uint32_t count;			/* lock; read atomically for statistics */
+	uint32_t zcount;		/* lock; read atomically for statistics */
 	uint32_t pfns[HM_PCP_HIGH];	/* [0, count): the cached frames, the
 					 * most recently freed (cache-hot) last;
 					 * lock */
+	uint32_t zpfns[HM_PCP_ZBATCH];	/* [0, zcount): the zeroed ones; lock */
 } __attribute__((aligned(64)));
 
 /*
@@ -154,7 +164,9 @@ static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
 }
 
 /* alloc flags */
-#define HM_ALLOC_ZERO	0x1u	/* zero the frames */
+#define HM_ALLOC_ZERO	0x1u	/* zero the frames (a 4 KiB one comes from
+				 * the per-CPU cache's zeroed frames, and
+				 * may be in no CPU cache) */
 #define HM_ALLOC_THISNODE 0x2u	/* do not fall back to other nodes */
 #define HM_ALLOC_UNMOVABLE 0x4u	/* never moves (a page table, the huge zero
 				 * page): placed with the other unmovable
@@ -305,9 +317,8 @@ int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsig
 /* Zero 2^order frames at @pfn (clear.c: huge ones with the routine chosen
  * for this CPU). */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
-/* Zero the 4 KiB frame @pfn for an access at byte @off of it, which finds
- * its line in the cache (the others streamed past it). */
-void hm_zero_frame_at(struct hm_phys *ph, uint32_t pfn, unsigned off);
+/* Zero the @nr 4 KiB frames @pfns, past the cache (clear.c). */
+void hm_zero_frames(struct hm_phys *ph, const uint32_t *pfns, unsigned nr);
 
 /* Make the descriptors after @head, zero as a free block's are, the tails
  * of a folio of @order; a huge one's stay as they are (see "Tails" above). */

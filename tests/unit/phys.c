@@ -68,6 +68,76 @@ static void exhaustion_and_zero(void)
 	hm_phys_fini(&ph);
 }
 
+static unsigned nonzero_bytes(struct hm_phys *ph, uint32_t pfn)
+{
+	const uint8_t *b = hm_pfn_ptr(ph, pfn);
+	unsigned n = 0;
+
+	for (int i = 0; i < 4096; i++)
+		n += b[i] != 0;
+	return n;
+}
+
+static int count_one(void *arg, uint32_t pfn, unsigned cpu, unsigned node)
+{
+	(void)pfn, (void)cpu, (void)node;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+/*
+ * The per-CPU caches' zeroed frames: frames freed dirty come back zeroed to
+ * HM_ALLOC_ZERO, every one of a batch; those still in a cache count as
+ * free and are listed for hm_check; a plain allocation takes them rather
+ * than fail; a drain gives them back to the free lists, which merge whole.
+ */
+static void pcp_zeroed_frames(void)
+{
+	struct hm_phys ph;
+	uint32_t got[1024], z[HM_PCP_ZBATCH + 3];
+	unsigned n = 0, bad = 0;
+
+	REQUIRE(hm_phys_init(&ph, 4 * MiB, 1, false) == 0);
+	while (n < 1024 && (got[n] = hm_alloc_pages(&ph, 0, 0, 0)) != HM_PFN_NONE)
+		memset(hm_pfn_ptr(&ph, got[n++]), 0xaa, 4096);
+	CHECK_EQ(n, 1024);
+	for (unsigned i = 0; i < 40; i++)
+		hm_free_pages(&ph, got[i], 0);
+	for (unsigned i = 0; i < HM_PCP_ZBATCH + 3; i++) {
+		z[i] = hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);
+		REQUIRE(z[i] != HM_PFN_NONE);
+		bad += nonzero_bytes(&ph, z[i]) != 0;
+		uint64_t listed = 0;
+		hm_pcp_for_each(&ph, count_one, &listed);
+		CHECK_EQ(hm_phys_nr_free(&ph), 40 - 1 - i);
+		CHECK_EQ(listed, 40 - 1 - i);
+	}
+	CHECK_EQ(bad, 0);
+	unsigned dup = 0;
+	for (unsigned i = 0; i < HM_PCP_ZBATCH + 3; i++)
+		for (unsigned j = 0; j < i; j++)
+			dup += z[i] == z[j];
+	CHECK_EQ(dup, 0);
+	/* Plain allocations take what is left, zeroed or not, to the last. */
+	for (unsigned i = HM_PCP_ZBATCH + 3; i < 40; i++)
+		CHECK(hm_alloc_pages(&ph, 0, 0, 0) != HM_PFN_NONE);
+	CHECK_EQ(hm_phys_nr_free(&ph), 0);
+	CHECK_EQ(hm_alloc_pages(&ph, 0, 0, 0), HM_PFN_NONE);
+	CHECK_EQ(hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO), HM_PFN_NONE);
+	for (unsigned i = 0; i < 1024; i++)
+		hm_free_pages(&ph, got[i], 0);
+	CHECK_EQ(hm_phys_nr_free(&ph), 1024);
+	/* A batch zeroed and left in the cache; the drain takes it back. */
+	uint32_t one = hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);
+	CHECK_EQ(nonzero_bytes(&ph, one), 0);
+	hm_free_pages(&ph, one, 0);
+	CHECK_EQ(hm_phys_nr_free(&ph), 1024);
+	CHECK(hm_pcp_drain_all(&ph, -1));
+	CHECK_EQ(ph.nr_free, 1024);
+	CHECK_EQ(ph.nodes[0].nr_blocks[10], 1);
+	hm_phys_fini(&ph);
+}
+
 static void failpoint(void)
 {
 	struct hm_phys ph;
@@ -328,6 +398,6 @@ static void copy_state_keeps_buddy_byte(void)
 		CHECK_EQ(((uint8_t *)&n[2])[b], 0xa5);
 }
 
-T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(failpoint), T(nodes),
+T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(pcp_zeroed_frames), T(failpoint), T(nodes),
        T(node_of_pfn), T(descriptors_lazy), T(refill_takes_holes),
        T(huge_buddies_freed_together), T(node_free_read_unlocked), T(copy_state_keeps_buddy_byte))

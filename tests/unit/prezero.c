@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Idle zeroing (HM_PREZERO, phys/prezero.c) and the 4 KiB fault's zeroing
- * (hm_zero_frame_at): a frame handed out as zeroed is all zero, a freed
+ * (hm_zero_frames): a frame handed out as zeroed is all zero, a freed
  * frame, dirty, is never handed out as zeroed unless zeroed again, the
  * pools give their frames back when memory runs short, and the counters
  * account the work.
@@ -21,22 +21,25 @@ static size_t count_not(const uint8_t *p, size_t len, uint8_t v)
 	return n;
 }
 
-/* Every line offset: the frame is zero, its neighbours untouched. */
-static void hot_line(void)
+/* Frames zeroed in a batch are zero to the last byte; the frames between
+ * and around them are untouched. */
+static void batch_zero(void)
 {
 	struct hm_phys ph;
 
 	REQUIRE(hm_phys_init(&ph, 4 * MiB, 1, false) == 0);
 	uint8_t *p = hm_pfn_ptr(&ph, 10);
-	static const unsigned offs[] = { 0, 8, 63, 64, 2048, 4032, 4095, 4096 + 64 };
+	static const uint32_t pfns[] = { 11, 13, 14 };
 
-	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
-		memset(p, 0xa5, 3 * 4096);
-		hm_zero_frame_at(&ph, 11, offs[i]);
-		CHECK_EQ(count_not(p + 4096, 4096, 0), 0);
-		CHECK_EQ(count_not(p, 4096, 0xa5), 0);
-		CHECK_EQ(count_not(p + 8192, 4096, 0xa5), 0);
+	memset(p, 0xa5, 6 * 4096);
+	hm_zero_frames(&ph, pfns, 3);
+	for (unsigned f = 0; f < 6; f++) {
+		bool zeroed = f == 1 || f == 3 || f == 4;
+
+		CHECK_EQ(count_not(p + f * 4096, 4096, zeroed ? 0 : 0xa5), 0);
 	}
+	hm_zero_frames(&ph, pfns, 0);	/* an empty batch touches nothing */
+	CHECK_EQ(count_not(p, 4096, 0xa5), 0);
 	hm_phys_fini(&ph);
 }
 
@@ -273,4 +276,4 @@ static void start_enomem(void)
 	hm_system_destroy(sys);
 }
 
-T_MAIN(T(hot_line), T(freed_frame_not_zeroed), T(faults_read_zero), T(huge_fault), T(drained_when_short), T(start_enomem))
+T_MAIN(T(batch_zero), T(freed_frame_not_zeroed), T(faults_read_zero), T(huge_fault), T(drained_when_short), T(start_enomem))
