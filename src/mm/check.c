@@ -491,9 +491,28 @@ static int count_free(void *arg, uint32_t pfn, unsigned order)
 	return 0;
 }
 
+/* At DEBUG >= 3 (a page to compare per frame): is the free frame @pfn,
+ * which a fault will take as zeroed, all zero? */
+static void check_frame_zero(struct chk *c, uint32_t pfn, const char *where, unsigned node)
+{
+#if HM_DEBUG >= 3
+	const uint64_t *w = hm_pfn_ptr(c->ph, pfn);
+
+	for (size_t i = 0; i < HM_PAGE_SIZE / 8; i++) {
+		if (w[i]) {
+			report(c, "node %u: %s frame %#x is held as zeroed, but byte %#zx is not zero", node, where,
+			       pfn, i * 8);
+			break;
+		}
+	}
+#else
+	(void)c, (void)pfn, (void)where, (void)node;
+#endif
+}
+
 /* A frame in the cache of (@cpu, @node): free, marked so, of that node,
- * and in no other cache. */
-static int count_cached(void *arg, uint32_t pfn, unsigned cpu, unsigned node)
+ * in no other cache, and zero if it is one of the zeroed ones. */
+static int count_cached(void *arg, uint32_t pfn, unsigned cpu, unsigned node, bool zeroed)
 {
 	struct chk *c = arg;
 
@@ -505,6 +524,8 @@ static int count_cached(void *arg, uint32_t pfn, unsigned cpu, unsigned node)
 	    hm_pfn_node(c->ph, pfn) != node || c->sh[pfn].cached)
 		report(c, "cpu %u node %u: cached frame %#x (flags %#x) is not free, of another node, or cached twice",
 		       cpu, node, pfn, hm_pfn_page(c->ph, pfn)->flags);
+	if (zeroed)
+		check_frame_zero(c, pfn, "cached", node);
 	c->sh[pfn].cached = 1;
 	c->t->in_pcp++;
 	c->t->node_free[node]++;
@@ -527,16 +548,7 @@ static int count_zeroed(void *arg, uint32_t pfn, unsigned node)
 	if (pg->flags != PG_ZEROED || pg->buddy || hm_pfn_node(c->ph, pfn) != node || c->sh[pfn].cached)
 		report(c, "node %u: pooled frame %#x (flags %#x) is not free, of another node, or listed twice",
 		       node, pfn, pg->flags);
-#if HM_DEBUG >= 3
-	const uint64_t *w = hm_pfn_ptr(c->ph, pfn);
-	for (size_t i = 0; i < HM_PAGE_SIZE / 8; i++) {
-		if (w[i]) {
-			report(c, "node %u: pooled frame %#x is marked zeroed, but byte %#zx is not zero",
-			       node, pfn, i * 8);
-			break;
-		}
-	}
-#endif
+	check_frame_zero(c, pfn, "pooled", node);
 	c->sh[pfn].cached = 1;
 	c->t->in_zpool++;
 	c->t->node_free[node]++;

@@ -334,10 +334,14 @@ static void pcp_zero_batch_locked(struct hm_phys *ph, struct hm_pcp *c, struct h
 
 		memcpy(c->zpfns + nr, c->pfns + c->count - take, take * sizeof(c->pfns[0]));
 		nr += take;
+		/* Moved in one step for the unlocked counts (pcp_count): a
+		 * frame in neither would make free memory read low for the
+		 * whole zeroing. Only lock holders look inside. */
 		hm_store(&c->count, c->count - take);
+		hm_store(&c->zcount, nr);
 	}
+	hm_race_point("pcp_zeroing");
 	hm_zero_frames(ph, c->zpfns, nr);
-	hm_store(&c->zcount, nr);
 }
 
 /* At DEBUG >= 2: a frame handed out as zeroed that is not would show one
@@ -448,14 +452,16 @@ uint64_t hm_node_nr_free(struct hm_phys *ph, unsigned node)
 	       hm_prezero_count(ph, (int)node);
 }
 
-int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node), void *arg)
+int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node, bool zeroed),
+		    void *arg)
 {
 	for (unsigned cpu = 0; cpu < ph->nr_cpus; cpu++) {
 		for (unsigned i = 0; i < ph->nr_nodes; i++) {
 			struct hm_pcp *c = pcp_of(ph, cpu, i);
 
 			for (uint32_t k = 0; k < c->count + c->zcount; k++) {
-				int r = fn(arg, k < c->count ? c->pfns[k] : c->zpfns[k - c->count], cpu, i);
+				bool z = k >= c->count;
+				int r = fn(arg, z ? c->zpfns[k - c->count] : c->pfns[k], cpu, i, z);
 
 				if (r)
 					return r;

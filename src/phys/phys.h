@@ -310,9 +310,11 @@ bool hm_pcp_drain_all(struct hm_phys *ph, int node);
 /* Is a block of @order or larger on @node's free lists (per-CPU caches
  * hold single frames only)? Context: no node->lock; takes it. */
 bool hm_node_has_block(struct hm_phys *ph, unsigned node, unsigned order);
-/* Frames in the caches, for hm_check: calls @fn for each; returns the
- * first nonzero result. Context: hm_phys_lock_all. */
-int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node), void *arg);
+/* Frames in the caches, for hm_check: calls @fn for each (@zeroed: one of
+ * the zeroed frames); returns the first nonzero result. Context:
+ * hm_phys_lock_all. */
+int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node, bool zeroed),
+		    void *arg);
 
 /* Zero 2^order frames at @pfn (clear.c: huge ones with the routine chosen
  * for this CPU). */

@@ -64,6 +64,47 @@ static void window_open_vs_cached_free(void)
 	hm_phys_fini(&ph);
 }
 
+struct zero_op {
+	struct hm_phys *ph;
+	uint32_t pfn;
+};
+
+static void *do_alloc_zeroed(void *p)
+{
+	struct zero_op *o = p;
+
+	o->pfn = hm_alloc_pages(o->ph, 0, 0, HM_ALLOC_ZERO);
+	return NULL;
+}
+
+/*
+ * While a cache zeroes a batch of its frames (under its lock, for some
+ * microseconds), those frames are still free, and the unlocked count of
+ * free memory (what the reserve and compaction decide on) must say so.
+ * Fails with the zeroed list's count stored only after the zeroing: then
+ * the batch is in neither list's count, and free memory reads
+ * HM_PCP_ZBATCH frames low.
+ */
+static void zeroing_batch_stays_counted(void)
+{
+	struct hm_phys ph;
+
+	REQUIRE(hm_phys_init(&ph, 8 * MiB, 1, false) == 0);
+	REQUIRE(hm__race_arm("pcp_zeroing", 0) == 0);
+	struct zero_op o = { .ph = &ph };
+	pthread_t t = t_spawn(do_alloc_zeroed, &o);
+	REQUIRE(hm__race_wait("pcp_zeroing", STOP_MS) == 0);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	CHECK_EQ(hm_node_nr_free(&ph, 0), ph.nr_frames);
+	hm__race_release("pcp_zeroing");
+	pthread_join(t, NULL);
+	REQUIRE(o.pfn != HM_PFN_NONE);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames - 1);
+	hm_free_pages(&ph, o.pfn, 0);
+	hm__race_reset();
+	hm_phys_fini(&ph);
+}
+
 static bool pin_to(unsigned cpu)
 {
 	cpu_set_t set;
@@ -385,5 +426,5 @@ static void batched_folio_isolates_and_unmaps(void)
 	t_flags = HM_CHECK;
 }
 
-T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(refill_after_drain_no_enomem), T(cached_frames_are_checked),
+T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(zeroing_batch_stays_counted), T(refill_after_drain_no_enomem), T(cached_frames_are_checked),
        T(writer_waits_for_counted_reader), T(held_reader_vs_reader_moving_cpus))

@@ -78,9 +78,9 @@ static unsigned nonzero_bytes(struct hm_phys *ph, uint32_t pfn)
 	return n;
 }
 
-static int count_one(void *arg, uint32_t pfn, unsigned cpu, unsigned node)
+static int count_one(void *arg, uint32_t pfn, unsigned cpu, unsigned node, bool zeroed)
 {
-	(void)pfn, (void)cpu, (void)node;
+	(void)pfn, (void)cpu, (void)node, (void)zeroed;
 	++*(uint64_t *)arg;
 	return 0;
 }
