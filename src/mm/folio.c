@@ -119,7 +119,7 @@ static uint64_t alloc_want(struct hm_system *sys, unsigned order)
 	return keep ? keep + (1u << order) : 0;
 }
 
-static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve, bool counted);
+static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve, bool counted, unsigned hot);
 
 /*
  * Direct reclaim, and whether to try the allocation again: yes while it
@@ -166,7 +166,7 @@ bool hm_reserve_refill(struct hm_system *sys, unsigned order)
 
 uint32_t hm_folio_alloc(struct hm_mm *mm, unsigned order, bool zero)
 {
-	return folio_alloc(mm, order, zero, false, false);
+	return folio_alloc(mm, order, zero, false, false, HM_HOT_NONE);
 }
 
 /* Frames just allocated become an anonymous folio of @order. */
@@ -215,7 +215,7 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 		pfn = prezeroed_alloc(mm, order);
 	}
 	if (pfn == HM_PFN_NONE)
-		pfn = folio_alloc(mm, order, true, false, counted);
+		pfn = folio_alloc(mm, order, true, false, counted, (unsigned)(va & (HM_PAGE_SIZE - 1)));
 	/* Zeroed with streaming stores (a while ago, or just now in a
 	 * batch): the line the access writes is in no cache. Fetch it for
 	 * ownership now, while the rest of the fault runs. */
@@ -226,11 +226,12 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 
 uint32_t hm_folio_alloc_swapin(struct hm_mm *mm, unsigned order)
 {
-	return folio_alloc(mm, order, false, true, false);
+	return folio_alloc(mm, order, false, true, false, HM_HOT_NONE);
 }
 
-/* @counted: the caller passed the failpoint for this allocation already. */
-static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve, bool counted)
+/* @counted: the caller passed the failpoint for this allocation already;
+ * @hot: where its first write lands, or HM_HOT_NONE (hm_alloc_pages_hot). */
+static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool reserve, bool counted, unsigned hot)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
@@ -240,7 +241,7 @@ static uint32_t folio_alloc(struct hm_mm *mm, unsigned order, bool zero, bool re
 
 	if (!reserve && !hm_reserve_refill(sys, order))
 		return HM_PFN_NONE;
-	uint32_t pfn = hm_alloc_pages(ph, 0, order, zf | (counted ? HM_ALLOC_COUNTED : 0));
+	uint32_t pfn = hm_alloc_pages_hot(ph, 0, order, zf | (counted ? HM_ALLOC_COUNTED : 0), hot);
 
 	/* Frames on their way back from unmaps, then empty page-table blocks,
 	 * are the memory we can get back. */

@@ -183,6 +183,13 @@ void hm_buddy_init_node(struct hm_phys *ph, struct hm_node *n);
 /* Context: any. Takes node->lock. Returns HM_PFN_NONE when no block of
  * @order is free (or the failpoint fires). */
 uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags);
+/* hm_alloc_pages for a fault that writes at byte @hot of the frame first:
+ * with HM_ALLOC_ZERO and order 0, the line at @hot of the cache's next
+ * zeroed frame is fetched for writing too, for the next fault of a run
+ * that touches page after page at one offset (a wrong guess costs one
+ * line's fetch). */
+uint32_t hm_alloc_pages_hot(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags, unsigned hot);
+#define HM_HOT_NONE (~0u)	/* no @hot: fetch nothing ahead */
 /* Context: any. Takes node->lock. The frames must be a block from
  * hm_alloc_pages of the same order; its descriptors are reset. */
 void hm_free_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);

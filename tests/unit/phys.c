@@ -104,7 +104,10 @@ static void pcp_zeroed_frames(void)
 	for (unsigned i = 0; i < 40; i++)
 		hm_free_pages(&ph, got[i], 0);
 	for (unsigned i = 0; i < HM_PCP_ZBATCH + 3; i++) {
-		z[i] = hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);
+		/* Half with a line fetched ahead (any offset in the frame):
+		 * the same frames, the same contents. */
+		z[i] = i % 2 ? hm_alloc_pages_hot(&ph, 0, 0, HM_ALLOC_ZERO, i * 257 % 4096)
+			     : hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);
 		REQUIRE(z[i] != HM_PFN_NONE);
 		bad += nonzero_bytes(&ph, z[i]) != 0;
 		uint64_t listed = 0;
