@@ -264,6 +264,14 @@ void hm_pages_reset_tails(struct hm_phys *ph, uint32_t head, unsigned order)
 	zero_descs(hm_pfn_page(ph, head) + 1, ((size_t)1 << order) - 1);
 }
 
+void hm_assert_zeroed(struct hm_phys *ph, uint32_t pfn, unsigned order)
+{
+	const uint64_t *w = hm_pfn_ptr(ph, pfn);
+
+	for (size_t i = 0; HM_DEBUG >= 2 && i < (HM_PAGE_SIZE << order) / 8; i++)
+		hm_assert(w[i] == 0);
+}
+
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order)
 {
 	uint8_t *p = hm_pfn_ptr(ph, pfn);

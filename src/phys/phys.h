@@ -165,8 +165,8 @@ static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
 
 /* alloc flags */
 #define HM_ALLOC_ZERO	0x1u	/* zero the frames (a 4 KiB one comes from
-				 * the per-CPU cache's zeroed frames, and
-				 * may be in no CPU cache) */
+				 * the per-CPU cache's zeroed frames, its
+				 * lines streamed past the CPU's caches) */
 #define HM_ALLOC_THISNODE 0x2u	/* do not fall back to other nodes */
 #define HM_ALLOC_UNMOVABLE 0x4u	/* never moves (a page table, the huge zero
 				 * page): placed with the other unmovable
@@ -326,6 +326,10 @@ int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsig
 /* Zero 2^order frames at @pfn (clear.c: huge ones with the routine chosen
  * for this CPU). */
 void hm_zero_pages(struct hm_phys *ph, uint32_t pfn, unsigned order);
+/* At DEBUG >= 2, assert that the 2^order frames at @pfn, handed out as
+ * zeroed, are: one that is not would show one address space's data in
+ * another's page. */
+void hm_assert_zeroed(struct hm_phys *ph, uint32_t pfn, unsigned order);
 /* Zero the @nr 4 KiB frames @pfns, past the cache (clear.c). */
 void hm_zero_frames(struct hm_phys *ph, const uint32_t *pfns, unsigned nr);
 

@@ -78,16 +78,6 @@ static uint32_t take_frame_locked(struct hm_zpool *z)
 	return pfn;
 }
 
-/* Check the frames handed out at DEBUG >= 2: a frame marked zeroed that
- * is not would be one address space's data showing in another's page. */
-static void assert_zero(struct hm_phys *ph, uint32_t pfn, unsigned order)
-{
-	const uint64_t *w = hm_pfn_ptr(ph, pfn);
-
-	for (size_t i = 0; HM_DEBUG >= 2 && i < (HM_PAGE_SIZE << order) / 8; i++)
-		hm_assert(w[i] == 0);
-}
-
 uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order)
 {
 	hm_assert(order == 0 || order == HM_PMD_ORDER);
@@ -112,7 +102,7 @@ uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order)
 			hm_assert_int(ph->pages[pfn + k].flags == PG_ZEROED);
 			ph->pages[pfn + k].flags = 0;
 		}
-		assert_zero(ph, pfn, order);
+		hm_assert_zeroed(ph, pfn, order);
 		hm_add(&ph->prezero_used, 1u << order);
 		/* Read and signalled without zero_lock, to keep a global
 		 * lock off the fault path: a wakeup is lost when the thread
