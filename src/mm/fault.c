@@ -280,6 +280,7 @@ static int fault_locked(struct hm_mm *mm, uint64_t va, bool write, unsigned flag
  * holds already. */
 static int fault_locked_reclaim(struct hm_mm *mm, uint64_t va, bool write, unsigned flags)
 {
+	hm_stat_prepare(mm);
 	hm_reclaim_enter(mm, NULL);
 	int r = fault_locked(mm, va, write, flags);
 	hm_reclaim_exit();

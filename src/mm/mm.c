@@ -91,6 +91,12 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 	if (!sys)
 		return -ENOMEM;
 	sys->cpu_stats = hm_cpu_tail(sys, sizeof(*sys));
+	/* tc's shared part is these three fields as one array. */
+	_Static_assert(offsetof(struct hm_system, nr_leaf) ==
+		       offsetof(struct hm_system, events) + HM_TC_LEAF(0) * sizeof(uint64_t), "tc layout");
+	_Static_assert(offsetof(struct hm_system, nr_anon_frames) ==
+		       offsetof(struct hm_system, events) + HM_TC_ANON * sizeof(uint64_t), "tc layout");
+	hm_tcount_init(&sys->tc, sys->events, sys->tc_retired, HM_TC_SYS_N);
 	sys->cfg = *cfg;
 	sys->cfg.flags |= forced_flags();
 	sys->huge_zero_pfn = HM_PFN_NONE;	/* pfn 0 is a frame like any other */
@@ -171,6 +177,7 @@ void hm_system_destroy(struct hm_system *sys)
 	free(sys->avs);
 	free(sys->free_slot_ids);
 	hm_phys_fini(&sys->phys);
+	hm_tcount_destroy(&sys->tc);
 	free(sys);
 }
 
@@ -225,12 +232,11 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 {
 	if (!sys || !out)
 		return -EINVAL;
-	struct hm_mm *mm = hm_calloc(&sys->phys.fail, 1,
-				     sizeof(*mm) + hm_cpu_tail_bytes(sizeof(struct hm_mm_cpu), sys->phys.nr_cpus));
+	struct hm_mm *mm = hm_calloc(&sys->phys.fail, 1, sizeof(*mm));
 	if (!mm)
 		return -ENOMEM;
-	mm->cpu = hm_cpu_tail(mm, sizeof(*mm));
 	mm->sys = sys;
+	hm_tcount_init(&mm->leaf_tc, mm->nr_leaf, mm->leaf_retired, 3);
 	mm->id = __atomic_fetch_add(&next_mm_id, 1, __ATOMIC_RELAXED);
 	if (hm_rwsem_init(&mm->mmap_lock)) {
 		free(mm);
@@ -304,6 +310,7 @@ void hm_mm_destroy(struct hm_mm *mm)
 	/* Tables freed earlier through call_rcu are back before we return. */
 	hm_rcu_barrier();
 	hm_rwsem_destroy(&mm->mmap_lock);
+	hm_tcount_destroy(&mm->leaf_tc);
 	free(mm->vmas);
 	free(mm);
 	hm_check_enabled(sys, 0);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Counters: the sums of their shared and per-CPU parts, and hm_stat, which
+ * Counters: the sums of their shared and per-thread parts, and hm_stat, which
  * names them (the computed ones read their layer's own counts).
  */
 #include <stdlib.h>
@@ -8,39 +8,24 @@
 
 #include "stat.h"
 
-/* @shared plus the same field in each of @nr per-CPU parts, the first of
- * which is @part0 and the next @stride bytes further. */
-static uint64_t cpu_sum(const uint64_t *shared, const uint64_t *part0, size_t stride, unsigned nr)
-{
-	uint64_t v = hm_load_relaxed(shared);
-
-	for (unsigned c = 0; c < nr; c++)
-		v += hm_load_relaxed((const uint64_t *)(const void *)((const char *)part0 + c * stride));
-	return v;
-}
-
 uint64_t hm_sys_events(struct hm_system *sys, unsigned id)
 {
-	return cpu_sum(&sys->events[id], &sys->cpu_stats[0].events[id], sizeof(struct hm_cpu_stats),
-		       sys->phys.nr_cpus);
+	return hm_tcount_sum(&sys->tc, id);
 }
 
 uint64_t hm_sys_nr_leaf(struct hm_system *sys, unsigned level)
 {
-	return cpu_sum(&sys->nr_leaf[level], &sys->cpu_stats[0].nr_leaf[level], sizeof(struct hm_cpu_stats),
-		       sys->phys.nr_cpus);
+	return hm_tcount_sum(&sys->tc, HM_TC_LEAF(level));
 }
 
 uint64_t hm_sys_nr_anon_frames(struct hm_system *sys)
 {
-	return cpu_sum(&sys->nr_anon_frames, &sys->cpu_stats[0].nr_anon_frames, sizeof(struct hm_cpu_stats),
-		       sys->phys.nr_cpus);
+	return hm_tcount_sum(&sys->tc, HM_TC_ANON);
 }
 
 uint64_t hm_mm_nr_leaf(struct hm_mm *mm, unsigned level)
 {
-	return cpu_sum(&mm->nr_leaf[level], &mm->cpu[0].nr_leaf[level], sizeof(struct hm_mm_cpu),
-		       mm->sys->phys.nr_cpus);
+	return hm_tcount_sum(&mm->leaf_tc, level);
 }
 
 /* Folios in the per-CPU LRU add batches (lru.c), on their way to the

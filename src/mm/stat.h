@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Counters (stat.c): a shared part written where a count changes rarely,
- * plus per-CPU parts written by the hot paths (a fault, an unmap), summed
- * when read (hm_stat, hm_check). The ids are in types.h.
+ * plus per-thread parts written by the hot paths (a fault, an unmap;
+ * base/tcount.h), summed when read (hm_stat, hm_check). The ids are in
+ * types.h.
  */
 #ifndef HM_MM_STAT_H
 #define HM_MM_STAT_H
@@ -16,22 +17,29 @@ static inline struct hm_cpu_stats *hm_this_cpu_stats(struct hm_system *sys)
 
 static inline void hm_count(struct hm_system *sys, enum hm_stat_id id)
 {
-	hm_add(&hm_this_cpu_stats(sys)->events[id], 1);
+	hm_tcount_add(&sys->tc, id, 1);
 }
 
 /* @mm's leaves of @level change by @d (modulo 2^64: a negative step takes
  * away), and so do the system's. */
 static inline void hm_leaf_add(struct hm_mm *mm, unsigned level, uint64_t d)
 {
-	unsigned cpu = hm_this_cpu(mm->sys->phys.nr_cpus);
-
-	hm_add(&mm->cpu[cpu].nr_leaf[level], d);
-	hm_add(&mm->sys->cpu_stats[cpu].nr_leaf[level], d);
+	hm_tcount_add(&mm->leaf_tc, level, d);
+	hm_tcount_add(&mm->sys->tc, HM_TC_LEAF(level), d);
 }
 
 static inline void hm_anon_add(struct hm_system *sys, uint64_t d)
 {
-	hm_add(&hm_this_cpu_stats(sys)->nr_anon_frames, d);
+	hm_tcount_add(&sys->tc, HM_TC_ANON, d);
+}
+
+/* The calling thread's counters of @mm and its system, so that the
+ * counting that follows writes no shared line. Context: may allocate; no
+ * spinlock held. */
+static inline void hm_stat_prepare(struct hm_mm *mm)
+{
+	hm_tcount_prepare(&mm->leaf_tc);
+	hm_tcount_prepare(&mm->sys->tc);
 }
 
 /* The sums (stat.c). Exact while nothing changes them (hm_check). */

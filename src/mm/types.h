@@ -28,6 +28,7 @@
 #include "../../include/hugemm.h"
 #include "../pgtable/pgtable.h"
 #include "../phys/swap.h"
+#include "../base/tcount.h"
 
 #define HM_MIN_ADDR 0x10000ull	/* like vm.mmap_min_addr */
 
@@ -118,6 +119,11 @@ enum hm_stat_id {
 	HM_NR_STATS
 };
 
+/* Counters of sys->tc (stat.h): the events, then these. */
+#define HM_TC_LEAF(level) (HM_NR_EVENTS + (level))
+#define HM_TC_ANON	(HM_NR_EVENTS + 3)
+#define HM_TC_SYS_N	(HM_NR_EVENTS + 4)
+
 struct hm_system {
 	struct hm_config cfg;
 	struct hm_phys phys;
@@ -167,11 +173,14 @@ struct hm_system {
 	uint64_t nr_deferred;		/* written under deferred_lock,
 					 * atomically: read without */
 	/* Counters: each is the sum of this shared part (written where the
-	 * count changes rarely) and the per-CPU parts below (hot paths: a
-	 * fault, an unmap), modulo 2^64. */
+	 * count changes rarely) and tc's per-thread parts (hot paths: a
+	 * fault, an unmap), modulo 2^64; tc counter i is the i-th of these
+	 * three fields taken as one array (HM_TC_*). */
 	uint64_t events[HM_NR_EVENTS];	/* atomic */
 	uint64_t nr_leaf[3];	/* leaves per level, all mms; atomic */
 	uint64_t nr_anon_frames; /* frames in folios; atomic */
+	struct hm_tcount tc;
+	uint64_t tc_retired[HM_TC_SYS_N];	/* tc's: exited threads' parts */
 	struct hm_cpu_stats *cpu_stats;	/* [phys.nr_cpus], in the same
 					 * allocation as the system; constant */
 	uint32_t huge_zero_pfn;	/* the huge zero page (zero.c): HM_PFN_NONE
@@ -218,32 +227,21 @@ struct hm_mm {
 	struct hm_vma *vmas;	/* mmap_lock */
 	size_t nr_vmas, cap_vmas; /* mmap_lock */
 	uint64_t tlb_gen;	/* bumped when present entries change; atomic */
-	uint64_t nr_leaf[3];	/* atomic; plus the per-CPU parts: */
-	struct hm_mm_cpu *cpu;	/* [phys.nr_cpus], in the mm's allocation;
-				 * constant */
+	uint64_t nr_leaf[3];	/* atomic; plus leaf_tc's per-thread parts */
+	struct hm_tcount leaf_tc;
+	uint64_t leaf_retired[3];	/* leaf_tc's: exited threads' parts */
 	uint64_t nr_tables;	/* atomic */
 	struct hm_mm *next, *prev; /* sys->mms_lock */
 };
 
-/*
- * Per-CPU parts of the counters that every fault and unmap changes
- * (base/cpu.h): two threads faulting on two CPUs write no counter line in
- * common. Read by summing (hm_sys_events and below).
- */
+/* Per-CPU data of the system (base/cpu.h). */
 struct hm_cpu_stats {
-	uint64_t events[HM_NR_EVENTS];	/* atomic */
-	uint64_t nr_leaf[3];		/* atomic */
-	uint64_t nr_anon_frames;	/* atomic */
 	/* Order-0 folios mapped for the first time on this CPU, on their way
 	 * to the inactive list (lru.c), as the kernel's per-CPU LRU add
 	 * batches: lru_lock once per batch instead of once per fault. */
 	hm_spin_t lru_batch_lock __attribute__((aligned(64)));
 	uint32_t lru_batch_nr;			/* lru_batch_lock; atomic */
 	uint32_t lru_batch[HM_LRU_BATCH];	/* heads; lru_batch_lock */
-} __attribute__((aligned(64)));
-
-struct hm_mm_cpu {
-	uint64_t nr_leaf[3];		/* atomic */
 } __attribute__((aligned(64)));
 
 /* Bytes to allocate after a struct of @size for @nr per-CPU parts of

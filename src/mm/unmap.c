@@ -355,6 +355,7 @@ void hm_unmap_range(struct hm_mm *mm, uint64_t start, uint64_t end, bool free_ta
 	hm_assert_write_locked(&mm->mmap_lock);
 	struct hm_gather g;
 
+	hm_stat_prepare(mm);
 	hm_mm_gather_init(mm, &g);
 	hm_zap_range(mm, &g, start, end);
 	if (free_tables_too) {

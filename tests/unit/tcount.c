@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/* Per-thread counters (base/tcount.h): a prepared thread counts in its own
+ * block (the shared part stays untouched), an unprepared one in the shared
+ * part, and the sum is exact through thread exits, through a set destroyed
+ * while threads still hold blocks of it, and with more sets than cache
+ * slots. */
+#include <pthread.h>
+
+#include "harness.h"
+#include "../../src/base/tcount.h"
+
+#define N 5
+
+struct set {
+	struct hm_tcount tc;
+	uint64_t shared[N], retired[N];
+};
+
+static void set_init(struct set *s)
+{
+	memset(s, 0, sizeof(*s));
+	hm_tcount_init(&s->tc, s->shared, s->retired, N);
+}
+
+/* Prepared: the block takes the counts, negative steps included. */
+static void own_block(void)
+{
+	struct set s;
+
+	set_init(&s);
+	hm_tcount_prepare(&s.tc);
+	for (int i = 0; i < 1000; i++)
+		hm_tcount_add(&s.tc, i % N, 1);
+	hm_tcount_add(&s.tc, 2, (uint64_t)-50);
+	for (unsigned i = 0; i < N; i++) {
+		CHECK_EQ(s.shared[i], 0);
+		CHECK_EQ(hm_tcount_sum(&s.tc, i), i == 2 ? 150 : 200);
+	}
+	hm_tcount_destroy(&s.tc);
+}
+
+/* Not prepared: the shared part, atomically; both parts add up. */
+static void unprepared(void)
+{
+	struct set s;
+
+	set_init(&s);
+	hm_tcount_add(&s.tc, 1, 7);
+	CHECK_EQ(s.shared[1], 7);
+	hm_tcount_prepare(&s.tc);
+	hm_tcount_add(&s.tc, 1, 3);
+	CHECK_EQ(s.shared[1], 7);
+	CHECK_EQ(hm_tcount_sum(&s.tc, 1), 10);
+	hm_tcount_destroy(&s.tc);
+}
+
+struct worker {
+	struct set *sets;
+	unsigned nr_sets;
+	unsigned adds;
+	pthread_barrier_t *counted, *go_on;	/* NULL: just exit */
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (unsigned k = 0; k < w->nr_sets; k++) {
+		hm_tcount_prepare(&w->sets[k].tc);
+		for (unsigned i = 0; i < w->adds; i++)
+			hm_tcount_add(&w->sets[k].tc, i % N, 1);
+	}
+	if (w->counted) {
+		pthread_barrier_wait(w->counted);
+		pthread_barrier_wait(w->go_on);
+	}
+	return NULL;
+}
+
+/* Eight threads count and exit: what they counted stays in the set. */
+static void thread_exit_retires(void)
+{
+	struct set s;
+	pthread_t t[8];
+	struct worker w = { .sets = &s, .nr_sets = 1, .adds = 5000 };
+
+	set_init(&s);
+	for (int i = 0; i < 8; i++)
+		REQUIRE(pthread_create(&t[i], NULL, worker_main, &w) == 0);
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	for (unsigned i = 0; i < N; i++) {
+		CHECK_EQ(hm_tcount_sum(&s.tc, i), 8 * 1000);
+		CHECK_EQ(s.shared[i], 0);
+		CHECK_EQ(s.retired[i], 8 * 1000);
+	}
+	CHECK(s.tc.blocks == NULL);
+	hm_tcount_destroy(&s.tc);
+}
+
+/* Live threads hold blocks of three sets, more than fit one cache slot
+ * each; one set is destroyed under them, and they then exit: the other
+ * sets keep every count, and nothing is freed twice (ASan would say). */
+static void destroy_under_live_threads(void)
+{
+	struct set s[3];
+	pthread_t t[4];
+	pthread_barrier_t counted, go_on;
+	struct worker w = { .sets = s, .nr_sets = 3, .adds = 100, .counted = &counted, .go_on = &go_on };
+
+	for (int k = 0; k < 3; k++)
+		set_init(&s[k]);
+	pthread_barrier_init(&counted, NULL, 5);
+	pthread_barrier_init(&go_on, NULL, 5);
+	for (int i = 0; i < 4; i++)
+		REQUIRE(pthread_create(&t[i], NULL, worker_main, &w) == 0);
+	pthread_barrier_wait(&counted);
+	for (int k = 0; k < 3; k++)
+		CHECK_EQ(hm_tcount_sum(&s[k].tc, 0), 4 * 20);
+	hm_tcount_destroy(&s[1].tc);
+	pthread_barrier_wait(&go_on);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	for (int k = 0; k < 3; k += 2) {
+		for (unsigned i = 0; i < N; i++)
+			CHECK_EQ(hm_tcount_sum(&s[k].tc, i), 4 * 20);
+		hm_tcount_destroy(&s[k].tc);
+	}
+	pthread_barrier_destroy(&counted);
+	pthread_barrier_destroy(&go_on);
+}
+
+/* More sets than cache slots, used in turn by one thread: each keeps its
+ * own counts, and a set whose slot another took counts in the shared part
+ * until prepared again. */
+static void more_sets_than_slots(void)
+{
+	enum { S = 3 * HM_TC_CACHE };
+	static struct set s[S];
+
+	for (int k = 0; k < S; k++)
+		set_init(&s[k]);
+	for (int round = 0; round < 3; round++)
+		for (int k = 0; k < S; k++) {
+			hm_tcount_prepare(&s[k].tc);
+			hm_tcount_add(&s[k].tc, 0, k + 1);
+		}
+	for (int k = 0; k < S; k++) {
+		CHECK_EQ(hm_tcount_sum(&s[k].tc, 0), 3 * (uint64_t)(k + 1));
+		CHECK_EQ(s[k].shared[0], 0);
+	}
+	/* The last set's slot now belongs to it; the one before it in the
+	 * same slot counts shared. */
+	hm_tcount_add(&s[S - 1 - HM_TC_CACHE].tc, 0, 1);
+	CHECK_EQ(s[S - 1 - HM_TC_CACHE].shared[0], 1);
+	CHECK_EQ(hm_tcount_sum(&s[S - 1 - HM_TC_CACHE].tc, 0), 3 * (uint64_t)(S - HM_TC_CACHE) + 1);
+	for (int k = 0; k < S; k++)
+		hm_tcount_destroy(&s[k].tc);
+}
+
+T_MAIN(T(own_block), T(unprepared), T(thread_exit_retires), T(destroy_under_live_threads),
+       T(more_sets_than_slots))
