@@ -53,6 +53,8 @@
  *                                  readers; innermost, nothing under it)
  *   HM_PROTECT_TABLES' registry and window locks (pgtable/protect.c): taken
  *   by the entry helpers under any of the above; innermost.
+ *   tc_lock (spin, base/tcount.c: the per-thread counter blocks): under any
+ *   of the above; innermost, nothing taken or allocated under it.
  *
  * An RCU read section (lock-free table walks, the software TLB's memory
  * accesses) must never be held while taking mmap_lock.
