@@ -31,14 +31,14 @@ static struct hm_lru_link *link_of(struct hm_system *sys, uint32_t pfn)
 	return &sys->lru[pfn];
 }
 
-static void add_locked(struct hm_system *sys, uint32_t head, bool active)
+/* Link @head at the front of list @active; the caller sets its flags and
+ * nr_lru. */
+static void link_locked(struct hm_system *sys, uint32_t head, bool active)
 {
 	hm_assert_locked(&sys->lru_lock);
-	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	struct hm_lru_link *l = link_of(sys, head);
 	unsigned i = active;
 
-	hm_assert(!(hm_load_relaxed(&h->flags) & PG_LRU));
 	l->prev = HM_PFN_NONE;
 	l->next = sys->lru_first[i];
 	if (l->next != HM_PFN_NONE)
@@ -46,7 +46,23 @@ static void add_locked(struct hm_system *sys, uint32_t head, bool active)
 	else
 		sys->lru_last[i] = head;
 	sys->lru_first[i] = head;
-	hm_add(&sys->nr_lru[i], 1);
+}
+
+/* nr_lru is written under lru_lock only: no atomic read-modify-write. */
+static void nr_lru_add_locked(struct hm_system *sys, unsigned i, uint64_t d)
+{
+	hm_assert_locked(&sys->lru_lock);
+	hm_store_relaxed(&sys->nr_lru[i], hm_load_relaxed(&sys->nr_lru[i]) + d);
+}
+
+static void add_locked(struct hm_system *sys, uint32_t head, bool active)
+{
+	hm_assert_locked(&sys->lru_lock);
+	struct hm_page *h = hm_pfn_page(&sys->phys, head);
+
+	hm_assert(!(hm_load_relaxed(&h->flags) & PG_LRU));
+	link_locked(sys, head, active);
+	nr_lru_add_locked(sys, active, 1);
 	__atomic_or_fetch(&h->flags, PG_LRU | (active ? PG_ACTIVE : 0), __ATOMIC_RELAXED);
 }
 
@@ -66,7 +82,7 @@ static void del_locked(struct hm_system *sys, uint32_t head)
 		link_of(sys, l->next)->prev = l->prev;
 	else
 		sys->lru_last[i] = l->prev;
-	hm_sub(&sys->nr_lru[i], 1);
+	nr_lru_add_locked(sys, i, (uint64_t)-1);
 	__atomic_and_fetch(&h->flags, ~(PG_LRU | PG_ACTIVE), __ATOMIC_RELAXED);
 }
 
@@ -91,22 +107,31 @@ static void batch_flush_locked(struct hm_system *sys, struct hm_cpu_stats *c)
 	hm_spin_lock(&sys->lru_lock);
 	for (uint32_t i = 0; i < c->lru_batch_nr; i++) {
 		uint32_t head = c->lru_batch[i];
+		struct hm_page *h = hm_pfn_page(&sys->phys, head);
 
-		__atomic_and_fetch(&hm_pfn_page(&sys->phys, head)->flags, ~PG_LRU_BATCH, __ATOMIC_RELAXED);
-		add_locked(sys, head, false);
+		hm_assert_int((hm_load_relaxed(&h->flags) & (PG_LRU | PG_LRU_BATCH)) == PG_LRU_BATCH);
+		link_locked(sys, head, false);
+		/* From the batch onto the list in one locked instruction. */
+		__atomic_xor_fetch(&h->flags, PG_LRU_BATCH | PG_LRU, __ATOMIC_RELAXED);
 	}
+	nr_lru_add_locked(sys, 0, c->lru_batch_nr);
 	hm_spin_unlock(&sys->lru_lock);
 	hm_store(&c->lru_batch_nr, 0);
 }
 
-static void batch_add(struct hm_system *sys, uint32_t head)
+/* @fresh: no other thread can reach the folio yet, so its flags take a
+ * plain store, which the batch lock publishes. */
+static void batch_add(struct hm_system *sys, uint32_t head, bool fresh)
 {
 	struct hm_page *h = hm_pfn_page(&sys->phys, head);
 	struct hm_cpu_stats *c = hm_this_cpu_stats(sys);
 
 	hm_assert(folio_order(h) == 0 && !(hm_load_relaxed(&h->flags) & (PG_LRU | PG_LRU_BATCH)));
+	if (fresh)
+		hm_store_relaxed(&h->flags, hm_load_relaxed(&h->flags) | PG_LRU_BATCH);
 	hm_spin_lock(&c->lru_batch_lock);
-	__atomic_or_fetch(&h->flags, PG_LRU_BATCH, __ATOMIC_RELAXED);
+	if (!fresh)
+		__atomic_or_fetch(&h->flags, PG_LRU_BATCH, __ATOMIC_RELAXED);
 	c->lru_batch[c->lru_batch_nr] = head;
 	hm_store(&c->lru_batch_nr, c->lru_batch_nr + 1);
 	if (c->lru_batch_nr == HM_LRU_BATCH)
@@ -117,14 +142,14 @@ static void batch_add(struct hm_system *sys, uint32_t head)
 void hm_lru_add_new(struct hm_system *sys, uint32_t head)
 {
 	hm_assert_locked(hm_folio_lock(sys, head));
-	batch_add(sys, head);
+	batch_add(sys, head, false);
 }
 
 void hm_lru_add_fresh(struct hm_system *sys, uint32_t head)
 {
 	/* Context: a folio no other thread can reach yet (see lru.h). */
 	hm_assert(folio_mapcount(hm_pfn_page(&sys->phys, head)) == 1);
-	batch_add(sys, head);
+	batch_add(sys, head, true);
 }
 
 void hm_lru_drain_all(struct hm_system *sys)
