@@ -79,6 +79,7 @@
  *   hmbench [--rounds N] [--fork-gib N] [--json FILE]   (--fork-gib 0 skips fork)
  *   HMBENCH_ONLY_MAP_LATENCY=1 hmbench                   (only the map-change latencies)
  *   HMBENCH_ONLY_FORK=1 hmbench                          (only the 4 KiB fork rows)
+ *   HMBENCH_ONLY_4K=1 hmbench                            (only the 4 KiB fault-in rows)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1260,6 +1261,24 @@ int main(int argc, char **argv)
 		fig("hm_read 8 B, TLB hit", access_ns(false, false, 0), "ns", false, NULL, 0, false, "<=8", NULL);
 		fig("hm_write 8 B, TLB hit", access_ns(true, false, 0), "ns", false, NULL, 0, false, "<=8", NULL);
 		hm_system_destroy(sys);
+		return 0;
+	}
+
+	if (getenv("HMBENCH_ONLY_4K")) {	/* while working on 4 KiB faults */
+		zeroing_limit(1);	/* its buffers */
+		zero4_then_write(rounds);
+		double k = kernel_fault(1, GiB, MADV_NOHUGEPAGE, 0, NULL);
+
+		sys = make_system(2 * GiB);
+		double h = hugemm_fault(1, GiB, MADV_NOHUGEPAGE, 4096, NULL, NULL);
+
+		hm_system_destroy(sys);
+		table("Fault-in of 1 GiB, 1 thread (write 8 bytes per 4 KiB page)");
+		fig("fault-in, 4 KiB pages", h, "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k, false, ">=5x", NULL);
+		fig("4 KiB zero-then-write, plain program", zw4_gbs, "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k,
+		    false, NULL, NULL);
+		fig("fault-in, 4 KiB pages vs 4 KiB zero-then-write", h, "GB/s", true,
+		    "4 KiB zero-then-write, plain program", zw4_gbs, false, NULL, NULL);
 		return 0;
 	}
 
