@@ -104,17 +104,24 @@ void hm_lru_add(struct hm_system *sys, uint32_t head, bool active)
 static void batch_flush_locked(struct hm_system *sys, struct hm_cpu_stats *c)
 {
 	hm_assert_locked(&c->lru_batch_lock);
+	uint32_t nr = c->lru_batch_nr;
+
+	/* A locked instruction waits for every store before it, and the
+	 * links of new folios are seldom in the cache: the flags go first,
+	 * so that the links' misses overlap instead of coming one by one
+	 * (the xor was 4 % of a 4 KiB fault with the links in between).
+	 * Nobody looks at the links without lru_lock. */
 	hm_spin_lock(&sys->lru_lock);
-	for (uint32_t i = 0; i < c->lru_batch_nr; i++) {
-		uint32_t head = c->lru_batch[i];
-		struct hm_page *h = hm_pfn_page(&sys->phys, head);
+	for (uint32_t i = 0; i < nr; i++) {
+		struct hm_page *h = hm_pfn_page(&sys->phys, c->lru_batch[i]);
 
 		hm_assert_int((hm_load_relaxed(&h->flags) & (PG_LRU | PG_LRU_BATCH)) == PG_LRU_BATCH);
-		link_locked(sys, head, false);
 		/* From the batch onto the list in one locked instruction. */
 		__atomic_xor_fetch(&h->flags, PG_LRU_BATCH | PG_LRU, __ATOMIC_RELAXED);
 	}
-	nr_lru_add_locked(sys, 0, c->lru_batch_nr);
+	for (uint32_t i = 0; i < nr; i++)
+		link_locked(sys, c->lru_batch[i], false);
+	nr_lru_add_locked(sys, 0, nr);
 	hm_spin_unlock(&sys->lru_lock);
 	hm_store(&c->lru_batch_nr, 0);
 }
