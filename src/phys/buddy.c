@@ -496,7 +496,9 @@ static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags, boo
 			struct hm_pcp *c = pcp_of(ph, cpu, nd);
 
 			hm_mutex_lock(&c->lock);
-			uint32_t pfn = pcp_pop_locked(ph, c, zeroed);
+			/* A zeroed frame for a zeroed request saves zeroing one. */
+			uint32_t pfn = (flags & HM_ALLOC_ZERO) && c->zcount ? pcp_take_zeroed_locked(ph, c, zeroed)
+									  : pcp_pop_locked(ph, c, zeroed);
 			hm_mutex_unlock(&c->lock);
 			if (pfn != HM_PFN_NONE)
 				return pfn;

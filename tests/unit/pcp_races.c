@@ -126,6 +126,7 @@ static void unpin(void)
 
 struct alloc_op {
 	struct hm_phys *ph;
+	unsigned flags;
 	bool pinned;
 	uint32_t pfn;
 };
@@ -135,7 +136,7 @@ static void *do_alloc_on_cpu1(void *p)
 	struct alloc_op *o = p;
 
 	o->pinned = pin_to(1);
-	o->pfn = o->pinned ? hm_alloc_pages(o->ph, 0, 0, 0) : HM_PFN_NONE;
+	o->pfn = o->pinned ? hm_alloc_pages(o->ph, 0, 0, o->flags) : HM_PFN_NONE;
 	return NULL;
 }
 
@@ -179,6 +180,57 @@ static void refill_after_drain_no_enomem(void)
 	CHECK(o.pinned);
 	CHECK(o.pfn != HM_PFN_NONE);
 	CHECK_EQ(hm_phys_nr_free(&ph), 0);
+	if (o.pfn != HM_PFN_NONE)
+		hm_free_pages(&ph, o.pfn, 0);
+	while (n)
+		hm_free_pages(&ph, got[--n], 0);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	hm__race_reset();
+	hm_phys_fini(&ph);
+	unpin();
+}
+
+/*
+ * The same race for a zeroed frame, where CPU 0's refill leaves its cache
+ * with both zeroed frames (a batch) and others: the thread on CPU 1 takes
+ * a zeroed one rather than zero another. Fails with pcp_steal taking the
+ * last freed frame first (count 3 and zcount 15 instead of 4 and 14).
+ */
+static void steal_prefers_zeroed(void)
+{
+	struct hm_phys ph;
+	static uint32_t got[1024];
+	unsigned n = 0;
+
+	if (hm_nr_cpus() < 2) {
+		CHECK(true);	/* needs two CPUs */
+		return;
+	}
+	REQUIRE(hm_phys_init(&ph, 4 * MiB, 1, false) == 0);
+	bool pinned = pin_to(0);
+	CHECK(pinned);
+	while (n < 1024 && (got[n] = hm_alloc_pages(&ph, 0, 0, 0)) != HM_PFN_NONE)
+		n++;
+	CHECK_EQ(n, 1024);
+	for (int i = 0; i < 20; i++)
+		hm_free_pages(&ph, got[--n], 0);
+
+	REQUIRE(hm__race_arm("alloc_drained", 0) == 0);
+	struct alloc_op o = { .ph = &ph, .flags = HM_ALLOC_ZERO };
+	pthread_t t = t_spawn(do_alloc_on_cpu1, &o);
+	REQUIRE(hm__race_wait("alloc_drained", STOP_MS) == 0);
+	got[n] = hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);	/* refills, zeroes a batch */
+	CHECK(got[n] != HM_PFN_NONE);
+	n++;
+	struct hm_pcp *c0 = &ph.pcp[0];
+	CHECK_EQ(c0->zcount, HM_PCP_ZBATCH - 1);
+	CHECK_EQ(c0->count, 20 - HM_PCP_ZBATCH);
+	hm__race_release("alloc_drained");
+	pthread_join(t, NULL);
+	CHECK(o.pinned);
+	CHECK(o.pfn != HM_PFN_NONE);
+	CHECK_EQ(c0->zcount, HM_PCP_ZBATCH - 2);
+	CHECK_EQ(c0->count, 20 - HM_PCP_ZBATCH);
 	if (o.pfn != HM_PFN_NONE)
 		hm_free_pages(&ph, o.pfn, 0);
 	while (n)
@@ -426,5 +478,6 @@ static void batched_folio_isolates_and_unmaps(void)
 	t_flags = HM_CHECK;
 }
 
-T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(zeroing_batch_stays_counted), T(refill_after_drain_no_enomem), T(cached_frames_are_checked),
+T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(zeroing_batch_stays_counted), T(refill_after_drain_no_enomem), T(steal_prefers_zeroed),
+       T(cached_frames_are_checked),
        T(writer_waits_for_counted_reader), T(held_reader_vs_reader_moving_cpus))
