@@ -24,6 +24,12 @@ struct hm_tcblock {
 struct hm_tcthread {
 	struct hm_tcblock *first;	/* tc_lock */
 	bool keyed;			/* the exit hook is set; owner only */
+	bool exited;			/* the exit hook ran: a block made
+					 * later (a later key destructor's
+					 * count) might never be folded, as
+					 * glibc runs the hooks a few rounds
+					 * at most; such counts go to shared[].
+					 * Owner only */
 };
 
 __thread struct hm_tc_slot hm_tc_cache[HM_TC_CACHE] __attribute__((tls_model("initial-exec")));
@@ -35,9 +41,10 @@ static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_key;
 static bool tc_key_ok;
 
-void hm_tcount_init(struct hm_tcount *s, uint64_t *shared, uint64_t *retired, unsigned n)
+void hm_tcount_init(struct hm_tcount *s, uint64_t *shared, uint64_t *retired, unsigned n, bool own_slot)
 {
 	s->id = __atomic_fetch_add(&tc_next_id, 1, __ATOMIC_RELAXED);
+	s->slot = own_slot ? 0 : 1 + (unsigned)(s->id % (HM_TC_CACHE - 1));
 	s->n = n;
 	s->blocks = NULL;
 	s->shared = shared;
@@ -94,6 +101,7 @@ static void tc_thread_exit(void *arg)
 	for (unsigned i = 0; i < HM_TC_CACHE; i++)
 		hm_tc_cache[i].id = 0;
 	t->keyed = false;
+	t->exited = true;
 	hm_spin_lock(&tc_lock);
 	while ((b = t->first)) {
 		for (unsigned i = 0; i < b->set->n; i++)
@@ -130,6 +138,9 @@ void hm_tcount_prepare_slow(struct hm_tcount *s)
 {
 	hm_might_sleep();
 	struct hm_tcthread *t = &tc_self;
+
+	if (t->exited)
+		return;
 	struct hm_tcblock *b = find_mine(t, s);
 
 	if (!b) {
@@ -159,7 +170,7 @@ void hm_tcount_prepare_slow(struct hm_tcount *s)
 		t->first = b;
 		hm_spin_unlock(&tc_lock);
 	}
-	struct hm_tc_slot *e = &hm_tc_cache[s->id % HM_TC_CACHE];
+	struct hm_tc_slot *e = &hm_tc_cache[s->slot];
 
 	e->v = b->v;
 	e->id = s->id;
@@ -174,4 +185,15 @@ uint64_t hm_tcount_sum(struct hm_tcount *s, unsigned i)
 		v += hm_load_relaxed(&b->v[i]);
 	hm_spin_unlock(&tc_lock);
 	return v;
+}
+
+unsigned hm_tcount_nr_blocks(struct hm_tcount *s)
+{
+	unsigned n = 0;
+
+	hm_spin_lock(&tc_lock);
+	for (struct hm_tcblock *b = s->blocks; b; b = b->snext)
+		n++;
+	hm_spin_unlock(&tc_lock);
+	return n;
 }

@@ -17,6 +17,10 @@
  *
  * tc_lock (a spinlock, innermost: nothing is taken or allocated under it)
  * guards every set's block list and retired[], and each thread's list.
+ *
+ * Like the rest of the library, the counters are not for a child of
+ * fork(2) of a process whose other threads counted: their blocks would
+ * name threads the child does not have.
  */
 #ifndef HM_TCOUNT_H
 #define HM_TCOUNT_H
@@ -28,14 +32,15 @@ struct hm_tcblock;
 struct hm_tcount {
 	uint64_t id;			/* unique, never reused; constant */
 	unsigned n;			/* counters; constant */
+	unsigned slot;			/* its hm_tc_cache slot; constant */
 	uint64_t *shared;		/* [n], the owner's; atomic */
 	uint64_t *retired;		/* [n], the owner's; tc_lock */
 	struct hm_tcblock *blocks;	/* tc_lock */
 };
 
-/* The calling thread's blocks of the sets it used last, by id: one slot per
- * id modulo HM_TC_CACHE, so that a system and an mm (ids next to each
- * other) do not evict each other. */
+/* The calling thread's blocks of the sets it used last: slot 0 for a set
+ * that has it to itself (the system's), slots 1..HM_TC_CACHE-1 by id for the
+ * others (mms), so that a fault in any mm keeps both of its sets cached. */
 #define HM_TC_CACHE 4
 struct hm_tc_slot {
 	uint64_t id;	/* 0: empty */
@@ -44,8 +49,10 @@ struct hm_tc_slot {
 extern __thread struct hm_tc_slot hm_tc_cache[HM_TC_CACHE] __attribute__((tls_model("initial-exec")));
 
 /* A set of @n counters in the caller's zeroed arrays @shared[n] (fields
- * that rarer paths also add to atomically themselves) and @retired[n]. */
-void hm_tcount_init(struct hm_tcount *s, uint64_t *shared, uint64_t *retired, unsigned n);
+ * that rarer paths also add to atomically themselves) and @retired[n].
+ * @own_slot: the set has cache slot 0 to itself (one such set in use per
+ * thread at a time, or they take turns there). */
+void hm_tcount_init(struct hm_tcount *s, uint64_t *shared, uint64_t *retired, unsigned n, bool own_slot);
 /* Frees the set and every thread's block of it. Must not: be called while
  * another thread may count in it. */
 void hm_tcount_destroy(struct hm_tcount *s);
@@ -56,14 +63,14 @@ void hm_tcount_prepare_slow(struct hm_tcount *s);
  * allocated. Context: may allocate; no spinlock held. */
 static inline void hm_tcount_prepare(struct hm_tcount *s)
 {
-	if (hm_unlikely(hm_tc_cache[s->id % HM_TC_CACHE].id != s->id))
+	if (hm_unlikely(hm_tc_cache[s->slot].id != s->id))
 		hm_tcount_prepare_slow(s);
 }
 
 /* Counter @i of @s changes by @d (modulo 2^64). Context: any. */
 static inline void hm_tcount_add(struct hm_tcount *s, unsigned i, uint64_t d)
 {
-	struct hm_tc_slot *e = &hm_tc_cache[s->id % HM_TC_CACHE];
+	struct hm_tc_slot *e = &hm_tc_cache[s->slot];
 
 	hm_assert_int(i < s->n);
 	if (hm_likely(e->id == s->id))
@@ -75,5 +82,8 @@ static inline void hm_tcount_add(struct hm_tcount *s, unsigned i, uint64_t d)
 /* Counter @i: exact while nothing changes it. Context: any (takes
  * tc_lock). */
 uint64_t hm_tcount_sum(struct hm_tcount *s, unsigned i);
+
+/* Threads with a block of @s (tests). Context: any (takes tc_lock). */
+unsigned hm_tcount_nr_blocks(struct hm_tcount *s);
 
 #endif /* HM_TCOUNT_H */

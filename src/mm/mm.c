@@ -96,7 +96,7 @@ int hm_system_create(const struct hm_config *cfg, struct hm_system **out)
 		       offsetof(struct hm_system, events) + HM_TC_LEAF(0) * sizeof(uint64_t), "tc layout");
 	_Static_assert(offsetof(struct hm_system, nr_anon_frames) ==
 		       offsetof(struct hm_system, events) + HM_TC_ANON * sizeof(uint64_t), "tc layout");
-	hm_tcount_init(&sys->tc, sys->events, sys->tc_retired, HM_TC_SYS_N);
+	hm_tcount_init(&sys->tc, sys->events, sys->tc_retired, HM_TC_SYS_N, true);
 	sys->cfg = *cfg;
 	sys->cfg.flags |= forced_flags();
 	sys->huge_zero_pfn = HM_PFN_NONE;	/* pfn 0 is a frame like any other */
@@ -236,7 +236,7 @@ int hm_mm_create(struct hm_system *sys, struct hm_mm **out)
 	if (!mm)
 		return -ENOMEM;
 	mm->sys = sys;
-	hm_tcount_init(&mm->leaf_tc, mm->nr_leaf, mm->leaf_retired, 3);
+	hm_tcount_init(&mm->leaf_tc, mm->nr_leaf, mm->leaf_retired, 3, false);
 	mm->id = __atomic_fetch_add(&next_mm_id, 1, __ATOMIC_RELAXED);
 	if (hm_rwsem_init(&mm->mmap_lock)) {
 		free(mm);
