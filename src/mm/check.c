@@ -848,10 +848,14 @@ static void check_swap(struct chk *c)
 static void check_lru(struct chk *c)
 {
 	struct hm_system *sys = c->sys;
-	uint64_t n[2] = { 0, 0 };
+	uint64_t n[2] = { 0, 0 }, counted[2];
 	uint32_t bad = HM_PFN_NONE;
 
 	hm_spin_lock(&sys->lru_lock);
+	/* Under the lock, as the walk: reclaim and compaction change the
+	 * lists without any mmap_lock. */
+	counted[0] = hm_load_relaxed(&sys->nr_lru[0]);
+	counted[1] = hm_load_relaxed(&sys->nr_lru[1]);
 	for (unsigned i = 0; i < 2; i++) {
 		uint32_t prev = HM_PFN_NONE;
 
@@ -870,10 +874,9 @@ static void check_lru(struct chk *c)
 	hm_spin_unlock(&sys->lru_lock);
 	if (bad != HM_PFN_NONE)
 		report(c, "LRU lists broken at frame %#x", bad);
-	else if (n[0] != sys->nr_lru[0] || n[1] != sys->nr_lru[1])
+	else if (n[0] != counted[0] || n[1] != counted[1])
 		report(c, "LRU lists hold %llu/%llu folios, counted %llu/%llu", (unsigned long long)n[0],
-		       (unsigned long long)n[1], (unsigned long long)sys->nr_lru[0],
-		       (unsigned long long)sys->nr_lru[1]);
+		       (unsigned long long)n[1], (unsigned long long)counted[0], (unsigned long long)counted[1]);
 }
 
 int hm_check(struct hm_system *sys)

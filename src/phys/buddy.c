@@ -533,8 +533,11 @@ uint32_t hm_alloc_pages_hot(struct hm_phys *ph, unsigned node, unsigned order, u
 	/* Another CPU may have refilled its cache with what the drain gave
 	 * back, a batch where it needed one frame: take one from it rather
 	 * than fail while frames are free. */
-	if (pfn == HM_PFN_NONE && order == 0 && !(flags & HM_ALLOC_UNMOVABLE))
+	if (pfn == HM_PFN_NONE && order == 0 && !(flags & HM_ALLOC_UNMOVABLE)) {
 		pfn = pcp_steal(ph, node, flags, &zeroed);
+		if (pfn != HM_PFN_NONE && zeroed)
+			hm_assert_zeroed(ph, pfn, 0);
+	}
 	if (pfn != HM_PFN_NONE && (flags & HM_ALLOC_ZERO) && !zeroed)
 		hm_zero_pages(ph, pfn, order);
 	return pfn;
