@@ -141,13 +141,19 @@ static void *do_alloc_on_cpu1(void *p)
 }
 
 /*
- * Memory is full but for two frames in CPU 0's cache. A thread on CPU 1
- * finds none, drains every cache and, before it tries again, CPU 0 refills
- * its cache with both and takes one. The other is still free: the thread
- * on CPU 1 must get it, not fail. Fails without pcp_steal (the allocation
- * returns HM_PFN_NONE while nr_free_pages says 1).
+ * Memory full but for @nr_free frames in CPU 0's cache: a thread on CPU 1
+ * allocates with @flags, finds none and drains every cache; before it tries
+ * again, CPU 0 allocates with @flags too, refilling its cache with what the
+ * drain gave back. @between checks the state then, @after once the thread
+ * is done.
  */
-static void refill_after_drain_no_enomem(void)
+struct steal_case {
+	unsigned nr_free, flags;
+	void (*between)(struct hm_phys *ph);
+	void (*after)(struct hm_phys *ph, uint32_t stolen);
+};
+
+static void steal_after_drain(const struct steal_case *k)
 {
 	struct hm_phys ph;
 	static uint32_t got[1024];
@@ -163,23 +169,23 @@ static void refill_after_drain_no_enomem(void)
 	while (n < 1024 && (got[n] = hm_alloc_pages(&ph, 0, 0, 0)) != HM_PFN_NONE)
 		n++;
 	CHECK_EQ(n, 1024);
-	hm_free_pages(&ph, got[--n], 0);
-	hm_free_pages(&ph, got[--n], 0);
-	CHECK_EQ(hm_phys_nr_free(&ph), 2);
+	for (unsigned i = 0; i < k->nr_free; i++)
+		hm_free_pages(&ph, got[--n], 0);
+	CHECK_EQ(hm_phys_nr_free(&ph), k->nr_free);
 
 	REQUIRE(hm__race_arm("alloc_drained", 0) == 0);
-	struct alloc_op o = { .ph = &ph };
+	struct alloc_op o = { .ph = &ph, .flags = k->flags };
 	pthread_t t = t_spawn(do_alloc_on_cpu1, &o);
 	REQUIRE(hm__race_wait("alloc_drained", STOP_MS) == 0);
-	got[n] = hm_alloc_pages(&ph, 0, 0, 0);	/* refills with both */
+	got[n] = hm_alloc_pages(&ph, 0, 0, k->flags);	/* refills */
 	CHECK(got[n] != HM_PFN_NONE);
 	n++;
-	CHECK_EQ(hm_phys_nr_free(&ph), 1);
+	k->between(&ph);
 	hm__race_release("alloc_drained");
 	pthread_join(t, NULL);
 	CHECK(o.pinned);
 	CHECK(o.pfn != HM_PFN_NONE);
-	CHECK_EQ(hm_phys_nr_free(&ph), 0);
+	k->after(&ph, o.pfn);
 	if (o.pfn != HM_PFN_NONE)
 		hm_free_pages(&ph, o.pfn, 0);
 	while (n)
@@ -190,55 +196,49 @@ static void refill_after_drain_no_enomem(void)
 	unpin();
 }
 
+static void one_left(struct hm_phys *ph)
+{
+	CHECK_EQ(hm_phys_nr_free(ph), 1);
+}
+
+static void none_left(struct hm_phys *ph, uint32_t stolen)
+{
+	(void)stolen;
+	CHECK_EQ(hm_phys_nr_free(ph), 0);
+}
+
 /*
- * The same race for a zeroed frame, where CPU 0's refill leaves its cache
- * with both zeroed frames (a batch) and others: the thread on CPU 1 takes
- * a zeroed one rather than zero another. Fails with pcp_steal taking the
- * last freed frame first (count 3 and zcount 15 instead of 4 and 14).
+ * Two frames: CPU 0 refills its cache with both and takes one. The other
+ * is still free: the thread on CPU 1 must get it, not fail. Fails without
+ * pcp_steal (the allocation returns HM_PFN_NONE while nr_free_pages says 1).
+ */
+static void refill_after_drain_no_enomem(void)
+{
+	steal_after_drain(&(struct steal_case){ 2, 0, one_left, none_left });
+}
+
+static void batch_zeroed(struct hm_phys *ph)
+{
+	CHECK_EQ(ph->pcp[0].zcount, HM_PCP_ZBATCH - 1);
+	CHECK_EQ(ph->pcp[0].count, 20 - HM_PCP_ZBATCH);
+}
+
+static void took_zeroed(struct hm_phys *ph, uint32_t stolen)
+{
+	(void)stolen;
+	CHECK_EQ(ph->pcp[0].zcount, HM_PCP_ZBATCH - 2);
+	CHECK_EQ(ph->pcp[0].count, 20 - HM_PCP_ZBATCH);
+}
+
+/*
+ * The same for zeroed frames, 20 of them: CPU 0's refill leaves its cache
+ * with a zeroed batch and others, and the thread on CPU 1 takes a zeroed
+ * one rather than zero another. Fails with pcp_steal taking the last freed
+ * frame first (count 3 and zcount 15 instead of 4 and 14).
  */
 static void steal_prefers_zeroed(void)
 {
-	struct hm_phys ph;
-	static uint32_t got[1024];
-	unsigned n = 0;
-
-	if (hm_nr_cpus() < 2) {
-		CHECK(true);	/* needs two CPUs */
-		return;
-	}
-	REQUIRE(hm_phys_init(&ph, 4 * MiB, 1, false) == 0);
-	bool pinned = pin_to(0);
-	CHECK(pinned);
-	while (n < 1024 && (got[n] = hm_alloc_pages(&ph, 0, 0, 0)) != HM_PFN_NONE)
-		n++;
-	CHECK_EQ(n, 1024);
-	for (int i = 0; i < 20; i++)
-		hm_free_pages(&ph, got[--n], 0);
-
-	REQUIRE(hm__race_arm("alloc_drained", 0) == 0);
-	struct alloc_op o = { .ph = &ph, .flags = HM_ALLOC_ZERO };
-	pthread_t t = t_spawn(do_alloc_on_cpu1, &o);
-	REQUIRE(hm__race_wait("alloc_drained", STOP_MS) == 0);
-	got[n] = hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);	/* refills, zeroes a batch */
-	CHECK(got[n] != HM_PFN_NONE);
-	n++;
-	struct hm_pcp *c0 = &ph.pcp[0];
-	CHECK_EQ(c0->zcount, HM_PCP_ZBATCH - 1);
-	CHECK_EQ(c0->count, 20 - HM_PCP_ZBATCH);
-	hm__race_release("alloc_drained");
-	pthread_join(t, NULL);
-	CHECK(o.pinned);
-	CHECK(o.pfn != HM_PFN_NONE);
-	CHECK_EQ(c0->zcount, HM_PCP_ZBATCH - 2);
-	CHECK_EQ(c0->count, 20 - HM_PCP_ZBATCH);
-	if (o.pfn != HM_PFN_NONE)
-		hm_free_pages(&ph, o.pfn, 0);
-	while (n)
-		hm_free_pages(&ph, got[--n], 0);
-	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
-	hm__race_reset();
-	hm_phys_fini(&ph);
-	unpin();
+	steal_after_drain(&(struct steal_case){ 20, HM_ALLOC_ZERO, batch_zeroed, took_zeroed });
 }
 
 /*
