@@ -150,7 +150,7 @@ static void *do_alloc_on_cpu1(void *p)
 struct steal_case {
 	unsigned nr_free, flags;
 	void (*between)(struct hm_phys *ph);
-	void (*after)(struct hm_phys *ph, uint32_t stolen);
+	void (*after)(struct hm_phys *ph);
 };
 
 static void steal_after_drain(const struct steal_case *k)
@@ -185,7 +185,7 @@ static void steal_after_drain(const struct steal_case *k)
 	pthread_join(t, NULL);
 	CHECK(o.pinned);
 	CHECK(o.pfn != HM_PFN_NONE);
-	k->after(&ph, o.pfn);
+	k->after(&ph);
 	if (o.pfn != HM_PFN_NONE)
 		hm_free_pages(&ph, o.pfn, 0);
 	while (n)
@@ -201,9 +201,8 @@ static void one_left(struct hm_phys *ph)
 	CHECK_EQ(hm_phys_nr_free(ph), 1);
 }
 
-static void none_left(struct hm_phys *ph, uint32_t stolen)
+static void none_left(struct hm_phys *ph)
 {
-	(void)stolen;
 	CHECK_EQ(hm_phys_nr_free(ph), 0);
 }
 
@@ -223,9 +222,8 @@ static void batch_zeroed(struct hm_phys *ph)
 	CHECK_EQ(ph->pcp[0].count, 20 - HM_PCP_ZBATCH);
 }
 
-static void took_zeroed(struct hm_phys *ph, uint32_t stolen)
+static void took_zeroed(struct hm_phys *ph)
 {
-	(void)stolen;
 	CHECK_EQ(ph->pcp[0].zcount, HM_PCP_ZBATCH - 2);
 	CHECK_EQ(ph->pcp[0].count, 20 - HM_PCP_ZBATCH);
 }
