@@ -1189,6 +1189,18 @@ static const char *above_zeroing =
 	"    of the same run means the zeroing was done ahead (idle zeroing) or the run was noisy:\n"
 	"    explain it before believing the figure.";
 
+/* The 4 KiB fault-in rows: hugemm's @h against the warm kernel's @k, and
+ * its ceiling: no fault-in zeroing 4 KiB pages beats a plain program doing
+ * only that (see zero4_then_write). */
+static void fault4k_rows(double h, double k)
+{
+	fig("fault-in, 4 KiB pages", h, "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k, false, ">=5x", NULL);
+	fig("4 KiB zero-then-write, plain program", zw4_gbs, "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k, false,
+	    NULL, NULL);
+	fig("fault-in, 4 KiB pages vs 4 KiB zero-then-write", h, "GB/s", true, "4 KiB zero-then-write, plain program",
+	    zw4_gbs, false, NULL, NULL);
+}
+
 /*
  * The rows that set a 1-thread huge-page rate against zeroing, 2 MiB pages
  * (@v[0], @nr[0]) and 1 GiB pages (@v[1], @nr[1]) side by side: the run's
@@ -1275,11 +1287,7 @@ int main(int argc, char **argv)
 
 		hm_system_destroy(sys);
 		table("Fault-in of 1 GiB, 1 thread (write 8 bytes per 4 KiB page)");
-		fig("fault-in, 4 KiB pages", h, "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k, false, ">=5x", NULL);
-		fig("4 KiB zero-then-write, plain program", zw4_gbs, "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k,
-		    false, NULL, NULL);
-		fig("fault-in, 4 KiB pages vs 4 KiB zero-then-write", h, "GB/s", true,
-		    "4 KiB zero-then-write, plain program", zw4_gbs, false, NULL, NULL);
+		fault4k_rows(h, k);
 		fig("fault-in, 4 KiB pages, 2 threads", h2t, "GB/s", true, "hugemm, 1 thread", h, false, ">=1.7x", NULL);
 		return 0;
 	}
@@ -1398,14 +1406,7 @@ int main(int argc, char **argv)
 		       100.0 * (double)huge_kb_at(zbuf[i]) / (double)(GiB >> 10));
 
 	table("Fault-in of 1 GiB, 1 thread (write 8 bytes per 4 KiB page)");
-	fig("fault-in, 4 KiB pages", h4[0], "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k4[0], false,
-	    ">=5x", NULL);
-	/* Its ceiling: no fault-in zeroing 4 KiB pages beats a plain program
-	 * doing only that (see zero4_then_write). */
-	fig("4 KiB zero-then-write, plain program", zw4_gbs, "GB/s", true, "kernel warm, MADV_NOHUGEPAGE", k4[0],
-	    false, NULL, NULL);
-	fig("fault-in, 4 KiB pages vs 4 KiB zero-then-write", h4[0], "GB/s", true,
-	    "4 KiB zero-then-write, plain program", zw4_gbs, false, NULL, NULL);
+	fault4k_rows(h4[0], k4[0]);
 	fig("fault-in, 2 MiB pages", h2[0], "GB/s", true, thp ? "kernel warm, MADV_HUGEPAGE" : "kernel (THP never)",
 	    k2[0], false, NULL, NULL);
 	fig("fault-in, 1 GiB pages", h1, "GB/s", true, "kernel warm, MAP_HUGETLB 1 GiB", k1, false, NULL, NULL);
