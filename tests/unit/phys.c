@@ -4,6 +4,7 @@
 #include "harness.h"
 #include "race.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
 #include "../../src/phys/phys.h"
@@ -267,6 +268,49 @@ static void refill_takes_holes(void)
 	hm_phys_fini(&ph);
 }
 
+/*
+ * With no free block below the batch's order either (no holes to fill), a
+ * refill takes one block of that order: it splits the same huge block that
+ * single frames would split one at a time and leaves the same blocks free,
+ * and the cache hands its frames out lowest first (single frames came out
+ * highest first). Pinned to one CPU, so that every allocation sees the same
+ * cache.
+ */
+static void refill_without_holes_takes_a_block(void)
+{
+	const unsigned batch_order = (unsigned)__builtin_ctz(HM_PCP_BATCH);
+	struct hm_phys ph;
+	cpu_set_t old, one;
+	uint32_t p[4];
+
+	REQUIRE(sched_getaffinity(0, sizeof(old), &old) == 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	bool pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+
+	REQUIRE(hm_phys_init(&ph, 8 * MiB, 1, false) == 0);
+	for (unsigned o = 0; o < HM_PMD_ORDER; o++)
+		REQUIRE(ph.nodes[0].nr_blocks[o] == 0);
+	for (unsigned i = 0; i < 4; i++)
+		REQUIRE((p[i] = hm_alloc_pages(&ph, 0, 0, 0)) != HM_PFN_NONE);
+	CHECK_EQ(p[0] % HM_PCP_BATCH, 0);
+	for (unsigned i = 1; pinned && i < 4; i++)
+		CHECK_EQ(p[i], p[0] + i);
+	for (unsigned o = 0; o < batch_order; o++)
+		CHECK_EQ(ph.nodes[0].nr_blocks[o], 0);
+	for (unsigned o = batch_order; o < HM_PMD_ORDER; o++)
+		CHECK_EQ(ph.nodes[0].nr_blocks[o], 1);
+	for (unsigned i = 0; i < 4; i++)
+		hm_free_pages(&ph, p[i], 0);
+	hm_pcp_drain_all(&ph, -1);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
+	for (unsigned o = 0; o < HM_PMD_ORDER; o++)
+		CHECK_EQ(ph.nodes[0].nr_blocks[o], 0);
+	hm_phys_fini(&ph);
+	if (pinned)
+		REQUIRE(sched_setaffinity(0, sizeof(old), &old) == 0);
+}
+
 struct free_op {
 	struct hm_phys *ph;
 	uint32_t pfn;
@@ -403,4 +447,5 @@ static void copy_state_keeps_buddy_byte(void)
 
 T_MAIN(T(orders_and_alignment), T(exhaustion_and_zero), T(pcp_zeroed_frames), T(failpoint), T(nodes),
        T(node_of_pfn), T(descriptors_lazy), T(refill_takes_holes),
+       T(refill_without_holes_takes_a_block),
        T(huge_buddies_freed_together), T(node_free_read_unlocked), T(copy_state_keeps_buddy_byte))
