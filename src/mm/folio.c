@@ -181,14 +181,14 @@ static void folio_init(struct hm_system *sys, uint32_t pfn, unsigned order)
 }
 
 /* A folio from the idle-zeroing pools (phys/prezero.c), or HM_PFN_NONE. */
-static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order)
+static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order, unsigned hot)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
 
 	if (!hm_reserve_refill(sys, order))
 		return HM_PFN_NONE;
-	uint32_t pfn = hm_prezero_take(ph, order);
+	uint32_t pfn = hm_prezero_take(ph, order, hot);
 	if (pfn == HM_PFN_NONE)
 		return pfn;
 	folio_init(sys, pfn, order);
@@ -212,7 +212,7 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 		if (hm_fail_hit(&ph->fail))
 			return HM_PFN_NONE;
 		counted = true;
-		pfn = prezeroed_alloc(mm, order);
+		pfn = prezeroed_alloc(mm, order, (unsigned)(va & (HM_PAGE_SIZE - 1)));
 	}
 	if (pfn == HM_PFN_NONE)
 		pfn = folio_alloc(mm, order, true, false, counted, (unsigned)(va & (HM_PAGE_SIZE - 1)));

@@ -207,13 +207,14 @@ uint32_t hm_alloc_block_quiet(struct hm_phys *ph, unsigned node, unsigned order)
  * Idle zeroing (prezero.c). Start: the pools and their thread; stop: the
  * thread joined, the pools drained (hm_system_destroy). Take: a zeroed
  * frame (@order 0) or 2 MiB block (@order 9) from a pool, descriptors
- * reset, or HM_PFN_NONE. Drain: every pool frame of @node (-1: all) back
+ * reset, or HM_PFN_NONE; for a frame, the line at @hot of the pool's next
+ * one is fetched ahead (HM_HOT_NONE: nothing). Drain: every pool frame of @node (-1: all) back
  * to the free lists; whether there were any. Count: frames in the pools.
  * For each: every pool frame (hm_check, under hm_phys_lock_all).
  */
 int hm_prezero_start(struct hm_phys *ph);
 void hm_prezero_stop(struct hm_phys *ph);
-uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order);
+uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order, unsigned hot);
 bool hm_prezero_drain(struct hm_phys *ph, int node);
 uint64_t hm_prezero_count(struct hm_phys *ph, int node);
 int hm_prezero_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned node), void *arg);

@@ -78,7 +78,7 @@ static uint32_t take_frame_locked(struct hm_zpool *z)
 	return pfn;
 }
 
-uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order)
+uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order, unsigned hot)
 {
 	hm_assert(order == 0 || order == HM_PMD_ORDER);
 	for (unsigned i = 0; ph->zpool && i < ph->nr_nodes; i++) {
@@ -88,9 +88,16 @@ uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order)
 		if (!hm_load_relaxed(&z->nr) && (order || hm_load_relaxed(&z->cur) == HM_PFN_NONE))
 			continue;
 		hm_mutex_lock(&z->lock);
-		if (order == 0)
+		if (order == 0) {
 			pfn = take_frame_locked(z);
-		else if (z->nr) {
+			/* The next frame follows in the same block, its lines
+			 * streamed to memory when the block was zeroed: the line
+			 * at @hot fetched ahead for the next fault, as
+			 * pcp_alloc does for a zeroed batch. */
+			if (pfn != HM_PFN_NONE && z->cur != HM_PFN_NONE && hot != HM_HOT_NONE)
+				__builtin_prefetch((uint8_t *)hm_pfn_ptr(ph, z->cur + z->used) +
+						   (hot & (HM_PAGE_SIZE - 1)), 1);
+		} else if (z->nr) {
 			hm_store(&z->nr, z->nr - 1);
 			pfn = z->blocks[z->nr];
 		}

@@ -109,7 +109,7 @@ static void freed_frame_not_zeroed(void)
 	REQUIRE(wait_pooled(sys, HM_PTRS));
 	STEP(sys);
 	for (int round = 0; round < 4; round++) {
-		uint32_t pfn = hm_prezero_take(ph, 0);
+		uint32_t pfn = hm_prezero_take(ph, 0, HM_HOT_NONE);
 
 		REQUIRE(pfn != HM_PFN_NONE);
 		CHECK_EQ(ph->pages[pfn].flags, 0);
