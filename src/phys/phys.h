@@ -208,8 +208,8 @@ uint32_t hm_alloc_block_quiet(struct hm_phys *ph, unsigned node, unsigned order)
  * thread joined, the pools drained (hm_system_destroy). Take: a zeroed
  * frame (@order 0) or 2 MiB block (@order 9) from a pool, descriptors
  * reset, or HM_PFN_NONE; for a frame, the line at @hot of the pool's next
- * one is fetched ahead (HM_HOT_NONE: nothing). Drain: every pool frame of @node (-1: all) back
- * to the free lists; whether there were any. Count: frames in the pools.
+ * one is fetched ahead (hm_prefetch_hot). Drain: every pool frame of @node
+ * (-1: all) back to the free lists; whether there were any. Count: frames in the pools.
  * For each: every pool frame (hm_check, under hm_phys_lock_all).
  */
 int hm_prezero_start(struct hm_phys *ph);
@@ -292,6 +292,16 @@ static inline uint32_t hm_page_pfn(struct hm_phys *ph, const struct hm_page *pg)
 static inline void *hm_pfn_ptr(struct hm_phys *ph, uint32_t pfn)
 {
 	return ph->base + ((uint64_t)pfn << HM_PAGE_SHIFT);
+}
+
+/* Fetch for writing the line at @hot (a byte offset, or HM_HOT_NONE:
+ * nothing) of the zeroed frame @pfn, which the next fault of a run that
+ * touches page after page at one offset will write: zeroed with streaming
+ * stores, that line is in no cache. */
+static inline void hm_prefetch_hot(struct hm_phys *ph, uint32_t pfn, unsigned hot)
+{
+	if (hot != HM_HOT_NONE)
+		__builtin_prefetch((uint8_t *)hm_pfn_ptr(ph, pfn) + (hot & (HM_PAGE_SIZE - 1)), 1);
 }
 
 /* Node n holds [n * node_span, (n + 1) * node_span), the last one up to

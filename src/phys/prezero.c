@@ -90,13 +90,10 @@ uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order, unsigned hot)
 		hm_mutex_lock(&z->lock);
 		if (order == 0) {
 			pfn = take_frame_locked(z);
-			/* The next frame follows in the same block, its lines
-			 * streamed to memory when the block was zeroed: the line
-			 * at @hot fetched ahead for the next fault, as
-			 * pcp_alloc does for a zeroed batch. */
-			if (pfn != HM_PFN_NONE && z->cur != HM_PFN_NONE && hot != HM_HOT_NONE)
-				__builtin_prefetch((uint8_t *)hm_pfn_ptr(ph, z->cur + z->used) +
-						   (hot & (HM_PAGE_SIZE - 1)), 1);
+			/* The next frame follows in the same block, as
+			 * pcp_alloc's next one follows in its zeroed batch. */
+			if (pfn != HM_PFN_NONE && z->cur != HM_PFN_NONE)
+				hm_prefetch_hot(ph, z->cur + z->used, hot);
 		} else if (z->nr) {
 			hm_store(&z->nr, z->nr - 1);
 			pfn = z->blocks[z->nr];
