@@ -238,15 +238,18 @@ bool hm_node_has_block(struct hm_phys *ph, unsigned node, unsigned order)
 }
 
 /* HM_PCP_BATCH frames of @n into the empty cache @c: one block of that
- * size where there is one below 2 MiB (one list operation instead of 32,
- * and frames that lie together), else single frames, smallest blocks
- * first, as a single allocation takes them: a refill that split a huge
- * block while 4 KiB holes lay free would cost a huge page for nothing.
- * With no holes either, single frames would split the smallest huge block
- * one frame at a time (once per 2 MiB of 4 KiB faults): one block of the
- * batch's order splits the same one and takes the same frames, leaving the
- * same blocks free, with one list operation instead of 32.
+ * size where there is one below 2 MiB (one list operation instead of 128,
+ * and frames that lie together), else the 4 KiB holes (free blocks below
+ * the batch's order), smallest first, as single allocations take them, and
+ * no more than there are: a refill that split a huge block while holes lay
+ * free would cost a huge page for nothing. With no holes either, single
+ * frames would split the smallest huge block one frame at a time: one
+ * block of the batch's order splits the same one and takes the same
+ * frames, leaving the same blocks free, with one list operation.
  * Context: c->lock. */
+_Static_assert((HM_PCP_BATCH & (HM_PCP_BATCH - 1)) == 0 && HM_PCP_BATCH < (1u << HM_PMD_ORDER) &&
+	       HM_PCP_BATCH <= HM_PCP_HIGH, "a refill is one block below 2 MiB that the cache can hold");
+
 static void pcp_refill_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n)
 {
 	const unsigned batch_order = (unsigned)__builtin_ctz(HM_PCP_BATCH);
@@ -261,7 +264,11 @@ static void pcp_refill_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_no
 		for (uint32_t i = HM_PCP_BATCH; i-- > 0;)
 			c->pfns[got++] = pfn + i;
 	} else {
-		while (got < HM_PCP_BATCH && (pfn = alloc_locked(ph, n, 0, 0)) != HM_PFN_NONE)
+		/* Only the holes: fewer than a batch of them leave the cache
+		 * short rather than split a huge block for the rest, whose
+		 * frames the cache would hand out first. */
+		while (got < HM_PCP_BATCH && has_block_locked(n, 0, batch_order) &&
+		       (pfn = alloc_locked(ph, n, 0, 0)) != HM_PFN_NONE)
 			c->pfns[got++] = pfn;
 	}
 	hm_mutex_unlock(&n->lock);

@@ -245,27 +245,40 @@ static void descriptors_lazy(void)
 
 /* A 4 KiB allocation takes a free 4 KiB hole before it splits a 2 MiB
  * block, also when it refills a per-CPU cache. */
-static void refill_takes_holes(void)
+/* @nr 4 KiB holes (odd frames) freed in an allocated 2 MiB block: a
+ * refill fills them before it splits a huge block, and with fewer holes
+ * than a batch it takes only those (it used to split a huge block for the
+ * rest and hand one of its frames out first). */
+static void refill_takes_holes_nr(uint32_t nr)
 {
 	struct hm_phys ph;
 
 	REQUIRE(hm_phys_init(&ph, 8 * MiB, 1, false) == 0);
 	uint32_t a = hm_alloc_pages(&ph, 0, HM_PMD_ORDER, 0);
 	REQUIRE(a != HM_PFN_NONE);
-	for (uint32_t i = 1; i < HM_PTRS; i += 2)
-		hm_free_pages(&ph, a + i, 0);
+	for (uint32_t i = 0; i < nr; i++)
+		hm_free_pages(&ph, a + 2 * i + 1, 0);
 	hm_pcp_drain_all(&ph, -1);
 	uint64_t huge = ph.nodes[0].nr_blocks[HM_PMD_ORDER];
 	uint32_t p = hm_alloc_pages(&ph, 0, 0, 0);
 
-	CHECK(p >= a && p < a + HM_PTRS);
+	CHECK(p >= a && p < a + HM_PTRS && (p - a) % 2 == 1 && (p - a) / 2 < nr);
 	CHECK_EQ(ph.nodes[0].nr_blocks[HM_PMD_ORDER], huge);
 	hm_free_pages(&ph, p, 0);
-	for (uint32_t i = 0; i < HM_PTRS; i += 2)
-		hm_free_pages(&ph, a + i, 0);
+	for (uint32_t i = 0; i < HM_PTRS; i++)
+		if (i % 2 == 0 || i / 2 >= nr)
+			hm_free_pages(&ph, a + i, 0);
 	hm_pcp_drain_all(&ph, -1);
 	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames);
 	hm_phys_fini(&ph);
+}
+
+static void refill_takes_holes(void)
+{
+	refill_takes_holes_nr(HM_PTRS / 2);
+	refill_takes_holes_nr(HM_PCP_BATCH - 1);
+	refill_takes_holes_nr(HM_PCP_BATCH / 4);
+	refill_takes_holes_nr(1);
 }
 
 /*
