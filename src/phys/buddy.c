@@ -237,12 +237,15 @@ bool hm_node_has_block(struct hm_phys *ph, unsigned node, unsigned order)
 	return has;
 }
 
-/* HM_PCP_BATCH frames of @n into the empty cache @c: one block of that
- * size where there is one below 2 MiB (one list operation instead of 128,
- * and frames that lie together), else the 4 KiB holes (free blocks below
- * the batch's order), smallest first, as single allocations take them, and
- * no more than there are: a refill that split a huge block while holes lay
- * free would cost a huge page for nothing. With no holes either, single
+/* Up to HM_PCP_BATCH frames of @n into the empty cache @c (none only when
+ * its free lists are empty): one block of that size where there is one
+ * below 2 MiB (one list operation instead of 128, and frames that lie
+ * together), else the holes (free blocks below the batch's order),
+ * smallest first, as single allocations take them, and no more than there
+ * are, fewer than a batch if so: a refill that split a huge block while
+ * holes lay free would cost a huge page for nothing. (A zeroing batch
+ * that needs more frames than the holes gave refills again, and then
+ * splits one.) With no holes either, single
  * frames would split the smallest huge block one frame at a time: one
  * block of the batch's order splits the same one and takes the same
  * frames, leaving the same blocks free, with one list operation.

@@ -54,9 +54,11 @@ struct hm_node {
  * per-CPU page lists: a 4 KiB allocation or free takes a frame from (puts
  * it on) the cache of the CPU it runs on, under that cache's lock, which
  * only a drain from another CPU contends for; the cache is refilled from
- * the buddy allocator and drained to it HM_PCP_BATCH frames at a time, so
- * node->lock is taken once per batch and the buddy's list links (cache
- * misses in a large memmap) are not touched per fault.
+ * the buddy allocator up to HM_PCP_BATCH frames at a time (fewer when only
+ * fewer 4 KiB holes are free, see pcp_refill_locked) and drained to it
+ * HM_PCP_BATCH at a time, so node->lock is taken once per batch and the
+ * buddy's list links (cache misses in a large memmap) are not touched per
+ * fault.
  *
  * A cached frame is free: its descriptor is reset but for PG_PCP, it
  * counts in nr_free_pages (hm_phys_nr_free) and hm_check verifies it. It

@@ -244,8 +244,7 @@ static void descriptors_lazy(void)
 }
 
 /* A 4 KiB allocation takes a free 4 KiB hole before it splits a 2 MiB
- * block, also when it refills a per-CPU cache. */
-/* @nr 4 KiB holes (odd frames) freed in an allocated 2 MiB block: a
+ * block, also when it refills a per-CPU cache. @nr 4 KiB holes (odd frames) freed in an allocated 2 MiB block: a
  * refill fills them before it splits a huge block, and with fewer holes
  * than a batch it takes only those (it used to split a huge block for the
  * rest and hand one of its frames out first). */
