@@ -77,8 +77,8 @@ struct hm_node {
  * per refill: with the zeroing left out, a fault took 140 ns alone and
  * 220 ns beside another thread at 32 frames a batch, 150-190 ns at 128,
  * while two threads in two systems did not slow each other at all. With
- * the zeroing, 2 threads went from 383-385 to 337-351 ns a page each
- * (1.68-1.73x -> 1.95-2.00x one thread). One thread lost 2-5 % (345 ->
+ * the zeroing, 2 threads went from 357-384 to 337-351 ns a page each
+ * (1.68-1.85x -> 1.95-2.00x one thread). One thread lost 2-5 % (345 ->
  * 354 ns in the best of ten interleaved runs) for a reason not found: the
  * instructions are the same (callgrind: 5 fewer a fault), and a high mark
  * of 256 with a batch of 32 costs nothing; 64 frames lose as much. Xeon
