@@ -245,10 +245,10 @@ bool hm_node_has_block(struct hm_phys *ph, unsigned node, unsigned order)
  * are, fewer than a batch if so: a refill that split a huge block while
  * holes lay free would cost a huge page for nothing. (A zeroing batch
  * that needs more frames than the holes gave refills again, and then
- * splits one.) With no holes either, single
- * frames would split the smallest huge block one frame at a time: one
- * block of the batch's order splits the same one and takes the same
- * frames, leaving the same blocks free, with one list operation.
+ * splits one.) With no holes either, single frames would split the
+ * smallest huge block one frame at a time: one block of the batch's order
+ * splits the same one and takes the same frames, leaving the same blocks
+ * free, with one list operation.
  * Context: c->lock. */
 _Static_assert((HM_PCP_BATCH & (HM_PCP_BATCH - 1)) == 0 && HM_PCP_BATCH < (1u << HM_PMD_ORDER) &&
 	       HM_PCP_BATCH <= HM_PCP_HIGH, "a refill is one block below 2 MiB that the cache can hold");

@@ -244,10 +244,10 @@ static void descriptors_lazy(void)
 }
 
 /* A 4 KiB allocation takes a free 4 KiB hole before it splits a 2 MiB
- * block, also when it refills a per-CPU cache. @nr 4 KiB holes (odd frames) freed in an allocated 2 MiB block: a
- * refill fills them before it splits a huge block, and with fewer holes
- * than a batch it takes only those (it used to split a huge block for the
- * rest and hand one of its frames out first). */
+ * block, also when it refills a per-CPU cache. Here @nr holes (odd
+ * frames) are freed in an allocated 2 MiB block; with fewer holes than a
+ * batch the refill takes only those (it used to split a huge block for
+ * the rest and hand one of its frames out first). */
 static void refill_takes_holes_nr(uint32_t nr)
 {
 	struct hm_phys ph;
