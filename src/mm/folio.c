@@ -180,25 +180,27 @@ static void folio_init(struct hm_system *sys, uint32_t pfn, unsigned order)
 	hm_anon_add(sys, 1u << order);
 }
 
-/* A folio from the idle-zeroing pools (phys/prezero.c), or HM_PFN_NONE. */
-static uint32_t prezeroed_alloc(struct hm_mm *mm, unsigned order, unsigned hot)
+/* A 2 MiB folio from the idle-zeroing pools (phys/prezero.c), or
+ * HM_PFN_NONE. */
+static uint32_t prezeroed_alloc(struct hm_mm *mm)
 {
 	struct hm_system *sys = mm->sys;
 	struct hm_phys *ph = &sys->phys;
 
-	if (!hm_reserve_refill(sys, order))
+	if (!hm_reserve_refill(sys, HM_PMD_ORDER))
 		return HM_PFN_NONE;
-	uint32_t pfn = hm_prezero_take(ph, order, hot);
+	uint32_t pfn = hm_prezero_take_block(ph);
 	if (pfn == HM_PFN_NONE)
 		return pfn;
-	folio_init(sys, pfn, order);
+	folio_init(sys, pfn, HM_PMD_ORDER);
 	return pfn;
 }
 
 /*
- * A zeroed folio for a fault at @va, from the idle-zeroing pools where
- * there are some. A 4 KiB one comes from the per-CPU cache's frames zeroed
- * in a batch (buddy.c), a huge one is zeroed here.
+ * A zeroed folio for a fault at @va. A 4 KiB one comes from the per-CPU
+ * cache's zeroed frames (buddy.c), which the idle-zeroing pools fill where
+ * they have some, else a batch zeroing; a 2 MiB one from the pools where
+ * they have some, else it is zeroed here.
  */
 uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 {
@@ -206,13 +208,13 @@ uint32_t hm_folio_alloc_fault(struct hm_mm *mm, unsigned order, uint64_t va)
 	bool counted = false;
 	uint32_t pfn = HM_PFN_NONE;
 
-	if (ph->zpool && order <= HM_PMD_ORDER) {
+	if (ph->zpool && order == HM_PMD_ORDER) {
 		/* One allocation for the failpoint, wherever it is served:
 		 * the buddy allocator's first try below is not hit again. */
 		if (hm_fail_hit(&ph->fail))
 			return HM_PFN_NONE;
 		counted = true;
-		pfn = prezeroed_alloc(mm, order, (unsigned)(va & (HM_PAGE_SIZE - 1)));
+		pfn = prezeroed_alloc(mm);
 	}
 	if (pfn == HM_PFN_NONE)
 		pfn = folio_alloc(mm, order, true, false, counted, (unsigned)(va & (HM_PAGE_SIZE - 1)));

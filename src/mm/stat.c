@@ -91,7 +91,7 @@ static uint64_t stat_computed(struct hm_system *sys, unsigned id)
 		return hm_phys_movable_blocks(&sys->phys, HM_PUD_ORDER);
 	case HM_STAT_prezero_pages:	return hm_load_relaxed(&sys->phys.prezero_frames);
 	case HM_STAT_prezero_ns:	return hm_load_relaxed(&sys->phys.prezero_ns);
-	case HM_STAT_prezero_used:	return hm_load_relaxed(&sys->phys.prezero_used);
+	case HM_STAT_prezero_used:	return hm_prezero_used(&sys->phys);
 	case HM_STAT_nr_prezeroed:	return hm_prezero_count(&sys->phys, -1);
 	}
 	return 0;

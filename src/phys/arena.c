@@ -79,6 +79,8 @@ int hm_phys_init(struct hm_phys *ph, uint64_t bytes, unsigned nr_nodes, bool pop
 		pthread_mutex_init(&ph->pcp[i].lock, NULL);
 		ph->pcp[i].count = 0;
 		ph->pcp[i].zcount = 0;
+		ph->pcp[i].zpooled = false;
+		ph->pcp[i].zused = 0;
 	}
 	ph->node_span = ph->nr_frames / nr_nodes;
 	for (unsigned i = 0; i < nr_nodes; i++) {

@@ -318,6 +318,8 @@ static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c, bool zero, 
 		pfn = c->zpfns[c->zcount - 1];
 		hm_store(&c->zcount, c->zcount - 1);
 		*zeroed = true;
+		if (c->zpooled && zero)
+			hm_store_relaxed(&c->zused, c->zused + 1);
 	} else if (c->count) {
 		pfn = c->pfns[c->count - 1];
 		hm_store(&c->count, c->count - 1);
@@ -335,11 +337,14 @@ static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c, bool zero, 
  * outside it, the frames would be free and on no list in between, out of
  * hm_check's count and out of reach of a drain. Context: c->lock.
  */
+_Static_assert(HM_PCP_ZBATCH <= HM_PCP_ZPOOL, "a zeroing batch fits the zeroed list");
+
 static void pcp_zero_batch_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n)
 {
 	uint32_t nr = 0;
 
 	hm_assert_int(c->zcount == 0);
+	c->zpooled = false;
 	while (nr < HM_PCP_ZBATCH) {
 		if (!c->count)
 			pcp_refill_locked(ph, c, n);
@@ -359,6 +364,17 @@ static void pcp_zero_batch_locked(struct hm_phys *ph, struct hm_pcp *c, struct h
 	hm_zero_frames(ph, c->zpfns, nr);
 }
 
+/* The empty zeroed list of @c filled from @node's idle-zeroing pool, as
+ * far as it has frames. Context: c->lock. */
+static void pcp_take_pooled_locked(struct hm_phys *ph, struct hm_pcp *c, unsigned node)
+{
+	unsigned nr = hm_prezero_take_frames(ph, node, c->zpfns, &c->zcount, HM_PCP_ZPOOL);
+
+	for (unsigned i = 0; i < nr; i++)
+		ph->pages[c->zpfns[i]].flags = PG_PCP;
+	c->zpooled = nr != 0;
+}
+
 /* A 4 KiB frame of @node from this CPU's cache, refilled if empty; with
  * @zero, a zeroed one where the cache can make one (*@zeroed set), and the
  * line at @hot of the next one fetched ahead. */
@@ -368,6 +384,8 @@ static uint32_t pcp_alloc(struct hm_phys *ph, unsigned node, bool zero, bool *ze
 	uint32_t pfn;
 
 	hm_mutex_lock(&c->lock);
+	if (zero && !c->zcount && ph->zpool)
+		pcp_take_pooled_locked(ph, c, node);
 	if (zero && !c->zcount)
 		pcp_zero_batch_locked(ph, c, &ph->nodes[node]);
 	if (zero && c->zcount) {
@@ -433,6 +451,15 @@ bool hm_pcp_drain_all(struct hm_phys *ph, int node)
 		}
 	}
 	return any;
+}
+
+uint64_t hm_prezero_used(struct hm_phys *ph)
+{
+	uint64_t nr = hm_load_relaxed(&ph->prezero_used);
+
+	for (unsigned i = 0; i < ph->nr_cpus * ph->nr_nodes; i++)
+		nr += hm_load_relaxed(&ph->pcp[i].zused);
+	return nr;
 }
 
 static uint64_t pcp_count(struct hm_phys *ph, int node)

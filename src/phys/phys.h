@@ -85,13 +85,23 @@ struct hm_node {
  * VM, stop 23.
  */
 #define HM_PCP_ZBATCH	16u	/* frames zeroed at a time for faults */
+/*
+ * Zeroed frames taken from an idle-zeroing pool at a time (HM_PREZERO).
+ * Why 128: the take is the one step of a fault with a pool that writes
+ * lines the other CPU writes too (the pool's lock and counts). Two
+ * threads faulting in one process, every frame from the pool, ran at
+ * 222-227 ns a page each taking 16 at a time, 177-178 ns at 64, 158 ns at
+ * 128, against about 150 ns for one thread (Xeon VM, stop 24).
+ */
+#define HM_PCP_ZPOOL	128u
 
 /*
  * A cache's zeroed frames are cached frames too (PG_PCP, counted, drained
  * with the rest) whose every byte is zero: an allocation that asks for a
  * zeroed 4 KiB frame (HM_ALLOC_ZERO, a fault) takes one, and when there
- * are none, HM_PCP_ZBATCH of the others are zeroed together (clear.c says
- * why). Frames cached = count + zcount <= HM_PCP_HIGH + HM_PCP_ZBATCH.
+ * are none, up to HM_PCP_ZPOOL come from the node's idle-zeroing pool, or
+ * else HM_PCP_ZBATCH of the others are zeroed together (clear.c says why).
+ * Frames cached = count + zcount <= HM_PCP_HIGH + HM_PCP_ZPOOL.
  */
 struct hm_pcp {
 	pthread_mutex_t lock;
@@ -100,7 +110,11 @@ struct hm_pcp {
 	uint32_t pfns[HM_PCP_HIGH];	/* [0, count): the cached frames, the
 					 * most recently freed (cache-hot) last;
 					 * lock */
-	uint32_t zpfns[HM_PCP_ZBATCH];	/* [0, zcount): the zeroed ones; lock */
+	uint32_t zpfns[HM_PCP_ZPOOL];	/* [0, zcount): the zeroed ones; lock */
+	bool zpooled;			/* zpfns came from an idle-zeroing pool;
+					 * lock */
+	uint64_t zused;			/* pool frames handed out zeroed; lock;
+					 * read atomically (prezero_used) */
 } __attribute__((aligned(64)));
 
 /*
@@ -171,7 +185,9 @@ struct hm_phys {
 	bool zero_sleeping;		/* zero_lock; read atomically */
 	uint64_t prezero_frames;	/* frames zeroed ahead; atomic */
 	uint64_t prezero_ns;		/* time the thread spent zeroing; atomic */
-	uint64_t prezero_used;		/* frames handed out zeroed; atomic */
+	uint64_t prezero_used;		/* 2 MiB blocks' frames handed out
+					 * zeroed (the caches count 4 KiB
+					 * frames: hm_prezero_used); atomic */
 };
 
 static inline int32_t *hm_pin_slot(struct hm_phys *ph, uint32_t head)
@@ -221,16 +237,24 @@ uint32_t hm_alloc_block_quiet(struct hm_phys *ph, unsigned node, unsigned order)
 
 /*
  * Idle zeroing (prezero.c). Start: the pools and their thread; stop: the
- * thread joined, the pools drained (hm_system_destroy). Take: a zeroed
- * frame (@order 0) or 2 MiB block (@order 9) from a pool, descriptors
- * reset, or HM_PFN_NONE; for a frame, the line at @hot of the pool's next
- * one is fetched ahead (hm_prefetch_hot). Drain: every pool frame of @node
- * (-1: all) back to the free lists; whether there were any. Count: frames in the pools.
+ * thread joined, the pools drained (hm_system_destroy).
+ * Take frames: up to @max zeroed frames of @node's pool (which must
+ * exist) into @pfns, descriptors reset, *@count stored as each one
+ * arrives; how many.
+ * Take a block: a zeroed 2 MiB block of any pool, descriptors reset and
+ * counted in prezero_used, or HM_PFN_NONE.
+ * Used: the frames faults took zeroed, in blocks and from the caches'
+ * zeroed lists (the prezero_used statistic).
+ * Drain: every pool frame of @node (-1: all) back to the free lists;
+ * whether there were any. Count: frames in the pools.
  * For each: every pool frame (hm_check, under hm_phys_lock_all).
  */
 int hm_prezero_start(struct hm_phys *ph);
 void hm_prezero_stop(struct hm_phys *ph);
-uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order, unsigned hot);
+unsigned hm_prezero_take_frames(struct hm_phys *ph, unsigned node, uint32_t *pfns, uint32_t *count,
+				unsigned max);
+uint32_t hm_prezero_take_block(struct hm_phys *ph);
+uint64_t hm_prezero_used(struct hm_phys *ph);
 bool hm_prezero_drain(struct hm_phys *ph, int node);
 uint64_t hm_prezero_count(struct hm_phys *ph, int node);
 int hm_prezero_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned node), void *arg);

@@ -3,16 +3,22 @@
  * Idle zeroing (HM_PREZERO): a thread zeroes free 2 MiB blocks ahead of
  * time, with non-temporal stores, and keeps them in a pool per node, so
  * that a fault takes a zeroed 4 KiB frame (or a whole 2 MiB block) and
- * skips its zeroing. The work is not free, only moved: the thread's frames
- * and nanoseconds are counted (prezero_pages, prezero_ns), and so are the
- * frames faults took zeroed (prezero_used).
+ * skips its zeroing. 4 KiB frames leave a pool HM_PCP_ZPOOL at a time, for
+ * a per-CPU cache's zeroed list (buddy.c), which the faults take them
+ * from: taken one per fault, two threads faulting in one process shared
+ * the pool's lock and lines on every fault and ran together at 0.67-0.84x
+ * of one thread (phys.h says more). The work is not free, only moved: the
+ * thread's frames and nanoseconds are counted (prezero_pages, prezero_ns),
+ * and so are the frames faults took zeroed (prezero_used; the caches count
+ * theirs).
  *
  * A frame in a pool is free and marked PG_ZEROED, which means it is all
  * zero: the thread marks a block only after zeroing it, and the mark is
- * dropped when the frame leaves the pool (to a fault, or back to the free
- * lists, where a free frame is dirty again). Pool frames count in
- * nr_free_pages; an allocation that finds nothing free drains the pools
- * (hm_alloc_pages), as it drains the per-CPU caches.
+ * dropped when the frame leaves the pool (to a fault, to a per-CPU cache's
+ * zeroed list, or back to the free lists, where a free frame is dirty
+ * again). Pool frames count in nr_free_pages; an allocation that finds
+ * nothing free drains the pools (hm_alloc_pages), as it drains the per-CPU
+ * caches.
  *
  * The thread takes blocks only while a quarter of all frames are free on
  * the buddy lists, up to a target of an eighth of the node (at
@@ -23,6 +29,8 @@
  *
  * Lock order: zero_busy > pcp->lock > zpool->lock > node->lock.
  */
+#define _GNU_SOURCE	/* SCHED_IDLE */
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -78,23 +86,51 @@ static uint32_t take_frame_locked(struct hm_zpool *z)
 	return pfn;
 }
 
-uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order, unsigned hot)
+/* Wake the thread for a pool that ran low. Read and signalled without
+ * zero_lock, to keep a global lock off the fault path: a wakeup is lost
+ * when the thread is between its fill pass and its sleep, and then it
+ * comes late, not never: the thread sleeps at most HM_ZPOOL_SLEEP_MS (a
+ * timed wait), and no fault waits for it (an empty pool sends the fault to
+ * the free lists). */
+static void wake_if_low(struct hm_phys *ph, bool low)
 {
-	hm_assert(order == 0 || order == HM_PMD_ORDER);
+	if (low && hm_load_relaxed(&ph->zero_sleeping))
+		pthread_cond_signal(&ph->zero_wake);
+}
+
+unsigned hm_prezero_take_frames(struct hm_phys *ph, unsigned node, uint32_t *pfns, uint32_t *count,
+				unsigned max)
+{
+	struct hm_zpool *z = &ph->zpool[node];
+	unsigned nr = 0;
+
+	if (!hm_load_relaxed(&z->nr) && hm_load_relaxed(&z->cur) == HM_PFN_NONE)
+		return 0;
+	hm_mutex_lock(&z->lock);
+	while (nr < max && (pfns[nr] = take_frame_locked(z)) != HM_PFN_NONE) {
+		hm_assert_int(ph->pages[pfns[nr]].flags == PG_ZEROED);
+		ph->pages[pfns[nr]].flags = 0;
+		hm_assert_zeroed(ph, pfns[nr], 0);
+		/* Frame by frame, so that an unlocked count of free frames
+		 * finds each in the pool or in the caller's list. */
+		hm_store(count, ++nr);
+	}
+	bool low = zpool_frames(z) < ph->zero_target / 2;
+	hm_mutex_unlock(&z->lock);
+	wake_if_low(ph, low);
+	return nr;
+}
+
+uint32_t hm_prezero_take_block(struct hm_phys *ph)
+{
 	for (unsigned i = 0; ph->zpool && i < ph->nr_nodes; i++) {
 		struct hm_zpool *z = &ph->zpool[i];
 		uint32_t pfn = HM_PFN_NONE;
 
-		if (!hm_load_relaxed(&z->nr) && (order || hm_load_relaxed(&z->cur) == HM_PFN_NONE))
+		if (!hm_load_relaxed(&z->nr))
 			continue;
 		hm_mutex_lock(&z->lock);
-		if (order == 0) {
-			pfn = take_frame_locked(z);
-			/* The next frame follows in the same block, as
-			 * pcp_alloc's next one follows in its zeroed batch. */
-			if (pfn != HM_PFN_NONE && z->cur != HM_PFN_NONE)
-				hm_prefetch_hot(ph, z->cur + z->used, hot);
-		} else if (z->nr) {
+		if (z->nr) {
 			hm_store(&z->nr, z->nr - 1);
 			pfn = z->blocks[z->nr];
 		}
@@ -102,20 +138,13 @@ uint32_t hm_prezero_take(struct hm_phys *ph, unsigned order, unsigned hot)
 		hm_mutex_unlock(&z->lock);
 		if (pfn == HM_PFN_NONE)
 			continue;
-		for (uint32_t k = 0; k < (1u << order); k++) {
+		for (uint32_t k = 0; k < HM_PTRS; k++) {
 			hm_assert_int(ph->pages[pfn + k].flags == PG_ZEROED);
 			ph->pages[pfn + k].flags = 0;
 		}
-		hm_assert_zeroed(ph, pfn, order);
-		hm_add(&ph->prezero_used, 1u << order);
-		/* Read and signalled without zero_lock, to keep a global
-		 * lock off the fault path: a wakeup is lost when the thread
-		 * is between its fill pass and its sleep, and then it comes
-		 * late, not never: the thread sleeps at most
-		 * HM_ZPOOL_SLEEP_MS (a timed wait), and no fault waits for
-		 * it (an empty pool sends the fault to the free lists). */
-		if (low && hm_load_relaxed(&ph->zero_sleeping))
-			pthread_cond_signal(&ph->zero_wake);
+		hm_assert_zeroed(ph, pfn, HM_PMD_ORDER);
+		hm_add(&ph->prezero_used, HM_PTRS);
+		wake_if_low(ph, low);
 		return pfn;
 	}
 	return HM_PFN_NONE;
@@ -225,6 +254,13 @@ static void *zero_main(void *arg)
 {
 	struct hm_phys *ph = arg;
 
+	/* Idle in the scheduler's sense too: it runs on a CPU no other thread
+	 * wants and yields to faults where the CPUs are busy. Two threads
+	 * faulting on two CPUs while it refilled took 191-237 ns a page each
+	 * with it at the default priority, 181-191 ns with it idle (Xeon VM,
+	 * stop 24). Lowering one's own priority needs no privilege; should
+	 * it fail, the thread competes as any other would. */
+	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &(struct sched_param){ .sched_priority = 0 });
 	hm_mutex_lock(&ph->zero_lock);
 	while (!ph->zero_stop) {
 		hm_mutex_unlock(&ph->zero_lock);
