@@ -62,9 +62,15 @@
  *                        about to wait for the grace period
  *   window_pcp_drain     hm_window_open has opened its window (frees into
  *                        the block now pass the per-CPU caches) and is
- *                        about to drain the caches of its node
+ *                        about to drain the pools and caches of its node
+ *   pools_drained        an allocation that found no frame, or a window
+ *                        being opened, has drained the idle-zeroing pools
+ *                        and is about to drain the per-CPU caches
+ *   nr_free_pools_read   hm_phys_nr_free has counted the idle-zeroing
+ *                        pools' frames and is about to count the per-CPU
+ *                        caches' and the free lists'
  *   alloc_drained        an allocation found no frame, drained every
- *                        per-CPU cache and is about to try again
+ *                        pool and per-CPU cache and is about to try again
  *   rwsem_read_counted   a reader of an hm_rwsem counted itself in its
  *                        CPU's count and is about to look for a writer
  *   rwsem_readers_summing  hm_rwsem_readers has added one CPU's reader

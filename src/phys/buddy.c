@@ -330,6 +330,8 @@ static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c, bool zero, 
 	return pfn;
 }
 
+_Static_assert(HM_PCP_ZBATCH <= HM_PCP_ZPOOL, "a zeroing batch fits the zeroed list");
+
 /*
  * Up to HM_PCP_ZBATCH frames of @c (refilled from @n as needed) zeroed
  * into its empty zeroed list. Under the lock, which only this CPU's next
@@ -337,8 +339,6 @@ static uint32_t pcp_pop_locked(struct hm_phys *ph, struct hm_pcp *c, bool zero, 
  * outside it, the frames would be free and on no list in between, out of
  * hm_check's count and out of reach of a drain. Context: c->lock.
  */
-_Static_assert(HM_PCP_ZBATCH <= HM_PCP_ZPOOL, "a zeroing batch fits the zeroed list");
-
 static void pcp_zero_batch_locked(struct hm_phys *ph, struct hm_pcp *c, struct hm_node *n)
 {
 	uint32_t nr = 0;
@@ -476,13 +476,20 @@ static uint64_t pcp_count(struct hm_phys *ph, int node)
 
 uint64_t hm_phys_nr_free(struct hm_phys *ph)
 {
-	return hm_load_relaxed(&ph->nr_free) + pcp_count(ph, -1) + hm_prezero_count(ph, -1);
+	/* The pools before the caches: a frame moving from one to the other
+	 * is then counted twice or once, never missed (see
+	 * hm_prezero_take_frames). */
+	uint64_t pooled = hm_prezero_count(ph, -1);
+
+	hm_race_point("nr_free_pools_read");
+	return pooled + pcp_count(ph, -1) + hm_load_relaxed(&ph->nr_free);
 }
 
 uint64_t hm_node_nr_free(struct hm_phys *ph, unsigned node)
 {
-	return hm_load_relaxed(&ph->nodes[node].nr_free) + pcp_count(ph, (int)node) +
-	       hm_prezero_count(ph, (int)node);
+	uint64_t pooled = hm_prezero_count(ph, (int)node);	/* first: as above */
+
+	return pooled + pcp_count(ph, (int)node) + hm_load_relaxed(&ph->nodes[node].nr_free);
 }
 
 int hm_pcp_for_each(struct hm_phys *ph, int (*fn)(void *arg, uint32_t pfn, unsigned cpu, unsigned node, bool zeroed),
@@ -542,6 +549,22 @@ static uint32_t pcp_steal(struct hm_phys *ph, unsigned node, unsigned flags, boo
 	return HM_PFN_NONE;
 }
 
+/*
+ * The frames of @node (-1: all) in the idle-zeroing pools and the per-CPU
+ * caches back to the free lists; whether there were any. The pools first:
+ * a cache takes frames from a pool (pcp_take_pooled_locked), so that the
+ * other way round, a fault between the two drains could move a pool's
+ * frames into a cache already drained, where a compaction window would
+ * never see its block whole.
+ */
+static bool drain_pools_and_caches(struct hm_phys *ph, int node)
+{
+	bool any = hm_prezero_drain(ph, node);
+
+	hm_race_point("pools_drained");
+	return hm_pcp_drain_all(ph, node) || any;
+}
+
 uint32_t hm_alloc_pages(struct hm_phys *ph, unsigned node, unsigned order, unsigned flags)
 {
 	return hm_alloc_pages_hot(ph, node, order, flags, HM_HOT_NONE);
@@ -557,9 +580,7 @@ uint32_t hm_alloc_pages_hot(struct hm_phys *ph, unsigned node, unsigned order, u
 	uint32_t pfn = alloc_pages(ph, node, order, flags, &zeroed, hot);
 	/* Frames in other CPUs' caches are free too, and may complete a block
 	 * once merged: never fail while there are any. */
-	if (pfn == HM_PFN_NONE &&
-	    (hm_pcp_drain_all(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1) |
-	     hm_prezero_drain(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1))) {
+	if (pfn == HM_PFN_NONE && drain_pools_and_caches(ph, (flags & HM_ALLOC_THISNODE) ? (int)node : -1)) {
 		hm_race_point("alloc_drained");
 		pfn = alloc_pages(ph, node, order, flags, &zeroed, hot);
 	}
@@ -707,13 +728,12 @@ int hm_window_open(struct hm_phys *ph, unsigned node, uint32_t pfn, unsigned ord
 	n->win_start = pfn;
 	hm_store(&n->win_len, 1u << order);
 	hm_mutex_unlock(&n->lock);
-	/* Frames of the block in per-CPU caches go to the window's lists;
-	 * from now on, frees into the block pass the caches (pcp_free). */
+	/* Frames of the block in the node's zeroed pools and per-CPU caches
+	 * go to the window's lists (the pools' zeroing is lost: they refill
+	 * once the window is closed, see fill_one); from now on, frees into
+	 * the block pass the caches (pcp_free), and no pool refills. */
 	hm_race_point("window_pcp_drain");
-	hm_pcp_drain_all(ph, (int)node);
-	/* So do the node's zeroed pools (their zeroing is lost: the pools
-	 * refill once the window is closed, see fill_one). */
-	hm_prezero_drain(ph, (int)node);
+	drain_pools_and_caches(ph, (int)node);
 	hm_mutex_unlock(&ph->zero_busy);
 	return 0;
 }

@@ -66,7 +66,7 @@ struct hm_node {
  * and before compaction opens a window, the caches are drained
  * (hm_pcp_drain_all, the kernel's drain_all_pages).
  *
- * Lock order: ptcache->lock > pcp->lock > node->lock.
+ * Lock order: ptcache->lock > pcp->lock > zpool->lock > node->lock.
  */
 #define HM_PCP_HIGH	256u	/* frames a cache holds at most */
 #define HM_PCP_BATCH	128u	/* frames per refill or drain; a power of two */
@@ -239,8 +239,8 @@ uint32_t hm_alloc_block_quiet(struct hm_phys *ph, unsigned node, unsigned order)
  * Idle zeroing (prezero.c). Start: the pools and their thread; stop: the
  * thread joined, the pools drained (hm_system_destroy).
  * Take frames: up to @max zeroed frames of @node's pool (which must
- * exist) into @pfns, descriptors reset, *@count stored as each one
- * arrives; how many.
+ * exist) into @pfns, descriptors reset, *@count raised before each one
+ * leaves the pool (see hm_phys_nr_free); how many.
  * Take a block: a zeroed 2 MiB block of any pool, descriptors reset and
  * counted in prezero_used, or HM_PFN_NONE.
  * Used: the frames faults took zeroed, in blocks and from the caches'

@@ -6,7 +6,7 @@
  * skips its zeroing. 4 KiB frames leave a pool HM_PCP_ZPOOL at a time, for
  * a per-CPU cache's zeroed list (buddy.c), which the faults take them
  * from: taken one per fault, two threads faulting in one process shared
- * the pool's lock and lines on every fault and ran together at 0.67-0.84x
+ * the pool's lock and lines on every fault and ran together at 0.67-0.93x
  * of one thread (phys.h says more). The work is not free, only moved: the
  * thread's frames and nanoseconds are counted (prezero_pages, prezero_ns),
  * and so are the frames faults took zeroed (prezero_used; the caches count
@@ -29,8 +29,6 @@
  *
  * Lock order: zero_busy > pcp->lock > zpool->lock > node->lock.
  */
-#define _GNU_SOURCE	/* SCHED_IDLE */
-#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -107,13 +105,15 @@ unsigned hm_prezero_take_frames(struct hm_phys *ph, unsigned node, uint32_t *pfn
 	if (!hm_load_relaxed(&z->nr) && hm_load_relaxed(&z->cur) == HM_PFN_NONE)
 		return 0;
 	hm_mutex_lock(&z->lock);
-	while (nr < max && (pfns[nr] = take_frame_locked(z)) != HM_PFN_NONE) {
+	while (nr < max && (z->cur != HM_PFN_NONE || z->nr)) {
+		/* Counted in the caller's list before it leaves the pool: an
+		 * unlocked count of free frames, which reads the pools first
+		 * (hm_phys_nr_free), counts it twice for a moment, never not
+		 * at all. */
+		hm_store(count, nr + 1);
+		pfns[nr] = take_frame_locked(z);
 		hm_assert_int(ph->pages[pfns[nr]].flags == PG_ZEROED);
-		ph->pages[pfns[nr]].flags = 0;
-		hm_assert_zeroed(ph, pfns[nr], 0);
-		/* Frame by frame, so that an unlocked count of free frames
-		 * finds each in the pool or in the caller's list. */
-		hm_store(count, ++nr);
+		ph->pages[pfns[nr++]].flags = 0;
 	}
 	bool low = zpool_frames(z) < ph->zero_target / 2;
 	hm_mutex_unlock(&z->lock);
@@ -254,13 +254,6 @@ static void *zero_main(void *arg)
 {
 	struct hm_phys *ph = arg;
 
-	/* Idle in the scheduler's sense too: it runs on a CPU no other thread
-	 * wants and yields to faults where the CPUs are busy. Two threads
-	 * faulting on two CPUs while it refilled took 191-237 ns a page each
-	 * with it at the default priority, 181-191 ns with it idle (Xeon VM,
-	 * stop 24). Lowering one's own priority needs no privilege; should
-	 * it fail, the thread competes as any other would. */
-	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &(struct sched_param){ .sched_priority = 0 });
 	hm_mutex_lock(&ph->zero_lock);
 	while (!ph->zero_stop) {
 		hm_mutex_unlock(&ph->zero_lock);

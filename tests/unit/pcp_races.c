@@ -105,6 +105,102 @@ static void zeroing_batch_stays_counted(void)
 	hm_phys_fini(&ph);
 }
 
+/* A bare physical layer of one node whose idle-zeroing pool holds one
+ * block, its whole target (an eighth of 16 MiB); *@block is its head. */
+static void pooled_phys(struct hm_phys *ph, uint32_t *block)
+{
+	REQUIRE(hm_phys_init(ph, 16 * MiB, 1, false) == 0);
+	REQUIRE(hm_prezero_start(ph) == 0);
+	for (int i = 0; i < STOP_MS && hm_prezero_count(ph, 0) < HM_PTRS; i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	REQUIRE(hm_prezero_count(ph, 0) == HM_PTRS);
+	hm_mutex_lock(&ph->zpool[0].lock);
+	bool one = ph->zpool[0].nr == 1;
+	*block = ph->zpool[0].blocks[0];
+	hm_mutex_unlock(&ph->zpool[0].lock);
+	REQUIRE(one);
+}
+
+static void pooled_phys_fini(struct hm_phys *ph)
+{
+	hm_prezero_stop(ph);
+	CHECK_EQ(hm_phys_nr_free(ph), ph->nr_frames);
+	hm__race_reset();
+	hm_phys_fini(ph);
+}
+
+/*
+ * Compaction opens a window on a block that sits in an idle-zeroing pool
+ * while a fault on another CPU wants a zeroed frame: between the drains of
+ * the pools and of the caches, the fault must not move the block's frames
+ * into a cache, where the window would never see the block whole. Fails
+ * with the caches drained before the pools (the cache takes 128 of the
+ * block's frames, and hm_window_close finds the block incomplete).
+ */
+static void window_open_vs_pool_take(void)
+{
+	struct hm_phys ph;
+	uint32_t b = HM_PFN_NONE;
+
+	pooled_phys(&ph, &b);
+	REQUIRE(b != HM_PFN_NONE);
+	REQUIRE(hm__race_arm("pools_drained", 0) == 0);
+	struct win_op o = { .ph = &ph, .pfn = b };
+	pthread_t t = t_spawn(do_window_open, &o);
+	REQUIRE(hm__race_wait("pools_drained", STOP_MS) == 0);
+	uint32_t pfn = hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);
+
+	REQUIRE(pfn != HM_PFN_NONE);
+	CHECK(pfn < b || pfn >= b + HM_PTRS);
+	hm_free_pages(&ph, pfn, 0);
+	hm__race_release("pools_drained");
+	pthread_join(t, NULL);
+	CHECK_EQ(o.r, 0);
+	uint32_t got = hm_window_close(&ph, 0, true);
+
+	CHECK_EQ(got, b);
+	if (got == b)
+		hm_free_pages(&ph, b, HM_PMD_ORDER);
+	pooled_phys_fini(&ph);
+}
+
+static void *do_nr_free(void *p)
+{
+	struct hm_phys *ph = p;
+
+	return (void *)(uintptr_t)hm_phys_nr_free(ph);
+}
+
+/*
+ * The unlocked count of free frames, while a fault moves zeroed frames
+ * from a pool into its cache: counted twice for a moment is harmless, not
+ * at all would make free memory read low (by up to HM_PCP_ZPOOL frames)
+ * for the reserve and compaction, which decide on it. Fails with the
+ * pools counted after the caches.
+ */
+static void free_count_vs_pool_take(void)
+{
+	struct hm_phys ph;
+	uint32_t b = HM_PFN_NONE;
+
+	pooled_phys(&ph, &b);
+	REQUIRE(b != HM_PFN_NONE);
+	REQUIRE(hm__race_arm("nr_free_pools_read", 0) == 0);
+	pthread_t t = t_spawn(do_nr_free, &ph);
+	REQUIRE(hm__race_wait("nr_free_pools_read", STOP_MS) == 0);
+	uint32_t pfn = hm_alloc_pages(&ph, 0, 0, HM_ALLOC_ZERO);
+
+	REQUIRE(pfn != HM_PFN_NONE);
+	CHECK_EQ(hm_prezero_count(&ph, 0), HM_PTRS - HM_PCP_ZPOOL);
+	hm__race_release("nr_free_pools_read");
+	void *r;
+	pthread_join(t, &r);
+	CHECK((uint64_t)(uintptr_t)r >= ph.nr_frames - 1);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames - 1);
+	hm_free_pages(&ph, pfn, 0);
+	pooled_phys_fini(&ph);
+}
+
 static bool pin_to(unsigned cpu)
 {
 	cpu_set_t set;
@@ -476,6 +572,7 @@ static void batched_folio_isolates_and_unmaps(void)
 	t_flags = HM_CHECK;
 }
 
-T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(zeroing_batch_stays_counted), T(refill_after_drain_no_enomem), T(steal_prefers_zeroed),
+T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(window_open_vs_pool_take), T(free_count_vs_pool_take),
+       T(zeroing_batch_stays_counted), T(refill_after_drain_no_enomem), T(steal_prefers_zeroed),
        T(cached_frames_are_checked),
        T(writer_waits_for_counted_reader), T(held_reader_vs_reader_moving_cpus))

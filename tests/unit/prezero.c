@@ -235,7 +235,7 @@ static uint64_t cached_zeroed(struct hm_system *sys)
  * A 4 KiB fault takes HM_PCP_ZPOOL zeroed frames from the pool into its
  * CPU's cache at once, and the faults after it take them from there: one
  * take of the pool's lock per batch, not per fault (two threads faulting
- * shared its lock and lines on every fault, and ran at 0.67-0.84x of one).
+ * shared its lock and lines on every fault, and ran at 0.67-0.93x of one).
  * Only frames a fault took count as used; a batch drained back unused
  * does not. Fails without the fix: the fault took one frame from the pool
  * and no cache held any.
