@@ -7,6 +7,7 @@
 #   make check-scenarios only the scenarios: examples/scenarios/*.hms, tests/scenario
 #   make check-protect   the suite with every system's page tables write-protected
 #                        (HM_PROTECT_TABLES), by protection keys and by page protection
+#   make check-prezero   the suite with idle zeroing on in every system (HM_PREZERO)
 #   make bench           every benchmark, each figure next to its same-run baseline
 #                        (the zeroing limit, the host kernel, copies, the device)
 #   make bench-json      the same, and the figures to BENCH_JSON (build/bench.json);
@@ -58,7 +59,7 @@ FAULT := $(patsubst tests/fault/%.c,%,$(wildcard tests/fault/*.c))
 TEST_BINS := $(UNIT:%=$(BUILD)/tests/unit/%) $(INTEG:%=$(BUILD)/tests/integration/%) \
 	$(STRESS:%=$(BUILD)/tests/stress/%) $(FAULT:%=$(BUILD)/tests/fault/%)
 
-.PHONY: all lib tests report-example demo check check-scenarios run-scenarios check-protect check-all bench bench-json bench-build \
+.PHONY: all lib tests report-example demo check check-scenarios run-scenarios check-protect check-prezero run-tests-prezero check-all bench bench-json bench-build \
 	bench-swap bench-migrate bench-collapse install clean deps check-docs check-examples-c check-man check-install
 
 all: lib $(BUILD)/hugemm tests
@@ -167,6 +168,17 @@ run-tests-protect: $(TEST_BINS)
 	@HM_FORCE_FLAGS=$(HM_PROTECT_TABLES) SAN="$(SAN)" ./tests/run.sh $(TEST_BINS)
 	@echo "== HM_PROTECT_TABLES by page protection"
 	@HM_FORCE_FLAGS=$(HM_PROTECT_TABLES) HM_PROTECT_MODE=mprotect SAN="$(SAN)" ./tests/run.sh $(PROTECT_MPROTECT_BINS)
+
+# The suite again with HM_PREZERO forced on: a zeroing thread beside every
+# system, its pools taking part in every allocation, drain and hm_check.
+HM_PREZERO := 0x8	# as in include/hugemm.h
+
+check-prezero: deps
+	@$(MAKE) --no-print-directory DEBUG=$(if $(filter command line,$(origin DEBUG)),$(DEBUG),2) RACE=1 \
+		run-tests-prezero
+
+run-tests-prezero: $(TEST_BINS)
+	@HM_FORCE_FLAGS=$(HM_PREZERO) SAN="$(SAN)" ./tests/run.sh $(TEST_BINS)
 
 # make check, then the same tests under both sanitizer builds (what CI runs)
 check-all:

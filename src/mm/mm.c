@@ -70,14 +70,14 @@ static int lru_init(struct hm_system *sys)
 
 /* Test builds: HM_FORCE_FLAGS (a number, e.g. 0x10) is or-ed into every
  * system's flags, so that the whole suite runs with HM_PROTECT_TABLES
- * (make check-protect). */
+ * (make check-protect) or HM_PREZERO (make check-prezero). */
 static unsigned forced_flags(void)
 {
 #ifdef HM_RACE_POINTS
 	const char *env = getenv("HM_FORCE_FLAGS");
 
 	if (env)
-		return (unsigned)strtoul(env, NULL, 0) & HM_PROTECT_TABLES;
+		return (unsigned)strtoul(env, NULL, 0) & (HM_PROTECT_TABLES | HM_PREZERO);
 #endif
 	return 0;
 }
