@@ -1361,9 +1361,9 @@ int main(int argc, char **argv)
 	double h2z = hugemm_fault(1, GiB, 0, 2 * MiB, NULL, NULL);
 	uint64_t z2_used = stat_of(sys, "prezero_used") - z4_used, z2_pages = stat_of(sys, "prezero_pages") - z4_pages;
 	double z2_ns = stat_of(sys, "prezero_ns") - z4_ns;
-	/* Two threads: the pools are full when they start, and then the
-	 * zeroing thread has no idle CPU, so a share of their frames is
-	 * zeroed in the fault. */
+	/* Two threads: the pools are full when they start; where the
+	 * machine has two CPUs the zeroing thread then has none idle, and a
+	 * share of their frames is zeroed in the fault. */
 	uint64_t z4t_used = stat_of(sys, "prezero_used");
 	double h4zt = nnt > 1 ? hugemm_fault(nt[1], GiB, MADV_NOHUGEPAGE, 4096, NULL, NULL) : 0;
 	z4t_used = stat_of(sys, "prezero_used") - z4t_used;

@@ -66,6 +66,9 @@
  *   pools_drained        an allocation that found no frame, or a window
  *                        being opened, has drained the idle-zeroing pools
  *                        and is about to drain the per-CPU caches
+ *   pool_frame_taken     a frame cache taking zeroed frames from an
+ *                        idle-zeroing pool has taken one out of the pool
+ *                        (under the cache's and the pool's locks)
  *   nr_free_pools_read   hm_phys_nr_free has counted the idle-zeroing
  *                        pools' frames and is about to count the per-CPU
  *                        caches' and the free lists'

@@ -684,6 +684,9 @@ static void scan_frames(struct chk *c, struct totals *t)
 	if (t->zeroed != t->in_zpool)
 		report(c, "idle-zeroing pools hold %llu frames, descriptors mark %llu",
 		       (unsigned long long)t->in_zpool, (unsigned long long)t->zeroed);
+	if (hm_prezero_count(c->ph, -1) != t->in_zpool)
+		report(c, "idle-zeroing pools hold %llu frames, their counts say %llu",
+		       (unsigned long long)t->in_zpool, (unsigned long long)hm_prezero_count(c->ph, -1));
 	t->free += t->cached + t->zeroed;
 }
 

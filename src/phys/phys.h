@@ -63,8 +63,9 @@ struct hm_node {
  * A cached frame is free: its descriptor is reset but for PG_PCP, it
  * counts in nr_free_pages (hm_phys_nr_free) and hm_check verifies it. It
  * is not on a free list, so it does not merge: before an allocation fails,
- * and before compaction opens a window, the caches are drained
- * (hm_pcp_drain_all, the kernel's drain_all_pages).
+ * and before compaction opens a window, the idle-zeroing pools and then
+ * the caches are drained (drain_pools_and_caches; hm_pcp_drain_all is the
+ * kernel's drain_all_pages).
  *
  * Lock order: ptcache->lock > pcp->lock > zpool->lock > node->lock.
  */
@@ -130,6 +131,8 @@ struct hm_zpool {
 				 * pool; HM_PFN_NONE: none. lock; read
 				 * atomically */
 	uint32_t used;		/* lock; read atomically */
+	uint32_t frames;	/* = nr * 512 + (cur != HM_PFN_NONE ?
+				 * 512 - used : 0); lock; read atomically */
 } __attribute__((aligned(64)));
 
 /*

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "../base/race.h"
 #include "phys.h"
 
 #define HM_ZPOOL_MAX_FRAMES (1u << HM_PUD_ORDER)	/* 1 GiB per node */
@@ -45,13 +46,12 @@ static uint64_t ns_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Frames in @z: whole blocks, and what is left of the current one. */
+/* Frames in @z: one word, so that an unlocked reader never combines a
+ * block's count from before a take with the current block's from after it
+ * (which read a block low). Acquire: see hm_phys_nr_free. */
 static uint64_t zpool_frames(const struct hm_zpool *z)
 {
-	uint32_t used = hm_load_relaxed(&z->used);
-
-	return ((uint64_t)hm_load_relaxed(&z->nr) << HM_PMD_ORDER) +
-	       (hm_load_relaxed(&z->cur) != HM_PFN_NONE ? HM_PTRS - used : 0);
+	return hm_load(&z->frames);
 }
 
 uint64_t hm_prezero_count(struct hm_phys *ph, int node)
@@ -77,6 +77,7 @@ static uint32_t take_frame_locked(struct hm_zpool *z)
 	uint32_t pfn = z->cur + z->used;
 
 	hm_store(&z->used, z->used + 1);
+	hm_store(&z->frames, z->frames - 1);
 	if (z->used == HM_PTRS) {
 		hm_store(&z->cur, HM_PFN_NONE);
 		hm_store(&z->used, 0);
@@ -112,6 +113,7 @@ unsigned hm_prezero_take_frames(struct hm_phys *ph, unsigned node, uint32_t *pfn
 		 * at all. */
 		hm_store(count, nr + 1);
 		pfns[nr] = take_frame_locked(z);
+		hm_race_point("pool_frame_taken");
 		hm_assert_int(ph->pages[pfns[nr]].flags == PG_ZEROED);
 		ph->pages[pfns[nr++]].flags = 0;
 	}
@@ -132,6 +134,7 @@ uint32_t hm_prezero_take_block(struct hm_phys *ph)
 		hm_mutex_lock(&z->lock);
 		if (z->nr) {
 			hm_store(&z->nr, z->nr - 1);
+			hm_store(&z->frames, z->frames - HM_PTRS);
 			pfn = z->blocks[z->nr];
 		}
 		bool low = zpool_frames(z) < ph->zero_target / 2;
@@ -175,14 +178,18 @@ bool hm_prezero_drain(struct hm_phys *ph, int node)
 		if ((node >= 0 && i != (unsigned)node) || !zpool_frames(z))
 			continue;
 		hm_mutex_lock(&z->lock);
+		/* Each range uncounted here only once it is counted free:
+		 * a reader counts it twice for a moment, not at all never. */
 		if (z->cur != HM_PFN_NONE) {
 			free_range(ph, z->cur + z->used, HM_PTRS - z->used);
+			hm_store(&z->frames, z->frames - (HM_PTRS - z->used));
 			hm_store(&z->cur, HM_PFN_NONE);
 			hm_store(&z->used, 0);
 			any = true;
 		}
 		while (z->nr) {
 			free_range(ph, z->blocks[z->nr - 1], HM_PTRS);
+			hm_store(&z->frames, z->frames - HM_PTRS);
 			hm_store(&z->nr, z->nr - 1);
 			any = true;
 		}
@@ -245,6 +252,7 @@ static bool fill_one(struct hm_phys *ph, unsigned node)
 	hm_assert_int(z->nr < z->cap);
 	z->blocks[z->nr] = pfn;
 	hm_store(&z->nr, z->nr + 1);
+	hm_store(&z->frames, z->frames + HM_PTRS);
 	hm_mutex_unlock(&z->lock);
 	hm_mutex_unlock(&ph->zero_busy);
 	return true;

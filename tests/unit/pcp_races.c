@@ -110,14 +110,22 @@ static void zeroing_batch_stays_counted(void)
  * False if it could not be made. */
 static bool pooled_phys(struct hm_phys *ph, uint32_t *block)
 {
-	if (hm_phys_init(ph, 16 * MiB, 1, false) || hm_prezero_start(ph))
+	if (hm_phys_init(ph, 16 * MiB, 1, false))
 		return false;
+	if (hm_prezero_start(ph)) {
+		hm_phys_fini(ph);
+		return false;
+	}
 	for (int i = 0; i < STOP_MS && hm_prezero_count(ph, 0) < HM_PTRS; i++)
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	hm_mutex_lock(&ph->zpool[0].lock);
 	bool one = ph->zpool[0].nr == 1 && ph->zpool[0].cur == HM_PFN_NONE;
 	*block = ph->zpool[0].blocks[0];
 	hm_mutex_unlock(&ph->zpool[0].lock);
+	if (!one) {
+		hm_prezero_stop(ph);
+		hm_phys_fini(ph);
+	}
 	return one;
 }
 
@@ -196,6 +204,33 @@ static void free_count_vs_pool_take(void)
 	CHECK((uint64_t)(uintptr_t)r >= ph.nr_frames - 1);
 	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames - 1);
 	hm_free_pages(&ph, pfn, 0);
+	pooled_phys_fini(&ph);
+}
+
+/*
+ * The same inside a take: a frame that has left the pool is in the
+ * cache's count already. Fails with the cache's count raised after the
+ * frame leaves the pool (free memory reads a frame low at the stop, and a
+ * batch's worth for a reader that waits there).
+ */
+static void free_count_during_pool_take(void)
+{
+	struct hm_phys ph;
+	uint32_t b;
+
+	REQUIRE(pooled_phys(&ph, &b));
+	REQUIRE(hm__race_arm("pool_frame_taken", 0) == 0);
+	struct zero_op o = { .ph = &ph };
+	pthread_t t = t_spawn(do_alloc_zeroed, &o);
+	REQUIRE(hm__race_wait("pool_frame_taken", STOP_MS) == 0);
+	CHECK_EQ(hm_prezero_count(&ph, 0), HM_PTRS - 1);
+	CHECK(hm_phys_nr_free(&ph) >= ph.nr_frames);
+	CHECK(hm_node_nr_free(&ph, 0) >= ph.nr_frames);
+	hm__race_release("pool_frame_taken");
+	pthread_join(t, NULL);
+	REQUIRE(o.pfn != HM_PFN_NONE);
+	CHECK_EQ(hm_phys_nr_free(&ph), ph.nr_frames - 1);
+	hm_free_pages(&ph, o.pfn, 0);
 	pooled_phys_fini(&ph);
 }
 
@@ -571,6 +606,7 @@ static void batched_folio_isolates_and_unmaps(void)
 }
 
 T_MAIN(T(batched_folio_isolates_and_unmaps), T(window_open_vs_cached_free), T(window_open_vs_pool_take), T(free_count_vs_pool_take),
+       T(free_count_during_pool_take),
        T(zeroing_batch_stays_counted), T(refill_after_drain_no_enomem), T(steal_prefers_zeroed),
        T(cached_frames_are_checked),
        T(writer_waits_for_counted_reader), T(held_reader_vs_reader_moving_cpus))
