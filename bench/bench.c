@@ -1365,7 +1365,7 @@ int main(int argc, char **argv)
 	 * machine has two CPUs the zeroing thread then has none idle, and a
 	 * share of their frames is zeroed in the fault. */
 	uint64_t z4t_used = stat_of(sys, "prezero_used");
-	double h4zt = nnt > 1 ? hugemm_fault(nt[1], GiB, MADV_NOHUGEPAGE, 4096, NULL, NULL) : 0;
+	double h4zt = hugemm_fault(nt[1], GiB, MADV_NOHUGEPAGE, 4096, NULL, NULL);
 	z4t_used = stat_of(sys, "prezero_used") - z4t_used;
 	prezero_rounds = false;
 	hm_system_destroy(sys);
@@ -1444,16 +1444,14 @@ int main(int argc, char **argv)
 	    false, NULL, NULL);
 	fig("idle zeroing: share of 2 MiB frames pre-zeroed", 100.0 * z2_used / round_frames, "%", true, NULL, 0,
 	    false, NULL, NULL);
-	if (nnt > 1) {
-		char name[96];
+	char zt_name[96];	/* nt[1] is 2: nnt is at least 2 */
 
-		snprintf(name, sizeof(name), "fault-in, 4 KiB pages, %d threads, pre-zeroed", nt[1]);
-		fig(name, h4zt, "GB/s", true, "pre-zeroed, 1 thread", h4z, false, NULL, NULL);
-		snprintf(name, sizeof(name), "fault-in, 4 KiB pages, %d threads, pre-zeroed vs not", nt[1]);
-		fig(name, h4zt, "GB/s", true, "not pre-zeroed, same threads", h4[1], false, NULL, NULL);
-		snprintf(name, sizeof(name), "idle zeroing: share of 4 KiB frames pre-zeroed, %d threads", nt[1]);
-		fig(name, 100.0 * z4t_used / (nt[1] * round_frames), "%", true, NULL, 0, false, NULL, NULL);
-	}
+	snprintf(zt_name, sizeof(zt_name), "fault-in, 4 KiB pages, %d threads, pre-zeroed", nt[1]);
+	fig(zt_name, h4zt, "GB/s", true, "pre-zeroed, 1 thread", h4z, false, NULL, NULL);
+	snprintf(zt_name, sizeof(zt_name), "fault-in, 4 KiB pages, %d threads, pre-zeroed vs not", nt[1]);
+	fig(zt_name, h4zt, "GB/s", true, "not pre-zeroed, same threads", h4[1], false, NULL, NULL);
+	snprintf(zt_name, sizeof(zt_name), "idle zeroing: share of 4 KiB frames pre-zeroed, %d threads", nt[1]);
+	fig(zt_name, 100.0 * z4t_used / (nt[1] * round_frames), "%", true, NULL, 0, false, NULL, NULL);
 	fig("idle zeroing: thread's time per GiB zeroed", z4_pages + z2_pages ?
 	    (z4_ns + z2_ns) / 1e6 / ((z4_pages + z2_pages) / 262144.0) : 0, "ms", false, NULL, 0, false, NULL, NULL);
 	if (thp && kernel_thp < 0.99)

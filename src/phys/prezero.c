@@ -103,10 +103,10 @@ unsigned hm_prezero_take_frames(struct hm_phys *ph, unsigned node, uint32_t *pfn
 	struct hm_zpool *z = &ph->zpool[node];
 	unsigned nr = 0;
 
-	if (!hm_load_relaxed(&z->nr) && hm_load_relaxed(&z->cur) == HM_PFN_NONE)
+	if (!zpool_frames(z))
 		return 0;
 	hm_mutex_lock(&z->lock);
-	while (nr < max && (z->cur != HM_PFN_NONE || z->nr)) {
+	while (nr < max && z->frames) {
 		/* Counted in the caller's list before it leaves the pool: an
 		 * unlocked count of free frames, which reads the pools first
 		 * (hm_phys_nr_free), counts it twice for a moment, never not
@@ -179,7 +179,7 @@ bool hm_prezero_drain(struct hm_phys *ph, int node)
 			continue;
 		hm_mutex_lock(&z->lock);
 		/* Each range uncounted here only once it is counted free:
-		 * a reader counts it twice for a moment, not at all never. */
+		 * a reader counts it twice for a moment, never not at all. */
 		if (z->cur != HM_PFN_NONE) {
 			free_range(ph, z->cur + z->used, HM_PTRS - z->used);
 			hm_store(&z->frames, z->frames - (HM_PTRS - z->used));
